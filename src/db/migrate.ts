@@ -1,0 +1,31 @@
+import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
+import * as initial from './migrations/2026-11-22-0001-initial.js';
+import * as admission from './migrations/2026-11-22-0002-admission.js';
+
+/** Every migration, in order. Names are frozen: they are recorded in the database. */
+const MIGRATIONS: Record<string, Migration> = {
+  '2026-11-22-0001-initial': initial,
+  '2026-11-22-0002-admission': admission,
+};
+
+/** Thrown when a migration fails; the database is left at the last good migration. */
+export class MigrationError extends Error {
+  override name = 'MigrationError';
+}
+
+/** Applies pending migrations; a no-op when up to date. Safe to run from several processes at once. */
+export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: () => Promise.resolve(MIGRATIONS) },
+    migrationTableName: 'leash_migrations',
+    migrationLockTableName: 'leash_migrations_lock',
+  });
+  const result: MigrationResultSet = await migrator.migrateToLatest();
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    const message = result.error instanceof Error ? result.error.message : JSON.stringify(result.error);
+    throw new MigrationError(`migration ${failed} failed: ${message}`);
+  }
+  return (result.results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,111 @@
+import type { ColumnType, Generated, JSONColumnType } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json = Record<string, unknown>;
+
+export interface VendorCredentialsTable {
+  vendor: string;
+  name: string;
+  source: 'env' | 'encrypted';
+  env_var: string | null;
+  ciphertext: Buffer | null;
+  base_url: string | null;
+  account: string | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface PoliciesTable {
+  name: string;
+  latest_version: number;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface PolicyVersionsTable {
+  policy: string;
+  version: number;
+  document: JSONColumnType<Json, Json | string, Json | string>;
+  digest: string;
+  created_at: Generated<Date>;
+}
+
+export interface VaultKeysTable {
+  id: string;
+  secret_hash: Buffer;
+  agent: string;
+  run_id: string | null;
+  policy: string;
+  policy_version: number | null;
+  label: string | null;
+  metadata: JSONColumnType<Record<string, string>, string, string>;
+  created_at: Generated<Date>;
+  expires_at: Date | null;
+  revoked_at: Timestamp | null;
+  revoked_reason: string | null;
+  rotated_at: Timestamp | null;
+}
+
+export interface SpendWindowsTable {
+  scope: string;
+  kind: 'usd_day' | 'requests_hour';
+  window_start: Date;
+  spent_micros: Generated<number>;
+  reserved_micros: Generated<number>;
+  requests: Generated<number>;
+  updated_at: Generated<Date>;
+}
+
+export type Decision = 'allowed' | 'denied';
+export type Outcome = 'pending' | 'succeeded' | 'failed' | 'unknown' | 'none';
+export type CostStatus = 'none' | 'estimated' | 'pending' | 'settled';
+
+export interface AuditLogTable {
+  id: string;
+  ts: Generated<Date>;
+  key_id: string | null;
+  agent: string | null;
+  run_id: string | null;
+  policy: string | null;
+  policy_version: number | null;
+  tool: string;
+  vendor: string | null;
+  operation: string | null;
+  account: string | null;
+  decision: Decision;
+  reason: string | null;
+  outcome: Outcome;
+  reserved_micros: number;
+  cost_micros: number;
+  cost_status: CostStatus;
+  amount: number | null;
+  currency: string | null;
+  vendor_request_id: string | null;
+  vendor_object_id: string | null;
+  http_status: number | null;
+  error: string | null;
+  request: JSONColumnType<Json, string, string> | null;
+  args_hash: string | null;
+  budget: JSONColumnType<BudgetWindow[], string, string>;
+  sandbox: boolean;
+  latency_ms: number | null;
+  settled_at: Date | null;
+  metadata: JSONColumnType<Json, string, string>;
+}
+
+/** One window a call reserved in; recorded on its audit row so settlement finds it even across midnight. */
+export interface BudgetWindow {
+  scope: string;
+  kind: 'usd_day' | 'requests_hour';
+  window_start: string;
+  cap: number;
+}
+
+export interface Database {
+  vendor_credentials: VendorCredentialsTable;
+  policies: PoliciesTable;
+  policy_versions: PolicyVersionsTable;
+  vault_keys: VaultKeysTable;
+  spend_windows: SpendWindowsTable;
+  audit_log: AuditLogTable;
+}

@@ -1,0 +1,82 @@
+// Covers the shared embedded PostgreSQL: concurrent starts share one server; status, stop and start.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { destroyEmbedded } from '../src/db/embedded.js';
+import { childEnv, runLeash } from './support/cli.js';
+
+let home: string;
+let env: NodeJS.ProcessEnv;
+
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'leash-embedded-'));
+  env = childEnv({ LEASH_HOME: home });
+});
+
+afterAll(async () => {
+  await destroyEmbedded(home);
+  await rm(home, { recursive: true, force: true });
+});
+
+const parse = (s: string) =>
+  JSON.parse(s) as { running: boolean; port?: number; pid?: number; dataDir: string };
+
+describe('leash db (embedded)', () => {
+  it('reports a stopped, uninitialised server before anything starts it', async () => {
+    const r = await runLeash(['db', 'status', '--json'], env);
+    expect(r.code).toBe(4);
+    expect(parse(r.stdout)).toMatchObject({ running: false, initialised: false });
+  });
+
+  it('leaves exactly one running server when two `db start` run at the same moment', async () => {
+    const [a, b] = await Promise.all([
+      runLeash(['db', 'start', '--json'], env),
+      runLeash(['db', 'start', '--json'], env),
+    ]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    const sa = parse(a.stdout);
+    const sb = parse(b.stdout);
+    expect(sa.port).toBeGreaterThan(0);
+    expect(sb.port).toBe(sa.port);
+    expect(sb.pid).toBe(sa.pid);
+    const pidFile = await readFile(join(sa.dataDir, 'postmaster.pid'), 'utf8');
+    expect(Number.parseInt(pidFile, 10)).toBe(sa.pid);
+    const status = await runLeash(['db', 'status', '--json'], env);
+    expect(status.code).toBe(0);
+    expect(parse(status.stdout)).toMatchObject({ running: true, port: sa.port, pid: sa.pid });
+  });
+
+  it('never prints the database password in status output', async () => {
+    const url = await runLeash(['db', 'url', '--json'], env);
+    const password = new URL((JSON.parse(url.stdout) as { url: string }).url).password;
+    expect(password.length).toBeGreaterThan(10);
+    const status = await runLeash(['db', 'status', '--json'], env);
+    expect(status.stdout).not.toContain(password);
+    expect(status.stdout).toContain('****');
+  });
+
+  it('stops the server with `db stop` and starts it again with `db start`', async () => {
+    const stop = await runLeash(['db', 'stop'], env);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(stop.stdout).toContain('stopped');
+    const down = await runLeash(['db', 'status', '--json'], env);
+    expect(down.code).toBe(4);
+    expect(parse(down.stdout)).toMatchObject({ running: false, initialised: true });
+    const again = await runLeash(['db', 'stop'], env);
+    expect(again.stdout).toContain('was not running');
+    const start = await runLeash(['db', 'start', '--json'], env);
+    expect(start.code, start.stderr).toBe(0);
+    expect(parse(start.stdout).running).toBe(true);
+  });
+
+  it('answers --help and rejects unknown commands with a usage exit code', async () => {
+    const help = await runLeash(['db', '--help'], env);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: leash db');
+    const bad = await runLeash(['db', 'explode'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("unknown command 'explode'");
+  });
+});

@@ -1,0 +1,63 @@
+// Covers schema migrations: up on an empty database, and a second run being a no-op.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { loadConfig } from '../src/config/config.js';
+import { openDatabase, type DbHandle } from '../src/db/database.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+
+const name = `leash_t_${randomBytes(6).toString('hex')}`;
+let handle: DbHandle | undefined;
+
+afterAll(async () => {
+  await handle?.close();
+});
+
+describe('migrations', () => {
+  it('create every table on an empty database, then do nothing on a second run', async () => {
+    const admin = new pg.Client({ connectionString: inject('adminUrl') });
+    await admin.connect();
+    await admin.query(`create database ${name}`);
+    await admin.end();
+    const url = new URL(inject('adminUrl'));
+    url.pathname = `/${name}`;
+    handle = await openDatabase(loadConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
+
+    const first = await migrateToLatest(handle.db);
+    expect(first).toEqual(['2026-11-22-0001-initial', '2026-11-22-0002-admission']);
+    const second = await migrateToLatest(handle.db);
+    expect(second).toEqual([]);
+
+    const { rows } = await handle.pool.query<{ table_name: string }>(
+      `select table_name from information_schema.tables where table_schema = 'public' order by 1`,
+    );
+    expect(rows.map((r) => r.table_name)).toEqual(
+      expect.arrayContaining([
+        'audit_log',
+        'policies',
+        'policy_versions',
+        'spend_windows',
+        'vault_keys',
+        'vendor_credentials',
+      ]),
+    );
+    const idx = await handle.pool.query<{ indexname: string }>(
+      `select indexname from pg_indexes where tablename = 'audit_log'`,
+    );
+    expect(idx.rows.map((r) => r.indexname)).toEqual(
+      expect.arrayContaining(['audit_by_run', 'audit_by_agent_ts', 'audit_denied_ts']),
+    );
+  });
+
+  it('run concurrently from two pools without failing or applying twice', async () => {
+    const url = new URL(inject('adminUrl'));
+    url.pathname = `/${name}`;
+    const other = await openDatabase(loadConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
+    try {
+      const results = await Promise.all([migrateToLatest(other.db), migrateToLatest(handle!.db)]);
+      expect(results).toEqual([[], []]);
+    } finally {
+      await other.close();
+    }
+  });
+});

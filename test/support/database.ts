@@ -1,0 +1,35 @@
+// Gives each test file its own fresh, migrated database cloned from the run's template.
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import { openDatabase, type DbHandle } from '../../src/db/database.js';
+
+export interface TestDatabase extends DbHandle {
+  name: string;
+  /** Opens another independent pool on the same database (a second replica). */
+  openPool(poolMax?: number): Promise<DbHandle>;
+}
+
+/** Creates a new database from the migrated template and opens a pool on it. */
+export async function freshDatabase(poolMax = 10): Promise<TestDatabase> {
+  const adminUrl = inject('adminUrl');
+  const template = inject('templateDb');
+  const name = `leash_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${name} template ${template}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const config = loadConfig({});
+  const handle = await openDatabase(config, { url: url.toString(), poolMax, migrate: false });
+  return {
+    ...handle,
+    name,
+    openPool: (max = 10) => openDatabase(config, { url: url.toString(), poolMax: max, migrate: false }),
+  };
+}
