@@ -114,8 +114,9 @@ export function table(rows: Record<string, unknown>[], columns: string[]): strin
   const cell = (v: unknown): string => {
     if (v === null || v === undefined) return '-';
     if (v instanceof Date) return v.toISOString();
-    if (typeof v === 'object') return JSON.stringify(v);
-    return String(v as string | number | boolean);
+    if (typeof v === 'string') return v;
+    if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+    return JSON.stringify(v);
   };
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (values: string[]) =>

@@ -63,6 +63,8 @@ export type Config = Readonly<{
   emailPriceMicros: number;
   /** Vendor secrets as the vendors' own env vars name them; read only by src/credentials. */
   vendorEnv: Readonly<Record<string, string>>;
+  /** The rest of the environment, for credentials stored as `--from-env VAR`; read only by src/credentials. */
+  extraEnv: Readonly<Record<string, string | undefined>>;
 }>;
 
 const VENDOR_ENV = [
@@ -120,5 +122,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     smsPriceMicros: Object.freeze({ default: 8300, ...fromFile.sms_price_micros }),
     emailPriceMicros: fromFile.email_price_micros ?? 400,
     vendorEnv: Object.freeze(vendorEnv),
+    extraEnv: Object.freeze({ ...env }),
   });
 }

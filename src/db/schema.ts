@@ -27,6 +27,8 @@ export interface PolicyVersionsTable {
   version: number;
   document: JSONColumnType<Json, Json | string, Json | string>;
   digest: string;
+  loop_limit: number | null;
+  loop_window_seconds: number | null;
   created_at: Generated<Date>;
 }
 

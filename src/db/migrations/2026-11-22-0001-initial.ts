@@ -31,6 +31,9 @@ export async function up(db: Kysely<any>): Promise<void> {
       version     integer not null check (version > 0),
       document    jsonb not null,
       digest      text not null,
+      -- Loop guard, lifted out of the document so authentication can count repeats in the same query.
+      loop_limit          integer,
+      loop_window_seconds integer,
       created_at  timestamptz not null default now(),
       primary key (policy, version)
     );

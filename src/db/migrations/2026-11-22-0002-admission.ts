@@ -15,6 +15,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       cap bigint;
       left_after bigint;
       done jsonb := '[]';
+      min_left bigint;
       code text;
       details jsonb := '{}';
       now_ts timestamptz := clock_timestamp();
@@ -68,6 +69,9 @@ export async function up(db: Kysely<any>): Promise<void> {
               exit;
             end if;
           end if;
+          if w->>'kind' = 'usd_day' then
+            min_left := least(coalesce(min_left, left_after), left_after);
+          end if;
           done := done || jsonb_build_array(w);
         end loop;
 
@@ -100,7 +104,8 @@ export async function up(db: Kysely<any>): Promise<void> {
           'metadata', coalesce(p_row->'metadata', '{}')
                       || case when code is null then '{}' else jsonb_build_object('denial', details) end));
 
-      return jsonb_build_object('admitted', code is null, 'code', code, 'details', details, 'ts', now_ts);
+      return jsonb_build_object('admitted', code is null, 'code', code, 'details', details, 'ts', now_ts,
+                                'remaining_micros', min_left);
     end $$;
 
     -- Settle one admitted call. Moves what the row holds in its windows from reserved to spent.

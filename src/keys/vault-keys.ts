@@ -1,0 +1,197 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Db } from '../db/database.js';
+
+/** A vault key problem an operator can act on (unknown policy, bad id). */
+export class KeyError extends Error {
+  override name = 'KeyError';
+}
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+const KEY_RE = /^lsk_([a-z2-7]{12})_([a-z2-7]{52})$/;
+
+function base32(bytes: Buffer, length: number): string {
+  let out = '';
+  for (let i = 0; i < length; i++) out += ALPHABET[(bytes[i] ?? 0) & 31];
+  return out;
+}
+
+/** sha-256 of the secret: secrets carry 260 random bits, so a slow KDF adds nothing but latency. */
+export function hashSecret(secret: string): Buffer {
+  return createHash('sha256').update(secret).digest();
+}
+
+/** Splits `lsk_<id>_<secret>`; undefined when the shape is wrong. */
+export function parseVaultKey(key: string): { id: string; secret: string } | undefined {
+  const m = KEY_RE.exec(key.trim());
+  return m?.[1] && m[2] ? { id: m[1], secret: m[2] } : undefined;
+}
+
+/** Constant-time check of a presented secret against the stored hash. */
+export function secretMatches(secret: string, storedHash: Buffer): boolean {
+  const presented = hashSecret(secret);
+  return presented.length === storedHash.length && timingSafeEqual(presented, storedHash);
+}
+
+export interface MintOptions {
+  agent: string;
+  policy: string;
+  runId?: string | undefined;
+  policyVersion?: number | undefined;
+  expiresAt?: Date | undefined;
+  label?: string | undefined;
+  metadata?: Record<string, string> | undefined;
+}
+
+export interface MintedKey {
+  id: string;
+  /** The whole key; shown once, never stored. */
+  key: string;
+  agent: string;
+  run_id: string | null;
+  policy: string;
+  policy_version: number | null;
+  expires_at: Date | null;
+}
+
+const newId = () => base32(randomBytes(12), 12);
+const newSecret = () => base32(randomBytes(52), 52);
+
+/** Mints a vault key; only the hash of its secret is stored. */
+export async function mintKey(db: Db, o: MintOptions): Promise<MintedKey> {
+  if (!/^[\w.@:-]{1,128}$/.test(o.agent))
+    throw new KeyError('agent must be 1-128 characters of letters, digits, _ . @ : -');
+  if (o.runId !== undefined && !/^[\w.@:-]{1,128}$/.test(o.runId)) {
+    throw new KeyError('run id must be 1-128 characters of letters, digits, _ . @ : -');
+  }
+  const policy = await db
+    .selectFrom('policies')
+    .select(['name', 'latest_version'])
+    .where('name', '=', o.policy)
+    .executeTakeFirst();
+  if (!policy)
+    throw new KeyError(`no policy named '${o.policy}'; apply it first with 'leash policies apply <file>'`);
+  if (o.policyVersion !== undefined && (o.policyVersion < 1 || o.policyVersion > policy.latest_version)) {
+    throw new KeyError(
+      `policy '${o.policy}' has no version ${o.policyVersion} (latest is ${policy.latest_version})`,
+    );
+  }
+  const id = newId();
+  const secret = newSecret();
+  await db
+    .insertInto('vault_keys')
+    .values({
+      id,
+      secret_hash: hashSecret(secret),
+      agent: o.agent,
+      run_id: o.runId ?? null,
+      policy: o.policy,
+      policy_version: o.policyVersion ?? null,
+      label: o.label ?? null,
+      metadata: JSON.stringify(o.metadata ?? {}),
+      expires_at: o.expiresAt ?? null,
+    })
+    .execute();
+  return {
+    id,
+    key: `lsk_${id}_${secret}`,
+    agent: o.agent,
+    run_id: o.runId ?? null,
+    policy: o.policy,
+    policy_version: o.policyVersion ?? null,
+    expires_at: o.expiresAt ?? null,
+  };
+}
+
+export type RevokeTarget = { id: string } | { agent: string } | { runId: string };
+
+/** Revokes keys (one row update each, committed before returning); returns the ids revoked now. */
+export async function revokeKeys(
+  db: Db,
+  target: RevokeTarget,
+  reason = 'revoked by operator',
+): Promise<string[]> {
+  let q = db
+    .updateTable('vault_keys')
+    .set({ revoked_at: sql<Date>`now()`, revoked_reason: reason })
+    .where('revoked_at', 'is', null);
+  if ('id' in target) q = q.where('id', '=', target.id);
+  else if ('agent' in target) q = q.where('agent', '=', target.agent);
+  else q = q.where('run_id', '=', target.runId);
+  const rows = await q.returning('id').execute();
+  return rows.map((r) => r.id);
+}
+
+/** New secret for the same key identity and history; the old secret stops working at once. */
+export async function rotateKey(db: Db, id: string): Promise<string> {
+  const secret = newSecret();
+  const row = await db
+    .updateTable('vault_keys')
+    .set({ secret_hash: hashSecret(secret), rotated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .returning('id')
+    .executeTakeFirst();
+  if (!row) throw new KeyError(`no active key '${id}'`);
+  return `lsk_${id}_${secret}`;
+}
+
+export interface KeyRow {
+  id: string;
+  agent: string;
+  run_id: string | null;
+  policy: string;
+  policy_version: number | null;
+  label: string | null;
+  metadata: Record<string, string>;
+  created_at: Date;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  revoked_reason: string | null;
+  rotated_at: Date | null;
+  status: 'active' | 'revoked' | 'expired';
+}
+
+const keyColumns = [
+  'id',
+  'agent',
+  'run_id',
+  'policy',
+  'policy_version',
+  'label',
+  'metadata',
+  'created_at',
+  'expires_at',
+  'revoked_at',
+  'revoked_reason',
+  'rotated_at',
+] as const;
+
+function withStatus(r: Omit<KeyRow, 'status'>): KeyRow {
+  const status = r.revoked_at
+    ? 'revoked'
+    : r.expires_at && r.expires_at.getTime() <= Date.now()
+      ? 'expired'
+      : 'active';
+  return { ...r, status };
+}
+
+export async function listKeys(
+  db: Db,
+  f: { agent?: string; runId?: string; active?: boolean } = {},
+): Promise<KeyRow[]> {
+  let q = db.selectFrom('vault_keys').select(keyColumns).orderBy('created_at', 'desc').limit(1000);
+  if (f.agent) q = q.where('agent', '=', f.agent);
+  if (f.runId) q = q.where('run_id', '=', f.runId);
+  if (f.active) {
+    q = q
+      .where('revoked_at', 'is', null)
+      .where((w) => w.or([w('expires_at', 'is', null), w('expires_at', '>', sql<Date>`now()`)]));
+  }
+  return (await q.execute()).map(withStatus);
+}
+
+export async function getKey(db: Db, id: string): Promise<KeyRow | undefined> {
+  const row = await db.selectFrom('vault_keys').select(keyColumns).where('id', '=', id).executeTakeFirst();
+  return row ? withStatus(row) : undefined;
+}

@@ -1,0 +1,72 @@
+/** An expected refusal: policy, budget or key state said no. Retrying the same call will not help. */
+export class PolicyDenied extends Error {
+  override name = 'PolicyDenied';
+  readonly retryable = false;
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export type VendorErrorKind = 'rejected' | 'auth' | 'rate_limited' | 'unavailable' | 'timeout';
+
+/**
+ * The vendor refused or could not be reached. `definite` says whether the vendor certainly did nothing
+ * (a 4xx, or a connection never made); otherwise the outcome is unknown until reconciled.
+ */
+export class VendorError extends Error {
+  override name = 'VendorError';
+  readonly vendor: string;
+  readonly kind: VendorErrorKind;
+  readonly status: number | undefined;
+  readonly requestId: string | undefined;
+  readonly retryable: boolean;
+  readonly definite: boolean;
+  /** A vendor error code (e.g. Stripe `charge_already_refunded`), safe to show. */
+  readonly vendorCode: string | undefined;
+  constructor(o: {
+    vendor: string;
+    kind: VendorErrorKind;
+    message: string;
+    status?: number | undefined;
+    requestId?: string | undefined;
+    vendorCode?: string | undefined;
+    definite?: boolean;
+    cause?: unknown;
+  }) {
+    super(o.message, { cause: o.cause });
+    this.vendor = o.vendor;
+    this.kind = o.kind;
+    this.status = o.status;
+    this.requestId = o.requestId;
+    this.vendorCode = o.vendorCode;
+    this.retryable = o.kind === 'rate_limited' || o.kind === 'unavailable' || o.kind === 'timeout';
+    this.definite = o.definite ?? (o.status !== undefined && o.status >= 400 && o.status < 500);
+  }
+}
+
+/** What the agent sees when a call did not succeed. Never carries a secret or a stack. */
+export interface ToolFailure {
+  code: string;
+  message: string;
+  retryable: boolean;
+  audit_id: string | null;
+  details?: Record<string, unknown>;
+  vendor?: { name: string; kind: VendorErrorKind; status?: number; request_id?: string; code?: string };
+}
+
+/** Scrubs anything that looks like a credential from text that came from outside (vendor messages). */
+export function scrub(text: string, secrets: readonly string[] = []): string {
+  let out = text;
+  for (const s of secrets) if (s.length >= 6) out = out.split(s).join('[redacted]');
+  return out
+    .replace(/\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]+/g, '[redacted]')
+    .replace(/\bre_[A-Za-z0-9_]{8,}/g, '[redacted]')
+    .replace(/\blsk_[a-z2-7]{12}_[a-z2-7]{52}\b/g, '[redacted]')
+    .replace(/(Bearer|Basic)\s+[A-Za-z0-9+/=._-]+/gi, '$1 [redacted]')
+    .replace(/\/\/[^/\s:@]+:[^/\s@]+@/g, '//[redacted]@')
+    .slice(0, 500);
+}

@@ -1,0 +1,146 @@
+import { sql } from 'kysely';
+import { settleCall } from '../audit/write.js';
+import { loadPolicy } from '../policy/store.js';
+import { scrub, VendorError } from './errors.js';
+import type { PipelineDeps } from './run-tool.js';
+import type { PendingCall } from './tool.js';
+
+export interface ReconcileSummary {
+  examined: number;
+  succeeded: number;
+  failed: number;
+  priced: number;
+  still_unknown: number;
+  skipped: number;
+  rows: { id: string; tool: string; before: string; after: string; note?: string }[];
+}
+
+/**
+ * Settles rows left pending/unknown (crash, timeout) and costs the vendor prices later. Each tool says how:
+ * replay with the same idempotency key, or look the object up. Rows younger than `graceSeconds` are left
+ * alone so a call still in flight is not raced.
+ */
+export async function reconcile(
+  deps: PipelineDeps,
+  o: { graceSeconds?: number; limit?: number } = {},
+): Promise<ReconcileSummary> {
+  const grace = o.graceSeconds ?? 30;
+  const rows = await deps.db
+    .selectFrom('audit_log')
+    .select([
+      'id',
+      'tool',
+      'policy',
+      'policy_version',
+      'outcome',
+      'cost_status',
+      'request',
+      'vendor_object_id',
+      'reserved_micros',
+      'cost_micros',
+      'sandbox',
+    ])
+    .where('decision', '=', 'allowed')
+    .where((eb) => eb.or([eb('outcome', 'in', ['pending', 'unknown']), eb('cost_status', '=', 'pending')]))
+    .where('ts', '<', sql<Date>`now() - make_interval(secs => ${grace})`)
+    .orderBy('ts')
+    .limit(o.limit ?? 500)
+    .execute();
+  const summary: ReconcileSummary = {
+    examined: rows.length,
+    succeeded: 0,
+    failed: 0,
+    priced: 0,
+    still_unknown: 0,
+    skipped: 0,
+    rows: [],
+  };
+  for (const row of rows) {
+    const before = row.outcome === 'succeeded' ? `succeeded/cost ${row.cost_status}` : row.outcome;
+    const note = (after: string, extra?: string) =>
+      summary.rows.push({ id: row.id, tool: row.tool, before, after, ...(extra ? { note: extra } : {}) });
+    const tool = deps.catalog.tools.get(row.tool);
+    if (!tool?.reconcile || !tool.vendor) {
+      summary.skipped++;
+      note(before, 'tool cannot reconcile');
+      continue;
+    }
+    if (row.sandbox !== deps.sandbox) {
+      summary.skipped++;
+      note(
+        before,
+        row.sandbox
+          ? 'sandbox row: reconcile it from the sandbox server'
+          : 'live row: not reconciled in sandbox mode',
+      );
+      continue;
+    }
+    const policy = row.policy
+      ? await loadPolicy(deps.db, row.policy, row.policy_version ?? undefined)
+      : undefined;
+    const rule = policy?.tools.get(row.tool);
+    const spec = deps.catalog.vendors.get(tool.vendor);
+    if (!policy || !rule || !spec) {
+      summary.skipped++;
+      note(before, 'policy or vendor no longer known');
+      continue;
+    }
+    const vendorConfig = policy.vendors[tool.vendor];
+    const pending: PendingCall = {
+      id: row.id,
+      idempotencyKey: `leash_${row.id}`,
+      request: row.request,
+      vendorObjectId: row.vendor_object_id,
+      outcome: row.outcome as PendingCall['outcome'],
+      costStatus: row.cost_status,
+      reservedMicros: row.reserved_micros,
+      costMicros: row.cost_micros,
+    };
+    try {
+      const handle = await deps.clients.get(
+        spec,
+        rule.credential ?? vendorConfig?.credential ?? 'default',
+        vendorConfig?.account,
+      );
+      const result = await tool.reconcile(
+        {
+          client: handle.client,
+          rule,
+          account: handle.account,
+          sandbox: deps.sandbox,
+          idempotencyKey: pending.idempotencyKey,
+          pricing: {
+            fxRates: deps.config.fxRates,
+            smsPriceMicros: deps.config.smsPriceMicros,
+            emailPriceMicros: deps.config.emailPriceMicros,
+          },
+          budget: () => Promise.reject(new Error('no budget during reconcile')),
+        },
+        pending,
+      );
+      if (result.outcome === 'succeeded') {
+        await settleCall(deps.db, row.id, 'succeeded', result.costMicros, result.costStatus, {
+          vendor_object_id: result.vendorObjectId,
+          amount: result.amount?.minor,
+          currency: result.amount?.currency.toLowerCase(),
+        });
+        if (row.outcome === 'succeeded') summary.priced++;
+        else summary.succeeded++;
+        note(result.costStatus === 'pending' ? 'succeeded/cost pending' : 'succeeded');
+      } else if (result.outcome === 'failed') {
+        await settleCall(deps.db, row.id, 'failed', 0, 'settled', {
+          error: scrub(result.error, handle.secrets),
+        });
+        summary.failed++;
+        note('failed');
+      } else {
+        summary.still_unknown++;
+        note(before, 'vendor cannot tell yet');
+      }
+    } catch (error) {
+      summary.still_unknown++;
+      note(before, error instanceof VendorError ? `vendor ${error.kind}` : 'error');
+    }
+  }
+  return summary;
+}

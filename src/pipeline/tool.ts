@@ -1,0 +1,156 @@
+import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import type { z } from 'zod';
+import type { ResolvedCredential, SecretFields } from '../credentials/credentials.js';
+import type { ToolRule } from '../policy/compile.js';
+import type { PolicyFacts } from '../policy/evaluate.js';
+import type { RuleName } from '../policy/schema.js';
+
+/** Prices and rates the cost estimates use (from config). */
+export interface Pricing {
+  fxRates: Readonly<Record<string, number>>;
+  smsPriceMicros: Readonly<Record<string, number>>;
+  emailPriceMicros: number;
+}
+
+/** A vendor: how to build its client from a credential, and its built-in fake for --sandbox. */
+export interface VendorSpec<Client = unknown> {
+  name: string;
+  /** Secret fields and the env vars the vendor's own docs use for them. */
+  secretFields: SecretFields;
+  createClient(credential: ResolvedCredential, options: { timeoutMs: number }): Client;
+  /** Starts (once per process) a local fake of this vendor for --sandbox. */
+  sandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }>;
+}
+
+/** This key's budget as a tool may report it. */
+export interface BudgetView {
+  key_id: string;
+  agent: string;
+  run_id: string | null;
+  policy: string;
+  policy_version: number;
+  expires_at: string | null;
+  scopes: {
+    scope: 'key' | 'policy';
+    window: 'day' | 'hour';
+    unit: 'usd_micros' | 'requests';
+    cap: number;
+    used: number;
+    reserved: number;
+    remaining: number;
+    resets_at: string;
+  }[];
+}
+
+export interface LookupContext<Client> {
+  client: Client;
+  rule: ToolRule;
+  account: string | undefined;
+  sandbox: boolean;
+}
+
+export interface CallContext<Client> extends LookupContext<Client> {
+  /** Derived from the audit row id: a replay with the same key has no second effect. */
+  idempotencyKey: string;
+  pricing: Pricing;
+  budget(): Promise<BudgetView>;
+}
+
+/** What a successful vendor call produced. */
+export interface Effect<Out> {
+  output: Out;
+  costMicros: number;
+  /** `pending` when the vendor prices it later (Twilio); `reconcile` settles it. */
+  costStatus: 'settled' | 'pending';
+  vendorObjectId?: string;
+  vendorRequestId?: string;
+  httpStatus?: number;
+  amount?: { minor: number; currency: string };
+}
+
+/** The audit row fields reconcile hands back to the tool. */
+export interface PendingCall {
+  id: string;
+  idempotencyKey: string;
+  request: Record<string, unknown> | null;
+  vendorObjectId: string | null;
+  outcome: 'pending' | 'unknown' | 'succeeded';
+  costStatus: string;
+  reservedMicros: number;
+  costMicros: number;
+}
+
+export type Reconciled =
+  | {
+      outcome: 'succeeded';
+      costMicros: number;
+      costStatus: 'settled' | 'pending';
+      vendorObjectId?: string;
+      amount?: { minor: number; currency: string };
+    }
+  | { outcome: 'failed'; error: string }
+  | { outcome: 'unknown' };
+
+/**
+ * A governed tool. It declares what it needs; the pipeline does authentication, policy, budget, audit and
+ * settlement the same way for every tool. A tool never touches the database, the audit log or process.env.
+ */
+export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Client = unknown> {
+  name: string;
+  title: string;
+  description: string;
+  /** Vendor name, or undefined for leash's own tools (e.g. get_budget). */
+  vendor: string | undefined;
+  /** e.g. "POST /v1/refunds", for the audit log. */
+  operation: string;
+  annotations: ToolAnnotations;
+  input: z.ZodObject;
+  output: z.ZodObject;
+  /** Policy rules that apply to this tool; `requires` must be set for the tool to be enabled. */
+  rules: readonly RuleName[];
+  requires?: readonly RuleName[];
+  /** False for tools that should not use up the request cap (budget lookups). Default true. */
+  countsAsRequest?: boolean;
+  /** The input schema narrowed by the caller's policy, and sentences stating the limits. */
+  narrow?(rule: ToolRule): { input: z.ZodObject; limits: string[] };
+  /** Read-only vendor lookups the policy needs (e.g. a payment's customer). Failures deny. */
+  lookup?(ctx: LookupContext<Client>, input: In): Promise<Facts>;
+  /** The facts policy checks, from the input and the lookup. */
+  facts(input: In, looked: Facts): PolicyFacts;
+  /** Estimated cost in micro-USD, reserved before the call. `amountMicros` is the USD value evaluate computed. */
+  estimateCostMicros(input: In, looked: Facts, pricing: Pricing, amountMicros: number | undefined): number;
+  call(ctx: CallContext<Client>, input: In, looked: Facts): Promise<Effect<Out>>;
+  /** Settles a call left pending/unknown, or a cost left pending: replay idempotently or look the object up. */
+  reconcile?(ctx: CallContext<Client>, row: PendingCall): Promise<Reconciled>;
+  /** What of the input the audit row keeps. Default: all of it. */
+  redact?(input: In): Record<string, unknown>;
+}
+
+/** Erases a tool's type parameters for the catalog list; each tool keeps its own types inside. */
+export function defineTool<In, Facts, Out, Client>(
+  tool: ToolDefinition<In, Facts, Out, Client>,
+): ToolDefinition {
+  return tool; // method parameters are bivariant, so a typed tool fits the erased list
+}
+
+/** The catalog: every tool and vendor leash knows. */
+export interface Catalog {
+  tools: ReadonlyMap<string, ToolDefinition>;
+  vendors: ReadonlyMap<string, VendorSpec>;
+}
+
+/** What the policy compiler needs to know of the catalog: each tool's vendor and rules. */
+export function ruleSpecs(
+  catalog: Catalog,
+): ReadonlyMap<string, { vendor?: string; rules: readonly RuleName[]; requires?: readonly RuleName[] }> {
+  return new Map(
+    [...catalog.tools.values()].map((t) => [
+      t.name,
+      {
+        ...(t.vendor ? { vendor: t.vendor } : {}),
+        rules: t.rules,
+        ...(t.requires ? { requires: t.requires } : {}),
+      },
+    ]),
+  );
+}

@@ -1,0 +1,150 @@
+// Rule tables for evaluate(): for every rule, a call it allows and a call it denies with the right code.
+import { describe, expect, it } from 'vitest';
+import { compilePolicy, PolicyFileError, validatePolicy, type ToolRuleSpec } from './compile.js';
+import { evaluate, type EvaluationRequest, type PolicyFacts } from './evaluate.js';
+
+const catalog = new Map<string, ToolRuleSpec>([
+  ['issue_refund', { vendor: 'stripe', rules: ['max_amount_usd', 'customers'] }],
+  [
+    'send_sms',
+    { vendor: 'twilio', rules: ['from', 'to_prefixes', 'to_numbers', 'max_segments'], requires: ['from'] },
+  ],
+  [
+    'send_email',
+    { vendor: 'resend', rules: ['from', 'to_domains', 'to_addresses', 'max_recipients'], requires: ['from'] },
+  ],
+  ['get_budget', { rules: [] }],
+]);
+
+const policy = compilePolicy(
+  validatePolicy(
+    {
+      name: 'support',
+      limits: { daily_usd: 500 },
+      tools: {
+        issue_refund: { max_amount_usd: 50, customers: ['cus_A', 'cus_B'] },
+        send_sms: {
+          from: '+15550001111',
+          to_prefixes: ['+1'],
+          to_numbers: ['+447700900123'],
+          max_segments: 3,
+        },
+        send_email: {
+          from: 'Support <support@acme.com>',
+          to_domains: ['acme.com', '*.acme.io'],
+          to_addresses: ['ceo@partner.org'],
+          max_recipients: 2,
+        },
+        get_budget: null,
+      },
+      loop_guard: { identical_calls: 3, window: '10m' },
+    },
+    catalog,
+  ),
+  1,
+);
+
+const now = new Date('2026-11-22T12:00:00Z');
+
+function req(tool: string, facts: PolicyFacts, over: Partial<EvaluationRequest> = {}): EvaluationRequest {
+  return {
+    tool,
+    policy,
+    key: { revokedAt: null, expiresAt: null },
+    now,
+    facts,
+    recentIdenticalCalls: 0,
+    fxRates: { EUR: 1.1 },
+    ...over,
+  };
+}
+
+const refund = (minor: number, currency = 'usd', customer: string | null = 'cus_A') => ({
+  amount: { minor, currency },
+  customer,
+});
+
+describe('evaluate', () => {
+  it.each([
+    ['a refund within the per-call limit to a listed customer', req('issue_refund', refund(5000))],
+    [
+      'a refund in a currency with a configured rate, within the limit',
+      req('issue_refund', refund(4500, 'eur')),
+    ],
+    [
+      'an SMS to an allowed prefix within the segment limit',
+      req('send_sms', { phones: ['+15551234567'], segments: 3 }),
+    ],
+    [
+      'an SMS to an exactly listed number outside the prefixes',
+      req('send_sms', { phones: ['+447700900123'], segments: 1 }),
+    ],
+    [
+      'an email to an allowed domain, a wildcard subdomain and a listed address',
+      req('send_email', { emails: ['a@acme.com', 'b@eu.acme.io'] }),
+    ],
+    ['an email to a listed address', req('send_email', { emails: ['CEO@partner.org'] })],
+    [
+      'a key that expires in the future',
+      req('get_budget', {}, { key: { revokedAt: null, expiresAt: new Date(now.getTime() + 1000) } }),
+    ],
+    [
+      'a call repeated fewer times than the loop guard allows',
+      req('issue_refund', refund(100), { recentIdenticalCalls: 2 }),
+    ],
+  ])('allows %s', (_name, request) => {
+    expect(evaluate(request)).toMatchObject({ allow: true });
+  });
+
+  it.each([
+    ['key_revoked', req('get_budget', {}, { key: { revokedAt: now, expiresAt: null } })],
+    ['key_expired', req('get_budget', {}, { key: { revokedAt: null, expiresAt: now } })],
+    ['tool_not_allowed', req('delete_everything', {})],
+    ['amount_over_limit', req('issue_refund', refund(5001))],
+    ['amount_over_limit', req('issue_refund', refund(4600, 'eur'))],
+    ['amount_over_limit', req('issue_refund', {})],
+    ['currency_not_supported', req('issue_refund', refund(100, 'gbp'))],
+    ['customer_not_allowed', req('issue_refund', refund(100, 'usd', 'cus_Z'))],
+    ['customer_not_allowed', req('issue_refund', refund(100, 'usd', null))],
+    ['recipient_not_allowed', req('send_sms', { phones: ['+447700900999'], segments: 1 })],
+    ['too_many_segments', req('send_sms', { phones: ['+15551234567'], segments: 4 })],
+    ['recipient_not_allowed', req('send_email', { emails: ['x@evil.com'] })],
+    ['recipient_not_allowed', req('send_email', { emails: ['x@acme.com.evil.com'] })],
+    ['too_many_recipients', req('send_email', { emails: ['a@acme.com', 'b@acme.com', 'c@acme.com'] })],
+    ['loop_detected', req('issue_refund', refund(100), { recentIdenticalCalls: 3 })],
+  ])('denies with %s', (code, request) => {
+    const d = evaluate(request);
+    expect(d.allow).toBe(false);
+    if (!d.allow) {
+      expect(d.code).toBe(code);
+      expect(d.message.length).toBeGreaterThan(5);
+    }
+  });
+
+  it('converts the allowed amount to micro-USD for the reservation', () => {
+    expect(evaluate(req('issue_refund', refund(1234)))).toEqual({ allow: true, amountMicros: 12_340_000 });
+    expect(evaluate(req('issue_refund', refund(1000, 'eur')))).toEqual({
+      allow: true,
+      amountMicros: 11_000_000,
+    });
+  });
+});
+
+describe('validatePolicy', () => {
+  it.each([
+    [{ name: 'p', tools: {}, surprise: 1 }, 'surprise'],
+    [{ name: 'p', tools: { issue_refund: { max_amount: 5 } } }, 'tools.issue_refund'],
+    [{ name: 'p', tools: { send_sms: { to_prefixes: ['+1'] } } }, "send_sms requires 'from'"],
+    [
+      { name: 'p', tools: { send_sms: { from: '+1555', customers: ['cus_A'] } } },
+      "'customers' does not apply to send_sms",
+    ],
+    [{ name: 'p', tools: { launch_rockets: null } }, "unknown tool 'launch_rockets'"],
+    [{ name: 'p', tools: { send_sms: { from: '+1555', to_prefixes: ['1'] } } }, 'to_prefixes'],
+    [{ name: 'Bad Name', tools: {} }, 'name'],
+    [{ name: 'p', limits: { daily_usd: -1 }, tools: {} }, 'limits.daily_usd'],
+  ])('rejects %j naming %s', (doc, needle) => {
+    expect(() => validatePolicy(doc, catalog)).toThrow(PolicyFileError);
+    expect(() => validatePolicy(doc, catalog)).toThrow(needle);
+  });
+});

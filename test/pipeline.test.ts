@@ -1,0 +1,313 @@
+// Covers the governance pipeline end to end with a test tool against a fake HTTP vendor and real Postgres:
+// success, denials (zero vendor requests), no cap overshoot across two pools, revoke, expiry, unknown outcomes.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { revokeKeys } from '../src/keys/vault-keys.js';
+import { reconcile } from '../src/pipeline/reconcile.js';
+import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
+import { freshDatabase, type TestDatabase } from './support/database.js';
+import { applyTestPolicy, keyFor, pipelineFor } from './support/governance.js';
+import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
+
+let tdb: TestDatabase;
+let fake: FakeVendor;
+let deps: PipelineDeps;
+const logs: string[] = [];
+
+beforeAll(async () => {
+  tdb = await freshDatabase(20);
+  fake = await startFakeVendor();
+  deps = pipelineFor(tdb.db, testCatalog(fake), undefined, logs);
+  await applyTestPolicy(tdb.db, deps.catalog, {
+    name: 'charges',
+    limits: { daily_usd: 10, per_key_daily_usd: 10 },
+    tools: { charge_test: { max_amount_usd: 50, customers: ['cus_A'] } },
+    loop_guard: { identical_calls: 2, window: '10m' },
+  });
+  await applyTestPolicy(tdb.db, deps.catalog, {
+    name: 'hourly',
+    limits: { hourly_requests: 25 },
+    tools: { charge_test: null },
+  });
+});
+
+afterAll(async () => {
+  await fake.close();
+  await tdb.close();
+});
+
+beforeEach(() => {
+  fake.received.length = 0;
+  fake.delayMs = 0;
+  fake.failWith = undefined;
+});
+
+const charge = (cents: number, customer = 'cus_A', extra: Record<string, unknown> = {}) => ({
+  amount_cents: cents,
+  customer,
+  ...extra,
+});
+
+async function auditRow(id: string | null) {
+  return tdb.db
+    .selectFrom('audit_log')
+    .selectAll()
+    .where('id', '=', id ?? '')
+    .executeTakeFirstOrThrow();
+}
+
+describe('runTool', () => {
+  it('calls the vendor once with an idempotency key derived from the audit row and settles the cost', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges' });
+    const r = await runTool(deps, key.key, 'charge_test', charge(120));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.output).toMatchObject({ amount: 120 });
+    expect(fake.received).toHaveLength(1);
+    expect(fake.received[0]?.headers['idempotency-key']).toBe(`leash_${r.audit_id}`);
+    expect(r.remaining_micros).toBe(10_000_000 - 1_200_000);
+    const row = await auditRow(r.audit_id);
+    expect(row).toMatchObject({
+      key_id: key.id,
+      agent: 'agent-1',
+      run_id: 'run-1',
+      policy: 'charges',
+      policy_version: 1,
+      tool: 'charge_test',
+      vendor: 'testvendor',
+      operation: 'POST /effects',
+      decision: 'allowed',
+      outcome: 'succeeded',
+      reserved_micros: 0,
+      cost_micros: 1_200_000,
+      cost_status: 'settled',
+      amount: 120,
+      currency: 'usd',
+      vendor_object_id: 'eff_1',
+    });
+    expect(row.latency_ms).toBeGreaterThanOrEqual(0);
+    const win = await tdb.db
+      .selectFrom('spend_windows')
+      .selectAll()
+      .where('scope', '=', `key:${key.id}`)
+      .executeTakeFirstOrThrow();
+    expect(win).toMatchObject({ spent_micros: 1_200_000, reserved_micros: 0 });
+  });
+
+  it.each([
+    ['amount_over_limit', charge(5001)],
+    ['customer_not_allowed', charge(100, 'cus_Z')],
+  ])('denies %s, audits the reason and sends the vendor nothing', async (code, args) => {
+    const key = await keyFor(tdb.db, { policy: 'charges' });
+    const r = await runTool(deps, key.key, 'charge_test', args);
+    expect(r).toMatchObject({ ok: false, failure: { code, retryable: false } });
+    expect(fake.received).toHaveLength(0);
+    if (r.ok) return;
+    const row = await auditRow(r.failure.audit_id);
+    expect(row).toMatchObject({
+      decision: 'denied',
+      reason: code,
+      agent: 'agent-1',
+      run_id: 'run-1',
+      key_id: key.id,
+      tool: 'charge_test',
+      reserved_micros: 0,
+      cost_micros: 0,
+    });
+  });
+
+  it('rejects bad input naming the field, writes nothing and calls nothing', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges' });
+    const before = await tdb.db
+      .selectFrom('audit_log')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    const r = await runTool(deps, key.key, 'charge_test', { amount_cents: -5, customer: 'cus_A' });
+    expect(r).toMatchObject({ ok: false, failure: { code: 'invalid_input' } });
+    if (!r.ok) expect(r.failure.message).toContain('amount_cents');
+    const after = await tdb.db
+      .selectFrom('audit_log')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    expect(Number(after.n)).toBe(Number(before.n));
+    expect(fake.received).toHaveLength(0);
+  });
+
+  it('denies an unknown or wrong vault key as key_invalid', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges' });
+    const wrong = key.key.slice(0, -4) + 'aaaa';
+    for (const k of [undefined, 'nonsense', wrong]) {
+      const r = await runTool(deps, k, 'charge_test', charge(1));
+      expect(r).toMatchObject({ ok: false, failure: { code: 'key_invalid' } });
+    }
+    expect(fake.received).toHaveLength(0);
+  });
+
+  it('denies the third identical call as loop_detected', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges' });
+    expect((await runTool(deps, key.key, 'charge_test', charge(7))).ok).toBe(true);
+    expect((await runTool(deps, key.key, 'charge_test', charge(7))).ok).toBe(true);
+    fake.received.length = 0;
+    const third = await runTool(deps, key.key, 'charge_test', charge(7));
+    expect(third).toMatchObject({ ok: false, failure: { code: 'loop_detected' } });
+    expect(fake.received).toHaveLength(0);
+    expect((await runTool(deps, key.key, 'charge_test', charge(8))).ok).toBe(true);
+  });
+
+  it('denies a key after revoke on every pool, with no cache outliving the revoke', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges' });
+    const other = await tdb.openPool(4);
+    try {
+      const depsB = pipelineFor(other.db, deps.catalog);
+      expect((await runTool(depsB, key.key, 'charge_test', charge(1))).ok).toBe(true);
+      expect(await revokeKeys(tdb.db, { id: key.id })).toEqual([key.id]);
+      fake.received.length = 0;
+      for (const d of [deps, depsB]) {
+        const r = await runTool(d, key.key, 'charge_test', charge(2));
+        expect(r).toMatchObject({ ok: false, failure: { code: 'key_revoked' } });
+      }
+      expect(fake.received).toHaveLength(0);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('denies an expired key as key_expired', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges', expiresAt: new Date(Date.now() - 1000) });
+    const r = await runTool(deps, key.key, 'charge_test', charge(1));
+    expect(r).toMatchObject({ ok: false, failure: { code: 'key_expired' } });
+    expect(fake.received).toHaveLength(0);
+    if (!r.ok) expect((await auditRow(r.failure.audit_id)).reason).toBe('key_expired');
+  });
+
+  it('releases the whole reservation when the vendor definitely refuses', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges' });
+    fake.failWith = 402;
+    const r = await runTool(deps, key.key, 'charge_test', charge(300));
+    expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_rejected' } });
+    if (r.ok) return;
+    expect(await auditRow(r.failure.audit_id)).toMatchObject({
+      outcome: 'failed',
+      reserved_micros: 0,
+      cost_micros: 0,
+      http_status: 402,
+    });
+    const win = await tdb.db
+      .selectFrom('spend_windows')
+      .selectAll()
+      .where('scope', '=', `key:${key.id}`)
+      .executeTakeFirstOrThrow();
+    expect(win).toMatchObject({ spent_micros: 0, reserved_micros: 0 });
+    expect(JSON.stringify(r)).not.toContain('tok_canary_123456');
+    expect(logs.join('\n')).not.toContain('tok_canary_123456');
+  });
+});
+
+describe('caps under concurrency', () => {
+  async function burst(policy: string, cents: number) {
+    const a = await tdb.openPool(16);
+    const b = await tdb.openPool(16);
+    try {
+      const depsA = pipelineFor(a.db, deps.catalog);
+      const depsB = pipelineFor(b.db, deps.catalog);
+      const key = await keyFor(tdb.db, { policy, agent: `burst-${policy}` });
+      fake.received.length = 0;
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          runTool(i % 2 ? depsA : depsB, key.key, 'charge_test', charge(cents)),
+        ),
+      );
+      return { key, results };
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  }
+
+  it('admits exactly 33 of 200 concurrent $0.30 calls against a $10.00 daily cap across two pools', async () => {
+    await applyTestPolicy(tdb.db, deps.catalog, {
+      name: 'burst',
+      limits: { daily_usd: 10 },
+      tools: { charge_test: null },
+    });
+    const { results } = await burst('burst', 30);
+    const ok = results.filter((r) => r.ok).length;
+    const codes = new Set(results.flatMap((r) => (r.ok ? [] : [r.failure.code])));
+    expect(ok).toBe(33);
+    expect([...codes]).toEqual(['budget_exceeded']);
+    expect(fake.received).toHaveLength(33);
+    const win = await tdb.db
+      .selectFrom('spend_windows')
+      .selectAll()
+      .where('scope', '=', 'policy:burst')
+      .executeTakeFirstOrThrow();
+    expect(win.spent_micros).toBe(9_900_000);
+    expect(win.reserved_micros).toBe(0);
+    expect(win.spent_micros).toBeLessThanOrEqual(10_000_000);
+    const denied = results.find((r) => !r.ok);
+    if (denied && !denied.ok) {
+      expect(denied.failure.message).toContain('retrying will not help');
+      expect(denied.failure.details).toMatchObject({ cap_micros: 10_000_000 });
+    }
+  });
+
+  it('admits exactly 25 of 200 concurrent calls against an hourly cap of 25 requests across two pools', async () => {
+    const { results } = await burst('hourly', 1);
+    expect(results.filter((r) => r.ok).length).toBe(25);
+    expect(new Set(results.flatMap((r) => (r.ok ? [] : [r.failure.code])))).toEqual(
+      new Set(['request_limit_exceeded']),
+    );
+    expect(fake.received).toHaveLength(25);
+    const win = await tdb.db
+      .selectFrom('spend_windows')
+      .selectAll()
+      .where('scope', '=', 'policy:hourly')
+      .executeTakeFirstOrThrow();
+    expect(win.requests).toBe(25);
+  });
+});
+
+describe('unknown outcomes', () => {
+  it('leaves a timed-out call unknown with its reservation held, and reconcile settles it without a second effect', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges', agent: 'slow' });
+    fake.delayMs = 1000; // the client gives up after 300 ms; the fake still performs the effect
+    const r = await runTool(deps, key.key, 'charge_test', charge(250));
+    expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout', retryable: false } });
+    if (r.ok) return;
+    const id = r.failure.audit_id ?? '';
+    expect(await auditRow(id)).toMatchObject({
+      outcome: 'unknown',
+      reserved_micros: 2_500_000,
+      cost_micros: 0,
+    });
+    let win = await tdb.db
+      .selectFrom('spend_windows')
+      .selectAll()
+      .where('scope', '=', `key:${key.id}`)
+      .executeTakeFirstOrThrow();
+    expect(win).toMatchObject({ reserved_micros: 2_500_000, spent_micros: 0 });
+    await new Promise((res) => setTimeout(res, 900));
+    expect(fake.effects.size).toBeGreaterThan(0);
+    const effectsBefore = fake.effects.size;
+    fake.delayMs = 0;
+
+    const summary = await reconcile(deps, { graceSeconds: 0 });
+    expect(summary.rows.find((x) => x.id === id)).toMatchObject({ after: 'succeeded' });
+    expect(fake.effects.size).toBe(effectsBefore);
+    const replays = fake.received.filter((x) => x.headers['idempotency-key'] === `leash_${id}`);
+    expect(replays).toHaveLength(2);
+    expect(await auditRow(id)).toMatchObject({
+      outcome: 'succeeded',
+      reserved_micros: 0,
+      cost_micros: 2_500_000,
+    });
+    win = await tdb.db
+      .selectFrom('spend_windows')
+      .selectAll()
+      .where('scope', '=', `key:${key.id}`)
+      .executeTakeFirstOrThrow();
+    expect(win).toMatchObject({ reserved_micros: 0, spent_micros: 2_500_000 });
+
+    const again = await reconcile(deps, { graceSeconds: 0 });
+    expect(again.rows.find((x) => x.id === id)).toBeUndefined();
+  });
+});

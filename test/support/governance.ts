@@ -1,0 +1,37 @@
+// Builds a pipeline on a test database with a given catalog and policy, and mints keys for it.
+import { loadConfig, type Config } from '../../src/config/config.js';
+import { createLogger } from '../../src/config/logger.js';
+import type { Db } from '../../src/db/database.js';
+import { mintKey, type MintOptions } from '../../src/keys/vault-keys.js';
+import { validatePolicy } from '../../src/policy/compile.js';
+import { applyPolicy } from '../../src/policy/store.js';
+import { createPipeline, type PipelineDeps } from '../../src/pipeline/run-tool.js';
+import { ruleSpecs, type Catalog } from '../../src/pipeline/tool.js';
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ LEASH_HOME: '/nonexistent/leash-test-home', LEASH_LOG: 'silent', ...env });
+}
+
+export async function applyTestPolicy(db: Db, catalog: Catalog, doc: unknown) {
+  return applyPolicy(db, validatePolicy(doc, ruleSpecs(catalog)));
+}
+
+export function pipelineFor(
+  db: Db,
+  catalog: Catalog,
+  config = testConfig({ TESTVENDOR_TOKEN: 'tok_canary_123456' }),
+  logLines?: string[],
+): PipelineDeps {
+  return createPipeline({
+    db,
+    config,
+    catalog,
+    sandbox: false,
+    log: createLogger({ logLevel: logLines ? 'debug' : 'silent' }, (l) => logLines?.push(l)),
+    vendorTimeoutMs: 300,
+  });
+}
+
+export async function keyFor(db: Db, o: Partial<MintOptions> & { policy: string }) {
+  return mintKey(db, { agent: 'agent-1', runId: 'run-1', ...o });
+}
