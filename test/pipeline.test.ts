@@ -207,8 +207,8 @@ describe('caps under concurrency', () => {
     const a = await tdb.openPool(16);
     const b = await tdb.openPool(16);
     try {
-      const depsA = pipelineFor(a.db, deps.catalog);
-      const depsB = pipelineFor(b.db, deps.catalog);
+      const depsA = pipelineFor(a.db, deps.catalog, undefined, undefined, 30_000);
+      const depsB = pipelineFor(b.db, deps.catalog, undefined, undefined, 30_000);
       const key = await keyFor(tdb.db, { policy, agent: `burst-${policy}` });
       fake.received.length = 0;
       const results = await Promise.all(

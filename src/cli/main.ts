@@ -10,8 +10,9 @@ import {
   type Io,
 } from './command.js';
 import { dbCommands } from './db.js';
+import { demoCommands, mcpCommands, reconcileCommands, serveCommands } from './serve.js';
 
-const GROUPS: CommandGroup[] = [dbCommands];
+const GROUPS: CommandGroup[] = [serveCommands, mcpCommands, demoCommands, dbCommands, reconcileCommands];
 
 const VERSION = '0.1.0';
 

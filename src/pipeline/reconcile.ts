@@ -29,12 +29,14 @@ export async function reconcile(
     .selectFrom('audit_log')
     .select([
       'id',
+      'ts',
       'tool',
       'policy',
       'policy_version',
       'outcome',
       'cost_status',
       'request',
+      'amount',
       'vendor_object_id',
       'reserved_micros',
       'cost_micros',
@@ -88,8 +90,10 @@ export async function reconcile(
     const vendorConfig = policy.vendors[tool.vendor];
     const pending: PendingCall = {
       id: row.id,
+      ts: row.ts,
       idempotencyKey: `leash_${row.id}`,
       request: row.request,
+      amount: row.amount,
       vendorObjectId: row.vendor_object_id,
       outcome: row.outcome as PendingCall['outcome'],
       costStatus: row.cost_status,

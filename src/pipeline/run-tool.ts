@@ -12,7 +12,6 @@ import { evaluate } from '../policy/evaluate.js';
 import { formatUsd } from '../policy/money.js';
 import { VendorClients, type VendorHandle } from './clients.js';
 import { scrub, VendorError, type ToolFailure } from './errors.js';
-import { narrowedTool } from './narrow.js';
 import type { CallContext, Catalog, Pricing, ToolDefinition } from './tool.js';
 
 /** Something an operator may want to hear about (alerts subscribe to these). */
@@ -196,7 +195,9 @@ export async function runTool(
   }
   if (!rule) return deny('tool_not_allowed', `policy '${policy.name}' does not allow ${toolName}`, {});
 
-  const parsed = narrowedTool(tool, policy).input.safeParse(args ?? {});
+  // Validate against the tool's own schema: the narrowed one only advertises policy limits, which
+  // evaluate() enforces below so that every over-limit call is a denial with its code in the audit log.
+  const parsed = tool.input.safeParse(args ?? {});
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => ({
       field: i.path.join('.') || '(input)',

@@ -1,9 +1,9 @@
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { z } from 'zod';
 import type { ResolvedCredential, SecretFields } from '../credentials/credentials.js';
-import type { ToolRule } from '../policy/compile.js';
+import type { ToolRule, ToolRuleSpec } from '../policy/compile.js';
 import type { PolicyFacts } from '../policy/evaluate.js';
-import type { RuleName } from '../policy/schema.js';
+import type { RuleName, ToolRuleInput } from '../policy/schema.js';
 
 /** Prices and rates the cost estimates use (from config). */
 export interface Pricing {
@@ -71,8 +71,12 @@ export interface Effect<Out> {
 /** The audit row fields reconcile hands back to the tool. */
 export interface PendingCall {
   id: string;
+  /** When the call was admitted. */
+  ts: Date;
   idempotencyKey: string;
   request: Record<string, unknown> | null;
+  /** The amount (minor units) admitted for this call, as policy saw it. */
+  amount: number | null;
   vendorObjectId: string | null;
   outcome: 'pending' | 'unknown' | 'succeeded';
   costStatus: string;
@@ -109,9 +113,14 @@ export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Cl
   /** Policy rules that apply to this tool; `requires` must be set for the tool to be enabled. */
   rules: readonly RuleName[];
   requires?: readonly RuleName[];
+  /** Checks this tool's rule when a policy is applied (e.g. a sender the vendor can use); returns problems. */
+  validateRule?(rule: ToolRuleInput): string[];
   /** False for tools that should not use up the request cap (budget lookups). Default true. */
   countsAsRequest?: boolean;
-  /** The input schema narrowed by the caller's policy, and sentences stating the limits. */
+  /**
+   * The input schema as this policy advertises it (limits as JSON Schema bounds), and sentences stating the
+   * limits. Advertisement only: input is validated with `input`, and policy limits are enforced (and audited) by evaluate().
+   */
   narrow?(rule: ToolRule): { input: z.ZodObject; limits: string[] };
   /** Read-only vendor lookups the policy needs (e.g. a payment's customer). Failures deny. */
   lookup?(ctx: LookupContext<Client>, input: In): Promise<Facts>;
@@ -140,17 +149,14 @@ export interface Catalog {
 }
 
 /** What the policy compiler needs to know of the catalog: each tool's vendor and rules. */
-export function ruleSpecs(
-  catalog: Catalog,
-): ReadonlyMap<string, { vendor?: string; rules: readonly RuleName[]; requires?: readonly RuleName[] }> {
+export function ruleSpecs(catalog: Catalog): ReadonlyMap<string, ToolRuleSpec> {
   return new Map(
-    [...catalog.tools.values()].map((t) => [
-      t.name,
-      {
-        ...(t.vendor ? { vendor: t.vendor } : {}),
-        rules: t.rules,
-        ...(t.requires ? { requires: t.requires } : {}),
-      },
-    ]),
+    [...catalog.tools.values()].map((t) => {
+      const spec: ToolRuleSpec = { rules: t.rules };
+      if (t.vendor) spec.vendor = t.vendor;
+      if (t.requires) spec.requires = t.requires;
+      if (t.validateRule) spec.validate = (rule) => t.validateRule?.(rule) ?? [];
+      return [t.name, spec];
+    }),
   );
 }

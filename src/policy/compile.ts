@@ -21,6 +21,8 @@ export interface ToolRuleSpec {
   rules: readonly RuleName[];
   /** Rules a policy must set to enable this tool (e.g. a pinned sender). */
   requires?: readonly RuleName[];
+  /** Tool-specific checks of a rule's values; each string is one problem. */
+  validate?: (rule: ToolRuleInput) => string[];
 }
 
 /** One tool's rules, normalised for evaluation. */
@@ -91,6 +93,9 @@ export function validatePolicy(raw: unknown, catalog: ReadonlyMap<string, ToolRu
     for (const key of spec.requires ?? []) {
       if (rule?.[key] === undefined)
         problems.push(`✖ ${tool} requires '${key}'\n  → at tools.${tool}.${key}`);
+    }
+    for (const problem of rule && spec.validate ? spec.validate(rule) : []) {
+      problems.push(`✖ ${problem}\n  → at tools.${tool}`);
     }
   }
   if (problems.length) throw new PolicyFileError(problems.join('\n'));

@@ -21,6 +21,7 @@ export function pipelineFor(
   catalog: Catalog,
   config = testConfig({ TESTVENDOR_TOKEN: 'tok_canary_123456' }),
   logLines?: string[],
+  vendorTimeoutMs = 300,
 ): PipelineDeps {
   return createPipeline({
     db,
@@ -28,7 +29,7 @@ export function pipelineFor(
     catalog,
     sandbox: false,
     log: createLogger({ logLevel: logLines ? 'debug' : 'silent' }, (l) => logLines?.push(l)),
-    vendorTimeoutMs: 300,
+    vendorTimeoutMs,
   });
 }
 

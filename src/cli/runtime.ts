@@ -1,0 +1,24 @@
+import type { Config } from '../config/config.js';
+import { createLogger } from '../config/logger.js';
+import { openDatabase, type DbHandle } from '../db/database.js';
+import { createPipeline, type PipelineDeps } from '../pipeline/run-tool.js';
+import { catalog } from '../../tools/index.js';
+
+export interface Runtime {
+  handle: DbHandle;
+  deps: PipelineDeps;
+  close(): Promise<void>;
+}
+
+/** Opens the database (migrating it) and builds the pipeline with the tool catalog. */
+export async function openRuntime(
+  config: Config,
+  o: { sandbox: boolean; poolMax?: number },
+): Promise<Runtime> {
+  const handle = await openDatabase(config, o.poolMax ? { poolMax: o.poolMax } : {});
+  const log = createLogger(config);
+  const deps = createPipeline({ db: handle.db, config, catalog, sandbox: o.sandbox, log });
+  return { handle, deps, close: () => handle.close() };
+}
+
+export { catalog };

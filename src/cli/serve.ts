@@ -1,0 +1,231 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { mintKey } from '../keys/vault-keys.js';
+import { validatePolicy } from '../policy/compile.js';
+import { readPolicyFile } from '../policy/file.js';
+import { applyPolicy } from '../policy/store.js';
+import { reconcile } from '../pipeline/reconcile.js';
+import { ruleSpecs } from '../pipeline/tool.js';
+import { startHttpServer } from '../server/http.js';
+import { runStdio } from '../server/stdio.js';
+import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
+import { catalog, openRuntime } from './runtime.js';
+
+const serveOptions = {
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8787' },
+  sandbox: { type: 'boolean' },
+} as const;
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new CliError(`--port must be 0-65535, got '${value}'`, EXIT.usage);
+  return port;
+}
+
+/** Waits for SIGINT/SIGTERM, then closes what was opened. */
+function untilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      void close().finally(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+async function serveHttp(
+  ctx: Context,
+  o: { host: string; port: number; sandbox: boolean },
+  after?: (url: string) => Promise<void>,
+) {
+  const config = ctx.config();
+  const runtime = await openRuntime(config, { sandbox: o.sandbox, poolMax: Math.max(config.poolMax, 16) });
+  let http;
+  try {
+    http = await startHttpServer(runtime.deps, { host: o.host, port: o.port });
+  } catch (error) {
+    await runtime.close();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE')
+      throw new CliError(`port ${o.port} on ${o.host} is in use; pass --port`);
+    throw error;
+  }
+  ctx.io.stderr(`leash serving MCP at ${http.url}/mcp${o.sandbox ? ' (sandbox vendors)' : ''}\n`);
+  if (after) await after(http.url);
+  await untilSignal(async () => {
+    await http.close();
+    await runtime.close();
+  });
+}
+
+const serve = command({
+  name: '',
+  summary:
+    'Serve MCP over Streamable HTTP at /mcp (vault key as Authorization: Bearer), plus /healthz and /admin.',
+  usage: 'serve [--host 127.0.0.1] [--port 8787] [--sandbox]',
+  help: [
+    '--host H    interface to listen on (default 127.0.0.1)',
+    '--port P    port (default 8787; 0 picks a free one)',
+    '--sandbox   route vendor calls to built-in local fakes',
+  ],
+  options: serveOptions,
+  async run(ctx, v) {
+    await serveHttp(ctx, { host: v.host, port: parsePort(v.port), sandbox: Boolean(v.sandbox) });
+  },
+});
+
+const mcp = command({
+  name: '',
+  summary:
+    'Serve MCP over stdio for the vault key in LEASH_VAULT_KEY (for Claude Desktop, Claude Code, VS Code).',
+  usage: 'mcp [--sandbox]',
+  help: ['--sandbox   route vendor calls to built-in local fakes'],
+  options: { sandbox: { type: 'boolean' } },
+  async run(ctx, v) {
+    const config = ctx.config();
+    if (!config.vaultKey)
+      throw new CliError('set LEASH_VAULT_KEY to the vault key (lsk_…) this agent should use', EXIT.usage);
+    const runtime = await openRuntime(config, { sandbox: Boolean(v.sandbox), poolMax: 4 });
+    try {
+      await runStdio(runtime.deps, config.vaultKey);
+    } finally {
+      await runtime.close();
+    }
+  },
+});
+
+/** The directory holding package.json (works from src/ under tsx and from dist/). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+const demo = command({
+  name: '',
+  summary:
+    'Try leash: start the database, apply the demo policy, mint a demo key and serve MCP with sandbox vendors.',
+  usage: 'demo [--host 127.0.0.1] [--port 8787] [--json]',
+  help: [
+    '--port P    port (default 8787; 0 picks a free one)',
+    '--json      print the key and URL as one JSON line on stdout',
+  ],
+  options: {
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string', default: '8787' },
+    json: { type: 'boolean' },
+  },
+  async run(ctx, v) {
+    const config = ctx.config();
+    const runtime = await openRuntime(config, { sandbox: true, poolMax: 2 });
+    let key;
+    try {
+      const doc = validatePolicy(
+        await readPolicyFile(join(packageRoot(), 'examples', 'demo-policy.yaml')),
+        ruleSpecs(catalog),
+      );
+      await applyPolicy(runtime.handle.db, doc);
+      key = await mintKey(runtime.handle.db, {
+        agent: 'demo-agent',
+        policy: doc.name,
+        runId: `demo-${new Date().toISOString().slice(0, 10)}`,
+        expiresAt: new Date(Date.now() + 24 * 3600_000),
+        label: 'npm start demo key',
+      });
+    } finally {
+      await runtime.close();
+    }
+    await serveHttp(ctx, { host: v.host, port: parsePort(v.port), sandbox: true }, (url) => {
+      if (v.json) {
+        ctx.json({ url: `${url}/mcp`, key: key.key, key_id: key.id, expires_at: key.expires_at });
+        return Promise.resolve();
+      }
+      const snippet = {
+        mcpServers: {
+          leash: { type: 'http', url: `${url}/mcp`, headers: { Authorization: `Bearer ${key.key}` } },
+        },
+      };
+      ctx.print(
+        [
+          '',
+          'leash demo is running (sandbox vendors: no real money or messages).',
+          '',
+          `  MCP endpoint  ${url}/mcp`,
+          `  demo key      ${key.key}`,
+          `  key id        ${key.id} (agent demo-agent, expires ${key.expires_at?.toISOString() ?? 'never'})`,
+          '',
+          'Paste into your MCP client config (e.g. .mcp.json for Claude Code):',
+          JSON.stringify(snippet, null, 2),
+          '',
+          `Try: refund pi_sandbox_alice, text +15555550123, email someone@example.com, then ask for the budget.`,
+          `Watch: npx leash audit tail -f     Stop: Ctrl-C`,
+          '',
+        ].join('\n'),
+      );
+      return Promise.resolve();
+    });
+  },
+});
+
+const reconcileCmd = command({
+  name: '',
+  summary: 'Settle audit rows left pending/unknown (crash, timeout) and costs the vendor prices later.',
+  usage: 'reconcile [--grace 30] [--sandbox] [--json]',
+  help: [
+    '--grace S   leave rows younger than S seconds alone (default 30)',
+    '--sandbox   reconcile sandbox rows (only meaningful inside a sandbox server)',
+    '--json      print the summary as JSON',
+  ],
+  options: {
+    grace: { type: 'string', default: '30' },
+    sandbox: { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  async run(ctx, v) {
+    const grace = Number(v.grace);
+    if (!Number.isFinite(grace) || grace < 0)
+      throw new CliError('--grace must be a number of seconds', EXIT.usage);
+    const runtime = await openRuntime(ctx.config(), { sandbox: Boolean(v.sandbox), poolMax: 2 });
+    try {
+      const s = await reconcile(runtime.deps, { graceSeconds: grace });
+      if (v.json) ctx.json(s);
+      else {
+        ctx.print(
+          `examined ${s.examined}: ${s.succeeded} succeeded, ${s.failed} failed, ${s.priced} priced, ${s.still_unknown} still unknown, ${s.skipped} skipped`,
+        );
+        for (const r of s.rows)
+          ctx.print(
+            `  ${r.id}  ${r.tool.padEnd(12)}  ${r.before} → ${r.after}${r.note ? `  (${r.note})` : ''}`,
+          );
+      }
+      return s.still_unknown > 0 ? EXIT.failure : EXIT.ok;
+    } finally {
+      await runtime.close();
+    }
+  },
+});
+
+export const serveCommands: CommandGroup = {
+  name: 'serve',
+  summary: 'Serve MCP over Streamable HTTP (agents connect with their vault key)',
+  commands: [serve],
+};
+export const mcpCommands: CommandGroup = {
+  name: 'mcp',
+  summary: 'Serve MCP over stdio for LEASH_VAULT_KEY',
+  commands: [mcp],
+};
+export const demoCommands: CommandGroup = {
+  name: 'demo',
+  summary: 'Start a sandbox server with a demo policy and key (what npm start runs)',
+  commands: [demo],
+};
+export const reconcileCommands: CommandGroup = {
+  name: 'reconcile',
+  summary: 'Settle pending/unknown audit rows and late vendor prices',
+  commands: [reconcileCmd],
+};

@@ -1,0 +1,54 @@
+// Starts all three fake vendors and the env that points leash (with canary keys) at them.
+import { startResendFake, type ResendFake } from '../../tools/resend/sandbox.js';
+import { startStripeFake, type StripeFake } from '../../tools/stripe/sandbox.js';
+import { startTwilioFake, type TwilioFake } from '../../tools/twilio/sandbox.js';
+
+export const CANARIES = {
+  STRIPE_SECRET_KEY: 'sk_test_canaryStripe0a1b2c3d4e5f',
+  TWILIO_ACCOUNT_SID: `AC${'c4'.repeat(16)}`,
+  TWILIO_AUTH_TOKEN: 'canaryTwilioToken9z8y7x6w5v',
+  RESEND_API_KEY: 're_canaryResend_q1w2e3r4t5y6',
+} as const;
+
+export interface Vendors {
+  stripe: StripeFake;
+  twilio: TwilioFake;
+  resend: ResendFake;
+  env: Record<string, string>;
+  requests(): number;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+export async function startVendors(): Promise<Vendors> {
+  const [stripe, twilio, resend] = await Promise.all([
+    startStripeFake(false),
+    startTwilioFake(),
+    startResendFake(),
+  ]);
+  return {
+    stripe,
+    twilio,
+    resend,
+    env: {
+      ...CANARIES,
+      LEASH_STRIPE_BASE_URL: stripe.url,
+      LEASH_TWILIO_BASE_URL: twilio.url,
+      LEASH_RESEND_BASE_URL: resend.url,
+    },
+    requests: () => stripe.received.length + twilio.received.length + resend.received.length,
+    reset() {
+      stripe.received.length = 0;
+      twilio.received.length = 0;
+      resend.received.length = 0;
+    },
+    close: async () => {
+      await Promise.all([stripe.close(), twilio.close(), resend.close()]);
+    },
+  };
+}
+
+/** True when no canary appears in the text. */
+export function containsCanary(text: string): string | undefined {
+  return Object.values(CANARIES).find((c) => text.includes(c));
+}

@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+
+export interface FakeRequest {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** The parsed JSON body, or null when there was none. */
+  body: unknown;
+}
+
+export interface FakeEmail {
+  object: 'email';
+  id: string;
+  from: string;
+  to: string[];
+  subject: string;
+  text: string | null;
+  html: string | null;
+  reply_to: string[] | null;
+  cc: null;
+  bcc: null;
+  tags: { name: string; value: string }[];
+  created_at: string;
+  scheduled_at: null;
+  last_event: 'delivered';
+  message_id: string;
+}
+
+type ErrorBody = { name: string; message: string };
+
+/** A local Resend: enough of `POST /emails`, `GET /emails` and `GET /emails/{id}` for the SDK. */
+export interface ResendFake {
+  url: string;
+  /** Every request, in order. */
+  received: FakeRequest[];
+  /** Emails actually sent (one per idempotency key). */
+  sent: FakeEmail[];
+  /** Milliseconds to wait before answering; the email is sent first, so a client timeout loses only the answer. */
+  delayMs: number;
+  /** Answers the next request with this Resend-shaped error instead. */
+  failNext(status: number, body: ErrorBody | ((req: FakeRequest) => ErrorBody)): void;
+  /** Lets the process exit while the server is still open. */
+  unref(): void;
+  close(): Promise<void>;
+}
+
+const str = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+const list = (v: unknown): string[] | null =>
+  str(v) ? [v] : Array.isArray(v) && v.length > 0 && v.every(str) ? v : null;
+
+const isTag = (t: unknown): t is { name: string; value: string } =>
+  typeof t === 'object' && t !== null && 'name' in t && str(t.name) && 'value' in t && str(t.value);
+
+/** Starts a fake Resend API on 127.0.0.1, port 0. */
+export async function startResendFake(): Promise<ResendFake> {
+  const received: FakeRequest[] = [];
+  const sent: FakeEmail[] = [];
+  const byKey = new Map<string, { email: FakeEmail; body: string }>();
+  let failure: { status: number; body: ErrorBody | ((req: FakeRequest) => ErrorBody) } | undefined;
+
+  type Answer = [status: number, body: unknown];
+  const error = (status: number, name: string, message: string): Answer => [
+    status,
+    { statusCode: status, name, message },
+  ];
+
+  function send(req: FakeRequest, raw: string): Answer {
+    if (!String(req.headers.authorization ?? '').startsWith('Bearer '))
+      return error(401, 'missing_api_key', 'Missing API key in the authorization header');
+    const b = (req.body ?? {}) as Record<string, unknown>; // a JSON object, checked field by field below
+    const to = list(b.to);
+    if (!str(b.from) || !to || !str(b.subject) || !(str(b.text) || str(b.html)))
+      return error(422, 'validation_error', 'from, to, subject and text or html are required');
+    const key = req.headers['idempotency-key'];
+    const earlier = typeof key === 'string' ? byKey.get(key) : undefined;
+    if (earlier && earlier.body !== raw)
+      return error(409, 'invalid_idempotent_request', 'Same idempotency key used with a different payload');
+    if (earlier) return [200, { id: earlier.email.id }];
+    const id = randomUUID();
+    const email: FakeEmail = {
+      object: 'email',
+      id,
+      from: b.from,
+      to,
+      subject: b.subject,
+      text: str(b.text) ? b.text : null,
+      html: str(b.html) ? b.html : null,
+      reply_to: list(b.reply_to),
+      cc: null,
+      bcc: null,
+      tags: Array.isArray(b.tags) ? b.tags.filter(isTag) : [],
+      created_at: new Date().toISOString(),
+      scheduled_at: null,
+      last_event: 'delivered',
+      message_id: `<${id}@fake.resend>`,
+    };
+    sent.push(email);
+    if (typeof key === 'string') byKey.set(key, { email, body: raw });
+    return [200, { id }];
+  }
+
+  function route(req: FakeRequest, raw: string, query: URLSearchParams): Answer {
+    if (req.method === 'POST' && req.path === '/emails') return send(req, raw);
+    if (req.method === 'GET' && req.path === '/emails') {
+      const newest = [...sent].reverse();
+      const after = query.get('after');
+      const start = after ? newest.findIndex((e) => e.id === after) + 1 : 0;
+      const limit = Math.min(Number(query.get('limit') ?? 20), 100);
+      const data = newest
+        .slice(start, start + limit)
+        .map(({ text: _t, html: _h, tags: _g, object: _o, ...e }) => e);
+      return [200, { object: 'list', has_more: start + limit < newest.length, data }];
+    }
+    if (req.method === 'GET' && req.path.startsWith('/emails/')) {
+      const email = sent.find((e) => e.id === req.path.slice('/emails/'.length));
+      return email ? [200, email] : error(404, 'not_found', 'Email not found');
+    }
+    return error(405, 'method_not_allowed', `${req.method} ${req.path} is not faked`);
+  }
+
+  const server = createServer((incoming, res) => {
+    const chunks: Buffer[] = [];
+    incoming.on('data', (c: Buffer) => chunks.push(c));
+    incoming.on('end', () => {
+      const url = new URL(incoming.url ?? '/', 'http://fake');
+      const raw = Buffer.concat(chunks).toString('utf8');
+      let body: unknown;
+      try {
+        body = raw ? JSON.parse(raw) : null;
+      } catch {
+        body = raw;
+      }
+      const req: FakeRequest = {
+        method: incoming.method ?? 'GET',
+        path: url.pathname,
+        headers: incoming.headers,
+        body,
+      };
+      received.push(req);
+      let answer: Answer;
+      if (failure) {
+        const e = typeof failure.body === 'function' ? failure.body(req) : failure.body;
+        answer = error(failure.status, e.name, e.message);
+        failure = undefined;
+      } else {
+        answer = route(req, raw, url.searchParams); // the email is sent now; only the answer waits for delayMs
+      }
+      const respond = () => {
+        res.writeHead(answer[0], { 'content-type': 'application/json' });
+        res.end(JSON.stringify(answer[1]));
+      };
+      if (fake.delayMs > 0) setTimeout(respond, fake.delayMs);
+      else respond();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const fake: ResendFake = {
+    url: `http://127.0.0.1:${port}`,
+    received,
+    sent,
+    delayMs: 0,
+    failNext: (status, body) => void (failure = { status, body }),
+    unref: () => void server.unref(),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return fake;
+}

@@ -1,0 +1,151 @@
+import type Stripe from 'stripe';
+import { z } from 'zod';
+import { formatUsd, toMicroUsd } from '../../src/policy/money.js';
+import { defineTool, type Effect } from '../../src/pipeline/tool.js';
+import { requestOptions, type StripeClient } from './client.js';
+import { stripeError } from './errors.js';
+import { lookupPayment, type PaymentFacts } from './payment.js';
+
+const amountField = z
+  .number()
+  .int()
+  .positive()
+  .describe('Amount to refund in the currency minor unit (cents). Default: all that is still refundable.');
+
+const base = z.strictObject({
+  payment_intent: z
+    .string()
+    .regex(/^pi_[A-Za-z0-9_]+$/, 'expected a PaymentIntent id like "pi_…"')
+    .optional(),
+  charge: z
+    .string()
+    .regex(/^(ch|py)_[A-Za-z0-9_]+$/, 'expected a Charge id like "ch_…"')
+    .optional(),
+  amount: amountField.optional(),
+  reason: z.enum(['duplicate', 'fraudulent', 'requested_by_customer']).optional(),
+});
+type In = z.infer<typeof base>;
+
+const exactlyOne = (v: In) => Boolean(v.payment_intent) !== Boolean(v.charge);
+const oneMessage = { message: 'give exactly one of payment_intent or charge', path: ['payment_intent'] };
+
+const output = z.object({
+  refund_id: z.string(),
+  status: z.string(),
+  amount: z.number().int(),
+  currency: z.string(),
+  payment_intent: z.string().nullable(),
+  charge: z.string().nullable(),
+  customer: z.string().nullable(),
+  refundable_after: z.number().int(),
+});
+type Out = z.infer<typeof output>;
+
+const refundAmount = (i: In, p: PaymentFacts) => i.amount ?? p.refundable;
+
+async function createRefund(
+  client: StripeClient,
+  i: In,
+  amount: number,
+  idempotencyKey: string,
+): Promise<Stripe.Response<Stripe.Refund>> {
+  const params: Stripe.RefundCreateParams = { amount };
+  if (i.charge) params.charge = i.charge;
+  else if (i.payment_intent) params.payment_intent = i.payment_intent;
+  if (i.reason) params.reason = i.reason;
+  try {
+    return await client.stripe.refunds.create(params, requestOptions(client, idempotencyKey));
+  } catch (error) {
+    throw stripeError(error);
+  }
+}
+
+function effectOf(
+  refund: Stripe.Response<Stripe.Refund>,
+  p: PaymentFacts,
+  rates: Readonly<Record<string, number>>,
+): Effect<Out> {
+  return {
+    output: {
+      refund_id: refund.id,
+      status: refund.status ?? 'pending',
+      amount: refund.amount,
+      currency: refund.currency,
+      payment_intent: p.payment_intent,
+      charge: p.charge,
+      customer: p.customer,
+      refundable_after: Math.max(p.refundable - refund.amount, 0),
+    },
+    // evaluate() already refused currencies without a rate, so the conversion is defined here.
+    costMicros: toMicroUsd(refund.amount, refund.currency, rates) ?? 0,
+    costStatus: 'settled',
+    vendorObjectId: refund.id,
+    ...(refund.lastResponse?.requestId ? { vendorRequestId: refund.lastResponse.requestId } : {}),
+    amount: { minor: refund.amount, currency: refund.currency },
+  };
+}
+
+/** Stripe refund by PaymentIntent or Charge; the payment's customer, currency and refundable amount are looked up first. */
+export const issueRefund = defineTool<In, PaymentFacts, Out, StripeClient>({
+  name: 'issue_refund',
+  title: 'Issue a Stripe refund',
+  description:
+    'Refund a Stripe payment (PaymentIntent "pi_…" or Charge "ch_…"), fully or partly. Amount is in minor units (cents); omit it to refund all that is still refundable. Use get_payment first to see what is refundable.',
+  vendor: 'stripe',
+  operation: 'POST /v1/refunds',
+  annotations: {
+    title: 'Issue a Stripe refund',
+    readOnlyHint: false,
+    destructiveHint: true,
+    idempotentHint: false,
+    openWorldHint: true,
+  },
+  input: base.refine(exactlyOne, oneMessage),
+  output,
+  rules: ['max_amount_usd', 'customers'],
+  narrow(rule) {
+    const limits: string[] = [];
+    let shape = base;
+    if (rule.maxAmountMicros !== undefined) {
+      limits.push(`Each refund may be at most ${formatUsd(rule.maxAmountMicros)} (USD equivalent).`);
+      const maxCents = Math.floor(rule.maxAmountMicros / 10_000);
+      shape = shape.extend({
+        amount: amountField
+          .max(maxCents, `at most ${maxCents} (${formatUsd(rule.maxAmountMicros)}) per refund`)
+          .optional(),
+      });
+    }
+    if (rule.customers) limits.push(`Only payments of these customers: ${[...rule.customers].join(', ')}.`);
+    return { input: shape.refine(exactlyOne, oneMessage), limits };
+  },
+  lookup: (ctx, i) => lookupPayment(ctx.client, i),
+  facts: (i, p) => ({ amount: { minor: refundAmount(i, p), currency: p.currency }, customer: p.customer }),
+  estimateCostMicros: (_i, _p, _pricing, usd) => usd ?? 0,
+  async call(ctx, i, p) {
+    const refund = await createRefund(ctx.client, i, refundAmount(i, p), ctx.idempotencyKey);
+    return effectOf(refund, p, ctx.pricing.fxRates);
+  },
+  async reconcile(ctx, row) {
+    // Replaying the same request (same amount) with the same idempotency key returns the original refund, never a second one.
+    const req = base.safeParse(row.request ?? {});
+    if (!req.success || row.amount === null) return { outcome: 'unknown' };
+    try {
+      const p = await lookupPayment(ctx.client, req.data);
+      const refund = await createRefund(ctx.client, req.data, row.amount, ctx.idempotencyKey);
+      if (refund.status === 'failed' || refund.status === 'canceled')
+        return { outcome: 'failed', error: `refund ${refund.status}` };
+      const e = effectOf(refund, p, ctx.pricing.fxRates);
+      return {
+        outcome: 'succeeded',
+        costMicros: e.costMicros,
+        costStatus: 'settled',
+        vendorObjectId: refund.id,
+        amount: { minor: refund.amount, currency: refund.currency },
+      };
+    } catch (error) {
+      if (error instanceof Error && 'definite' in error && error.definite === true)
+        return { outcome: 'failed', error: error.message };
+      throw error;
+    }
+  },
+});

@@ -1,0 +1,74 @@
+import twilio from 'twilio';
+import { scrub, VendorError, type VendorErrorKind } from '../../src/pipeline/errors.js';
+
+/** What leash's HTTP client hands the SDK, and what an error answer keeps. */
+export interface TwilioHttpResponse {
+  statusCode: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * A Twilio error answer: the SDK's own RestException (status, code, moreInfo parsed as the SDK does)
+ * plus the `twilio-request-id` header, which RestException drops.
+ */
+export class TwilioResponseError extends twilio.RestException {
+  override name = 'TwilioResponseError';
+  readonly requestId: string | undefined;
+  constructor(response: TwilioHttpResponse) {
+    super(response);
+    this.requestId = response.headers['twilio-request-id'];
+  }
+}
+
+// Connection errors that mean the request never left: the vendor certainly did nothing.
+const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND']);
+
+function causeCode(error: Error): string | undefined {
+  const cause: unknown = error.cause;
+  if (cause && typeof cause === 'object' && 'code' in cause && typeof cause.code === 'string')
+    return cause.code;
+  return undefined;
+}
+
+function kindFor(status: number): VendorErrorKind {
+  if (status === 401 || status === 403) return 'auth';
+  if (status === 429) return 'rate_limited';
+  if (status >= 500) return 'unavailable';
+  return 'rejected';
+}
+
+/** Maps whatever a Twilio SDK call threw to one VendorError with a short, scrubbed message. */
+export function twilioError(error: unknown, secrets: readonly string[]): VendorError {
+  if (error instanceof VendorError) return error;
+  // RestException, or the SDK's RFC 9457 TwilioServiceException: both carry an HTTP status and a Twilio code.
+  if (error instanceof Error && 'status' in error && typeof error.status === 'number') {
+    const status = error.status;
+    const code = 'code' in error && typeof error.code === 'number' ? String(error.code) : undefined;
+    const text = error.message || `HTTP ${status}`;
+    return new VendorError({
+      vendor: 'twilio',
+      kind: kindFor(status),
+      status,
+      requestId: error instanceof TwilioResponseError ? error.requestId : undefined,
+      vendorCode: code,
+      // No `cause`: the raw vendor message may echo credentials back (only the scrubbed text is kept).
+      message: scrub(text, secrets).slice(0, 200),
+    });
+  }
+  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
+    return new VendorError({
+      vendor: 'twilio',
+      kind: 'timeout',
+      message: 'Twilio did not answer in time',
+      definite: false,
+    });
+  }
+  const code = error instanceof Error ? causeCode(error) : undefined;
+  return new VendorError({
+    vendor: 'twilio',
+    kind: 'unavailable',
+    message: code ? `could not reach Twilio (${code})` : 'request failed before Twilio answered',
+    definite: code !== undefined && NEVER_SENT.has(code),
+  });
+}

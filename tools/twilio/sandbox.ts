@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import { countSegments } from './segments.js';
+
+export interface TwilioFakeRequest {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  /** The form (POST) or query (GET) parameters. */
+  form: Record<string, string>;
+}
+
+export interface TwilioErrorBody {
+  code: number;
+  message: string;
+  more_info: string;
+  status: number;
+}
+
+/** A local Twilio Messages API on 127.0.0.1, for tests and --sandbox. Records every request. */
+export interface TwilioFake {
+  url: string;
+  received: TwilioFakeRequest[];
+  /** Answers the next request with this status and a Twilio-shaped error body (built from the request if a function). */
+  failNext(
+    status: number,
+    body?: Partial<TwilioErrorBody> | ((req: TwilioFakeRequest) => Partial<TwilioErrorBody>),
+  ): void;
+  /** Prices messages when fetched: micro-USD per segment, or Twilio's own string (e.g. "-0.00790"); null unprices. */
+  setPrice(price: number | string | null): void;
+  /** Stalls every answer this long (the message is still created), to force client timeouts. */
+  delayMs: number;
+  /** Lets the process exit while the server is still open. */
+  unref(): void;
+  close(): Promise<void>;
+}
+
+type Message = Record<string, string | number | null | Record<string, string>>;
+
+const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+const rfc2822 = (d: Date) => d.toUTCString().replace('GMT', '+0000');
+const MESSAGES = /^\/2010-04-01\/Accounts\/(AC[0-9a-zA-Z]+)\/Messages(?:\/(SM[0-9a-f]{32}))?\.json$/;
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'twilio-request-id': `RQ${hex(16)}` });
+  res.end(JSON.stringify(body));
+}
+
+function twilioError(status: number, code: number, message: string, extra: Partial<TwilioErrorBody> = {}) {
+  return { code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status, ...extra };
+}
+
+/** The basic-auth user (the account SID) of a request, or undefined. */
+function basicUser(header: string | undefined): string | undefined {
+  const m = /^Basic (.+)$/.exec(header ?? '');
+  return m?.[1] ? Buffer.from(m[1], 'base64').toString('utf8').split(':')[0] : undefined;
+}
+
+export async function startTwilioFake(): Promise<TwilioFake> {
+  const messages = new Map<string, Message>();
+  let price: string | null = null;
+  let failure: { status: number; body: NonNullable<Parameters<TwilioFake['failNext']>[1]> } | undefined;
+
+  const withPrice = (m: Message): Message => {
+    if (price === null || m.status === 'failed') return m;
+    const perSegment = Number(price);
+    const total = (perSegment * Number(m.num_segments)).toFixed(5);
+    return { ...m, price: total, status: 'delivered', date_sent: m.date_sent ?? m.date_created ?? null };
+  };
+
+  const handle = (req: TwilioFakeRequest, res: ServerResponse) => {
+    if (failure) {
+      const { status, body } = failure;
+      failure = undefined;
+      const extra = typeof body === 'function' ? body(req) : body;
+      return send(res, status, twilioError(status, extra.code ?? 20500, 'Internal Server Error', extra));
+    }
+    const route = MESSAGES.exec(req.path);
+    if (!route) return send(res, 404, twilioError(404, 20404, 'The requested resource was not found'));
+    const [, account = '', sid] = route;
+    if (basicUser(req.headers.authorization) !== account) {
+      return send(res, 401, twilioError(401, 20003, 'Authentication Error - invalid username'));
+    }
+    if (req.method === 'GET' && sid) {
+      const m = messages.get(sid);
+      return m
+        ? send(res, 200, withPrice(m))
+        : send(res, 404, twilioError(404, 20404, `Message ${sid} was not found`));
+    }
+    if (req.method === 'GET') {
+      const list = [...messages.values()]
+        .filter((m) => m.account_sid === account)
+        .filter((m) => !req.form.To || m.to === req.form.To)
+        .filter((m) => !req.form.From || m.from === req.form.From)
+        .reverse()
+        .map(withPrice);
+      const uri = `/2010-04-01/Accounts/${account}/Messages.json`;
+      return send(res, 200, {
+        messages: list,
+        uri,
+        first_page_uri: uri,
+        next_page_uri: null,
+        previous_page_uri: null,
+        page: 0,
+        page_size: Number(req.form.PageSize ?? 50),
+        start: 0,
+        end: Math.max(list.length - 1, 0),
+      });
+    }
+    if (req.method !== 'POST') return send(res, 405, twilioError(405, 20004, 'Method not allowed'));
+    const { To: to, Body: body, From: from, MessagingServiceSid: service } = req.form;
+    if (!to) return send(res, 400, twilioError(400, 21604, "A 'To' phone number is required."));
+    if (!body) return send(res, 400, twilioError(400, 21602, 'Message body is required.'));
+    if (!from && !service)
+      return send(res, 400, twilioError(400, 21603, "A 'From' phone number is required."));
+    const now = rfc2822(new Date());
+    const newSid = `SM${hex(16)}`;
+    const message: Message = {
+      account_sid: account,
+      api_version: '2010-04-01',
+      body,
+      date_created: now,
+      date_updated: now,
+      date_sent: null,
+      direction: 'outbound-api',
+      error_code: null,
+      error_message: null,
+      from: from ?? null,
+      messaging_service_sid: service ?? null,
+      num_media: '0',
+      num_segments: String(countSegments(body).segments),
+      price: null,
+      price_unit: 'USD',
+      sid: newSid,
+      status: service ? 'accepted' : 'queued',
+      subresource_uris: { media: `/2010-04-01/Accounts/${account}/Messages/${newSid}/Media.json` },
+      to,
+      uri: `/2010-04-01/Accounts/${account}/Messages/${newSid}.json`,
+    };
+    messages.set(newSid, message);
+    return send(res, 201, message);
+  };
+
+  const received: TwilioFakeRequest[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const body = Buffer.concat(chunks).toString('utf8');
+      const params = req.method === 'POST' ? new URLSearchParams(body) : url.searchParams;
+      const r = {
+        method: req.method ?? 'GET',
+        path: url.pathname,
+        headers: req.headers,
+        body,
+        form: Object.fromEntries(params),
+      };
+      received.push(r);
+      setTimeout(() => handle(r, res), fake.delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+
+  const fake: TwilioFake = {
+    url: `http://127.0.0.1:${port}`,
+    received,
+    delayMs: 0,
+    failNext: (status, body = {}) => {
+      failure = { status, body };
+    },
+    setPrice: (p) => {
+      price = typeof p === 'number' ? `-${(p / 1e6).toFixed(5)}` : p;
+    },
+    unref: () => void server.unref(),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  return fake;
+}
+
+/** The sandbox's account: a well-formed SID that no real Twilio account has. */
+export const SANDBOX_ACCOUNT_SID = `AC${'0'.repeat(32)}`;
+const SANDBOX_SEGMENT_MICROS = 7900;
+let shared: Promise<TwilioFake> | undefined;
+
+/** Starts one fake per process for --sandbox; its messages are priced, so reconcile settles them. */
+export async function twilioSandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }> {
+  shared ??= startTwilioFake().then((fake) => {
+    fake.setPrice(SANDBOX_SEGMENT_MICROS);
+    fake.unref(); // the shared sandbox must not keep a stopping leash process alive
+    return fake;
+  });
+  const fake = await shared;
+  return { baseUrl: fake.url, secret: { account_sid: SANDBOX_ACCOUNT_SID, auth_token: 'sandbox' } };
+}
