@@ -11,8 +11,22 @@ import {
 } from './command.js';
 import { dbCommands } from './db.js';
 import { demoCommands, mcpCommands, reconcileCommands, serveCommands } from './serve.js';
+import { initCommands } from './init.js';
+import { keysCommands } from './keys.js';
+import { policiesCommands } from './policies.js';
+import { vendorsCommands } from './vendors.js';
 
-const GROUPS: CommandGroup[] = [serveCommands, mcpCommands, demoCommands, dbCommands, reconcileCommands];
+const GROUPS: CommandGroup[] = [
+  initCommands,
+  serveCommands,
+  mcpCommands,
+  demoCommands,
+  policiesCommands,
+  keysCommands,
+  vendorsCommands,
+  reconcileCommands,
+  dbCommands,
+];
 
 const VERSION = '0.1.0';
 

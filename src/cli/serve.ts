@@ -9,6 +9,8 @@ import { reconcile } from '../pipeline/reconcile.js';
 import { ruleSpecs } from '../pipeline/tool.js';
 import { startHttpServer } from '../server/http.js';
 import { runStdio } from '../server/stdio.js';
+import { adminRoutes } from '../admin/routes.js';
+import { startAlerts } from '../admin/alerts.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
 import { catalog, openRuntime } from './runtime.js';
 
@@ -45,9 +47,11 @@ async function serveHttp(
 ) {
   const config = ctx.config();
   const runtime = await openRuntime(config, { sandbox: o.sandbox, poolMax: Math.max(config.poolMax, 16) });
+  const alerts = startAlerts({ config, db: runtime.handle.db, log: runtime.deps.log });
+  runtime.deps.onEvent = alerts.onEvent;
   let http;
   try {
-    http = await startHttpServer(runtime.deps, { host: o.host, port: o.port });
+    http = await startHttpServer(runtime.deps, { host: o.host, port: o.port, routes: [adminRoutes(runtime.deps, config, alerts)] });
   } catch (error) {
     await runtime.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE')
@@ -58,6 +62,7 @@ async function serveHttp(
   if (after) await after(http.url);
   await untilSignal(async () => {
     await http.close();
+    await alerts.close();
     await runtime.close();
   });
 }

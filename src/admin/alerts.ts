@@ -1,0 +1,170 @@
+import { sql } from 'kysely';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../config/logger.js';
+import type { Db } from '../db/database.js';
+import type { PipelineEvent } from '../pipeline/run-tool.js';
+
+export type AlertEvent =
+  | { type: 'cap_reached'; scope: string; window: string; key_id: string | null; agent: string | null; tool: string; details: Record<string, unknown> }
+  | { type: 'denial_burst'; key_id: string; agent: string | null; denials: number; window_seconds: number; last_code: string }
+  | { type: 'key_revoked'; key_ids: string[]; by: string; reason: string }
+  | { type: 'stuck_pending'; rows: number; oldest: string };
+
+export interface Alerts {
+  /** Feed pipeline events in; never blocks and never throws. */
+  onEvent(event: PipelineEvent): void;
+  /** Queue an alert (e.g. a revoke) for delivery off the call path. */
+  notify(event: AlertEvent): void;
+  /** Resolves when the queue is empty (tests) or after `ms`. */
+  drain(ms?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const BURST_COUNT = 5;
+const BURST_WINDOW_MS = 60_000;
+const MAX_QUEUE = 1000;
+const RETRY_DELAYS_MS = [500, 2_000, 8_000];
+
+function text(e: AlertEvent): string {
+  switch (e.type) {
+    case 'cap_reached':
+      return `:no_entry: leash: ${e.window} cap reached for ${e.scope} (agent ${e.agent ?? '?'}, tool ${e.tool}); further calls are denied until it resets.`;
+    case 'denial_burst':
+      return `:warning: leash: key ${e.key_id} (agent ${e.agent ?? '?'}) was denied ${e.denials} times in ${e.window_seconds}s (last: ${e.last_code}). The agent may be looping.`;
+    case 'key_revoked':
+      return `:lock: leash: revoked ${e.key_ids.length} key(s) via ${e.by}: ${e.key_ids.join(', ')} (${e.reason}).`;
+    case 'stuck_pending':
+      return `:hourglass: leash: ${e.rows} audit row(s) have been pending or unknown since ${e.oldest}; run 'leash reconcile'.`;
+  }
+}
+
+/**
+ * Webhook alerts (Slack incoming-webhook compatible `text`, plus the plain `event` object), delivered by a
+ * background loop with retries. A slow or failing webhook only ever delays other alerts, never a tool call.
+ */
+export function startAlerts(o: { config: Config; db?: Db; log: Logger; stuckCheckMs?: number; fetchTimeoutMs?: number }): Alerts {
+  const url = o.config.alertWebhookUrl;
+  const queue: { event: AlertEvent; attempt: number; notBefore: number }[] = [];
+  const capsSent = new Set<string>();
+  const denials = new Map<string, number[]>();
+  let stuckSentAt = 0;
+  let closed = false;
+  let wake: (() => void) | undefined;
+  let idle: (() => void)[] = [];
+  let inFlight = false;
+  const stopping = new AbortController();
+
+  const enqueue = (event: AlertEvent) => {
+    if (!url || closed) return;
+    if (queue.length >= MAX_QUEUE) queue.shift();
+    queue.push({ event, attempt: 0, notBefore: 0 });
+    wake?.();
+  };
+
+  async function deliver(event: AlertEvent): Promise<boolean> {
+    try {
+      const res = await fetch(url ?? '', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'user-agent': 'leash-alerts' },
+        body: JSON.stringify({ text: text(event), event: { ...event, at: new Date().toISOString() } }),
+        signal: AbortSignal.any([AbortSignal.timeout(o.fetchTimeoutMs ?? 5_000), stopping.signal]),
+      });
+      await res.body?.cancel();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  const loop = (async () => {
+    while (!closed) {
+      const now = Date.now();
+      const i = queue.findIndex((q) => q.notBefore <= now);
+      if (i < 0) {
+        for (const f of idle) f();
+        idle = [];
+        const next = queue.reduce((m, q) => Math.min(m, q.notBefore), Infinity);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          if (Number.isFinite(next)) setTimeout(resolve, Math.max(next - now, 10)).unref();
+        });
+        wake = undefined;
+        continue;
+      }
+      const [item] = queue.splice(i, 1);
+      if (!item) continue;
+      inFlight = true;
+      const ok = await deliver(item.event);
+      inFlight = false;
+      if (!ok) {
+        const delay = RETRY_DELAYS_MS[item.attempt];
+        if (delay !== undefined) queue.push({ ...item, attempt: item.attempt + 1, notBefore: Date.now() + delay });
+        else o.log.error('alert webhook failed after retries', { type: item.event.type });
+      }
+    }
+  })();
+
+  const stuckTimer =
+    url && o.db
+      ? setInterval(() => {
+          void checkStuck();
+        }, o.stuckCheckMs ?? 60_000)
+      : undefined;
+  stuckTimer?.unref();
+
+  async function checkStuck() {
+    if (!o.db || Date.now() - stuckSentAt < 3_600_000) return;
+    try {
+      const { rows } = await sql<{ n: number; oldest: Date | null }>`
+        select count(*)::int as n, min(ts) as oldest from audit_log
+        where (outcome in ('pending', 'unknown') or cost_status = 'pending') and decision = 'allowed'
+          and ts < now() - interval '5 minutes'`.execute(o.db);
+      const r = rows[0];
+      if (r && r.n > 0 && r.oldest) {
+        stuckSentAt = Date.now();
+        enqueue({ type: 'stuck_pending', rows: r.n, oldest: r.oldest.toISOString() });
+      }
+    } catch {
+      // The database being away is reported by the call path; alerts stay quiet.
+    }
+  }
+
+  return {
+    onEvent(event) {
+      if (!url || event.type !== 'denied') return;
+      const details = event.details;
+      if (event.code === 'budget_exceeded' || event.code === 'request_limit_exceeded') {
+        const scope = typeof details.scope === 'string' ? details.scope : 'unknown';
+        const window = event.code === 'budget_exceeded' ? 'daily USD' : 'hourly request';
+        const dedupe = `${scope}|${window}|${String(details.resets_at)}`;
+        if (!capsSent.has(dedupe)) {
+          capsSent.add(dedupe);
+          enqueue({ type: 'cap_reached', scope, window, key_id: event.key_id, agent: event.agent, tool: event.tool, details });
+        }
+      }
+      if (event.key_id) {
+        const now = Date.now();
+        const times = (denials.get(event.key_id) ?? []).filter((t) => now - t < BURST_WINDOW_MS);
+        times.push(now);
+        denials.set(event.key_id, times);
+        if (times.length === BURST_COUNT) {
+          enqueue({ type: 'denial_burst', key_id: event.key_id, agent: event.agent, denials: times.length, window_seconds: BURST_WINDOW_MS / 1000, last_code: event.code });
+        }
+      }
+    },
+    notify: enqueue,
+    drain: (ms = 30_000) =>
+      new Promise<void>((resolve) => {
+        if (!queue.length && !inFlight) return resolve();
+        idle.push(resolve);
+        setTimeout(resolve, ms).unref();
+      }),
+    async close() {
+      closed = true;
+      stopping.abort();
+      if (stuckTimer) clearInterval(stuckTimer);
+      wake?.();
+      await loop;
+    },
+  };
+}

@@ -1,0 +1,78 @@
+import { openDatabase } from '../db/database.js';
+import { spendReport, type SpendGrouping, type SpendRow } from '../ledger/spend.js';
+import { formatUsd } from '../policy/money.js';
+import { timeFlag } from './audit.js';
+import { CliError, EXIT, command, table, type CommandGroup } from './command.js';
+
+const GROUPINGS: readonly SpendGrouping[] = ['agent', 'key', 'policy', 'day'];
+
+const usd = (micros: number | null) => (micros === null ? '-' : formatUsd(micros));
+
+function tableRows(
+  by: SpendGrouping,
+  rows: SpendRow[],
+): { rows: Record<string, unknown>[]; columns: string[] } {
+  const withCaps = by === 'key' || by === 'policy';
+  return {
+    rows: rows.map((r) => ({
+      [by]: r.group,
+      ...(by === 'key' ? { agent: r.agent, policy: r.policy } : {}),
+      spent: usd(r.held_micros),
+      requests: r.requests,
+      denied: r.denied,
+      ...(withCaps ? { cap_today: usd(r.cap_micros), left_today: usd(r.remaining_micros) } : {}),
+    })),
+    columns: [
+      by,
+      ...(by === 'key' ? ['agent', 'policy'] : []),
+      'spent',
+      'requests',
+      'denied',
+      ...(withCaps ? ['cap_today', 'left_today'] : []),
+    ],
+  };
+}
+
+const spend = command({
+  name: '',
+  summary: 'Spend and calls per agent, key, policy or day, with today’s caps and what is left of them.',
+  usage: 'spend [--by agent|key|policy|day] [--since T] [--until T] [--json]',
+  help: [
+    '--by G       group by agent (default), key, policy or day (UTC)',
+    '--since T    from T (default: start of today, UTC): 2026-11-20T14:30:00Z, 2026-11-20, or ago: 2h, 7d',
+    '--until T    before T (same forms as --since)',
+    '--json       print the report as JSON, money in micro-USD',
+    'spent = settled cost plus what pending calls still hold; requests count every call, denied too;',
+    'cap_today / left_today (by key or policy) are the policy’s daily USD cap and what is left today.',
+  ],
+  options: {
+    by: { type: 'string', default: 'agent' },
+    since: { type: 'string' },
+    until: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  async run(ctx, v) {
+    const by = GROUPINGS.find((g) => g === v.by);
+    if (!by) throw new CliError(`--by must be one of ${GROUPINGS.join(', ')}, got '${v.by}'`, EXIT.usage);
+    const since = timeFlag(v.since, '--since');
+    const until = timeFlag(v.until, '--until');
+    const handle = await openDatabase(ctx.config(), { poolMax: 2 });
+    const report = await spendReport(handle.db, { by, since, until }).finally(() => handle.close());
+    if (v.json) {
+      ctx.json(report);
+      return EXIT.ok;
+    }
+    const t = tableRows(by, report.rows);
+    ctx.print(
+      `spend by ${by} since ${report.since.toISOString()}${report.until ? ` until ${report.until.toISOString()}` : ''}`,
+    );
+    ctx.io.stdout(table(t.rows, t.columns));
+    return EXIT.ok;
+  },
+});
+
+export const spendCommands: CommandGroup = {
+  name: 'spend',
+  summary: 'Spend and request counts per agent, key, policy or day, with caps left today',
+  commands: [spend],
+};
