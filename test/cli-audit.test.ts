@@ -9,10 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_COLUMNS, auditQuery, parseTime, TimeInputError, type AuditRow } from '../src/audit/query.js';
 import { tailAudit } from '../src/audit/tail.js';
 import { uuidv7 } from '../src/audit/uuid.js';
-import { auditCommands } from '../src/cli/audit.js';
-import { CliError, parseCommand, type Context, type Io } from '../src/cli/command.js';
-import { spendCommands } from '../src/cli/spend.js';
-import { loadConfig } from '../src/config/config.js';
 import type { Db } from '../src/db/database.js';
 import type { AuditLogTable } from '../src/db/schema.js';
 import { mintKey } from '../src/keys/vault-keys.js';
@@ -21,44 +17,14 @@ import { policyFileSchema } from '../src/policy/schema.js';
 import { applyPolicy } from '../src/policy/store.js';
 import { childEnv, LEASH_BIN } from './support/cli.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
+import { cli } from './support/run-cli.js';
 
 let tdb: TestDatabase;
 let home: string;
 let env: Record<string, string>;
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `leash <argv>` in-process with captured output. */
-async function leash(...argv: string[]): Promise<Result> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env, isTTY: false };
-  const [groupName, ...rest] = argv;
-  const group = [auditCommands, spendCommands].find((g) => g.name === groupName);
-  const single =
-    group?.commands.length === 1 && group.commands[0]?.name === '' ? group.commands[0] : undefined;
-  const [cmdName, ...args] = single ? ['', ...rest] : rest;
-  const cmd = single ?? group?.commands.find((c) => c.name === cmdName);
-  if (!cmd) throw new Error(`no command ${argv.join(' ')}`);
-  const ctx: Context = {
-    io,
-    config: () => loadConfig(env),
-    print: (t) => io.stdout(t.endsWith('\n') ? t : t + '\n'),
-    json: (d) => io.stdout(JSON.stringify(d, null, 2) + '\n'),
-  };
-  try {
-    const { values, positionals } = parseCommand(cmd, args);
-    const code = (await cmd.run(ctx, values, positionals)) ?? 0;
-    return { code, stdout, stderr };
-  } catch (error) {
-    if (!(error instanceof CliError)) throw error;
-    return { code: error.exitCode, stdout, stderr: stderr + `leash ${argv[0] ?? ''}: ${error.message}\n` };
-  }
-}
+const leash = (...argv: string[]) => cli(argv, env);
 
 type Seed = Partial<Insertable<AuditLogTable>> & { tool: string; decision: 'allowed' | 'denied' };
 

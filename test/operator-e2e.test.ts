@@ -26,8 +26,17 @@ beforeAll(async () => {
   tdb = await freshDatabase(16);
   vendors = await startVendors();
   const config = testConfig({ ...vendors.env, LEASH_ADMIN_TOKEN: ADMIN_TOKEN });
-  deps = createPipeline({ db: tdb.db, config, catalog, sandbox: false, log: createLogger({ logLevel: 'silent' }) });
-  await applyTestPolicy(tdb.db, catalog, { name: 'ops', tools: { send_sms: { from: '+15550001111' }, get_budget: {} } });
+  deps = createPipeline({
+    db: tdb.db,
+    config,
+    catalog,
+    sandbox: false,
+    log: createLogger({ logLevel: 'silent' }),
+  });
+  await applyTestPolicy(tdb.db, catalog, {
+    name: 'ops',
+    tools: { send_sms: { from: '+15550001111' }, get_budget: {} },
+  });
   http = await startHttpServer(deps, { host: '127.0.0.1', port: 0, routes: [adminRoutes(deps, config)] });
 });
 
@@ -39,7 +48,11 @@ afterAll(async () => {
 
 async function mcpClient(key: string) {
   const client = new Client({ name: 'agent-loop', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${http.url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${key}` } } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${http.url}/mcp`), {
+      requestInit: { headers: { Authorization: `Bearer ${key}` } },
+    }),
+  );
   return client;
 }
 
@@ -54,14 +67,24 @@ describe('kill switch', () => {
     const loops = clients.map(async (c) => {
       while (!stop) {
         const sentAt = performance.now();
-        const r = (await c.callTool({ name: 'send_sms', arguments: { to: '+15551230000', body: `msg ${n++}` } })) as CallToolResult;
-        calls.push({ sentAt, ok: !r.isError, code: (r.structuredContent as { code?: unknown } | undefined)?.code });
+        const r = (await c.callTool({
+          name: 'send_sms',
+          arguments: { to: '+15551230000', body: `msg ${n++}` },
+        })) as CallToolResult;
+        calls.push({
+          sentAt,
+          ok: !r.isError,
+          code: (r.structuredContent as { code?: unknown } | undefined)?.code,
+        });
         if (r.isError && performance.now() > revokedAt + 300) stop = true;
       }
     });
     await new Promise((res) => setTimeout(res, 400));
     const spawnedAt = performance.now();
-    const revoke = await runLeash(['keys', 'revoke', key.id, '--json'], childEnv({ DATABASE_URL: tdb.url, LEASH_HOME: '/nonexistent' }));
+    const revoke = await runLeash(
+      ['keys', 'revoke', key.id, '--json'],
+      childEnv({ DATABASE_URL: tdb.url, LEASH_HOME: '/nonexistent' }),
+    );
     revokedAt = performance.now();
     expect(revoke.code, revoke.stderr).toBe(0);
     expect(JSON.parse(revoke.stdout)).toEqual({ revoked: [key.id] });
@@ -86,7 +109,14 @@ describe('kill switch', () => {
 
 describe('admin API', () => {
   const admin = (path: string, init: RequestInit = {}, token = ADMIN_TOKEN) =>
-    fetch(`${http.url}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...(init.headers as Record<string, string>) } });
+    fetch(`${http.url}${path}`, {
+      ...init,
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        ...(init.headers as Record<string, string>),
+      },
+    });
 
   it('refuses a missing or wrong token, and a vault key, with 401', async () => {
     const key = await keyFor(tdb.db, { policy: 'ops' });
@@ -103,19 +133,31 @@ describe('admin API', () => {
     expect(await one.json()).toEqual({ revoked: [c.id] });
     const r = await runTool(deps, c.key, 'get_budget', {});
     expect(r).toMatchObject({ ok: false, failure: { code: 'key_revoked' } });
-    const run = await admin('/admin/revoke', { method: 'POST', body: JSON.stringify({ run_id: 'adm-run', reason: 'incident 7' }) });
+    const run = await admin('/admin/revoke', {
+      method: 'POST',
+      body: JSON.stringify({ run_id: 'adm-run', reason: 'incident 7' }),
+    });
     expect(((await run.json()) as { revoked: string[] }).revoked.sort()).toEqual([a.id, b.id].sort());
-    const bad = await admin('/admin/revoke', { method: 'POST', body: JSON.stringify({ agent: 'x', run_id: 'y' }) });
+    const bad = await admin('/admin/revoke', {
+      method: 'POST',
+      body: JSON.stringify({ agent: 'x', run_id: 'y' }),
+    });
     expect(bad.status).toBe(400);
-    const keys = (await (await admin('/admin/keys?agent=adm-a')).json()) as { keys: { id: string; status: string; revoked_reason: string }[] };
-    expect(keys.keys).toEqual([expect.objectContaining({ id: a.id, status: 'revoked', revoked_reason: 'incident 7' })]);
+    const keys = (await (await admin('/admin/keys?agent=adm-a')).json()) as {
+      keys: { id: string; status: string; revoked_reason: string }[];
+    };
+    expect(keys.keys).toEqual([
+      expect.objectContaining({ id: a.id, status: 'revoked', revoked_reason: 'incident 7' }),
+    ]);
     expect(JSON.stringify(keys)).not.toContain(a.key.slice(17));
   });
 
   it('answers audit and spend queries', async () => {
     const key = await keyFor(tdb.db, { policy: 'ops', agent: 'adm-q' });
     expect((await runTool(deps, key.key, 'send_sms', { to: '+15551230001', body: 'q' })).ok).toBe(true);
-    const audit = (await (await admin('/admin/audit?agent=adm-q')).json()) as { rows: { agent: string; tool: string }[] };
+    const audit = (await (await admin('/admin/audit?agent=adm-q')).json()) as {
+      rows: { agent: string; tool: string }[];
+    };
     expect(audit.rows).toEqual([expect.objectContaining({ agent: 'adm-q', tool: 'send_sms' })]);
     const spend = await admin('/admin/spend?by=agent');
     expect(spend.status).toBe(200);
@@ -130,7 +172,7 @@ describe('alerts', () => {
   let mode: 'ok' | 'hang' | 'fail' = 'ok';
 
   beforeAll(async () => {
-    hook = await startRecordingServer(async (_req, res) => {
+    hook = await startRecordingServer((_req, res) => {
       if (mode === 'hang') return; // never answers
       if (mode === 'fail') return sendJson(res, 500, { error: 'down' });
       sendJson(res, 200, { ok: true });
@@ -144,18 +186,35 @@ describe('alerts', () => {
   function pipelineWithAlerts(policy: string) {
     const config = testConfig({ ...vendors.env, LEASH_ALERT_WEBHOOK_URL: `${hook.url}/hook` });
     alerts = startAlerts({ config, log: createLogger({ logLevel: 'silent' }), fetchTimeoutMs: 10_000 });
-    const d = createPipeline({ db: tdb.db, config, catalog, sandbox: false, log: createLogger({ logLevel: 'silent' }), onEvent: alerts.onEvent });
+    const d = createPipeline({
+      db: tdb.db,
+      config,
+      catalog,
+      sandbox: false,
+      log: createLogger({ logLevel: 'silent' }),
+      onEvent: alerts.onEvent,
+    });
     return { d, policy };
   }
 
   it('posts a Slack-compatible cap-reached alert to the webhook', async () => {
-    await applyTestPolicy(tdb.db, catalog, { name: 'capped', limits: { per_key_daily_usd: 0.01 }, tools: { send_sms: { from: '+15550001111' } } });
+    await applyTestPolicy(tdb.db, catalog, {
+      name: 'capped',
+      limits: { per_key_daily_usd: 0.01 },
+      tools: { send_sms: { from: '+15550001111' } },
+    });
     const { d } = pipelineWithAlerts('capped');
     const key = await keyFor(tdb.db, { policy: 'capped', agent: 'spender' });
     expect((await runTool(d, key.key, 'send_sms', { to: '+15551230002', body: 'one' })).ok).toBe(true);
-    expect(await runTool(d, key.key, 'send_sms', { to: '+15551230002', body: 'two' })).toMatchObject({ ok: false, failure: { code: 'budget_exceeded' } });
+    expect(await runTool(d, key.key, 'send_sms', { to: '+15551230002', body: 'two' })).toMatchObject({
+      ok: false,
+      failure: { code: 'budget_exceeded' },
+    });
     await alerts?.drain(5_000);
-    const body = JSON.parse(hook.received.at(-1)?.body ?? '{}') as { text: string; event: { type: string; scope: string; agent: string } };
+    const body = JSON.parse(hook.received.at(-1)?.body ?? '{}') as {
+      text: string;
+      event: { type: string; scope: string; agent: string };
+    };
     expect(body.text).toContain('cap reached');
     expect(body.event).toMatchObject({ type: 'cap_reached', scope: `key:${key.id}`, agent: 'spender' });
     await alerts?.close();
@@ -164,13 +223,18 @@ describe('alerts', () => {
 
   it.each(['hang', 'fail'] as const)('keeps tool calls fast when the webhook is %s', async (m) => {
     mode = m;
-    await applyTestPolicy(tdb.db, catalog, { name: 'capped2', limits: { per_key_daily_usd: 0.001 }, tools: { send_sms: { from: '+15550001111' } } });
+    await applyTestPolicy(tdb.db, catalog, {
+      name: 'capped2',
+      limits: { per_key_daily_usd: 0.001 },
+      tools: { send_sms: { from: '+15550001111' } },
+    });
     const { d } = pipelineWithAlerts('capped2');
     const received = hook.received.length;
     const started = performance.now();
     for (let i = 0; i < 3; i++) {
       const key = await keyFor(tdb.db, { policy: 'capped2', agent: `slowhook-${m}-${i}` });
-      for (let j = 0; j < 8; j++) await runTool(d, key.key, 'send_sms', { to: '+15551230003', body: `x${j}` });
+      for (let j = 0; j < 8; j++)
+        await runTool(d, key.key, 'send_sms', { to: '+15551230003', body: `x${j}` });
     }
     const elapsed = performance.now() - started;
     // 24 calls with alerts queued behind a webhook that hangs for 10 s (or fails and is retried): the calls

@@ -5,16 +5,31 @@ import type { Db } from '../db/database.js';
 import type { PipelineEvent } from '../pipeline/run-tool.js';
 
 export type AlertEvent =
-  | { type: 'cap_reached'; scope: string; window: string; key_id: string | null; agent: string | null; tool: string; details: Record<string, unknown> }
-  | { type: 'denial_burst'; key_id: string; agent: string | null; denials: number; window_seconds: number; last_code: string }
+  | {
+      type: 'cap_reached';
+      scope: string;
+      window: string;
+      key_id: string | null;
+      agent: string | null;
+      tool: string;
+      details: Record<string, unknown>;
+    }
+  | {
+      type: 'denial_burst';
+      key_id: string;
+      agent: string | null;
+      denials: number;
+      window_seconds: number;
+      last_code: string;
+    }
   | { type: 'key_revoked'; key_ids: string[]; by: string; reason: string }
   | { type: 'stuck_pending'; rows: number; oldest: string };
 
 export interface Alerts {
   /** Feed pipeline events in; never blocks and never throws. */
-  onEvent(event: PipelineEvent): void;
+  onEvent: (event: PipelineEvent) => void;
   /** Queue an alert (e.g. a revoke) for delivery off the call path. */
-  notify(event: AlertEvent): void;
+  notify: (event: AlertEvent) => void;
   /** Resolves when the queue is empty (tests) or after `ms`. */
   drain(ms?: number): Promise<void>;
   close(): Promise<void>;
@@ -42,7 +57,13 @@ function text(e: AlertEvent): string {
  * Webhook alerts (Slack incoming-webhook compatible `text`, plus the plain `event` object), delivered by a
  * background loop with retries. A slow or failing webhook only ever delays other alerts, never a tool call.
  */
-export function startAlerts(o: { config: Config; db?: Db; log: Logger; stuckCheckMs?: number; fetchTimeoutMs?: number }): Alerts {
+export function startAlerts(o: {
+  config: Config;
+  db?: Db;
+  log: Logger;
+  stuckCheckMs?: number;
+  fetchTimeoutMs?: number;
+}): Alerts {
   const url = o.config.alertWebhookUrl;
   const queue: { event: AlertEvent; attempt: number; notBefore: number }[] = [];
   const capsSent = new Set<string>();
@@ -98,7 +119,8 @@ export function startAlerts(o: { config: Config; db?: Db; log: Logger; stuckChec
       inFlight = false;
       if (!ok) {
         const delay = RETRY_DELAYS_MS[item.attempt];
-        if (delay !== undefined) queue.push({ ...item, attempt: item.attempt + 1, notBefore: Date.now() + delay });
+        if (delay !== undefined)
+          queue.push({ ...item, attempt: item.attempt + 1, notBefore: Date.now() + delay });
         else o.log.error('alert webhook failed after retries', { type: item.event.type });
       }
     }
@@ -139,7 +161,15 @@ export function startAlerts(o: { config: Config; db?: Db; log: Logger; stuckChec
         const dedupe = `${scope}|${window}|${String(details.resets_at)}`;
         if (!capsSent.has(dedupe)) {
           capsSent.add(dedupe);
-          enqueue({ type: 'cap_reached', scope, window, key_id: event.key_id, agent: event.agent, tool: event.tool, details });
+          enqueue({
+            type: 'cap_reached',
+            scope,
+            window,
+            key_id: event.key_id,
+            agent: event.agent,
+            tool: event.tool,
+            details,
+          });
         }
       }
       if (event.key_id) {
@@ -148,7 +178,14 @@ export function startAlerts(o: { config: Config; db?: Db; log: Logger; stuckChec
         times.push(now);
         denials.set(event.key_id, times);
         if (times.length === BURST_COUNT) {
-          enqueue({ type: 'denial_burst', key_id: event.key_id, agent: event.agent, denials: times.length, window_seconds: BURST_WINDOW_MS / 1000, last_code: event.code });
+          enqueue({
+            type: 'denial_burst',
+            key_id: event.key_id,
+            agent: event.agent,
+            denials: times.length,
+            window_seconds: BURST_WINDOW_MS / 1000,
+            last_code: event.code,
+          });
         }
       }
     },

@@ -12,9 +12,11 @@ export function adminReads(db: Db) {
     async audit(q: URLSearchParams): Promise<Answer> {
       try {
         const decision = q.get('decision');
-        if (decision !== null && decision !== 'allowed' && decision !== 'denied') return bad('decision must be allowed or denied');
+        if (decision !== null && decision !== 'allowed' && decision !== 'denied')
+          return bad('decision must be allowed or denied');
         const limit = q.get('limit') !== null ? Number(q.get('limit')) : undefined;
-        if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) return bad('limit must be a positive whole number');
+        if (limit !== undefined && (!Number.isInteger(limit) || limit < 1))
+          return bad('limit must be a positive whole number');
         const minUsd = q.get('min_usd') !== null ? Number(q.get('min_usd')) : undefined;
         if (minUsd !== undefined && !(minUsd >= 0)) return bad('min_usd must be a number of dollars');
         const filter: AuditFilter = {

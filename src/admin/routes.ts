@@ -15,7 +15,9 @@ const revokeBody = z
     run_id: z.string().min(1).optional(),
     reason: z.string().max(500).optional(),
   })
-  .refine((b) => [b.key_id, b.agent, b.run_id].filter(Boolean).length === 1, { message: 'give exactly one of key_id, agent or run_id' });
+  .refine((b) => [b.key_id, b.agent, b.run_id].filter(Boolean).length === 1, {
+    message: 'give exactly one of key_id, agent or run_id',
+  });
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -37,7 +39,12 @@ export function adminRoutes(deps: PipelineDeps, config: Config, alerts?: Alerts)
     }
     const presented = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     if (!tokenMatches(presented, config.adminToken)) {
-      sendJson(res, 401, { error: 'admin token required' }, { 'www-authenticate': 'Bearer realm="leash-admin"' });
+      sendJson(
+        res,
+        401,
+        { error: 'admin token required' },
+        { 'www-authenticate': 'Bearer realm="leash-admin"' },
+      );
       return true;
     }
     const path = url.pathname.replace(/\/+$/, '');
@@ -46,7 +53,8 @@ export function adminRoutes(deps: PipelineDeps, config: Config, alerts?: Alerts)
     const revoke = async (target: RevokeTarget, reason: string | undefined) => {
       const why = reason ?? 'revoked by operator (admin API)';
       const revoked = await revokeKeys(deps.db, target, why);
-      if (revoked.length) alerts?.notify({ type: 'key_revoked', key_ids: revoked, by: 'admin API', reason: why });
+      if (revoked.length)
+        alerts?.notify({ type: 'key_revoked', key_ids: revoked, by: 'admin API', reason: why });
       sendJson(res, 200, { revoked });
     };
 
@@ -63,7 +71,10 @@ export function adminRoutes(deps: PipelineDeps, config: Config, alerts?: Alerts)
         return true;
       }
       const b = parsed.data;
-      await revoke(b.key_id ? { id: b.key_id } : b.agent ? { agent: b.agent } : { runId: b.run_id ?? '' }, b.reason);
+      await revoke(
+        b.key_id ? { id: b.key_id } : b.agent ? { agent: b.agent } : { runId: b.run_id ?? '' },
+        b.reason,
+      );
       return true;
     }
     if (method === 'GET' && path === '/admin/keys') {

@@ -59,8 +59,8 @@ export function command<O extends Options>(spec: Command<O>): Command {
   return spec;
 }
 
-export function helpText(group: string, cmd: Command): string {
-  const lines = [`Usage: leash ${group} ${cmd.usage}`.trimEnd(), '', cmd.summary];
+export function helpText(cmd: Command): string {
+  const lines = [`Usage: leash ${cmd.usage}`.trimEnd(), '', cmd.summary];
   if (cmd.help?.length) lines.push('', 'Options:', ...cmd.help.map((l) => `  ${l}`));
   lines.push('  -h, --help  show this help');
   return lines.join('\n') + '\n';

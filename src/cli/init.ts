@@ -13,9 +13,13 @@ import { packageRoot } from './serve.js';
 
 const init = command({
   name: '',
-  summary: 'Set up LEASH_HOME: directory, master key file (0600), database (started and migrated). Safe to re-run.',
+  summary:
+    'Set up LEASH_HOME: directory, master key file (0600), database (started and migrated). Safe to re-run.',
   usage: 'init [--demo] [--json]',
-  help: ['--demo      also apply the demo policy and print a demo vault key (sandbox use)', '--json      print what was set up as JSON'],
+  help: [
+    '--demo      also apply the demo policy and print a demo vault key (sandbox use)',
+    '--json      print what was set up as JSON',
+  ],
   options: { demo: { type: 'boolean' }, json: { type: 'boolean' } },
   async run(ctx, v) {
     const config = ctx.config();
@@ -26,9 +30,18 @@ const init = command({
     let demo: { policy: string; version: number; key: string; key_id: string } | undefined;
     try {
       if (v.demo) {
-        const doc = validatePolicy(await readPolicyFile(join(packageRoot(), 'examples', 'demo-policy.yaml')), ruleSpecs(catalog));
+        const doc = validatePolicy(
+          await readPolicyFile(join(packageRoot(), 'examples', 'demo-policy.yaml')),
+          ruleSpecs(catalog),
+        );
         const applied = await applyPolicy(handle.db, doc);
-        const key = await mintKey(handle.db, { agent: 'demo-agent', policy: doc.name, runId: 'demo', expiresAt: new Date(Date.now() + 86_400_000), label: 'leash init --demo' });
+        const key = await mintKey(handle.db, {
+          agent: 'demo-agent',
+          policy: doc.name,
+          runId: 'demo',
+          expiresAt: new Date(Date.now() + 86_400_000),
+          label: 'leash init --demo',
+        });
         demo = { policy: applied.name, version: applied.version, key: key.key, key_id: key.id };
       }
     } finally {
@@ -41,12 +54,20 @@ const init = command({
       ...(demo ? { demo } : {}),
     };
     if (v.json) return void ctx.json(summary);
-    ctx.print(`LEASH_HOME   ${summary.home}\nmaster key   ${summary.master_key}\ndatabase     ${summary.database} (migrated)`);
+    ctx.print(
+      `LEASH_HOME   ${summary.home}\nmaster key   ${summary.master_key}\ndatabase     ${summary.database} (migrated)`,
+    );
     if (demo) {
       ctx.print(`demo policy  ${demo.policy} v${demo.version}\ndemo key     ${demo.key}`);
-      ctx.io.stderr('The demo key is shown once. Serve it with: leash serve --sandbox  (or: LEASH_VAULT_KEY=… leash mcp --sandbox)\n');
+      ctx.io.stderr(
+        'The demo key is shown once. Serve it with: leash serve --sandbox  (or: LEASH_VAULT_KEY=… leash mcp --sandbox)\n',
+      );
     }
   },
 });
 
-export const initCommands: CommandGroup = { name: 'init', summary: 'Set up LEASH_HOME, master key and database (--demo: demo policy + key)', commands: [init] };
+export const initCommands: CommandGroup = {
+  name: 'init',
+  summary: 'Set up LEASH_HOME, master key and database (--demo: demo policy + key)',
+  commands: [init],
+};

@@ -1,7 +1,15 @@
 import { startAlerts } from '../admin/alerts.js';
 import { createLogger } from '../config/logger.js';
 import { openDatabase } from '../db/database.js';
-import { getKey, KeyError, listKeys, mintKey, revokeKeys, rotateKey, type KeyRow } from '../keys/vault-keys.js';
+import {
+  getKey,
+  KeyError,
+  listKeys,
+  mintKey,
+  revokeKeys,
+  rotateKey,
+  type KeyRow,
+} from '../keys/vault-keys.js';
 import { CliError, EXIT, command, table, type CommandGroup, type Context } from './command.js';
 
 /** "30m", "2h", "7d", "45s" → milliseconds. */
@@ -23,7 +31,10 @@ function parseMeta(values: string[] | undefined): Record<string, string> {
   return out;
 }
 
-async function withDb<T>(ctx: Context, fn: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>): Promise<T> {
+async function withDb<T>(
+  ctx: Context,
+  fn: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>,
+): Promise<T> {
   const handle = await openDatabase(ctx.config(), { poolMax: 2 });
   try {
     return await fn(handle.db);
@@ -48,7 +59,8 @@ const view = (k: KeyRow) => ({
 const create = command({
   name: 'create',
   summary: 'Mint a vault key for an agent (run); the key is printed once and stored only as a hash.',
-  usage: 'keys create --agent A --policy P [--run R] [--expires-in 30m] [--policy-version V] [--label L] [--meta k=v]… [--json]',
+  usage:
+    'keys create --agent A --policy P [--run R] [--expires-in 30m] [--policy-version V] [--label L] [--meta k=v]… [--json]',
   help: [
     '--agent A           agent name (required)',
     '--policy P          policy name (required); the key follows its latest version',
@@ -72,14 +84,33 @@ const create = command({
   async run(ctx, v) {
     if (!v.agent || !v.policy) throw new CliError('--agent and --policy are required', EXIT.usage);
     const version = v['policy-version'] !== undefined ? Number(v['policy-version']) : undefined;
-    if (version !== undefined && !Number.isInteger(version)) throw new CliError('--policy-version must be a whole number', EXIT.usage);
-    const expiresAt = v['expires-in'] ? new Date(Date.now() + parseDuration(v['expires-in'], '--expires-in')) : undefined;
+    if (version !== undefined && !Number.isInteger(version))
+      throw new CliError('--policy-version must be a whole number', EXIT.usage);
+    const expiresAt = v['expires-in']
+      ? new Date(Date.now() + parseDuration(v['expires-in'], '--expires-in'))
+      : undefined;
     const meta = parseMeta(v.meta);
     const k = await withDb(ctx, (db) =>
-      mintKey(db, { agent: v.agent ?? '', policy: v.policy ?? '', runId: v.run, policyVersion: version, expiresAt, label: v.label, metadata: meta }),
+      mintKey(db, {
+        agent: v.agent ?? '',
+        policy: v.policy ?? '',
+        runId: v.run,
+        policyVersion: version,
+        expiresAt,
+        label: v.label,
+        metadata: meta,
+      }),
     );
     if (v.json) {
-      ctx.json({ id: k.id, key: k.key, agent: k.agent, run_id: k.run_id, policy: k.policy, policy_version: k.policy_version, expires_at: k.expires_at });
+      ctx.json({
+        id: k.id,
+        key: k.key,
+        agent: k.agent,
+        run_id: k.run_id,
+        policy: k.policy,
+        policy_version: k.policy_version,
+        expires_at: k.expires_at,
+      });
       return;
     }
     ctx.print(k.key);
@@ -94,14 +125,31 @@ const list = command({
   name: 'list',
   summary: 'List vault keys (never their secrets).',
   usage: 'keys list [--agent A] [--run R] [--active] [--json]',
-  help: ['--agent A   only this agent', '--run R     only this run', '--active    only keys neither revoked nor expired', '--json      print JSON'],
-  options: { agent: { type: 'string' }, run: { type: 'string' }, active: { type: 'boolean' }, json: { type: 'boolean' } },
+  help: [
+    '--agent A   only this agent',
+    '--run R     only this run',
+    '--active    only keys neither revoked nor expired',
+    '--json      print JSON',
+  ],
+  options: {
+    agent: { type: 'string' },
+    run: { type: 'string' },
+    active: { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
   async run(ctx, v) {
     const rows = await withDb(ctx, (db) =>
-      listKeys(db, { ...(v.agent ? { agent: v.agent } : {}), ...(v.run ? { runId: v.run } : {}), ...(v.active ? { active: true } : {}) }),
+      listKeys(db, {
+        ...(v.agent ? { agent: v.agent } : {}),
+        ...(v.run ? { runId: v.run } : {}),
+        ...(v.active ? { active: true } : {}),
+      }),
     );
     if (v.json) ctx.json(rows);
-    else ctx.io.stdout(table(rows.map(view), ['id', 'agent', 'run_id', 'policy', 'status', 'expires_at', 'label']));
+    else
+      ctx.io.stdout(
+        table(rows.map(view), ['id', 'agent', 'run_id', 'policy', 'status', 'expires_at', 'label']),
+      );
   },
 });
 
@@ -117,7 +165,9 @@ const show = command({
     if (v.json) ctx.json(k);
     else {
       for (const [field, value] of Object.entries(k)) {
-        ctx.print(`${field.padEnd(15)} ${value instanceof Date ? value.toISOString() : value === null ? '-' : typeof value === 'object' ? JSON.stringify(value) : String(value)}`);
+        ctx.print(
+          `${field.padEnd(15)} ${value instanceof Date ? value.toISOString() : value === null ? '-' : typeof value === 'object' ? JSON.stringify(value) : String(value)}`,
+        );
       }
     }
   },
@@ -127,8 +177,18 @@ const revoke = command({
   name: 'revoke',
   summary: 'Revoke a key, every key of an agent, or every key of a run. The very next call fails.',
   usage: 'keys revoke <id> | --agent A | --run R [--reason TEXT] [--json]',
-  help: ['--agent A      revoke every key of this agent', '--run R        revoke every key of this run', '--reason TEXT  recorded on the key', '--json         print {revoked: [ids]}'],
-  options: { agent: { type: 'string' }, run: { type: 'string' }, reason: { type: 'string' }, json: { type: 'boolean' } },
+  help: [
+    '--agent A      revoke every key of this agent',
+    '--run R        revoke every key of this run',
+    '--reason TEXT  recorded on the key',
+    '--json         print {revoked: [ids]}',
+  ],
+  options: {
+    agent: { type: 'string' },
+    run: { type: 'string' },
+    reason: { type: 'string' },
+    json: { type: 'boolean' },
+  },
   positionals: { min: 0, max: 1 },
   async run(ctx, v, [id]) {
     const targets = [id, v.agent, v.run].filter(Boolean).length;
@@ -144,7 +204,12 @@ const revoke = command({
       await alerts.close();
     }
     if (v.json) ctx.json({ revoked });
-    else ctx.print(revoked.length ? `revoked ${revoked.length} key${revoked.length > 1 ? 's' : ''}: ${revoked.join(', ')}` : 'no active key matched');
+    else
+      ctx.print(
+        revoked.length
+          ? `revoked ${revoked.length} key${revoked.length > 1 ? 's' : ''}: ${revoked.join(', ')}`
+          : 'no active key matched',
+      );
     return revoked.length || !id ? EXIT.ok : EXIT.notFound;
   },
 });

@@ -12,6 +12,8 @@ import {
 import { dbCommands } from './db.js';
 import { demoCommands, mcpCommands, reconcileCommands, serveCommands } from './serve.js';
 import { initCommands } from './init.js';
+import { auditCommands } from './audit.js';
+import { spendCommands } from './spend.js';
 import { keysCommands } from './keys.js';
 import { policiesCommands } from './policies.js';
 import { vendorsCommands } from './vendors.js';
@@ -24,6 +26,8 @@ const GROUPS: CommandGroup[] = [
   policiesCommands,
   keysCommands,
   vendorsCommands,
+  auditCommands,
+  spendCommands,
   reconcileCommands,
   dbCommands,
 ];
@@ -99,7 +103,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
   try {
     const { values, positionals } = parseCommand(cmd, args);
     if (values.help) {
-      io.stdout(helpText(group.name, cmd));
+      io.stdout(helpText(cmd));
       return EXIT.ok;
     }
     const code = await cmd.run(ctx, values, positionals);

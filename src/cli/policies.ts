@@ -11,12 +11,16 @@ async function load(path: string) {
   try {
     return validatePolicy(await readPolicyFile(path), ruleSpecs(catalog));
   } catch (error) {
-    if (error instanceof PolicyFileError) throw new CliError(`${path} is not a valid policy:\n${error.message}`, EXIT.failure);
+    if (error instanceof PolicyFileError)
+      throw new CliError(`${path} is not a valid policy:\n${error.message}`, EXIT.failure);
     throw error;
   }
 }
 
-async function withDb<T>(ctx: Context, fn: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>): Promise<T> {
+async function withDb<T>(
+  ctx: Context,
+  fn: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>,
+): Promise<T> {
   const handle = await openDatabase(ctx.config(), { poolMax: 2 });
   try {
     return await fn(handle.db);
@@ -27,7 +31,8 @@ async function withDb<T>(ctx: Context, fn: (db: Awaited<ReturnType<typeof openDa
 
 const validate = command({
   name: 'validate',
-  summary: 'Check a policy file (YAML or JSON) without applying it; errors name the path and what was expected.',
+  summary:
+    'Check a policy file (YAML or JSON) without applying it; errors name the path and what was expected.',
   usage: 'policies validate <file> [--json]',
   options: { json: { type: 'boolean' } },
   positionals: { min: 1, max: 1 },
@@ -40,7 +45,8 @@ const validate = command({
 
 const apply = command({
   name: 'apply',
-  summary: 'Apply a policy file: a changed document becomes a new version; keys follow the latest unless pinned.',
+  summary:
+    'Apply a policy file: a changed document becomes a new version; keys follow the latest unless pinned.',
   usage: 'policies apply <file> [--json]',
   options: { json: { type: 'boolean' } },
   positionals: { min: 1, max: 1 },
@@ -48,7 +54,12 @@ const apply = command({
     const doc = await load(file ?? '');
     const r = await withDb(ctx, (db) => applyPolicy(db, doc));
     if (v.json) ctx.json(r);
-    else ctx.print(r.created ? `policy '${r.name}' is now version ${r.version}` : `policy '${r.name}' unchanged (version ${r.version})`);
+    else
+      ctx.print(
+        r.created
+          ? `policy '${r.name}' is now version ${r.version}`
+          : `policy '${r.name}' unchanged (version ${r.version})`,
+      );
   },
 });
 
@@ -60,7 +71,13 @@ const list = command({
   async run(ctx, v) {
     const rows = await withDb(ctx, (db) => listPolicies(db));
     if (v.json) ctx.json(rows);
-    else ctx.io.stdout(table(rows.map((r) => ({ ...r, tools: r.tools.join(',') })), ['name', 'latest_version', 'tools', 'active_keys', 'updated_at']));
+    else
+      ctx.io.stdout(
+        table(
+          rows.map((r) => ({ ...r, tools: r.tools.join(',') })),
+          ['name', 'latest_version', 'tools', 'active_keys', 'updated_at'],
+        ),
+      );
   },
 });
 
@@ -73,14 +90,17 @@ const show = command({
   async run(ctx, v, [name]) {
     const version = v.version !== undefined ? Number(v.version) : undefined;
     const doc = await withDb(ctx, (db) => policyDocument(db, name ?? '', version));
-    if (!doc) throw new CliError(`no policy '${name ?? ''}'${version ? ` version ${version}` : ''}`, EXIT.notFound);
+    if (!doc)
+      throw new CliError(`no policy '${name ?? ''}'${version ? ` version ${version}` : ''}`, EXIT.notFound);
     if (v.json) ctx.json(doc);
     else ctx.io.stdout(`# ${name ?? ''} version ${doc.version}\n${toYaml(doc.document)}`);
   },
 });
 
 function lines(doc: unknown): string[] {
-  return toYaml(JSON.parse(canonicalJson(doc)) as unknown).trimEnd().split('\n');
+  return toYaml(JSON.parse(canonicalJson(doc)) as unknown)
+    .trimEnd()
+    .split('\n');
 }
 
 const diff = command({
@@ -101,13 +121,23 @@ const diff = command({
     });
     const a = lines(before.document);
     const b = lines(after.document);
-    ctx.print(`--- ${policy} ${before.version ? `v${before.version}` : '(nothing)'}\n+++ ${policy} ${typeof after.version === 'number' ? `v${after.version}` : after.version}`);
+    ctx.print(
+      `--- ${policy} ${before.version ? `v${before.version}` : '(nothing)'}\n+++ ${policy} ${typeof after.version === 'number' ? `v${after.version}` : after.version}`,
+    );
     // A line diff of canonical YAML (sorted keys) is enough to read a policy change.
     const setA = new Set(a);
     const setB = new Set(b);
     let changed = 0;
-    for (const l of a) if (!setB.has(l)) (ctx.print(`- ${l}`), changed++);
-    for (const l of b) if (!setA.has(l)) (ctx.print(`+ ${l}`), changed++);
+    for (const l of a) {
+      if (setB.has(l)) continue;
+      ctx.print(`- ${l}`);
+      changed++;
+    }
+    for (const l of b) {
+      if (setA.has(l)) continue;
+      ctx.print(`+ ${l}`);
+      changed++;
+    }
     if (!changed) ctx.print('(no changes)');
   },
 });

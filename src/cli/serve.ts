@@ -51,7 +51,11 @@ async function serveHttp(
   runtime.deps.onEvent = alerts.onEvent;
   let http;
   try {
-    http = await startHttpServer(runtime.deps, { host: o.host, port: o.port, routes: [adminRoutes(runtime.deps, config, alerts)] });
+    http = await startHttpServer(runtime.deps, {
+      host: o.host,
+      port: o.port,
+      routes: [adminRoutes(runtime.deps, config, alerts)],
+    });
   } catch (error) {
     await runtime.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE')
