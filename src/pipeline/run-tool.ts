@@ -4,7 +4,7 @@ import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
 import { uuidv7 } from '../audit/uuid.js';
 import { admitCall, recordDenied, settleCall, type AuditDraft } from '../audit/write.js';
-import { authenticate, type AuthenticatedKey } from '../keys/authenticate.js';
+import { authenticate, type AuthenticatedKey, type AuthResult } from '../keys/authenticate.js';
 import { budgetView } from '../ledger/budget.js';
 import { windowsFor } from '../ledger/windows.js';
 import { canonicalJson } from '../policy/compile.js';
@@ -35,6 +35,12 @@ export interface PipelineDeps {
   log: Logger;
   clients: VendorClients;
   onEvent?: (event: PipelineEvent) => void;
+}
+
+/** One authentication query's answer, reused by the call it was made for (same tool and arguments). */
+export interface PreAuth {
+  hash: string;
+  result: AuthResult;
 }
 
 export type ToolCallResult =
@@ -115,6 +121,8 @@ export async function runTool(
   presentedKey: string | undefined,
   toolName: string,
   args: unknown,
+  /** An authentication already made for this key and exactly these arguments (the HTTP layer's). */
+  preAuth?: PreAuth,
 ): Promise<ToolCallResult> {
   const { db, catalog, log } = deps;
   const started = performance.now();
@@ -122,9 +130,9 @@ export async function runTool(
   if (!tool) return fail('unknown_tool', `there is no tool named ${toolName}`, null);
   const hash = argsHash(toolName, args ?? {});
 
-  let auth: Awaited<ReturnType<typeof authenticate>>;
+  let auth: AuthResult;
   try {
-    auth = await authenticate(db, presentedKey, hash);
+    auth = preAuth && preAuth.hash === hash ? preAuth.result : await authenticate(db, presentedKey, hash);
   } catch (error) {
     log.error('authentication query failed', { tool: toolName, error: errorName(error) });
     return fail('audit_unavailable', AUDIT_UNAVAILABLE, null);

@@ -9,7 +9,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { sql } from 'kysely';
 import { authenticate } from '../keys/authenticate.js';
 import { parseVaultKey } from '../keys/vault-keys.js';
-import type { PipelineDeps } from '../pipeline/run-tool.js';
+import { argsHash, type PipelineDeps } from '../pipeline/run-tool.js';
 import { createMcpServer } from './mcp.js';
 
 /** Extra routes mounted beside /mcp (the admin API). Returns false when the path is not theirs. */
@@ -79,6 +79,14 @@ export class HttpError extends Error {
   }
 }
 
+/** The tool name and arguments when the body is a single tools/call request. */
+function toolCall(body: unknown): { name: string; args: unknown } | undefined {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined;
+  const m = body as { method?: unknown; params?: { name?: unknown; arguments?: unknown } };
+  if (m.method !== 'tools/call' || typeof m.params?.name !== 'string') return undefined;
+  return { name: m.params.name, args: m.params.arguments ?? {} };
+}
+
 function unauthorized(res: ServerResponse, description: string) {
   sendJson(
     res,
@@ -139,18 +147,22 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
     const presented = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     if (!presented) return unauthorized(res, 'send the vault key as Authorization: Bearer lsk_...');
     if (!parseVaultKey(presented)) return unauthorized(res, 'malformed vault key');
-    const auth = await authenticate(deps.db, presented, null).catch(() => undefined);
-    if (!auth)
+    const parsed = await body();
+    // A tools/call authenticates once with its arguments' hash (loop guard) and hands that to the pipeline.
+    const call = toolCall(parsed);
+    const hash = call ? argsHash(call.name, call.args) : null;
+    const auth = await authenticate(deps.db, presented, hash).catch(() => undefined);
+    if (!auth) {
       return sendJson(res, 503, {
         jsonrpc: '2.0',
         error: { code: -32603, message: 'leash cannot reach its database' },
         id: null,
       });
+    }
     if (!auth.ok) return unauthorized(res, 'unknown vault key');
 
-    const parsed = await body();
-    const mcp = createMcpServer(deps, () => presented);
-    const transport = new StreamableHTTPServerTransport({ enableJsonResponse: true }); // no sessionIdGenerator: stateless;
+    const mcp = createMcpServer(deps, () => presented, hash ? { hash, result: auth } : undefined);
+    const transport = new StreamableHTTPServerTransport({ enableJsonResponse: true }); // no sessionIdGenerator: stateless
     res.on('close', () => {
       void transport.close();
       void mcp.close();

@@ -8,7 +8,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { authenticate } from '../keys/authenticate.js';
 import { formatUsd } from '../policy/money.js';
-import { runTool, type PipelineDeps, type ToolCallResult } from '../pipeline/run-tool.js';
+import { runTool, type PipelineDeps, type PreAuth, type ToolCallResult } from '../pipeline/run-tool.js';
 import { toolsForPolicy } from './tool-list.js';
 
 export const SERVER_INFO = { name: 'leash', version: '0.1.0' };
@@ -41,7 +41,11 @@ export function toCallToolResult(r: ToolCallResult): CallToolResult {
  * An MCP server for one vault key. `key` is read per request, so stdio and HTTP share this; the key is
  * authenticated on every list and every call (no cache outlives a revoke).
  */
-export function createMcpServer(deps: PipelineDeps, key: () => string | undefined): Server {
+export function createMcpServer(
+  deps: PipelineDeps,
+  key: () => string | undefined,
+  preAuth?: PreAuth,
+): Server {
   const server = new Server(SERVER_INFO, {
     capabilities: { tools: { listChanged: false } },
     instructions: INSTRUCTIONS,
@@ -64,7 +68,7 @@ export function createMcpServer(deps: PipelineDeps, key: () => string | undefine
     return { tools: toolsForPolicy(deps.catalog, auth.key.policy) };
   });
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
-    const result = await runTool(deps, key(), request.params.name, request.params.arguments ?? {});
+    const result = await runTool(deps, key(), request.params.name, request.params.arguments ?? {}, preAuth);
     return toCallToolResult(result);
   });
   return server;
