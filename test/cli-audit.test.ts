@@ -8,6 +8,7 @@ import type { Insertable } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_COLUMNS, auditQuery, parseTime, TimeInputError, type AuditRow } from '../src/audit/query.js';
 import { tailAudit } from '../src/audit/tail.js';
+import { auditCsv } from '../src/cli/audit.js';
 import { uuidv7 } from '../src/audit/uuid.js';
 import type { Db } from '../src/db/database.js';
 import type { AuditLogTable } from '../src/db/schema.js';
@@ -565,3 +566,18 @@ async function waitFor(check: () => boolean, timeoutMs = 2_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+describe('auditCsv', () => {
+  it('defuses text a spreadsheet would run as a formula, and leaves numbers alone', () => {
+    const row = {
+      ...Object.fromEntries(AUDIT_COLUMNS.map((c) => [c, null])),
+      agent: '=HYPERLINK("x")',
+      run_id: '@run',
+      cost_micros: 5,
+    } as unknown as AuditRow;
+    const [, line] = auditCsv([row]).split('\r\n');
+    expect(line).toContain(`"'=HYPERLINK(""x"")"`);
+    expect(line).toContain(`'@run`);
+    expect(line).toContain(',5,');
+  });
+});

@@ -76,7 +76,9 @@ function jsonRow(r: AuditRow): Record<string, unknown> {
 }
 
 function csvField(v: AuditRow[keyof AuditRow]): string {
-  const s = v === null ? '' : v instanceof Date ? v.toISOString() : String(v);
+  let s = v === null ? '' : v instanceof Date ? v.toISOString() : String(v);
+  // Text a spreadsheet would run as a formula (agent and run names are operator-chosen) is defused.
+  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
