@@ -2,7 +2,7 @@
 // success, denials (zero vendor requests), no cap overshoot across two pools, revoke, expiry, unknown outcomes.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { revokeKeys } from '../src/keys/vault-keys.js';
-import { reconcile } from '../src/pipeline/reconcile.js';
+import { reconcile, startReconcileLoop } from '../src/pipeline/reconcile.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor, pipelineFor } from './support/governance.js';
@@ -309,5 +309,28 @@ describe('unknown outcomes', () => {
 
     const again = await reconcile(deps, { graceSeconds: 0 });
     expect(again.rows.find((x) => x.id === id)).toBeUndefined();
+  });
+});
+
+describe('background reconcile', () => {
+  it('settles an unknown call on its own, as `leash serve` does every minute', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges', agent: 'bg' });
+    fake.delayMs = 600;
+    const r = await runTool(deps, key.key, 'charge_test', charge(90));
+    expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
+    const id = r.ok ? '' : (r.failure.audit_id ?? '');
+    await new Promise((res) => setTimeout(res, 700));
+    fake.delayMs = 0;
+    const loop = startReconcileLoop(deps, { everyMs: 100, graceSeconds: 0 });
+    try {
+      let outcome = 'unknown';
+      for (let i = 0; i < 50 && outcome !== 'succeeded'; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        outcome = (await auditRow(id)).outcome;
+      }
+      expect(outcome).toBe('succeeded');
+    } finally {
+      await loop.stop();
+    }
   });
 });

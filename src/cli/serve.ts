@@ -5,7 +5,7 @@ import { mintKey } from '../keys/vault-keys.js';
 import { validatePolicy } from '../policy/compile.js';
 import { readPolicyFile } from '../policy/file.js';
 import { applyPolicy } from '../policy/store.js';
-import { reconcile } from '../pipeline/reconcile.js';
+import { reconcile, startReconcileLoop } from '../pipeline/reconcile.js';
 import { ruleSpecs } from '../pipeline/tool.js';
 import { startHttpServer } from '../server/http.js';
 import { runStdio } from '../server/stdio.js';
@@ -18,6 +18,7 @@ const serveOptions = {
   host: { type: 'string', default: '127.0.0.1' },
   port: { type: 'string', default: '8787' },
   sandbox: { type: 'boolean' },
+  'reconcile-every': { type: 'string', default: '60' },
 } as const;
 
 function parsePort(value: string): number {
@@ -42,13 +43,17 @@ function untilSignal(close: () => Promise<void>): Promise<void> {
 
 async function serveHttp(
   ctx: Context,
-  o: { host: string; port: number; sandbox: boolean },
+  o: { host: string; port: number; sandbox: boolean; reconcileEverySeconds: number },
   after?: (url: string) => Promise<void>,
 ) {
   const config = ctx.config();
   const runtime = await openRuntime(config, { sandbox: o.sandbox, poolMax: Math.max(config.poolMax, 16) });
   const alerts = startAlerts({ config, db: runtime.handle.db, log: runtime.deps.log });
   runtime.deps.onEvent = alerts.onEvent;
+  const reconciler =
+    o.reconcileEverySeconds > 0
+      ? startReconcileLoop(runtime.deps, { everyMs: o.reconcileEverySeconds * 1000 })
+      : undefined;
   let http;
   try {
     http = await startHttpServer(runtime.deps, {
@@ -66,6 +71,7 @@ async function serveHttp(
   if (after) await after(http.url);
   await untilSignal(async () => {
     await http.close();
+    await reconciler?.stop();
     await alerts.close();
     await runtime.close();
   });
@@ -75,15 +81,24 @@ const serve = command({
   name: '',
   summary:
     'Serve MCP over Streamable HTTP at /mcp (vault key as Authorization: Bearer), plus /healthz and /admin.',
-  usage: 'serve [--host 127.0.0.1] [--port 8787] [--sandbox]',
+  usage: 'serve [--host 127.0.0.1] [--port 8787] [--sandbox] [--reconcile-every 60]',
   help: [
     '--host H    interface to listen on (default 127.0.0.1)',
     '--port P    port (default 8787; 0 picks a free one)',
     '--sandbox   route vendor calls to built-in local fakes',
+    '--reconcile-every S  settle pending rows and late vendor prices every S seconds (default 60; 0 = off)',
   ],
   options: serveOptions,
   async run(ctx, v) {
-    await serveHttp(ctx, { host: v.host, port: parsePort(v.port), sandbox: Boolean(v.sandbox) });
+    const every = Number(v['reconcile-every']);
+    if (!Number.isFinite(every) || every < 0)
+      throw new CliError('--reconcile-every must be a number of seconds (0 turns it off)', EXIT.usage);
+    await serveHttp(ctx, {
+      host: v.host,
+      port: parsePort(v.port),
+      sandbox: Boolean(v.sandbox),
+      reconcileEverySeconds: every,
+    });
   },
 });
 
@@ -148,35 +163,39 @@ const demo = command({
     } finally {
       await runtime.close();
     }
-    await serveHttp(ctx, { host: v.host, port: parsePort(v.port), sandbox: true }, (url) => {
-      if (v.json) {
-        ctx.json({ url: `${url}/mcp`, key: key.key, key_id: key.id, expires_at: key.expires_at });
+    await serveHttp(
+      ctx,
+      { host: v.host, port: parsePort(v.port), sandbox: true, reconcileEverySeconds: 60 },
+      (url) => {
+        if (v.json) {
+          ctx.json({ url: `${url}/mcp`, key: key.key, key_id: key.id, expires_at: key.expires_at });
+          return Promise.resolve();
+        }
+        const snippet = {
+          mcpServers: {
+            leash: { type: 'http', url: `${url}/mcp`, headers: { Authorization: `Bearer ${key.key}` } },
+          },
+        };
+        ctx.print(
+          [
+            '',
+            'leash demo is running (sandbox vendors: no real money or messages).',
+            '',
+            `  MCP endpoint  ${url}/mcp`,
+            `  demo key      ${key.key}`,
+            `  key id        ${key.id} (agent demo-agent, expires ${key.expires_at?.toISOString() ?? 'never'})`,
+            '',
+            'Paste into your MCP client config (e.g. .mcp.json for Claude Code):',
+            JSON.stringify(snippet, null, 2),
+            '',
+            `Try: refund pi_sandbox_alice, text +15555550123, email someone@example.com, then ask for the budget.`,
+            `Watch: npx leash audit tail -f     Stop: Ctrl-C`,
+            '',
+          ].join('\n'),
+        );
         return Promise.resolve();
-      }
-      const snippet = {
-        mcpServers: {
-          leash: { type: 'http', url: `${url}/mcp`, headers: { Authorization: `Bearer ${key.key}` } },
-        },
-      };
-      ctx.print(
-        [
-          '',
-          'leash demo is running (sandbox vendors: no real money or messages).',
-          '',
-          `  MCP endpoint  ${url}/mcp`,
-          `  demo key      ${key.key}`,
-          `  key id        ${key.id} (agent demo-agent, expires ${key.expires_at?.toISOString() ?? 'never'})`,
-          '',
-          'Paste into your MCP client config (e.g. .mcp.json for Claude Code):',
-          JSON.stringify(snippet, null, 2),
-          '',
-          `Try: refund pi_sandbox_alice, text +15555550123, email someone@example.com, then ask for the budget.`,
-          `Watch: npx leash audit tail -f     Stop: Ctrl-C`,
-          '',
-        ].join('\n'),
-      );
-      return Promise.resolve();
-    });
+      },
+    );
   },
 });
 

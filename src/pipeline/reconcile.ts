@@ -148,3 +148,48 @@ export async function reconcile(
   }
   return summary;
 }
+
+/**
+ * Runs reconcile every `everyMs` in the background (serve does this so Twilio prices and timed-out calls
+ * settle without a cron). A Postgres advisory lock keeps replicas from reconciling the same rows at once.
+ */
+export function startReconcileLoop(
+  deps: PipelineDeps,
+  o: { everyMs: number; graceSeconds?: number },
+): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = (async () => {
+      try {
+        // The lock lives in a transaction held open for the pass (one pooled connection); replicas skip while it is held.
+        await deps.db.transaction().execute(async (trx) => {
+          const { rows } = await sql<{
+            ok: boolean;
+          }>`select pg_try_advisory_xact_lock(hashtext('leash:reconcile')) as ok`.execute(trx);
+          if (!rows[0]?.ok) return;
+          const s = await reconcile(deps, { graceSeconds: o.graceSeconds ?? 30 });
+          if (s.examined)
+            deps.log.info('reconciled', {
+              examined: s.examined,
+              succeeded: s.succeeded,
+              failed: s.failed,
+              priced: s.priced,
+              still_unknown: s.still_unknown,
+            });
+        });
+      } catch (error) {
+        deps.log.error('reconcile loop failed', { error: error instanceof Error ? error.name : 'unknown' });
+      } finally {
+        running = undefined;
+      }
+    })();
+  }, o.everyMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
