@@ -24,7 +24,11 @@ describe('migrations', () => {
     handle = await openDatabase(loadConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
 
     const first = await migrateToLatest(handle.db);
-    expect(first).toEqual(['2026-11-22-0001-initial', '2026-11-22-0002-admission']);
+    expect(first).toEqual([
+      '2026-11-22-0001-initial',
+      '2026-11-22-0002-admission',
+      '2026-11-22-0003-audit-usd-index',
+    ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);
 

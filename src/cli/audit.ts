@@ -247,6 +247,5 @@ const query = command({
 
 export const auditCommands: CommandGroup = {
   name: 'audit',
-  summary: 'Read the audit log: tail it live, query it by agent, run, tool, time or amount',
   commands: [tail, query],
 };

@@ -50,7 +50,6 @@ export interface Context {
 
 export interface CommandGroup {
   name: string;
-  summary: string;
   commands: Command[];
 }
 
@@ -66,13 +65,13 @@ export function helpText(cmd: Command): string {
   return lines.join('\n') + '\n';
 }
 
-export function groupHelp(group: CommandGroup): string {
+export function groupHelp(group: CommandGroup, summary: string): string {
   const width = Math.max(...group.commands.map((c) => c.name.length));
   return (
     [
       `Usage: leash ${group.name} <command> [options]`,
       '',
-      group.summary,
+      summary,
       '',
       'Commands:',
       ...group.commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),

@@ -122,6 +122,5 @@ const url = command({
 
 export const dbCommands: CommandGroup = {
   name: 'db',
-  summary: 'Manage the database: start, stop, status, migrate, url',
   commands: [start, stop, status, migrate, url],
 };

@@ -68,6 +68,5 @@ const init = command({
 
 export const initCommands: CommandGroup = {
   name: 'init',
-  summary: 'Set up LEASH_HOME, master key and database (--demo: demo policy + key)',
   commands: [init],
 };

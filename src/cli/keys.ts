@@ -232,6 +232,5 @@ const rotate = command({
 
 export const keysCommands: CommandGroup = {
   name: 'keys',
-  summary: 'Vault keys: create, list, show, revoke, rotate',
   commands: [create, list, show, revoke, rotate],
 };

@@ -9,27 +9,69 @@ import {
   type Context,
   type Io,
 } from './command.js';
-import { dbCommands } from './db.js';
-import { demoCommands, mcpCommands, reconcileCommands, serveCommands } from './serve.js';
-import { initCommands } from './init.js';
-import { auditCommands } from './audit.js';
-import { spendCommands } from './spend.js';
-import { keysCommands } from './keys.js';
-import { policiesCommands } from './policies.js';
-import { vendorsCommands } from './vendors.js';
+/** A command group, loaded only when it runs: `leash keys revoke` must not pay for the vendor SDKs. */
+interface LazyGroup {
+  name: string;
+  summary: string;
+  load: () => Promise<CommandGroup>;
+}
 
-const GROUPS: CommandGroup[] = [
-  initCommands,
-  serveCommands,
-  mcpCommands,
-  demoCommands,
-  policiesCommands,
-  keysCommands,
-  vendorsCommands,
-  auditCommands,
-  spendCommands,
-  reconcileCommands,
-  dbCommands,
+const GROUPS: LazyGroup[] = [
+  {
+    name: 'init',
+    summary: 'Set up LEASH_HOME, master key and database (--demo: demo policy + key)',
+    load: async () => (await import('./init.js')).initCommands,
+  },
+  {
+    name: 'serve',
+    summary: 'Serve MCP over Streamable HTTP (agents connect with their vault key)',
+    load: async () => (await import('./serve.js')).serveCommands,
+  },
+  {
+    name: 'mcp',
+    summary: 'Serve MCP over stdio for LEASH_VAULT_KEY',
+    load: async () => (await import('./serve.js')).mcpCommands,
+  },
+  {
+    name: 'demo',
+    summary: 'Start a sandbox server with a demo policy and key (what npm start runs)',
+    load: async () => (await import('./serve.js')).demoCommands,
+  },
+  {
+    name: 'policies',
+    summary: 'Policies: validate, apply, list, show, diff',
+    load: async () => (await import('./policies.js')).policiesCommands,
+  },
+  {
+    name: 'keys',
+    summary: 'Vault keys: create, list, show, revoke, rotate',
+    load: async () => (await import('./keys.js')).keysCommands,
+  },
+  {
+    name: 'vendors',
+    summary: 'Vendor credentials: set, list, remove (secrets never printed)',
+    load: async () => (await import('./vendors.js')).vendorsCommands,
+  },
+  {
+    name: 'audit',
+    summary: 'The audit log: tail (-f to follow live) and query',
+    load: async () => (await import('./audit.js')).auditCommands,
+  },
+  {
+    name: 'spend',
+    summary: 'Spend and requests by agent, key, policy or day, with caps and what is left',
+    load: async () => (await import('./spend.js')).spendCommands,
+  },
+  {
+    name: 'reconcile',
+    summary: 'Settle pending/unknown audit rows and late vendor prices',
+    load: async () => (await import('./serve.js')).reconcileCommands,
+  },
+  {
+    name: 'db',
+    summary: 'Manage the database: start, stop, status, migrate, url',
+    load: async () => (await import('./db.js')).dbCommands,
+  },
 ];
 
 const VERSION = '0.1.0';
@@ -82,17 +124,18 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     io.stdout(`leash ${VERSION}\n`);
     return EXIT.ok;
   }
-  const group = GROUPS.find((g) => g.name === groupName);
-  if (!group) {
+  const lazy = GROUPS.find((g) => g.name === groupName);
+  if (!lazy) {
     io.stderr(`leash: unknown command '${groupName}'. Run 'leash --help' for the list.\n`);
     return EXIT.usage;
   }
+  const group = await lazy.load();
   // A group with one unnamed command (e.g. `leash mcp`) takes its options directly.
   const single =
     group.commands.length === 1 && group.commands[0]?.name === '' ? group.commands[0] : undefined;
   const [cmdName, ...args] = single ? ['', ...rest] : rest;
   if (!single && (!cmdName || cmdName === '--help' || cmdName === '-h')) {
-    io.stdout(groupHelp(group));
+    io.stdout(groupHelp(group, lazy.summary));
     return cmdName ? EXIT.ok : EXIT.usage;
   }
   const cmd = single ?? group.commands.find((c) => c.name === cmdName);

@@ -144,6 +144,5 @@ const diff = command({
 
 export const policiesCommands: CommandGroup = {
   name: 'policies',
-  summary: 'Policies: validate, apply, list, show, diff',
   commands: [apply, list, show, validate, diff],
 };

@@ -239,21 +239,17 @@ const reconcileCmd = command({
 
 export const serveCommands: CommandGroup = {
   name: 'serve',
-  summary: 'Serve MCP over Streamable HTTP (agents connect with their vault key)',
   commands: [serve],
 };
 export const mcpCommands: CommandGroup = {
   name: 'mcp',
-  summary: 'Serve MCP over stdio for LEASH_VAULT_KEY',
   commands: [mcp],
 };
 export const demoCommands: CommandGroup = {
   name: 'demo',
-  summary: 'Start a sandbox server with a demo policy and key (what npm start runs)',
   commands: [demo],
 };
 export const reconcileCommands: CommandGroup = {
   name: 'reconcile',
-  summary: 'Settle pending/unknown audit rows and late vendor prices',
   commands: [reconcileCmd],
 };

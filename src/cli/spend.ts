@@ -73,6 +73,5 @@ const spend = command({
 
 export const spendCommands: CommandGroup = {
   name: 'spend',
-  summary: 'Spend and request counts per agent, key, policy or day, with caps left today',
   commands: [spend],
 };

@@ -182,6 +182,5 @@ const remove = command({
 
 export const vendorsCommands: CommandGroup = {
   name: 'vendors',
-  summary: 'Vendor credentials: set, list, remove (secrets never printed)',
   commands: [set, list, remove],
 };

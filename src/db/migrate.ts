@@ -1,11 +1,13 @@
-import { Migrator, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } from 'kysely';
 import * as initial from './migrations/2026-11-22-0001-initial.js';
 import * as admission from './migrations/2026-11-22-0002-admission.js';
+import * as auditUsdIndex from './migrations/2026-11-22-0003-audit-usd-index.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
   '2026-11-22-0001-initial': initial,
   '2026-11-22-0002-admission': admission,
+  '2026-11-22-0003-audit-usd-index': auditUsdIndex,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */
@@ -15,6 +17,13 @@ export class MigrationError extends Error {
 
 /** Applies pending migrations; a no-op when up to date. Safe to run from several processes at once. */
 export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
+  // Fast path for every command that opens the database: one read when the schema is already current.
+  const latest = Object.keys(MIGRATIONS).at(-1);
+  const current = await sql<{ name: string }>`select name from leash_migrations order by name desc limit 1`
+    .execute(db)
+    .then((r) => r.rows[0]?.name)
+    .catch(() => undefined);
+  if (current !== undefined && current === latest) return [];
   const migrator = new Migrator({
     db,
     provider: { getMigrations: () => Promise.resolve(MIGRATIONS) },

@@ -113,7 +113,9 @@ export async function revokeKeys(
 ): Promise<string[]> {
   let q = db
     .updateTable('vault_keys')
-    .set({ revoked_at: sql<Date>`now()`, revoked_reason: reason })
+    // clock_timestamp(): the moment the row changed (after waiting out in-flight admissions), so no
+    // admitted audit row can carry a later time than the revoke.
+    .set({ revoked_at: sql<Date>`clock_timestamp()`, revoked_reason: reason })
     .where('revoked_at', 'is', null);
   if ('id' in target) q = q.where('id', '=', target.id);
   else if ('agent' in target) q = q.where('agent', '=', target.agent);
