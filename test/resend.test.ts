@@ -169,7 +169,7 @@ describe('sandbox', () => {
       secret: sandbox.secret,
       baseUrl: sandbox.baseUrl,
     };
-    const client = resendVendor.createClient(credential, { timeoutMs: 2000 });
+    const client = await resendVendor.createClient(credential, { timeoutMs: 2000 });
     const sent = await client.call((sdk, signal) =>
       sdk.emails.send({ from: FROM, to: 'ann@acme.com', subject: 'Hi', text: 'Hello' }, { signal }),
     );

@@ -41,9 +41,12 @@ export class VendorClients {
     }
     const routedAccount = account ?? credential.account;
     const handle: VendorHandle = {
-      client: spec.createClient(routedAccount ? { ...credential, account: routedAccount } : credential, {
-        timeoutMs: this.timeoutMs,
-      }),
+      client: await spec.createClient(
+        routedAccount ? { ...credential, account: routedAccount } : credential,
+        {
+          timeoutMs: this.timeoutMs,
+        },
+      ),
       secrets: Object.values(credential.secret),
       account: routedAccount,
     };

@@ -17,7 +17,8 @@ export interface VendorSpec<Client = unknown> {
   name: string;
   /** Secret fields and the env vars the vendor's own docs use for them. */
   secretFields: SecretFields;
-  createClient(credential: ResolvedCredential, options: { timeoutMs: number }): Client;
+  /** May be async so the vendor SDK is imported on first use, not at startup. */
+  createClient(credential: ResolvedCredential, options: { timeoutMs: number }): Client | Promise<Client>;
   /** Starts (once per process) a local fake of this vendor for --sandbox. */
   sandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }>;
 }

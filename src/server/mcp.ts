@@ -1,4 +1,5 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv-provider.js';
 import {
   CallToolRequestSchema,
   ListToolsRequestSchema,
@@ -10,6 +11,9 @@ import { authenticate } from '../keys/authenticate.js';
 import { formatUsd } from '../policy/money.js';
 import { runTool, type PipelineDeps, type PreAuth, type ToolCallResult } from '../pipeline/run-tool.js';
 import { toolsForPolicy } from './tool-list.js';
+
+// One validator for the process; the SDK would otherwise compile a new Ajv for every request.
+const validator = new AjvJsonSchemaValidator();
 
 export const SERVER_INFO = { name: 'leash', version: '0.1.0' };
 
@@ -49,6 +53,7 @@ export function createMcpServer(
   const server = new Server(SERVER_INFO, {
     capabilities: { tools: { listChanged: false } },
     instructions: INSTRUCTIONS,
+    jsonSchemaValidator: validator, // shared: a server is built per HTTP request
   });
   server.setRequestHandler(ListToolsRequestSchema, async () => {
     let auth;

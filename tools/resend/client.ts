@@ -1,4 +1,4 @@
-import { Resend, type Response as ResendResponse } from 'resend';
+import type { Resend, Response as ResendResponse } from 'resend';
 import type { VendorSpec } from '../../src/pipeline/tool.js';
 import { resendError } from './errors.js';
 import { startResendFake } from './sandbox.js';
@@ -16,12 +16,13 @@ let sandbox: Promise<{ baseUrl: string; secret: Record<string, string> }> | unde
 export const resendVendor: VendorSpec<ResendClient> = {
   name: 'resend',
   secretFields: { api_key: 'RESEND_API_KEY' },
-  createClient(credential, { timeoutMs }) {
+  async createClient(credential, { timeoutMs }) {
+    const { Resend: ResendSdk } = await import('resend'); // loaded on first use: keeps startup fast
     const key = credential.secret.api_key;
     if (!key) throw new Error(`resend credential '${credential.name}' has no api_key`);
     const secrets = Object.values(credential.secret);
     // `baseUrl` and `userAgent` are constructor options; passing both keeps the SDK from reading RESEND_* env vars.
-    const sdk = new Resend(key, {
+    const sdk = new ResendSdk(key, {
       baseUrl: (credential.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, ''),
       userAgent: 'leash (resend-node)',
     });

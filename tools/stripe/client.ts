@@ -1,4 +1,4 @@
-import Stripe from 'stripe';
+import type Stripe from 'stripe';
 import type { VendorSpec } from '../../src/pipeline/tool.js';
 import { stripeSandbox } from './sandbox.js';
 
@@ -12,7 +12,8 @@ export interface StripeClient {
 export const stripeVendor: VendorSpec<StripeClient> = {
   name: 'stripe',
   secretFields: { secret_key: 'STRIPE_SECRET_KEY' },
-  createClient(credential, { timeoutMs }) {
+  async createClient(credential, { timeoutMs }) {
+    const { default: StripeSdk } = await import('stripe'); // loaded on first use: keeps startup fast
     const config: Stripe.StripeConfig = { timeout: timeoutMs, maxNetworkRetries: 0, telemetry: false };
     if (credential.baseUrl) {
       const url = new URL(credential.baseUrl);
@@ -20,7 +21,7 @@ export const stripeVendor: VendorSpec<StripeClient> = {
       config.protocol = url.protocol === 'http:' ? 'http' : 'https';
       config.port = url.port || (url.protocol === 'http:' ? 80 : 443);
     }
-    return { stripe: new Stripe(credential.secret.secret_key ?? '', config), account: credential.account };
+    return { stripe: new StripeSdk(credential.secret.secret_key ?? '', config), account: credential.account };
   },
   sandbox: stripeSandbox,
 };

@@ -1,4 +1,4 @@
-import twilio from 'twilio';
+import type twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
 import type { VendorSpec } from '../../src/pipeline/tool.js';
 import { twilioError, TwilioResponseError, type TwilioHttpResponse } from './errors.js';
@@ -75,9 +75,10 @@ function fetchClient(baseUrl: string | undefined, timeoutMs: number) {
 export const twilioVendor: VendorSpec<TwilioClient> = {
   name: 'twilio',
   secretFields: { account_sid: 'TWILIO_ACCOUNT_SID', auth_token: 'TWILIO_AUTH_TOKEN' },
-  createClient(credential, { timeoutMs }) {
+  async createClient(credential, { timeoutMs }) {
+    const { default: twilioSdk } = await import('twilio'); // loaded on first use: keeps startup fast
     const { account_sid: sid = '', auth_token: token = '' } = credential.secret;
-    const api = twilio(sid, token, {
+    const api = twilioSdk(sid, token, {
       // The SDK types httpClient as its axios class, but only ever calls request() on it (BaseTwilio.js).
       httpClient: fetchClient(credential.baseUrl, timeoutMs) as unknown as RequestClient,
       ...(credential.account ? { accountSid: credential.account } : {}),

@@ -1,4 +1,3 @@
-import twilio from 'twilio';
 import { scrub, VendorError, type VendorErrorKind } from '../../src/pipeline/errors.js';
 
 /** What leash's HTTP client hands the SDK, and what an error answer keeps. */
@@ -9,14 +8,26 @@ export interface TwilioHttpResponse {
 }
 
 /**
- * A Twilio error answer: the SDK's own RestException (status, code, moreInfo parsed as the SDK does)
- * plus the `twilio-request-id` header, which RestException drops.
+ * A Twilio error answer, parsed as the SDK's RestException does (status, code, message, more_info), plus
+ * the `twilio-request-id` header. Defined here so this module does not load the SDK at startup.
  */
-export class TwilioResponseError extends twilio.RestException {
+export class TwilioResponseError extends Error {
   override name = 'TwilioResponseError';
+  readonly status: number;
+  readonly code: number | undefined;
+  readonly moreInfo: string | undefined;
   readonly requestId: string | undefined;
   constructor(response: TwilioHttpResponse) {
-    super(response);
+    let body: { message?: unknown; code?: unknown; more_info?: unknown } = {};
+    try {
+      body = JSON.parse(response.body) as typeof body;
+    } catch {
+      // Not JSON: keep the status alone.
+    }
+    super(typeof body.message === 'string' ? body.message : `HTTP ${response.statusCode}`);
+    this.status = response.statusCode;
+    this.code = typeof body.code === 'number' ? body.code : undefined;
+    this.moreInfo = typeof body.more_info === 'string' ? body.more_info : undefined;
     this.requestId = response.headers['twilio-request-id'];
   }
 }
