@@ -30,7 +30,7 @@ const GROUPS: LazyGroup[] = [
   {
     name: 'mcp',
     summary: 'Serve MCP over stdio for LEASH_VAULT_KEY',
-    load: async () => (await import('./serve.js')).mcpCommands,
+    load: async () => (await import('./mcp.js')).mcpCommands,
   },
   {
     name: 'demo',
@@ -65,7 +65,7 @@ const GROUPS: LazyGroup[] = [
   {
     name: 'reconcile',
     summary: 'Settle pending/unknown audit rows and late vendor prices',
-    load: async () => (await import('./serve.js')).reconcileCommands,
+    load: async () => (await import('./reconcile.js')).reconcileCommands,
   },
   {
     name: 'db',

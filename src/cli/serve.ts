@@ -5,10 +5,9 @@ import { mintKey } from '../keys/vault-keys.js';
 import { validatePolicy } from '../policy/compile.js';
 import { readPolicyFile } from '../policy/file.js';
 import { applyPolicy } from '../policy/store.js';
-import { reconcile, startReconcileLoop } from '../pipeline/reconcile.js';
+import { startReconcileLoop } from '../pipeline/reconcile.js';
 import { ruleSpecs } from '../pipeline/tool.js';
 import { startHttpServer } from '../server/http.js';
-import { runStdio } from '../server/stdio.js';
 import { adminRoutes } from '../admin/routes.js';
 import { startAlerts } from '../admin/alerts.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
@@ -102,26 +101,6 @@ const serve = command({
   },
 });
 
-const mcp = command({
-  name: '',
-  summary:
-    'Serve MCP over stdio for the vault key in LEASH_VAULT_KEY (for Claude Desktop, Claude Code, VS Code).',
-  usage: 'mcp [--sandbox]',
-  help: ['--sandbox   route vendor calls to built-in local fakes'],
-  options: { sandbox: { type: 'boolean' } },
-  async run(ctx, v) {
-    const config = ctx.config();
-    if (!config.vaultKey)
-      throw new CliError('set LEASH_VAULT_KEY to the vault key (lsk_…) this agent should use', EXIT.usage);
-    const runtime = await openRuntime(config, { sandbox: Boolean(v.sandbox), poolMax: 4 });
-    try {
-      await runStdio(runtime.deps, config.vaultKey);
-    } finally {
-      await runtime.close();
-    }
-  },
-});
-
 /** The directory holding package.json (works from src/ under tsx and from dist/). */
 export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -199,57 +178,11 @@ const demo = command({
   },
 });
 
-const reconcileCmd = command({
-  name: '',
-  summary: 'Settle audit rows left pending/unknown (crash, timeout) and costs the vendor prices later.',
-  usage: 'reconcile [--grace 30] [--sandbox] [--json]',
-  help: [
-    '--grace S   leave rows younger than S seconds alone (default 30)',
-    '--sandbox   reconcile sandbox rows (only meaningful inside a sandbox server)',
-    '--json      print the summary as JSON',
-  ],
-  options: {
-    grace: { type: 'string', default: '30' },
-    sandbox: { type: 'boolean' },
-    json: { type: 'boolean' },
-  },
-  async run(ctx, v) {
-    const grace = Number(v.grace);
-    if (!Number.isFinite(grace) || grace < 0)
-      throw new CliError('--grace must be a number of seconds', EXIT.usage);
-    const runtime = await openRuntime(ctx.config(), { sandbox: Boolean(v.sandbox), poolMax: 2 });
-    try {
-      const s = await reconcile(runtime.deps, { graceSeconds: grace });
-      if (v.json) ctx.json(s);
-      else {
-        ctx.print(
-          `examined ${s.examined}: ${s.succeeded} succeeded, ${s.failed} failed, ${s.priced} priced, ${s.still_unknown} still unknown, ${s.skipped} skipped`,
-        );
-        for (const r of s.rows)
-          ctx.print(
-            `  ${r.id}  ${r.tool.padEnd(12)}  ${r.before} → ${r.after}${r.note ? `  (${r.note})` : ''}`,
-          );
-      }
-      return s.still_unknown > 0 ? EXIT.failure : EXIT.ok;
-    } finally {
-      await runtime.close();
-    }
-  },
-});
-
 export const serveCommands: CommandGroup = {
   name: 'serve',
   commands: [serve],
 };
-export const mcpCommands: CommandGroup = {
-  name: 'mcp',
-  commands: [mcp],
-};
 export const demoCommands: CommandGroup = {
   name: 'demo',
   commands: [demo],
-};
-export const reconcileCommands: CommandGroup = {
-  name: 'reconcile',
-  commands: [reconcileCmd],
 };

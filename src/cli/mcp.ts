@@ -1,0 +1,25 @@
+import { runStdio } from '../server/stdio.js';
+import { CliError, EXIT, command, type CommandGroup } from './command.js';
+import { openRuntime } from './runtime.js';
+
+const mcp = command({
+  name: '',
+  summary:
+    'Serve MCP over stdio for the vault key in LEASH_VAULT_KEY (for Claude Desktop, Claude Code, VS Code).',
+  usage: 'mcp [--sandbox]',
+  help: ['--sandbox   route vendor calls to built-in local fakes'],
+  options: { sandbox: { type: 'boolean' } },
+  async run(ctx, v) {
+    const config = ctx.config();
+    if (!config.vaultKey)
+      throw new CliError('set LEASH_VAULT_KEY to the vault key (lsk_…) this agent should use', EXIT.usage);
+    const runtime = await openRuntime(config, { sandbox: Boolean(v.sandbox), poolMax: 4 });
+    try {
+      await runStdio(runtime.deps, config.vaultKey);
+    } finally {
+      await runtime.close();
+    }
+  },
+});
+
+export const mcpCommands: CommandGroup = { name: 'mcp', commands: [mcp] };
