@@ -44,7 +44,7 @@ function generateSql(rows: number, spanSeconds: number, agents: number, runs: nu
   return `
 insert into audit_log (id, ts, key_id, agent, run_id, policy, policy_version, tool, vendor, operation, account,
   decision, reason, outcome, reserved_micros, cost_micros, cost_status, amount, currency, vendor_request_id,
-  vendor_object_id, http_status, error, request, args_hash, budget, sandbox, latency_ms, settled_at, metadata)
+  vendor_object_id, http_status, error, request, args_hash, budget, sandbox, latency_ms, settled_at, metadata, usd_micros)
 select
   (lpad(to_hex((extract(epoch from ts) * 1000)::bigint), 12, '0') || '7' || substr(h, 1, 3) || '8'
      || substr(h, 4, 15))::uuid,
@@ -93,7 +93,8 @@ select
   false,
   case when denied then null else 40 + floor(u6 * 400)::int end,
   case when denied then null else ts + interval '250 milliseconds' end,
-  case when denied then jsonb_build_object('denial', jsonb_build_object('note', 'generated')) else '{}'::jsonb end
+  case when denied then jsonb_build_object('denial', jsonb_build_object('note', 'generated')) else '{}'::jsonb end,
+  case when denied then 0 else cost end
 from (
   select *,
     case when tool = 'issue_refund' then cents * 10000
@@ -224,9 +225,9 @@ async function tailOnce(
     const insertAt = performance.now();
     await writer.query(
       `insert into audit_log (id, key_id, agent, run_id, policy, policy_version, tool, vendor, operation,
-         decision, outcome, reserved_micros, cost_micros, cost_status, amount, currency, request)
+         decision, outcome, reserved_micros, cost_micros, cost_status, amount, currency, request, usd_micros)
        values ($1, 'kbenchtail00', 'agent-07', 'run-tail', 'support-refunds', 1, 'issue_refund', 'stripe',
-         'POST /v1/refunds', 'allowed', 'pending', 300000, 0, 'estimated', 30, 'usd', '{"amount":30}')`,
+         'POST /v1/refunds', 'allowed', 'pending', 300000, 0, 'estimated', 30, 'usd', '{"amount":30}', 300000)`,
       [id],
     );
     const committedAt = performance.now();
@@ -267,7 +268,7 @@ export async function runAuditVolume(o: AuditVolumeOptions = {}): Promise<BenchR
     );
     const stats = await pool.query<{ denied: number; refunds_over_100: number; refunds: number }>(
       `select avg((decision = 'denied')::int)::float8 as denied,
-              count(*) filter (where tool = 'issue_refund' and cost_micros >= 100000000)::int as refunds_over_100,
+              count(*) filter (where tool = 'issue_refund' and usd_micros >= 100000000)::int as refunds_over_100,
               count(*) filter (where tool = 'issue_refund')::int as refunds
          from audit_log`,
     );

@@ -58,6 +58,9 @@ function auditRow(s: Seed): Insertable<AuditLogTable> {
     args_hash: null,
     latency_ms: null,
     settled_at: null,
+    // As leash_admit records it: the admitted USD value.
+    usd_micros:
+      s.decision === 'allowed' ? Math.max(Number(s.cost_micros ?? 0), Number(s.reserved_micros ?? 0)) : 0,
     ...s,
   };
 }

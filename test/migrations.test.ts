@@ -28,6 +28,7 @@ describe('migrations', () => {
       '2026-11-22-0001-initial',
       '2026-11-22-0002-admission',
       '2026-11-22-0003-audit-usd-index',
+      '2026-11-22-0004-hot-settle',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);

@@ -138,9 +138,8 @@ export function startAlerts(o: {
     if (!o.db || Date.now() - stuckSentAt < 3_600_000) return;
     try {
       const { rows } = await sql<{ n: number; oldest: Date | null }>`
-        select count(*)::int as n, min(ts) as oldest from audit_log
-        where (outcome in ('pending', 'unknown') or cost_status = 'pending') and decision = 'allowed'
-          and ts < now() - interval '5 minutes'`.execute(o.db);
+        select count(*)::int as n, min(ts) as oldest from audit_unsettled
+        where ts < now() - interval '5 minutes'`.execute(o.db);
       const r = rows[0];
       if (r && r.n > 0 && r.oldest) {
         stuckSentAt = Date.now();

@@ -40,7 +40,7 @@ export interface AuditFilter {
   since?: Date | undefined;
   /** Exclusive. */
   until?: Date | undefined;
-  /** Rows whose cost_micros or reserved_micros is at least this. */
+  /** Rows whose admitted USD value (usd_micros) is at least this. */
   minUsdMicros?: number | undefined;
   /** Default 100, at most 10 000. */
   limit?: number | undefined;
@@ -55,7 +55,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /**
  * The audit query for a filter, not yet executed (tail compiles it for its own connection; tests EXPLAIN it).
  * Each common question is served by an index: run → audit_by_run, agent (+time) → audit_by_agent_ts,
- * denied by time → audit_denied_ts, tool (+time, +amount) → audit_tool_ts_usd, time alone → audit_by_ts.
+ * denied by time → audit_denied_ts, tool (+time, +amount) → audit_tool_ts_usd_v2, time alone → audit_by_ts.
  * `ids` restricts to those rows (primary key), as tail does for the ids a notification named.
  */
 export function auditQuery(db: Kysely<Database>, filter: AuditFilter, ids?: readonly string[]) {
@@ -76,8 +76,8 @@ export function auditQuery(db: Kysely<Database>, filter: AuditFilter, ids?: read
   if (filter.since) q = q.where('ts', '>=', filter.since);
   if (filter.until) q = q.where('ts', '<', filter.until);
   const min = filter.minUsdMicros;
-  // Same expression as the audit_tool_ts_usd index, so "tool over $X in a day" is answered inside the index.
-  if (min !== undefined) q = q.where(sql<number>`greatest(cost_micros, reserved_micros)`, '>=', min);
+  // The admitted USD value, indexed with tool and ts, so "tool over $X in a day" is answered inside the index.
+  if (min !== undefined) q = q.where('usd_micros', '>=', min);
   if (filter.afterId !== undefined) {
     const after = filter.afterId;
     if (!UUID.test(after)) throw new RangeError('afterId must be an audit row id (a uuid)');

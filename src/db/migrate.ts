@@ -2,12 +2,14 @@ import { Migrator, sql, type Kysely, type Migration, type MigrationResultSet } f
 import * as initial from './migrations/2026-11-22-0001-initial.js';
 import * as admission from './migrations/2026-11-22-0002-admission.js';
 import * as auditUsdIndex from './migrations/2026-11-22-0003-audit-usd-index.js';
+import * as hotSettle from './migrations/2026-11-22-0004-hot-settle.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
   '2026-11-22-0001-initial': initial,
   '2026-11-22-0002-admission': admission,
   '2026-11-22-0003-audit-usd-index': auditUsdIndex,
+  '2026-11-22-0004-hot-settle': hotSettle,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */

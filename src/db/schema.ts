@@ -93,6 +93,14 @@ export interface AuditLogTable {
   latency_ms: number | null;
   settled_at: Date | null;
   metadata: JSONColumnType<Json, string, string>;
+  /** The USD value admitted (the reservation), never changed by settlement; indexed with tool and ts. */
+  usd_micros: Generated<number>;
+}
+
+/** Admitted calls not yet settled (outcome pending/unknown, or a cost the vendor prices later). */
+export interface AuditUnsettledTable {
+  id: string;
+  ts: Date;
 }
 
 /** One window a call reserved in; recorded on its audit row so settlement finds it even across midnight. */
@@ -110,4 +118,5 @@ export interface Database {
   vault_keys: VaultKeysTable;
   spend_windows: SpendWindowsTable;
   audit_log: AuditLogTable;
+  audit_unsettled: AuditUnsettledTable;
 }

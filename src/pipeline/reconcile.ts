@@ -25,27 +25,27 @@ export async function reconcile(
   o: { graceSeconds?: number; limit?: number } = {},
 ): Promise<ReconcileSummary> {
   const grace = o.graceSeconds ?? 30;
+  // audit_unsettled holds exactly the admitted rows not yet settled (kept by leash_admit / leash_settle).
   const rows = await deps.db
-    .selectFrom('audit_log')
+    .selectFrom('audit_unsettled as u')
+    .innerJoin('audit_log as a', 'a.id', 'u.id')
     .select([
-      'id',
-      'ts',
-      'tool',
-      'policy',
-      'policy_version',
-      'outcome',
-      'cost_status',
-      'request',
-      'amount',
-      'vendor_object_id',
-      'reserved_micros',
-      'cost_micros',
-      'sandbox',
+      'a.id',
+      'a.ts',
+      'a.tool',
+      'a.policy',
+      'a.policy_version',
+      'a.outcome',
+      'a.cost_status',
+      'a.request',
+      'a.amount',
+      'a.vendor_object_id',
+      'a.reserved_micros',
+      'a.cost_micros',
+      'a.sandbox',
     ])
-    .where('decision', '=', 'allowed')
-    .where((eb) => eb.or([eb('outcome', 'in', ['pending', 'unknown']), eb('cost_status', '=', 'pending')]))
-    .where('ts', '<', sql<Date>`now() - make_interval(secs => ${grace})`)
-    .orderBy('ts')
+    .where('u.ts', '<', sql<Date>`now() - make_interval(secs => ${grace})`)
+    .orderBy('u.ts')
     .limit(o.limit ?? 500)
     .execute();
   const summary: ReconcileSummary = {
