@@ -1,16 +1,8 @@
 import { startAlerts } from '../admin/alerts.js';
 import { createLogger } from '../config/logger.js';
-import { openDatabase } from '../db/database.js';
-import {
-  getKey,
-  KeyError,
-  listKeys,
-  mintKey,
-  revokeKeys,
-  rotateKey,
-  type KeyRow,
-} from '../keys/vault-keys.js';
-import { CliError, EXIT, command, table, type CommandGroup, type Context } from './command.js';
+import { getKey, listKeys, mintKey, revokeKeys, rotateKey, type KeyRow } from '../keys/vault-keys.js';
+import { withDb } from './with-db.js';
+import { CliError, EXIT, command, table, type CommandGroup } from './command.js';
 
 /** "30m", "2h", "7d", "45s" → milliseconds. */
 export function parseDuration(value: string, flag: string): number {
@@ -29,21 +21,6 @@ function parseMeta(values: string[] | undefined): Record<string, string> {
     out[kv.slice(0, i)] = kv.slice(i + 1);
   }
   return out;
-}
-
-async function withDb<T>(
-  ctx: Context,
-  fn: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>,
-): Promise<T> {
-  const handle = await openDatabase(ctx.config(), { poolMax: 2 });
-  try {
-    return await fn(handle.db);
-  } catch (error) {
-    if (error instanceof KeyError) throw new CliError(error.message, EXIT.failure);
-    throw error;
-  } finally {
-    await handle.close();
-  }
 }
 
 const view = (k: KeyRow) => ({

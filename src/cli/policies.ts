@@ -1,10 +1,10 @@
-import { openDatabase } from '../db/database.js';
 import { canonicalJson, PolicyFileError, validatePolicy } from '../policy/compile.js';
 import { readPolicyFile } from '../policy/file.js';
 import { applyPolicy, listPolicies, policyDocument } from '../policy/store.js';
 import { ruleSpecs } from '../pipeline/tool.js';
 import { stringify as toYaml } from 'yaml';
-import { CliError, EXIT, command, table, type CommandGroup, type Context } from './command.js';
+import { withDb } from './with-db.js';
+import { CliError, EXIT, command, table, type CommandGroup } from './command.js';
 import { catalog } from './runtime.js';
 
 async function load(path: string) {
@@ -14,18 +14,6 @@ async function load(path: string) {
     if (error instanceof PolicyFileError)
       throw new CliError(`${path} is not a valid policy:\n${error.message}`, EXIT.failure);
     throw error;
-  }
-}
-
-async function withDb<T>(
-  ctx: Context,
-  fn: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>,
-): Promise<T> {
-  const handle = await openDatabase(ctx.config(), { poolMax: 2 });
-  try {
-    return await fn(handle.db);
-  } finally {
-    await handle.close();
   }
 }
 

@@ -1,7 +1,6 @@
 import { listCredentials, removeCredential, setCredential } from '../credentials/credentials.js';
-import { CredentialError } from '../credentials/master-key.js';
-import { openDatabase } from '../db/database.js';
-import { CliError, EXIT, command, table, type CommandGroup, type Context } from './command.js';
+import { withDb } from './with-db.js';
+import { CliError, EXIT, command, table, type CommandGroup } from './command.js';
 import { catalog } from './runtime.js';
 
 function vendorFields(vendor: string): Readonly<Record<string, string>> {
@@ -79,21 +78,6 @@ function parseEnvMapping(
   if (missing.length)
     throw new CliError(`--from-env is missing ${missing.map((m) => `${m}=VAR`).join(', ')}`, EXIT.usage);
   return mapping;
-}
-
-async function withDb<T>(
-  ctx: Context,
-  fn: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>,
-): Promise<T> {
-  const handle = await openDatabase(ctx.config(), { poolMax: 2 });
-  try {
-    return await fn(handle.db);
-  } catch (error) {
-    if (error instanceof CredentialError) throw new CliError(error.message, EXIT.failure);
-    throw error;
-  } finally {
-    await handle.close();
-  }
 }
 
 const set = command({

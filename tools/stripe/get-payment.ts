@@ -1,20 +1,19 @@
 import { z } from 'zod';
 import { defineTool } from '../../src/pipeline/tool.js';
 import type { StripeClient } from './client.js';
-import { lookupPayment, type PaymentFacts } from './payment.js';
+import {
+  exactlyOneMessage,
+  exactlyOnePayment,
+  lookupPayment,
+  paymentRef,
+  type PaymentFacts,
+} from './payment.js';
 
 const base = z.strictObject({
-  payment_intent: z
-    .string()
-    .regex(/^pi_[A-Za-z0-9_]+$/, 'expected a PaymentIntent id like "pi_…"')
-    .optional(),
-  charge: z
-    .string()
-    .regex(/^(ch|py)_[A-Za-z0-9_]+$/, 'expected a Charge id like "ch_…"')
-    .optional(),
+  ...paymentRef,
 });
 type In = z.infer<typeof base>;
-const exactlyOne = (v: In) => Boolean(v.payment_intent) !== Boolean(v.charge);
+const input = base.refine(exactlyOnePayment, exactlyOneMessage);
 
 const output = z.object({
   payment_intent: z.string().nullable(),
@@ -42,17 +41,11 @@ export const getPayment = defineTool<In, PaymentFacts, z.infer<typeof output>, S
     idempotentHint: true,
     openWorldHint: true,
   },
-  input: base.refine(exactlyOne, {
-    message: 'give exactly one of payment_intent or charge',
-    path: ['payment_intent'],
-  }),
+  input,
   output,
   rules: ['customers'],
   narrow: (rule) => ({
-    input: base.refine(exactlyOne, {
-      message: 'give exactly one of payment_intent or charge',
-      path: ['payment_intent'],
-    }),
+    input,
     limits: rule.customers ? [`Only payments of these customers: ${[...rule.customers].join(', ')}.`] : [],
   }),
   lookup: (ctx, i) => lookupPayment(ctx.client, i),

@@ -4,7 +4,13 @@ import { formatUsd, toMicroUsd } from '../../src/policy/money.js';
 import { defineTool, type Effect } from '../../src/pipeline/tool.js';
 import { requestOptions, type StripeClient } from './client.js';
 import { stripeError } from './errors.js';
-import { lookupPayment, type PaymentFacts } from './payment.js';
+import {
+  exactlyOneMessage,
+  exactlyOnePayment,
+  lookupPayment,
+  paymentRef,
+  type PaymentFacts,
+} from './payment.js';
 
 const amountField = z
   .number()
@@ -13,21 +19,14 @@ const amountField = z
   .describe('Amount to refund in the currency minor unit (cents). Default: all that is still refundable.');
 
 const base = z.strictObject({
-  payment_intent: z
-    .string()
-    .regex(/^pi_[A-Za-z0-9_]+$/, 'expected a PaymentIntent id like "pi_…"')
-    .optional(),
-  charge: z
-    .string()
-    .regex(/^(ch|py)_[A-Za-z0-9_]+$/, 'expected a Charge id like "ch_…"')
-    .optional(),
+  ...paymentRef,
   amount: amountField.optional(),
   reason: z.enum(['duplicate', 'fraudulent', 'requested_by_customer']).optional(),
 });
 type In = z.infer<typeof base>;
 
-const exactlyOne = (v: In) => Boolean(v.payment_intent) !== Boolean(v.charge);
-const oneMessage = { message: 'give exactly one of payment_intent or charge', path: ['payment_intent'] };
+const exactlyOne = exactlyOnePayment;
+const oneMessage = exactlyOneMessage;
 
 const output = z.object({
   refund_id: z.string(),

@@ -1,6 +1,26 @@
 import type Stripe from 'stripe';
+import { z } from 'zod';
 import { requestOptions, type StripeClient } from './client.js';
 import { stripeError } from './errors.js';
+
+/** The payment reference both Stripe tools take: exactly one of a PaymentIntent or a Charge. */
+export const paymentRef = {
+  payment_intent: z
+    .string()
+    .regex(/^pi_[A-Za-z0-9_]+$/, 'expected a PaymentIntent id like "pi_…"')
+    .optional(),
+  charge: z
+    .string()
+    .regex(/^(ch|py)_[A-Za-z0-9_]+$/, 'expected a Charge id like "ch_…"')
+    .optional(),
+};
+
+export const exactlyOnePayment = (v: { payment_intent?: string | undefined; charge?: string | undefined }) =>
+  Boolean(v.payment_intent) !== Boolean(v.charge);
+export const exactlyOneMessage = {
+  message: 'give exactly one of payment_intent or charge',
+  path: ['payment_intent'],
+};
 
 /** What refunds and policy need to know of a payment, from a PaymentIntent or a Charge. */
 export interface PaymentFacts {
