@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -299,14 +300,8 @@ export function runLeashCli(args: string[], env: NodeJS.ProcessEnv): Promise<Cli
 // ---------------------------------------------------------------------------------------------------------
 // Numbers and output
 
-export function percentile(values: readonly number[], p: number): number {
-  if (!values.length) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] ?? NaN;
-}
-
-export const median = (values: readonly number[]) => percentile(values, 50);
+// Shared with the other benchmarks.
+export { isMain, median, percentile } from './support.js';
 
 /** Rounds to `digits` decimals (figures are read by people). */
 export const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -322,12 +317,6 @@ export function printResults(results: readonly BenchResult[], out: (s: string) =
     for (const k of keys) out(`  ${k.padEnd(width)}  ${String(r.figures[k])}`);
     for (const n of r.notes) out(`  - ${n}`);
   }
-}
-
-/** True when the module at `metaUrl` is the script node was started with. */
-export function isMain(metaUrl: string): boolean {
-  const entry = process.argv[1];
-  return Boolean(entry) && pathToFileURL(entry ?? '').href === metaUrl;
 }
 
 /** `--name value` flags as numbers/strings: `{ replicas: 4 }` from `--replicas 4`. */
