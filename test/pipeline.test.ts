@@ -5,6 +5,7 @@ import { revokeKeys } from '../src/keys/vault-keys.js';
 import { reconcile, startReconcileLoop } from '../src/pipeline/reconcile.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
+import { cli } from './support/run-cli.js';
 import { applyTestPolicy, keyFor, pipelineFor } from './support/governance.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 
@@ -332,5 +333,32 @@ describe('background reconcile', () => {
     } finally {
       await loop.stop();
     }
+  });
+});
+
+describe('leash reconcile --settle', () => {
+  it('lets an operator fail an unknown call by hand, releasing its reservation, once', async () => {
+    const key = await keyFor(tdb.db, { policy: 'charges', agent: 'manual' });
+    fake.failWith = 503; // a 5xx: the outcome is unknown
+    const r = await runTool(deps, key.key, 'charge_test', charge(40));
+    expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_unavailable' } });
+    const id = r.ok ? '' : (r.failure.audit_id ?? '');
+    expect(await auditRow(id)).toMatchObject({ outcome: 'unknown', reserved_micros: 400_000 });
+    const env = { DATABASE_URL: tdb.url, LEASH_HOME: '/nonexistent', LEASH_LOG: 'silent' };
+    const bad = await cli(['reconcile', '--settle', id, '--outcome', 'maybe'], env);
+    expect(bad.code).toBe(2);
+    const done = await cli(['reconcile', '--settle', id, '--outcome', 'failed'], env);
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout).toContain('settled: failed');
+    expect(await auditRow(id)).toMatchObject({ outcome: 'failed', reserved_micros: 0, cost_micros: 0 });
+    const win = await tdb.db
+      .selectFrom('spend_windows')
+      .selectAll()
+      .where('scope', '=', `key:${key.id}`)
+      .executeTakeFirstOrThrow();
+    expect(win).toMatchObject({ reserved_micros: 0, spent_micros: 0 });
+    const again = await cli(['reconcile', '--settle', id, '--outcome', 'succeeded'], env);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toContain('not changed');
   });
 });

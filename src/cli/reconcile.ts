@@ -1,13 +1,18 @@
+import { settleCall } from '../audit/write.js';
 import { reconcile } from '../pipeline/reconcile.js';
-import { CliError, EXIT, command, type CommandGroup } from './command.js';
+import { formatUsd, usdToMicros } from '../policy/money.js';
+import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
 import { openRuntime } from './runtime.js';
+import { withDb } from './with-db.js';
 
 const reconcileCmd = command({
   name: '',
   summary: 'Settle audit rows left pending/unknown (crash, timeout) and costs the vendor prices later.',
-  usage: 'reconcile [--grace 30] [--sandbox] [--json]',
+  usage:
+    'reconcile [--grace 30] [--sandbox] [--json]  |  reconcile --settle <audit id> --outcome succeeded|failed [--cost-usd X]',
   help: [
     '--grace S   leave rows younger than S seconds alone (default 30)',
+    '--settle ID --outcome succeeded|failed [--cost-usd X]: settle one row by hand when the vendor cannot tell',
     '--sandbox   reconcile sandbox rows (only meaningful inside a sandbox server)',
     '--json      print the summary as JSON',
   ],
@@ -15,8 +20,12 @@ const reconcileCmd = command({
     grace: { type: 'string', default: '30' },
     sandbox: { type: 'boolean' },
     json: { type: 'boolean' },
+    settle: { type: 'string' },
+    outcome: { type: 'string' },
+    'cost-usd': { type: 'string' },
   },
   async run(ctx, v) {
+    if (v.settle !== undefined) return settleByHand(ctx, v);
     const grace = Number(v.grace);
     if (!Number.isFinite(grace) || grace < 0)
       throw new CliError('--grace must be a number of seconds', EXIT.usage);
@@ -39,5 +48,43 @@ const reconcileCmd = command({
     }
   },
 });
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** `--settle`: one row by hand, for calls the vendor cannot tell about (after the operator checked). */
+async function settleByHand(
+  ctx: Context,
+  v: {
+    settle?: string | undefined;
+    outcome?: string | undefined;
+    'cost-usd'?: string | undefined;
+    json?: boolean | undefined;
+  },
+): Promise<number> {
+  const id = v.settle ?? '';
+  if (!UUID.test(id)) throw new CliError('--settle takes an audit row id (a uuid)', EXIT.usage);
+  if (v.outcome !== 'succeeded' && v.outcome !== 'failed')
+    throw new CliError('--outcome must be succeeded or failed', EXIT.usage);
+  const outcome = v.outcome;
+  const cost = v['cost-usd'] !== undefined ? Number(v['cost-usd']) : undefined;
+  if (cost !== undefined && !(cost >= 0))
+    throw new CliError('--cost-usd must be a number of dollars', EXIT.usage);
+  const result = await withDb(ctx, async (db) => {
+    const row = await db
+      .selectFrom('audit_log')
+      .select(['reserved_micros', 'cost_micros'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new CliError(`no audit row ${id}`, EXIT.notFound);
+    const micros = cost !== undefined ? usdToMicros(cost) : row.reserved_micros || row.cost_micros;
+    return settleCall(db, id, outcome, outcome === 'succeeded' ? micros : 0, 'settled', {
+      metadata: { settled_by: 'operator (leash reconcile --settle)' },
+    });
+  });
+  if (v.json) ctx.json(result);
+  else if (result.settled) ctx.print(`${id} settled: ${outcome}, cost ${formatUsd(result.cost_micros ?? 0)}`);
+  else ctx.print(`${id} not changed: ${result.reason ?? 'already settled'}`);
+  return result.settled ? EXIT.ok : EXIT.failure;
+}
 
 export const reconcileCommands: CommandGroup = { name: 'reconcile', commands: [reconcileCmd] };
