@@ -37,9 +37,12 @@ export interface PipelineDeps {
   onEvent?: (event: PipelineEvent) => void;
 }
 
-/** One authentication query's answer, reused by the call it was made for (same tool and arguments). */
+/**
+ * One authentication query's answer, made by the HTTP layer and reused: by tools/list always, and by a
+ * tool call when `hash` is that call's arguments hash (the loop-guard count depends on it).
+ */
 export interface PreAuth {
-  hash: string;
+  hash: string | null;
   result: AuthResult;
 }
 
@@ -161,6 +164,17 @@ export async function runTool(
   const vendorConfig = tool.vendor ? policy.vendors[tool.vendor] : undefined;
   const draft = baseDraft(id, tool, key, deps.sandbox, hash, vendorConfig?.account ?? null);
 
+  const emitDenied = (code: string, details: Record<string, unknown>) =>
+    emit(deps, {
+      type: 'denied',
+      code,
+      key_id: key.id,
+      agent: key.agent,
+      tool: toolName,
+      audit_id: id,
+      details,
+    });
+
   const deny = async (
     code: string,
     message: string,
@@ -173,15 +187,7 @@ export async function runTool(
       log.error('audit write failed', { audit_id: id, error: errorName(error) });
       return fail('audit_unavailable', AUDIT_UNAVAILABLE, null);
     }
-    emit(deps, {
-      type: 'denied',
-      code,
-      key_id: key.id,
-      agent: key.agent,
-      tool: toolName,
-      audit_id: id,
-      details,
-    });
+    emitDenied(code, details);
     return fail(code, message, id, { details, ...extra });
   };
 
@@ -290,15 +296,7 @@ export async function runTool(
   }
   if (!admission.admitted) {
     const code = admission.code ?? 'denied';
-    emit(deps, {
-      type: 'denied',
-      code,
-      key_id: key.id,
-      agent: key.agent,
-      tool: toolName,
-      audit_id: id,
-      details: admission.details,
-    });
+    emitDenied(code, admission.details);
     return fail(code, denialMessage(code, admission.details), id, { details: admission.details });
   }
   emit(deps, {

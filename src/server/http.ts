@@ -148,7 +148,7 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
     if (!presented) return unauthorized(res, 'send the vault key as Authorization: Bearer lsk_...');
     if (!parseVaultKey(presented)) return unauthorized(res, 'malformed vault key');
     const parsed = await body();
-    // A tools/call authenticates once with its arguments' hash (loop guard) and hands that to the pipeline.
+    // One authentication per request, reused by tools/list and (with its arguments' hash, for the loop guard) tools/call.
     const call = toolCall(parsed);
     const hash = call ? argsHash(call.name, call.args) : null;
     const auth = await authenticate(deps.db, presented, hash).catch(() => undefined);
@@ -161,7 +161,7 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
     }
     if (!auth.ok) return unauthorized(res, 'unknown vault key');
 
-    const mcp = createMcpServer(deps, () => presented, hash ? { hash, result: auth } : undefined);
+    const mcp = createMcpServer(deps, () => presented, { hash, result: auth });
     const transport = new StreamableHTTPServerTransport({ enableJsonResponse: true }); // no sessionIdGenerator: stateless
     res.on('close', () => {
       void transport.close();

@@ -58,7 +58,7 @@ export function createMcpServer(
   server.setRequestHandler(ListToolsRequestSchema, async () => {
     let auth;
     try {
-      auth = await authenticate(deps.db, key(), null);
+      auth = preAuth?.result ?? (await authenticate(deps.db, key(), null));
     } catch {
       throw new McpError(
         ErrorCode.InternalError,
