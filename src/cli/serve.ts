@@ -168,7 +168,7 @@ const demo = command({
             JSON.stringify(snippet, null, 2),
             '',
             `Try: refund pi_sandbox_alice, text +15555550123, email someone@example.com, then ask for the budget.`,
-            `Watch: npx leash audit tail -f     Stop: Ctrl-C`,
+            `Watch: leash audit tail -f     Stop: Ctrl-C`,
             '',
           ].join('\n'),
         );
