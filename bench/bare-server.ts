@@ -88,7 +88,7 @@ export async function startBareServer(o: BareServerOptions): Promise<BareServer>
           },
           { timeoutMs },
         )
-      ).stripe
+      )
     : undefined;
 
   const refundInput = {
@@ -121,7 +121,7 @@ export async function startBareServer(o: BareServerOptions): Promise<BareServer>
         },
       },
       async ({ to, subject, text: body }) => {
-        const sent = await resend.call((sdk, signal) =>
+        const sent = await resend.run((sdk, signal) =>
           sdk.emails.send({ from: emailFrom, to, subject, text: body }, { signal }),
         );
         return text({ id: sent.id, to, subject });
@@ -132,7 +132,7 @@ export async function startBareServer(o: BareServerOptions): Promise<BareServer>
         'issue_refund',
         { description: 'Refund a Stripe payment.', inputSchema: refundInput },
         async ({ payment_intent, amount }) => {
-          const r = await stripe.refunds.create({ payment_intent, ...(amount ? { amount } : {}) });
+          const r = await stripe.run((s) => s.refunds.create({ payment_intent, ...(amount ? { amount } : {}) }));
           return text({ refund_id: r.id, status: r.status, amount: r.amount, currency: r.currency });
         },
       );
@@ -141,8 +141,8 @@ export async function startBareServer(o: BareServerOptions): Promise<BareServer>
         'issue_refund_lookup',
         { description: 'Read a Stripe payment, then refund it.', inputSchema: refundInput },
         async ({ payment_intent, amount }) => {
-          const pi = await stripe.paymentIntents.retrieve(payment_intent, { expand: ['latest_charge'] });
-          const r = await stripe.refunds.create({ payment_intent: pi.id, ...(amount ? { amount } : {}) });
+          const pi = await stripe.run((s) => s.paymentIntents.retrieve(payment_intent, { expand: ['latest_charge'] }));
+          const r = await stripe.run((s) => s.refunds.create({ payment_intent: pi.id, ...(amount ? { amount } : {}) }));
           return text({ refund_id: r.id, status: r.status, amount: r.amount, currency: r.currency });
         },
       );

@@ -71,7 +71,7 @@ export async function benchDatabase(o: { poolMax?: number } = {}): Promise<Bench
   if (!adminUrl) {
     home = await mkdtemp(join(tmpdir(), 'leash-bench-'));
     try {
-      adminUrl = (await ensureEmbedded(home)).url;
+      adminUrl = (await ensureEmbedded(home)).adminUrl;
     } catch (error) {
       await destroyEmbedded(home).catch(() => undefined);
       await rm(home, { recursive: true, force: true });

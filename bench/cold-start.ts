@@ -18,7 +18,7 @@ import { authenticate } from '../src/keys/authenticate.js';
 import { mintKey } from '../src/keys/vault-keys.js';
 import { ruleSpecs } from '../src/pipeline/tool.js';
 import { validatePolicy } from '../src/policy/compile.js';
-import { applyPolicy } from '../src/policy/store.js';
+import { applyPolicy } from '../src/policies/store.js';
 import { toolsForPolicy } from '../src/server/tool-list.js';
 import { catalog } from '../tools/index.js';
 import { BENCH_POLICY } from './serve-both.js';
@@ -275,7 +275,7 @@ export async function runColdStart(o: ColdStartOptions): Promise<Result[]> {
       const b = performance.now();
       await migrateToLatest(timed.db);
       const c = performance.now();
-      const auth = await authenticate(timed.db, vaultKey, null);
+      const auth = await authenticate(timed.db, vaultKey);
       const d = performance.now();
       if (!auth.ok) throw new Error('the bench key did not authenticate');
       const tools = toolsForPolicy(catalog, auth.key.policy);

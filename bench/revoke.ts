@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import { mintKey } from '../src/keys/vault-keys.js';
 import { validatePolicy } from '../src/policy/compile.js';
-import { applyPolicy } from '../src/policy/store.js';
+import { applyPolicy } from '../src/policies/store.js';
 import { ruleSpecs } from '../src/pipeline/tool.js';
 import { startStripeFake } from '../tools/stripe/sandbox.js';
 import { catalog } from '../tools/index.js';

@@ -10,7 +10,7 @@ import { mintKey } from '../src/keys/vault-keys.js';
 import { createPipeline } from '../src/pipeline/run-tool.js';
 import { ruleSpecs } from '../src/pipeline/tool.js';
 import { validatePolicy } from '../src/policy/compile.js';
-import { applyPolicy } from '../src/policy/store.js';
+import { applyPolicy } from '../src/policies/store.js';
 import { startHttpServer } from '../src/server/http.js';
 import { catalog } from '../tools/index.js';
 import { startResendFake } from '../tools/resend/sandbox.js';

@@ -209,14 +209,14 @@ export async function startDatabase(): Promise<BenchDatabase> {
   try {
     const server = await ensureEmbedded(home);
     const name = `leash_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: server.url });
+    const admin = new pg.Client({ connectionString: server.adminUrl });
     await admin.connect();
     try {
       await admin.query(`create database ${name}`);
     } finally {
       await admin.end();
     }
-    const url = new URL(server.url);
+    const url = new URL(server.adminUrl);
     url.pathname = `/${name}`;
     const status = await embeddedStatus(home);
     return {

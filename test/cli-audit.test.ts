@@ -1,4 +1,4 @@
-// Covers `leash audit query|tail` and `leash spend`: filters, time flags, formats, spend figures, index use and live tail.
+// Covers `leash audit query|tail` and `leash spend`: filters, time flags, formats, spend figures, index use, live tail and settles.
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,15 +7,15 @@ import { performance } from 'node:perf_hooks';
 import type { Insertable } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_COLUMNS, auditQuery, parseTime, TimeInputError, type AuditRow } from '../src/audit/query.js';
-import { tailAudit } from '../src/audit/tail.js';
-import { auditCsv } from '../src/cli/audit.js';
+import { watchAudit, type AuditEvent } from '../src/audit/watch.js';
+import { auditCsv, formatAuditLine } from '../src/cli/audit.js';
 import { uuidv7 } from '../src/audit/uuid.js';
 import type { Db } from '../src/db/database.js';
 import type { AuditLogTable } from '../src/db/schema.js';
 import { mintKey } from '../src/keys/vault-keys.js';
 import { dayStart } from '../src/ledger/windows.js';
 import { policyFileSchema } from '../src/policy/schema.js';
-import { applyPolicy } from '../src/policy/store.js';
+import { applyPolicy } from '../src/policies/store.js';
 import { childEnv, LEASH_BIN } from './support/cli.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { cli } from './support/run-cli.js';
@@ -295,10 +295,12 @@ describe('leash audit query', () => {
     const r = await leash('audit', 'query', '--run', 'run-a1');
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^TIME\s+AGENT\s+RUN\s+TOOL\s+DECISION\s+OUTCOME\s+COST\s+OBJECT\s+ID$/);
+    expect(lines[0]).toMatch(
+      /^TS\s+AGENT\s+RUN_ID\s+TOOL\s+DECISION\s+OUTCOME\s+COST\s+RESERVED\s+VENDOR_OBJECT_ID\s+ID$/,
+    );
     expect(lines[1]).toContain('denied:amount_over_limit');
-    expect(lines[2]).toContain('$50.00 held');
-    expect(lines[3]).toMatch(/\$30\.00\s+re_1/);
+    expect(lines[2]).toMatch(/\$0\.00\s+\$50\.00/);
+    expect(lines[3]).toMatch(/\$30\.00\s+-\s+re_1/);
     const none = await leash('audit', 'query', '--agent', 'nobody');
     expect([none.code, none.stdout]).toEqual([0, '(none)\n']);
   });
@@ -355,7 +357,7 @@ describe('leash spend', () => {
     ]);
     const table = await leash('spend', '--by', 'policy', '--since', '1h');
     expect(table.stdout).toMatch(/refunds\s+\$279\.999999\s+5\s+1\s+\$500\.00\s+\$220\.000001/);
-    expect(table.stdout).toMatch(/POLICY\s+SPENT\s+REQUESTS\s+DENIED\s+CAP_TODAY\s+LEFT_TODAY/);
+    expect(table.stdout).toMatch(/POLICY\s+HELD\s+REQUESTS\s+DENIED\s+CAP\s+REMAINING/);
   });
 
   it('groups by UTC day, oldest first, and rejects an unknown grouping', async () => {
@@ -384,7 +386,8 @@ describe('leash audit tail', () => {
     expect(rows.map((x) => x.id)).toEqual(idsOf('b_budget', 'b_recipient', 'carol'));
 
     const denied = await leash('audit', 'tail', '--denied', '--agent', 'bob');
-    const lines = denied.stdout.trimEnd().split('\n');
+    const [header, ...lines] = denied.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^TS\s+AGENT\s+RUN_ID\s+TOOL\s+DECISION\s+OUTCOME\s+COST\s+VENDOR_OBJECT_ID$/);
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(/Z {2}bob\s+run-b1\s+send_sms\s+denied:budget_exceeded\s+none\s+-\s+-$/);
     const ok = await leash(
@@ -405,35 +408,85 @@ describe('leash audit tail', () => {
   });
 
   it('follows in-process: de-duplicates the backlog, filters in SQL, and catches up after a lost connection', async () => {
-    const seen: AuditRow[] = [];
+    const events: AuditEvent[] = [];
     const notices: string[] = [];
-    const stop = new AbortController();
-    const done = tailAudit({
-      url: tdb.url,
-      filter: { agent: 'dave' },
+    const own = await tdb.openPool(1);
+    const watch = watchAudit(own.db, { agent: 'dave' }, (e) => events.push(e), {
       backlog: 5,
-      onRow: (r) => seen.push(r),
       onNotice: (m) => notices.push(m),
-      signal: stop.signal,
     });
-    const [d1] = await insert(tdb.db, { agent: 'dave', tool: 'send_sms', decision: 'allowed' });
-    await waitFor(() => seen.length === 1);
-    await insert(tdb.db, { agent: 'erin', tool: 'send_sms', decision: 'allowed' });
-    await tdb.pool.query(
-      `select pg_terminate_backend(pid) from pg_stat_activity
-        where datname = current_database() and application_name = 'leash audit tail'`,
-    );
-    const [d2] = await insert(tdb.db, { agent: 'dave', tool: 'send_email', decision: 'denied', reason: 'x' });
-    await waitFor(() => seen.length === 2, 5_000);
-    const [d3] = await insert(tdb.db, { agent: 'dave', tool: 'send_email', decision: 'allowed' });
-    await waitFor(() => seen.length === 3, 5_000);
-    stop.abort();
-    await done;
-    expect(seen.map((r) => r.id)).toEqual([d1, d2, d3]);
-    expect(notices.join('\n')).toMatch(/lost[\s\S]*reconnected/);
+    try {
+      await watch.ready;
+      const [d1] = await insert(tdb.db, { agent: 'dave', tool: 'send_sms', decision: 'allowed' });
+      await waitFor(() => events.length === 1);
+      await insert(tdb.db, { agent: 'erin', tool: 'send_sms', decision: 'allowed' });
+      const { rows } = await own.pool.query<{ pid: number }>('select pg_backend_pid() as pid');
+      await tdb.pool.query('select pg_terminate_backend($1)', [rows[0]?.pid]);
+      const [d2] = await insert(tdb.db, {
+        agent: 'dave',
+        tool: 'send_email',
+        decision: 'denied',
+        reason: 'x',
+      });
+      await waitFor(() => events.length === 2, 5_000);
+      const [d3] = await insert(tdb.db, { agent: 'dave', tool: 'send_email', decision: 'allowed' });
+      await waitFor(() => events.length === 3, 5_000);
+      expect(events.map((e) => [e.kind, e.row.id])).toEqual([
+        ['row', d1],
+        ['row', d2],
+        ['row', d3],
+      ]);
+      // The terminated connection is noticed only if a poll was using it; either way nothing was lost.
+      expect(notices.join('\n')).not.toMatch(/retrying(?![\s\S]*again)/);
+    } finally {
+      await watch.stop();
+      await own.close();
+    }
   });
 
-  it('prints a row written by another process within a second when following, and exits 0 on SIGTERM', async () => {
+  it('reports a row again when it settles, and rows committed out of id order once each', async () => {
+    const events: AuditEvent[] = [];
+    const watch = watchAudit(tdb.db, { agent: 'frank' }, (e) => events.push(e));
+    try {
+      await watch.ready;
+      // An older id committed after a newer one (ids come from several processes): still reported, once.
+      const early = auditRow({ agent: 'frank', tool: 'send_sms', decision: 'allowed', outcome: 'pending' });
+      const [late] = await insert(tdb.db, { agent: 'frank', tool: 'send_sms', decision: 'allowed' });
+      await waitFor(() => events.length === 1);
+      await tdb.db.insertInto('audit_log').values(early).execute();
+      await waitFor(() => events.length === 2);
+      await tdb.db
+        .updateTable('audit_log')
+        .set({
+          outcome: 'succeeded',
+          cost_micros: 8_300,
+          cost_status: 'settled',
+          vendor_object_id: 'SM_frank',
+        })
+        .where('id', '=', early.id)
+        .execute();
+      await waitFor(() => events.length === 3);
+      await new Promise((r) => setTimeout(r, 400));
+      expect(events.map((e) => [e.kind, e.row.id, e.row.outcome])).toEqual([
+        ['row', late, 'succeeded'],
+        ['row', early.id, 'pending'],
+        ['settle', early.id, 'succeeded'],
+      ]);
+      const settle = events[2];
+      expect(settle?.kind === 'settle' ? settle.previous.outcome : undefined).toBe('pending');
+    } finally {
+      await watch.stop();
+    }
+  });
+
+  it('leaves no trigger on audit_log: nothing is notified on the commit path', async () => {
+    const { rows } = await tdb.pool.query<{ n: number }>(
+      `select count(*)::int as n from pg_trigger where tgrelid = 'audit_log'::regclass and not tgisinternal`,
+    );
+    expect(rows[0]?.n).toBe(0);
+  });
+
+  it('prints a row written by another process within 250 ms, prints it again when it settles, and exits 0 on SIGTERM', async () => {
     const child = spawn(
       process.execPath,
       [LEASH_BIN, 'audit', 'tail', '-f', '--json', '--agent', 'alice', '-n', '2'],
@@ -445,46 +498,92 @@ describe('leash audit tail', () => {
     let out = '';
     let err = '';
     const arrivals = new Map<string, number>();
+    const settles = new Map<string, { at: number; line: Record<string, unknown> }>();
     child.stdout.on('data', (c: Buffer) => {
+      const at = performance.now();
       out += c.toString();
-      for (const line of out.split('\n').slice(0, -1)) {
-        const id = (JSON.parse(line) as { id: string }).id;
-        if (!arrivals.has(id)) arrivals.set(id, performance.now());
+      for (const text of out.split('\n').slice(0, -1)) {
+        const line = JSON.parse(text) as Record<string, unknown> & { id: string };
+        if (line.event === 'settle') {
+          if (!settles.has(line.id)) settles.set(line.id, { at, line });
+        } else if (!arrivals.has(line.id)) arrivals.set(line.id, at);
       }
     });
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const other = await tdb.openPool(1);
     try {
-      // The backlog is printed after LISTEN, so once it is out, the tail is following.
+      // Once the backlog is out, the tail is following.
       await waitFor(() => arrivals.size === 2 || child.exitCode !== null, 20_000);
       expect([...arrivals.keys()], err).toEqual(idsOf('a2_100', 'a2_99'));
 
-      const [bobRow] = await insert(other.db, { agent: 'bob', tool: 'send_sms', decision: 'allowed' });
-      const t0 = performance.now();
-      const [aliceRow = ''] = await insert(other.db, {
-        agent: 'alice',
-        tool: 'issue_refund',
-        decision: 'allowed',
-        cost_micros: 300_000,
-      });
-      await waitFor(() => arrivals.has(aliceRow), 5_000);
-      const latency = (arrivals.get(aliceRow) ?? Infinity) - t0;
-      console.info(`audit tail -f latency: ${latency.toFixed(1)} ms`);
-      expect(latency).toBeLessThan(1000);
-      expect(arrivals.has(bobRow ?? '')).toBe(false);
-      const lines = out.trimEnd().split('\n');
-      expect(lines).toHaveLength(3);
-      expect(JSON.parse(lines[2] ?? '')).toMatchObject({
+      const latencies: number[] = [];
+      let aliceRow = '';
+      for (let i = 0; i < 5; i++) {
+        // Land at a random point of the tail's 100 ms poll cycle.
+        await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
+        const [bobRow] = await insert(other.db, { agent: 'bob', tool: 'send_sms', decision: 'allowed' });
+        [aliceRow = ''] = await insert(other.db, {
+          agent: 'alice',
+          tool: 'issue_refund',
+          decision: 'allowed',
+          outcome: 'pending',
+          reserved_micros: 300_000,
+          cost_status: 'estimated',
+        });
+        const committed = performance.now();
+        await waitFor(() => arrivals.has(aliceRow), 5_000);
+        latencies.push((arrivals.get(aliceRow) ?? Infinity) - committed);
+        expect(arrivals.has(bobRow ?? '')).toBe(false);
+      }
+      console.info(`audit tail -f, commit → printed: ${latencies.map((l) => l.toFixed(1)).join(', ')} ms`);
+      expect(Math.max(...latencies)).toBeLessThan(250);
+
+      await other.db
+        .updateTable('audit_log')
+        .set({ outcome: 'succeeded', cost_micros: 300_000, reserved_micros: 0, cost_status: 'settled' })
+        .where('id', '=', aliceRow)
+        .execute();
+      const settledAt = performance.now();
+      await waitFor(() => settles.has(aliceRow), 5_000);
+      console.info(
+        `audit tail -f, settle → printed: ${((settles.get(aliceRow)?.at ?? 0) - settledAt).toFixed(1)} ms`,
+      );
+      expect(settles.get(aliceRow)?.line).toMatchObject({
+        event: 'settle',
         id: aliceRow,
-        agent: 'alice',
+        outcome: 'succeeded',
         cost_micros: 300_000,
+        cost_status: 'settled',
+      });
+      const lines = out.trimEnd().split('\n');
+      expect(lines).toHaveLength(2 + 5 + 1);
+      expect(JSON.parse(lines[2] ?? '')).toMatchObject({
+        agent: 'alice',
+        outcome: 'pending',
+        reserved_micros: 300_000,
       });
     } finally {
       child.kill('SIGTERM');
       await other.close();
     }
     expect(await exited, err).toBe(0);
+  });
+
+  it('marks a settlement line in the text format', () => {
+    const row = {
+      ...Object.fromEntries(AUDIT_COLUMNS.map((c) => [c, null])),
+      ts: new Date('2026-11-23T10:00:00Z'),
+      agent: 'alice',
+      tool: 'issue_refund',
+      decision: 'allowed',
+      outcome: 'succeeded',
+      cost_micros: 300_000,
+      reserved_micros: 0,
+      vendor_object_id: 're_1',
+    } as unknown as AuditRow;
+    expect(formatAuditLine(row)).toMatch(/issue_refund\s+allowed\s+succeeded\s+\$0\.30\s+re_1$/);
+    expect(formatAuditLine(row, 'settled')).toMatch(/issue_refund\s+settled\s+succeeded\s+\$0\.30\s+re_1$/);
   });
 });
 

@@ -65,8 +65,10 @@ describe('leash policies', () => {
     expect(list.stdout).toMatch(/ops\s+2\s+issue_refund/);
     expect((await cli(['policies', 'show', 'ops', '--version', '1'], env)).stdout).toContain('daily_usd: 20');
     const diff = await cli(['policies', 'diff', 'ops'], env);
-    expect(diff.stdout).toContain('-   daily_usd: 20');
-    expect(diff.stdout).toContain('+   daily_usd: 25');
+    expect(diff.stdout).toContain('limits.daily_usd: 20 → 25');
+    expect(diff.code).toBe(1);
+    const same = await cli(['policies', 'diff', 'ops', '--file', v2], env);
+    expect([same.code, same.stdout.trim().split('\n').at(-1)]).toEqual([0, '(no changes)']);
   });
 
   it('rejects a bad policy with the path and what was expected, exit 1, and stores nothing', async () => {
@@ -142,7 +144,7 @@ describe('leash keys', () => {
     expect(badDur.code).toBe(2);
     expect(badDur.stderr).toContain('--expires-in');
     const nopolicy = await cli(['keys', 'create', '--agent', 'x', '--policy', 'ghost'], env);
-    expect(nopolicy.code).toBe(1);
+    expect(nopolicy.code).toBe(3);
     expect(nopolicy.stderr).toContain("no policy named 'ghost'");
     expect((await cli(['keys', 'show', 'aaaaaaaaaaaa'], env)).code).toBe(3);
     expect((await cli(['keys', 'revoke', 'aaaaaaaaaaaa'], env)).code).toBe(3);

@@ -57,7 +57,9 @@ describe('leash db (embedded)', () => {
     expect(status.stdout).toContain('****');
   });
 
-  it('stops the server with `db stop` and starts it again with `db start`', async () => {
+  it('stops the server with `db stop` and starts it again with `db start` on the same port', async () => {
+    const before = parse((await runLeash(['db', 'status', '--json'], env)).stdout).port;
+    expect(before).toBeGreaterThan(0);
     const stop = await runLeash(['db', 'stop'], env);
     expect(stop.code, stop.stderr).toBe(0);
     expect(stop.stdout).toContain('stopped');
@@ -68,7 +70,7 @@ describe('leash db (embedded)', () => {
     expect(again.stdout).toContain('was not running');
     const start = await runLeash(['db', 'start', '--json'], env);
     expect(start.code, start.stderr).toBe(0);
-    expect(parse(start.stdout).running).toBe(true);
+    expect(parse(start.stdout)).toMatchObject({ running: true, port: before });
   });
 
   it('answers --help and rejects unknown commands with a usage exit code', async () => {

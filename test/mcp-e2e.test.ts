@@ -223,6 +223,11 @@ describe('MCP over Streamable HTTP', () => {
       const s = structured(result);
       expect(s).toMatchObject({ retryable: false });
       expect(s.code).toBe(code);
+      // The text is all most frameworks show the model: code first, retry advice, audit id.
+      const text = (result as CallToolResult).content[0];
+      expect(text?.type === 'text' ? text.text : '').toMatch(
+        new RegExp(`^${code}: .+\\. Do not retry: .+ audit_id: ${String(s.audit_id)}$`),
+      );
       const row = await tdb.db
         .selectFrom('audit_log')
         .selectAll()

@@ -29,6 +29,9 @@ describe('migrations', () => {
       '2026-11-22-0002-admission',
       '2026-11-22-0003-audit-usd-index',
       '2026-11-22-0004-hot-settle',
+      '2026-11-23-0005-object-unique',
+      '2026-11-23-0006-lean-audit',
+      '2026-11-23-0007-one-trip',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);

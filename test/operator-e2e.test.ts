@@ -12,7 +12,7 @@ import { startHttpServer, type RunningHttp } from '../src/server/http.js';
 import { catalog } from '../tools/index.js';
 import { childEnv, runLeash } from './support/cli.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { sendJson, startRecordingServer, type RecordingServer } from './fakes/recording-server.js';
+import { sendJson, startRecordingServer, type RecordingServer } from '../src/vendor-kit/fake-server.js';
 import { applyTestPolicy, keyFor, testConfig } from './support/governance.js';
 import { startVendors, type Vendors } from './support/vendors.js';
 

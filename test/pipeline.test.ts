@@ -3,10 +3,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { revokeKeys } from '../src/keys/vault-keys.js';
 import { reconcile, startReconcileLoop } from '../src/pipeline/reconcile.js';
-import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
+import type { PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { cli } from './support/run-cli.js';
-import { applyTestPolicy, keyFor, pipelineFor } from './support/governance.js';
+import { applyTestPolicy, keyFor, pipelineFor, settledRun } from './support/governance.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 
 let tdb: TestDatabase;
@@ -59,7 +59,7 @@ async function auditRow(id: string | null) {
 describe('runTool', () => {
   it('calls the vendor once with an idempotency key derived from the audit row and settles the cost', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges' });
-    const r = await runTool(deps, key.key, 'charge_test', charge(120));
+    const r = await settledRun(deps, key.key, 'charge_test', charge(120));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.output).toMatchObject({ amount: 120 });
@@ -99,7 +99,7 @@ describe('runTool', () => {
     ['customer_not_allowed', charge(100, 'cus_Z')],
   ])('denies %s, audits the reason and sends the vendor nothing', async (code, args) => {
     const key = await keyFor(tdb.db, { policy: 'charges' });
-    const r = await runTool(deps, key.key, 'charge_test', args);
+    const r = await settledRun(deps, key.key, 'charge_test', args);
     expect(r).toMatchObject({ ok: false, failure: { code, retryable: false } });
     expect(fake.received).toHaveLength(0);
     if (r.ok) return;
@@ -116,20 +116,29 @@ describe('runTool', () => {
     });
   });
 
-  it('rejects bad input naming the field, writes nothing and calls nothing', async () => {
+  it('rejects bad input naming the field, records one denied row and calls nothing', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges' });
     const before = await tdb.db
       .selectFrom('audit_log')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
-    const r = await runTool(deps, key.key, 'charge_test', { amount_cents: -5, customer: 'cus_A' });
-    expect(r).toMatchObject({ ok: false, failure: { code: 'invalid_input' } });
+    const r = await settledRun(deps, key.key, 'charge_test', { amount_cents: -5, customer: 'cus_A' });
+    // Retryable: the caller can fix its arguments and call again.
+    expect(r).toMatchObject({ ok: false, failure: { code: 'invalid_input', retryable: true } });
     if (!r.ok) expect(r.failure.message).toContain('amount_cents');
     const after = await tdb.db
       .selectFrom('audit_log')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .executeTakeFirstOrThrow();
-    expect(Number(after.n)).toBe(Number(before.n));
+    expect(Number(after.n)).toBe(Number(before.n) + 1);
+    if (!r.ok) {
+      const row = await tdb.db
+        .selectFrom('audit_log')
+        .select(['decision', 'reason', 'outcome', 'reserved_micros'])
+        .where('id', '=', r.failure.audit_id ?? '00000000-0000-0000-0000-000000000000')
+        .executeTakeFirstOrThrow();
+      expect(row).toEqual({ decision: 'denied', reason: 'invalid_input', outcome: 'none', reserved_micros: 0 });
+    }
     expect(fake.received).toHaveLength(0);
   });
 
@@ -137,7 +146,7 @@ describe('runTool', () => {
     const key = await keyFor(tdb.db, { policy: 'charges' });
     const wrong = key.key.slice(0, -4) + 'aaaa';
     for (const k of [undefined, 'nonsense', wrong]) {
-      const r = await runTool(deps, k, 'charge_test', charge(1));
+      const r = await settledRun(deps, k, 'charge_test', charge(1));
       expect(r).toMatchObject({ ok: false, failure: { code: 'key_invalid' } });
     }
     expect(fake.received).toHaveLength(0);
@@ -145,13 +154,13 @@ describe('runTool', () => {
 
   it('denies the third identical call as loop_detected', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges' });
-    expect((await runTool(deps, key.key, 'charge_test', charge(7))).ok).toBe(true);
-    expect((await runTool(deps, key.key, 'charge_test', charge(7))).ok).toBe(true);
+    expect((await settledRun(deps, key.key, 'charge_test', charge(7))).ok).toBe(true);
+    expect((await settledRun(deps, key.key, 'charge_test', charge(7))).ok).toBe(true);
     fake.received.length = 0;
-    const third = await runTool(deps, key.key, 'charge_test', charge(7));
+    const third = await settledRun(deps, key.key, 'charge_test', charge(7));
     expect(third).toMatchObject({ ok: false, failure: { code: 'loop_detected' } });
     expect(fake.received).toHaveLength(0);
-    expect((await runTool(deps, key.key, 'charge_test', charge(8))).ok).toBe(true);
+    expect((await settledRun(deps, key.key, 'charge_test', charge(8))).ok).toBe(true);
   });
 
   it('denies a key after revoke on every pool, with no cache outliving the revoke', async () => {
@@ -159,11 +168,11 @@ describe('runTool', () => {
     const other = await tdb.openPool(4);
     try {
       const depsB = pipelineFor(other.db, deps.catalog);
-      expect((await runTool(depsB, key.key, 'charge_test', charge(1))).ok).toBe(true);
+      expect((await settledRun(depsB, key.key, 'charge_test', charge(1))).ok).toBe(true);
       expect(await revokeKeys(tdb.db, { id: key.id })).toEqual([key.id]);
       fake.received.length = 0;
       for (const d of [deps, depsB]) {
-        const r = await runTool(d, key.key, 'charge_test', charge(2));
+        const r = await settledRun(d, key.key, 'charge_test', charge(2));
         expect(r).toMatchObject({ ok: false, failure: { code: 'key_revoked' } });
       }
       expect(fake.received).toHaveLength(0);
@@ -174,7 +183,7 @@ describe('runTool', () => {
 
   it('denies an expired key as key_expired', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges', expiresAt: new Date(Date.now() - 1000) });
-    const r = await runTool(deps, key.key, 'charge_test', charge(1));
+    const r = await settledRun(deps, key.key, 'charge_test', charge(1));
     expect(r).toMatchObject({ ok: false, failure: { code: 'key_expired' } });
     expect(fake.received).toHaveLength(0);
     if (!r.ok) expect((await auditRow(r.failure.audit_id)).reason).toBe('key_expired');
@@ -183,7 +192,7 @@ describe('runTool', () => {
   it('releases the whole reservation when the vendor definitely refuses', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges' });
     fake.failWith = 402;
-    const r = await runTool(deps, key.key, 'charge_test', charge(300));
+    const r = await settledRun(deps, key.key, 'charge_test', charge(300));
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_rejected' } });
     if (r.ok) return;
     expect(await auditRow(r.failure.audit_id)).toMatchObject({
@@ -214,7 +223,7 @@ describe('caps under concurrency', () => {
       fake.received.length = 0;
       const results = await Promise.all(
         Array.from({ length: 200 }, (_, i) =>
-          runTool(i % 2 ? depsA : depsB, key.key, 'charge_test', charge(cents)),
+          settledRun(i % 2 ? depsA : depsB, key.key, 'charge_test', charge(cents)),
         ),
       );
       return { key, results };
@@ -271,7 +280,7 @@ describe('unknown outcomes', () => {
   it('leaves a timed-out call unknown with its reservation held, and reconcile settles it without a second effect', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges', agent: 'slow' });
     fake.delayMs = 1000; // the client gives up after 300 ms; the fake still performs the effect
-    const r = await runTool(deps, key.key, 'charge_test', charge(250));
+    const r = await settledRun(deps, key.key, 'charge_test', charge(250));
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout', retryable: false } });
     if (r.ok) return;
     const id = r.failure.audit_id ?? '';
@@ -317,7 +326,7 @@ describe('background reconcile', () => {
   it('settles an unknown call on its own, as `leash serve` does every minute', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges', agent: 'bg' });
     fake.delayMs = 600;
-    const r = await runTool(deps, key.key, 'charge_test', charge(90));
+    const r = await settledRun(deps, key.key, 'charge_test', charge(90));
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
     const id = r.ok ? '' : (r.failure.audit_id ?? '');
     await new Promise((res) => setTimeout(res, 700));
@@ -340,7 +349,7 @@ describe('leash reconcile --settle', () => {
   it('lets an operator fail an unknown call by hand, releasing its reservation, once', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges', agent: 'manual' });
     fake.failWith = 503; // a 5xx: the outcome is unknown
-    const r = await runTool(deps, key.key, 'charge_test', charge(40));
+    const r = await settledRun(deps, key.key, 'charge_test', charge(40));
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_unavailable' } });
     const id = r.ok ? '' : (r.failure.audit_id ?? '');
     expect(await auditRow(id)).toMatchObject({ outcome: 'unknown', reserved_micros: 400_000 });

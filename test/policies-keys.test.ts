@@ -49,8 +49,8 @@ describe('policies', () => {
 
     const follows = await mintKey(tdb.db, { agent: 'a', policy: 'ver' });
     const pinned = await mintKey(tdb.db, { agent: 'a', policy: 'ver', policyVersion: 1 });
-    const f = await authenticate(tdb.db, follows.key, null);
-    const p = await authenticate(tdb.db, pinned.key, null);
+    const f = await authenticate(tdb.db, follows.key);
+    const p = await authenticate(tdb.db, pinned.key);
     expect(f.ok && f.key.policy.limits.dailyMicros).toBe(6_000_000);
     expect(p.ok && p.key.policy.limits.dailyMicros).toBe(5_000_000);
     await expect(mintKey(tdb.db, { agent: 'a', policy: 'ver', policyVersion: 3 })).rejects.toThrow(KeyError);
@@ -79,8 +79,8 @@ describe('vault keys', () => {
     const c = await mintKey(tdb.db, { agent: 'gamma', policy: 'k' });
     const rotated = await rotateKey(tdb.db, c.id);
     expect(rotated.startsWith(`lsk_${c.id}_`)).toBe(true);
-    expect((await authenticate(tdb.db, c.key, null)).ok).toBe(false);
-    expect((await authenticate(tdb.db, rotated, null)).ok).toBe(true);
+    expect((await authenticate(tdb.db, c.key)).ok).toBe(false);
+    expect((await authenticate(tdb.db, rotated)).ok).toBe(true);
   });
 });
 

@@ -4,14 +4,14 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { narrowedTool } from '../src/pipeline/narrow.js';
 import { reconcile } from '../src/pipeline/reconcile.js';
-import { loadPolicy } from '../src/policy/store.js';
-import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
+import { loadPolicy } from '../src/policies/store.js';
+import type { PipelineDeps } from '../src/pipeline/run-tool.js';
 import type { Catalog } from '../src/pipeline/tool.js';
 import { resendVendor } from '../tools/resend/client.js';
 import { startResendFake, type ResendFake } from '../tools/resend/sandbox.js';
 import { sendEmail } from '../tools/resend/send-email.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor, testConfig } from './support/governance.js';
+import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './support/governance.js';
 
 const CANARY = `canary-${randomUUID()}`;
 const FROM = 'Support <support@acme.com>';
@@ -55,7 +55,7 @@ const auditRow = (id: string | null) =>
 
 async function send(args: Record<string, unknown>) {
   const key = await keyFor(tdb.db, { policy: 'support-email' });
-  return runTool(deps, key.key, 'send_email', args);
+  return settledRun(deps, key.key, 'send_email', args);
 }
 
 describe('send_email', () => {
@@ -170,10 +170,10 @@ describe('sandbox', () => {
       baseUrl: sandbox.baseUrl,
     };
     const client = await resendVendor.createClient(credential, { timeoutMs: 2000 });
-    const sent = await client.call((sdk, signal) =>
+    const sent = await client.run((sdk, signal) =>
       sdk.emails.send({ from: FROM, to: 'ann@acme.com', subject: 'Hi', text: 'Hello' }, { signal }),
     );
-    const email = await client.call((sdk, signal) => sdk.emails.get(sent.id, { signal }));
+    const email = await client.run((sdk, signal) => sdk.emails.get(sent.id, { signal }));
     expect(email).toMatchObject({ id: sent.id, to: ['ann@acme.com'], from: FROM, last_event: 'delivered' });
   });
 });

@@ -1,6 +1,6 @@
 // Covers issue_refund and get_payment through the pipeline with the real Stripe SDK against a fake Stripe.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
+import type { PipelineDeps } from '../src/pipeline/run-tool.js';
 import { reconcile } from '../src/pipeline/reconcile.js';
 import type { Catalog } from '../src/pipeline/tool.js';
 import { stripeVendor } from '../tools/stripe/client.js';
@@ -8,7 +8,7 @@ import { getPayment } from '../tools/stripe/get-payment.js';
 import { issueRefund } from '../tools/stripe/issue-refund.js';
 import { startStripeFake, type StripeFake } from '../tools/stripe/sandbox.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor, testConfig } from './support/governance.js';
+import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './support/governance.js';
 
 const CANARY = 'sk_test_canary_7f3e9a1b2c4d';
 let tdb: TestDatabase;
@@ -61,7 +61,7 @@ describe('issue_refund', () => {
   it('looks the payment up, refunds the amount with the audit-derived idempotency key and records the cost', async () => {
     const p = fake.addPayment({ customer: 'cus_A', amount: 4000 });
     const key = await keyFor(tdb.db, { policy: 'refunds' });
-    const r = await runTool(deps, key.key, 'issue_refund', {
+    const r = await settledRun(deps, key.key, 'issue_refund', {
       payment_intent: p.payment_intent,
       amount: 1500,
       reason: 'requested_by_customer',
@@ -100,7 +100,7 @@ describe('issue_refund', () => {
   it('refunds the remaining refundable amount when no amount is given', async () => {
     const p = fake.addPayment({ customer: 'cus_A', amount: 3000, amount_refunded: 1000 });
     const key = await keyFor(tdb.db, { policy: 'refunds' });
-    const r = await runTool(deps, key.key, 'issue_refund', { charge: p.charge });
+    const r = await settledRun(deps, key.key, 'issue_refund', { charge: p.charge });
     expect(r).toMatchObject({ ok: true, output: { amount: 2000 } });
     expect(refundPosts()[0]?.form.get('charge')).toBe(p.charge);
   });
@@ -108,7 +108,7 @@ describe('issue_refund', () => {
   it('routes to the policy account with the Stripe-Account header', async () => {
     const p = fake.addPayment({ customer: 'cus_X', amount: 500 });
     const key = await keyFor(tdb.db, { policy: 'connected' });
-    const r = await runTool(routed, key.key, 'issue_refund', { payment_intent: p.payment_intent });
+    const r = await settledRun(routed, key.key, 'issue_refund', { payment_intent: p.payment_intent });
     expect(r.ok).toBe(true);
     expect(fake.received.every((x) => x.headers['stripe-account'] === 'acct_connected_1')).toBe(true);
     expect(fake.received.length).toBe(2);
@@ -121,7 +121,7 @@ describe('issue_refund', () => {
   ])('denies %s after the read-only lookup and sends no refund', async (code, payment, args) => {
     const p = fake.addPayment(payment);
     const key = await keyFor(tdb.db, { policy: 'refunds' });
-    const r = await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, ...args });
+    const r = await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, ...args });
     expect(r).toMatchObject({ ok: false, failure: { code } });
     expect(refundPosts()).toHaveLength(0);
     if (!r.ok) {
@@ -136,7 +136,7 @@ describe('issue_refund', () => {
 
   it('denies with facts_unavailable when the payment cannot be read, and never refunds', async () => {
     const key = await keyFor(tdb.db, { policy: 'refunds' });
-    const r = await runTool(deps, key.key, 'issue_refund', { payment_intent: 'pi_missing' });
+    const r = await settledRun(deps, key.key, 'issue_refund', { payment_intent: 'pi_missing' });
     expect(r).toMatchObject({
       ok: false,
       failure: { code: 'facts_unavailable', vendor: { name: 'stripe', kind: 'rejected', status: 404 } },
@@ -147,7 +147,7 @@ describe('issue_refund', () => {
   it('rejects input with both or neither payment reference, naming the field', async () => {
     const key = await keyFor(tdb.db, { policy: 'refunds' });
     for (const args of [{}, { payment_intent: 'pi_1', charge: 'ch_1' }, { payment_intent: 'nope' }]) {
-      const r = await runTool(deps, key.key, 'issue_refund', args);
+      const r = await settledRun(deps, key.key, 'issue_refund', args);
       expect(r).toMatchObject({ ok: false, failure: { code: 'invalid_input' } });
       if (!r.ok) expect(r.failure.message).toContain('payment_intent');
     }
@@ -167,7 +167,7 @@ describe('issue_refund', () => {
       },
       '/v1/refunds',
     );
-    const r = await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 1 });
+    const r = await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 1 });
     expect(r).toMatchObject({
       ok: false,
       failure: { code: 'vendor_rejected', vendor: { code: 'charge_already_refunded', status: 400 } },
@@ -184,7 +184,7 @@ describe('issue_refund', () => {
     const p = fake.addPayment({ customer: 'cus_A', amount: 2000 });
     const key = await keyFor(tdb.db, { policy: 'refunds' });
     fake.delayMs = 800; // the client gives up at 300 ms; the fake still refunds
-    const r = await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 700 });
+    const r = await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 700 });
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
     await new Promise((res) => setTimeout(res, 1000));
     fake.delayMs = 0;
@@ -214,7 +214,7 @@ describe('get_payment', () => {
   it('returns what is refundable for an allowed customer in one vendor read, at no cost', async () => {
     const p = fake.addPayment({ customer: 'cus_A', amount: 5000, amount_refunded: 1200 });
     const key = await keyFor(tdb.db, { policy: 'refunds' });
-    const r = await runTool(deps, key.key, 'get_payment', { payment_intent: p.payment_intent });
+    const r = await settledRun(deps, key.key, 'get_payment', { payment_intent: p.payment_intent });
     expect(r).toMatchObject({
       ok: true,
       output: { amount: 5000, amount_refunded: 1200, refundable: 3800, customer: 'cus_A' },
@@ -225,7 +225,7 @@ describe('get_payment', () => {
   it('denies reading a payment of a customer outside the allowlist', async () => {
     const p = fake.addPayment({ customer: 'cus_B', amount: 5000 });
     const key = await keyFor(tdb.db, { policy: 'refunds' });
-    const r = await runTool(deps, key.key, 'get_payment', { payment_intent: p.payment_intent });
+    const r = await settledRun(deps, key.key, 'get_payment', { payment_intent: p.payment_intent });
     expect(r).toMatchObject({ ok: false, failure: { code: 'customer_not_allowed' } });
   });
 });

@@ -2,13 +2,13 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { reconcile } from '../src/pipeline/reconcile.js';
-import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
+import type { PipelineDeps } from '../src/pipeline/run-tool.js';
 import type { Catalog } from '../src/pipeline/tool.js';
 import { twilioVendor } from '../tools/twilio/client.js';
 import { startTwilioFake, type TwilioFake } from '../tools/twilio/sandbox.js';
 import { sendSms } from '../tools/twilio/send-sms.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor, testConfig } from './support/governance.js';
+import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './support/governance.js';
 
 const ACCOUNT_SID = `AC${randomBytes(16).toString('hex')}`;
 const AUTH_TOKEN = `tok_canary_${randomBytes(12).toString('hex')}`;
@@ -77,7 +77,7 @@ async function policySpent(policy: string) {
 describe('send_sms', () => {
   it('sends from the policy sender with the canary account and leaves the cost pending at the estimate', async () => {
     const key = await keyFor(tdb.db, { policy: 'sms' });
-    const r = await runTool(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Your order shipped.' });
+    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Your order shipped.' });
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(fake.received).toHaveLength(1);
@@ -114,7 +114,7 @@ describe('send_sms', () => {
 
   it('sends through a messaging service when the policy pins an MG sender', async () => {
     const key = await keyFor(tdb.db, { policy: 'sms-service' });
-    const r = await runTool(deps, key.key, 'send_sms', { to: '+15550002222', body: 'Hello' });
+    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15550002222', body: 'Hello' });
     expect(r).toMatchObject({ ok: true, output: { status: 'accepted', from: SERVICE_SID } });
     expect(fake.received[0]?.form).toEqual({
       To: '+15550002222',
@@ -130,7 +130,7 @@ describe('send_sms', () => {
     ['recipient_not_allowed', 'sms-service', { to: '+15550003333', body: 'Hi' }],
   ])('denies %s under policy %s, audits it and sends Twilio nothing', async (code, policy, args) => {
     const key = await keyFor(tdb.db, { policy });
-    const r = await runTool(deps, key.key, 'send_sms', args);
+    const r = await settledRun(deps, key.key, 'send_sms', args);
     expect(r).toMatchObject({ ok: false, failure: { code, retryable: false } });
     expect(fake.received).toHaveLength(0);
     if (r.ok) return;
@@ -157,7 +157,7 @@ describe('send_sms', () => {
     ],
   ])('rejects %s as invalid_input and sends Twilio nothing', async (_name, policy, args, mentions) => {
     const key = await keyFor(tdb.db, { policy });
-    const r = await runTool(deps, key.key, 'send_sms', args);
+    const r = await settledRun(deps, key.key, 'send_sms', args);
     expect(r).toMatchObject({ ok: false, failure: { code: 'invalid_input' } });
     if (!r.ok) expect(r.failure.message).toContain(mentions);
     expect(fake.received).toHaveLength(0);
@@ -174,11 +174,7 @@ describe('send_sms', () => {
 
   it('states the policy limits in the narrowed schema', () => {
     const narrowed = sendSms.narrow?.({
-      source: {},
-      from: '+15550001111',
-      toPrefixes: ['+1', '+44'],
-      toNumbers: new Set(['+33612345678']),
-      maxSegments: 3,
+      source: { from: '+15550001111', to_prefixes: ['+1', '+44'], to_numbers: ['+33612345678'], max_segments: 3 },
     });
     expect(narrowed?.limits).toEqual([
       'Recipients must start with +1 or +44 or be one of +33612345678.',
@@ -193,7 +189,7 @@ describe('send_sms', () => {
 describe('send_sms reconcile', () => {
   it('settles the cost at the price Twilio reports and moves the spend window with it', async () => {
     const key = await keyFor(tdb.db, { policy: 'sms-settle' });
-    const r = await runTool(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Price me' });
+    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Price me' });
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(await policySpent('sms-settle')).toEqual({ spent: 8300, reserved: 0 });
@@ -216,7 +212,7 @@ describe('send_sms reconcile', () => {
 
   it('keeps the estimate pending while Twilio has not priced the message', async () => {
     const key = await keyFor(tdb.db, { policy: 'sms' });
-    const r = await runTool(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Not priced yet' });
+    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Not priced yet' });
     if (!r.ok) throw new Error(r.failure.message);
     const summary = await reconcile(deps, { graceSeconds: 0 });
     expect(summary.rows.find((x) => x.id === r.audit_id)).toMatchObject({ after: 'succeeded/cost pending' });
@@ -226,7 +222,7 @@ describe('send_sms reconcile', () => {
   it('finds a message whose answer was lost by listing messages to the recipient', async () => {
     const key = await keyFor(tdb.db, { policy: 'sms' });
     fake.delayMs = 800; // the client gives up after 300 ms; the fake still creates the message
-    const r = await runTool(deps, key.key, 'send_sms', { to: '+15550007777', body: 'Lost answer' });
+    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15550007777', body: 'Lost answer' });
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
     if (r.ok) return;
     expect(await auditRow(r.failure.audit_id)).toMatchObject({ outcome: 'unknown', reserved_micros: 8300 });
@@ -250,7 +246,7 @@ describe('send_sms reconcile', () => {
   it('leaves a call unknown, reservation held, when Twilio has no matching message', async () => {
     const key = await keyFor(tdb.db, { policy: 'sms' });
     fake.failNext(503);
-    const r = await runTool(deps, key.key, 'send_sms', { to: '+15550008888', body: 'Never arrived' });
+    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15550008888', body: 'Never arrived' });
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_unavailable', vendor: { status: 503 } } });
     if (r.ok) return;
     const summary = await reconcile(deps, { graceSeconds: 0 });
@@ -266,7 +262,7 @@ describe('send_sms secrets', () => {
       code: 21211,
       message: `Invalid 'To' number; you sent ${req.headers.authorization ?? ''} as ${ACCOUNT_SID}:${AUTH_TOKEN}`,
     }));
-    const r = await runTool(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Canary' });
+    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Canary' });
     expect(r).toMatchObject({
       ok: false,
       failure: { code: 'vendor_rejected', vendor: { name: 'twilio', status: 400, code: '21211' } },

@@ -3,6 +3,7 @@ import type { Config } from '../config/config.js';
 import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
 import type { PipelineEvent } from '../pipeline/run-tool.js';
+import type { AuthFailure } from '../server/auth-throttle.js';
 
 export type AlertEvent =
   | {
@@ -23,13 +24,26 @@ export type AlertEvent =
       last_code: string;
     }
   | { type: 'key_revoked'; key_ids: string[]; by: string; reason: string }
-  | { type: 'stuck_pending'; rows: number; oldest: string };
+  | { type: 'stuck_pending'; rows: number; oldest: string }
+  | {
+      type: 'auth_failures';
+      /** Wrong secrets checked, and attempts refused unchecked (429) from addresses already blocked. */
+      failures: number;
+      throttled: number;
+      window_seconds: number;
+      kinds: AuthFailure['kind'][];
+      addresses: number;
+      /** The busiest addresses, most attempts first. */
+      top: { address: string; attempts: number }[];
+    };
 
 export interface Alerts {
   /** Feed pipeline events in; never blocks and never throws. */
   onEvent: (event: PipelineEvent) => void;
   /** Queue an alert (e.g. a revoke) for delivery off the call path. */
   notify: (event: AlertEvent) => void;
+  /** Feed failed HTTP authentications in (the auth throttle's `onFailure`); one alert per window past the threshold. */
+  onAuthFailure: (failure: AuthFailure) => void;
   /** Resolves when the queue is empty (tests) or after `ms`. */
   drain(ms?: number): Promise<void>;
   close(): Promise<void>;
@@ -38,6 +52,9 @@ export interface Alerts {
 const BURST_COUNT = 5;
 const BURST_WINDOW_MS = 60_000;
 const MAX_QUEUE = 1000;
+const AUTH_ALERT_COUNT = 50;
+const AUTH_ALERT_WINDOW_MS = 5 * 60_000;
+const AUTH_MAX_ADDRESSES = 1000;
 const RETRY_DELAYS_MS = [500, 2_000, 8_000];
 
 function text(e: AlertEvent): string {
@@ -50,6 +67,8 @@ function text(e: AlertEvent): string {
       return `:lock: leash: revoked ${e.key_ids.length} key(s) via ${e.by}: ${e.key_ids.join(', ')} (${e.reason}).`;
     case 'stuck_pending':
       return `:hourglass: leash: ${e.rows} audit row(s) have been pending or unknown since ${e.oldest}; run 'leash reconcile'.`;
+    case 'auth_failures':
+      return `:rotating_light: leash: ${e.failures + e.throttled} failed authentication attempts (${e.kinds.join(', ')}) in ${e.window_seconds}s from ${e.addresses} address(es), busiest ${e.top.map((t) => `${t.address} ×${t.attempts}`).join(', ')}; ${e.throttled} were refused with 429. Someone may be guessing secrets.`;
   }
 }
 
@@ -63,12 +82,26 @@ export function startAlerts(o: {
   log: Logger;
   stuckCheckMs?: number;
   fetchTimeoutMs?: number;
+  /** Failed authentications (checked or throttled, all addresses) per window that raise `auth_failures`. */
+  authFailureThreshold?: number;
+  authFailureWindowMs?: number;
 }): Alerts {
   const url = o.config.alertWebhookUrl;
   const queue: { event: AlertEvent; attempt: number; notBefore: number }[] = [];
   const capsSent = new Set<string>();
   const denials = new Map<string, number[]>();
   let stuckSentAt = 0;
+  const authThreshold = o.authFailureThreshold ?? AUTH_ALERT_COUNT;
+  const authWindowMs = o.authFailureWindowMs ?? AUTH_ALERT_WINDOW_MS;
+  const authWindow = (start: number) => ({
+    start,
+    failures: 0,
+    throttled: 0,
+    sent: false,
+    kinds: new Set<AuthFailure['kind']>(),
+    by: new Map<string, number>(),
+  });
+  let auth = authWindow(0);
   let closed = false;
   let wake: (() => void) | undefined;
   let idle: (() => void)[] = [];
@@ -189,6 +222,36 @@ export function startAlerts(o: {
       }
     },
     notify: enqueue,
+    onAuthFailure(f) {
+      const now = Date.now();
+      if (now - auth.start >= authWindowMs) auth = authWindow(now);
+      if (f.throttled) auth.throttled++;
+      else auth.failures++;
+      auth.kinds.add(f.kind);
+      if (auth.by.has(f.address) || auth.by.size < AUTH_MAX_ADDRESSES)
+        auth.by.set(f.address, (auth.by.get(f.address) ?? 0) + 1);
+      if (auth.sent || auth.failures + auth.throttled < authThreshold) return;
+      auth.sent = true; // one alert per window, however long the attack goes on
+      const event: AlertEvent = {
+        type: 'auth_failures',
+        failures: auth.failures,
+        throttled: auth.throttled,
+        window_seconds: authWindowMs / 1000,
+        kinds: [...auth.kinds].sort(),
+        addresses: auth.by.size,
+        top: [...auth.by]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 5)
+          .map(([address, attempts]) => ({ address, attempts })),
+      };
+      o.log.info('authentication failures past threshold', {
+        failures: event.failures,
+        throttled: event.throttled,
+        addresses: event.addresses,
+        top: event.top,
+      });
+      enqueue(event);
+    },
     drain: (ms = 30_000) =>
       new Promise<void>((resolve) => {
         if (!queue.length && !inFlight) return resolve();

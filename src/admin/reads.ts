@@ -1,6 +1,7 @@
-import { parseTime, queryAudit, TimeInputError, type AuditFilter } from '../audit/query.js';
+import { MAX_AUDIT_LIMIT, parseTime, queryAudit, TimeInputError, type AuditFilter } from '../audit/query.js';
 import type { Db } from '../db/database.js';
 import { spendReport, type SpendGrouping } from '../ledger/spend.js';
+import { parseUsd, UsdInputError } from '../policy/money.js';
 
 type Answer = { status: number; body: unknown };
 
@@ -13,12 +14,14 @@ export function adminReads(db: Db) {
       try {
         const decision = q.get('decision');
         if (decision !== null && decision !== 'allowed' && decision !== 'denied')
-          return bad('decision must be allowed or denied');
-        const limit = q.get('limit') !== null ? Number(q.get('limit')) : undefined;
-        if (limit !== undefined && (!Number.isInteger(limit) || limit < 1))
-          return bad('limit must be a positive whole number');
-        const minUsd = q.get('min_usd') !== null ? Number(q.get('min_usd')) : undefined;
-        if (minUsd !== undefined && !(minUsd >= 0)) return bad('min_usd must be a number of dollars');
+          return bad('decision: expected allowed or denied');
+        const limitText = q.get('limit');
+        const limit = limitText !== null && /^\d{1,15}$/.test(limitText) ? Number(limitText) : undefined;
+        if (limitText !== null && (limit === undefined || limit < 1))
+          return bad(
+            `limit: expected a whole number of at least 1 (at most ${MAX_AUDIT_LIMIT} rows are returned)`,
+          );
+        const minUsd = q.get('min_usd');
         const filter: AuditFilter = {
           agent: q.get('agent') ?? undefined,
           run: q.get('run') ?? undefined,
@@ -27,18 +30,19 @@ export function adminReads(db: Db) {
           decision: decision ?? undefined,
           since: q.get('since') ? parseTime(q.get('since') ?? '', 'since') : undefined,
           until: q.get('until') ? parseTime(q.get('until') ?? '', 'until') : undefined,
-          minUsdMicros: minUsd !== undefined ? Math.round(minUsd * 1_000_000) : undefined,
-          limit: limit !== undefined ? Math.min(limit, 10_000) : undefined,
+          minUsdMicros: minUsd !== null ? parseUsd(minUsd, 'min_usd') : undefined,
+          limit: limit !== undefined ? Math.min(limit, MAX_AUDIT_LIMIT) : undefined,
         };
         return { status: 200, body: { rows: await queryAudit(db, filter) } };
       } catch (error) {
-        if (error instanceof TimeInputError) return bad(error.message);
+        if (error instanceof TimeInputError || error instanceof UsdInputError) return bad(error.message);
         throw error;
       }
     },
     async spend(q: URLSearchParams): Promise<Answer> {
       const by = q.get('by') ?? 'agent';
-      if (!['agent', 'key', 'policy', 'day'].includes(by)) return bad('by must be agent, key, policy or day');
+      if (!['agent', 'key', 'policy', 'day'].includes(by))
+        return bad('by: expected agent, key, policy or day');
       try {
         const report = await spendReport(db, {
           by: by as SpendGrouping, // checked against the list above

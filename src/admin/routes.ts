@@ -4,16 +4,19 @@ import { z } from 'zod';
 import type { Config } from '../config/config.js';
 import { listKeys, revokeKeys, type RevokeTarget } from '../keys/vault-keys.js';
 import type { PipelineDeps } from '../pipeline/run-tool.js';
-import { sendJson, type RouteHandler } from '../server/http.js';
+import type { AuthThrottle } from '../server/auth-throttle.js';
+import { HttpError, sendJson, tooManyFailures, type RouteHandler } from '../server/http.js';
 import type { Alerts } from './alerts.js';
 import { adminReads } from './reads.js';
+
+const MAX_REASON = 500;
 
 const revokeBody = z
   .strictObject({
     key_id: z.string().min(1).optional(),
     agent: z.string().min(1).optional(),
     run_id: z.string().min(1).optional(),
-    reason: z.string().max(500).optional(),
+    reason: z.string().max(MAX_REASON, `expected at most ${MAX_REASON} characters`).optional(),
   })
   .refine((b) => [b.key_id, b.agent, b.run_id].filter(Boolean).length === 1, {
     message: 'give exactly one of key_id, agent or run_id',
@@ -29,7 +32,12 @@ function tokenMatches(presented: string | undefined, expected: string): boolean 
  * The operator API under /admin on `leash serve`, behind its own token (LEASH_ADMIN_TOKEN; never a vault key).
  * One HTTP call revokes a key, an agent or a run.
  */
-export function adminRoutes(deps: PipelineDeps, config: Config, alerts?: Alerts): RouteHandler {
+export function adminRoutes(
+  deps: PipelineDeps,
+  config: Config,
+  alerts?: Alerts,
+  throttle?: AuthThrottle,
+): RouteHandler {
   const reads = adminReads(deps.db);
   return async (req: IncomingMessage, res: ServerResponse, url: URL, body: () => Promise<unknown>) => {
     if (url.pathname !== '/admin' && !url.pathname.startsWith('/admin/')) return false;
@@ -37,8 +45,16 @@ export function adminRoutes(deps: PipelineDeps, config: Config, alerts?: Alerts)
       sendJson(res, 404, { error: 'the admin API is disabled; set LEASH_ADMIN_TOKEN to enable it' });
       return true;
     }
+    // The same per-address limit as vault keys (shared with /mcp when serve passes one throttle to both).
+    const wait = throttle?.retryAfter(req) ?? 0;
+    if (wait) {
+      throttle?.refused(req, 'admin_token');
+      tooManyFailures(res, wait, false);
+      return true;
+    }
     const presented = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     if (!tokenMatches(presented, config.adminToken)) {
+      if (presented !== undefined) throttle?.failed(req, 'admin_token');
       sendJson(
         res,
         401,
@@ -60,8 +76,17 @@ export function adminRoutes(deps: PipelineDeps, config: Config, alerts?: Alerts)
 
     const keyRevoke = /^\/admin\/keys\/([a-z2-7]{12})\/revoke$/.exec(path);
     if (method === 'POST' && keyRevoke?.[1]) {
-      const raw = (await body().catch(() => undefined)) as { reason?: unknown } | undefined;
-      await revoke({ id: keyRevoke[1] }, typeof raw?.reason === 'string' ? raw.reason : undefined);
+      // A body that is no JSON still revokes (the kill switch should not be fussy); an over-limit one changes nothing.
+      const raw = (await body().catch((error: unknown) => {
+        if (error instanceof HttpError && error.status === 413) throw error;
+        return undefined;
+      })) as { reason?: unknown } | undefined;
+      const reason = typeof raw?.reason === 'string' ? raw.reason : undefined;
+      if (reason !== undefined && reason.length > MAX_REASON) {
+        sendJson(res, 400, { error: `reason: expected at most ${MAX_REASON} characters` });
+        return true;
+      }
+      await revoke({ id: keyRevoke[1] }, reason);
       return true;
     }
     if (method === 'POST' && path === '/admin/revoke') {

@@ -107,8 +107,9 @@ export class TimeInputError extends Error {
     readonly input: string,
   ) {
     super(
-      `${flag}: expected an ISO time (2026-11-20T14:30:00Z), a date (2026-11-20, UTC) ` +
-        `or a time ago (45s, 30m, 2h, 7d); got '${input}'`,
+      `${flag}: expected an ISO time (2026-11-20T14:30:00Z, offsets up to ±23:59), a date (2026-11-20, UTC) ` +
+        `or a time ago (45s, 30m, 2h, 7d), between the years 1 and 9999; ` +
+        `got '${input.length > 40 ? `${input.slice(0, 40)}…` : input}'`,
     );
   }
 }
@@ -131,13 +132,16 @@ const ISO =
 export function parseTime(input: string, flag = '--since', now: Date = new Date()): Date {
   const s = input.trim();
   const rel = RELATIVE.exec(s);
-  if (rel) return new Date(now.getTime() - Number(rel[1]) * (UNIT_MS[rel[2] ?? ''] ?? 0));
+  if (rel) return storable(now.getTime() - Number(rel[1]) * (UNIT_MS[rel[2] ?? ''] ?? 0), flag, input);
   const m = ISO.exec(s);
   if (!m) throw new TimeInputError(flag, input);
   const [y, mo, d, h, mi, sec] = [m[1], m[2], m[3], m[4], m[5], m[6]].map((v) => Number(v ?? 0));
   const ms = Number((m[7] ?? '').padEnd(3, '0').slice(0, 3));
-  const utc = Date.UTC(y ?? 0, (mo ?? 1) - 1, d ?? 1, h ?? 0, mi ?? 0, sec ?? 0, ms);
-  const check = new Date(utc);
+  const check = new Date(0);
+  // setUTCFullYear, unlike Date.UTC, does not read years 0..99 as 1900..1999.
+  check.setUTCFullYear(y ?? 0, (mo ?? 1) - 1, d ?? 1);
+  check.setUTCHours(h ?? 0, mi ?? 0, sec ?? 0, ms);
+  const utc = check.getTime();
   // Date.UTC rolls 2026-02-31 over into March; a real calendar time round-trips.
   if (
     check.getUTCFullYear() !== y ||
@@ -148,12 +152,26 @@ export function parseTime(input: string, flag = '--since', now: Date = new Date(
     check.getUTCSeconds() !== sec
   )
     throw new TimeInputError(flag, input);
-  return new Date(utc - offsetMs(m[8]));
+  const offset = offsetMs(m[8]);
+  if (offset === undefined) throw new TimeInputError(flag, input);
+  return storable(utc - offset, flag, input);
 }
 
-function offsetMs(zone: string | undefined): number {
+// Years 1..9999: what the ISO form can write, and well inside both Date's and Postgres's timestamp range.
+const MIN_MS = Date.parse('0001-01-01T00:00:00Z');
+const MAX_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+function storable(ms: number, flag: string, input: string): Date {
+  if (!Number.isFinite(ms) || ms < MIN_MS || ms > MAX_MS) throw new TimeInputError(flag, input);
+  return new Date(ms);
+}
+
+/** A UTC offset in ms, or undefined when it is no real offset (hours over 23 or minutes over 59, as RFC 3339). */
+function offsetMs(zone: string | undefined): number | undefined {
   if (!zone || zone.toUpperCase() === 'Z') return 0;
   const digits = zone.slice(1).replace(':', '');
-  const minutes = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || 0);
-  return (zone.startsWith('-') ? -1 : 1) * minutes * 60_000;
+  const hours = Number(digits.slice(0, 2));
+  const mins = Number(digits.slice(2) || 0);
+  if (hours > 23 || mins > 59) return undefined;
+  return (zone.startsWith('-') ? -1 : 1) * (hours * 60 + mins) * 60_000;
 }

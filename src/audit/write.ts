@@ -1,6 +1,14 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { BudgetWindow } from '../db/schema.js';
+import {
+  MAX_METADATA_BYTES,
+  MAX_NAME_CHARS,
+  MAX_REQUEST_BYTES,
+  safeColumn,
+  safeJson,
+  safeText,
+} from './sanitize.js';
 
 /** The columns known before a call is decided. */
 export interface AuditDraft {
@@ -17,6 +25,8 @@ export interface AuditDraft {
   request: Record<string, unknown> | null;
   args_hash: string | null;
   sandbox: boolean;
+  /** Which front door: mcp or http. Defaults to mcp when omitted. */
+  door?: 'mcp' | 'http';
   amount: number | null;
   currency: string | null;
   metadata: Record<string, unknown>;
@@ -29,22 +39,54 @@ export interface Admission {
   remaining_micros: number | null;
 }
 
-/** Writes a denied row (policy said no before any budget was touched). */
+const SHORT = 256;
+
+/**
+ * The draft as it can be stored whatever the agent sent: every text jsonb-safe and capped, the request at most
+ * MAX_REQUEST_BYTES and the metadata MAX_METADATA_BYTES. When the request had to change, metadata keeps the
+ * sha-256 of the original (`args_sha256`) and `request_sanitized`.
+ */
+export function storableDraft(draft: AuditDraft): AuditDraft {
+  const metadata = safeJson(draft.metadata, MAX_METADATA_BYTES).value;
+  let request: Record<string, unknown> | null = null;
+  if (draft.request) {
+    const r = safeJson(draft.request, MAX_REQUEST_BYTES);
+    request = r.value;
+    if (r.altered) Object.assign(metadata, { request_sanitized: true, args_sha256: r.sha256 });
+  }
+  return {
+    ...draft,
+    key_id: safeColumn(draft.key_id, SHORT),
+    agent: safeColumn(draft.agent, SHORT),
+    run_id: safeColumn(draft.run_id, SHORT),
+    policy: safeColumn(draft.policy, SHORT),
+    tool: safeText(draft.tool, SHORT).text,
+    vendor: safeColumn(draft.vendor, SHORT),
+    operation: safeColumn(draft.operation, SHORT),
+    account: safeColumn(draft.account, SHORT),
+    currency: safeColumn(draft.currency, 16),
+    request,
+    metadata,
+  };
+}
+
+/** Writes a denied row (policy said no before any budget was touched). Only a database failure makes this throw. */
 export async function recordDenied(
   db: Db,
   draft: AuditDraft,
   code: string,
   details: Record<string, unknown>,
 ): Promise<void> {
+  const safe = storableDraft({ ...draft, metadata: { ...draft.metadata, denial: details } });
   await db
     .insertInto('audit_log')
     .values({
-      ...draft,
-      request: draft.request ? JSON.stringify(draft.request) : null,
-      metadata: JSON.stringify({ ...draft.metadata, denial: details }),
+      ...safe,
+      request: safe.request ? JSON.stringify(safe.request) : null,
+      metadata: JSON.stringify(safe.metadata),
       budget: '[]',
       decision: 'denied',
-      reason: code,
+      reason: safeText(code, MAX_NAME_CHARS).text,
       outcome: 'none',
       reserved_micros: 0,
       cost_micros: 0,
@@ -66,7 +108,7 @@ export async function admitCall(
 ): Promise<Admission> {
   const { rows } = await sql<{
     r: Admission;
-  }>`select leash_admit(${keyId}, ${cost}::bigint, ${JSON.stringify(windows)}::jsonb, ${JSON.stringify(draft)}::jsonb) as r`.execute(
+  }>`select leash_admit(${keyId}, ${cost}::bigint, ${JSON.stringify(windows)}::jsonb, ${JSON.stringify(storableDraft(draft))}::jsonb) as r`.execute(
     db,
   );
   const r = rows[0]?.r;
@@ -94,6 +136,19 @@ export interface Settlement {
   cost_status?: string;
 }
 
+/** The patch with every vendor-provided text jsonb-safe and capped (an error message echoing the agent's input included). */
+export function storablePatch(patch: SettlePatch): SettlePatch {
+  const out: SettlePatch = { ...patch };
+  if (patch.vendor_request_id !== undefined)
+    out.vendor_request_id = safeText(patch.vendor_request_id, SHORT).text;
+  if (patch.vendor_object_id !== undefined)
+    out.vendor_object_id = safeText(patch.vendor_object_id, SHORT).text;
+  if (patch.error !== undefined) out.error = safeText(patch.error).text;
+  if (patch.currency !== undefined) out.currency = safeText(patch.currency, 16).text;
+  if (patch.metadata !== undefined) out.metadata = safeJson(patch.metadata, MAX_METADATA_BYTES).value;
+  return out;
+}
+
 /** Settles an admitted call (asynchronous commit: a lost settle is recovered by reconcile). Idempotent. */
 export async function settleCall(
   db: Db,
@@ -105,8 +160,72 @@ export async function settleCall(
 ): Promise<Settlement> {
   const { rows } = await sql<{
     r: Settlement;
-  }>`select leash_settle(${id}::uuid, ${outcome}, ${costMicros}::bigint, ${costStatus}, ${JSON.stringify(patch)}::jsonb) as r`.execute(
+  }>`select leash_settle(${id}::uuid, ${outcome}, ${costMicros}::bigint, ${costStatus}, ${JSON.stringify(storablePatch(patch))}::jsonb) as r`.execute(
     db,
   );
   return rows[0]?.r ?? { settled: false, reason: 'no_row' };
+}
+
+/** What admission needs beyond the row: who presents the key, which policy version was evaluated, what to reserve. */
+export interface AdmitRequest {
+  keyId: string;
+  secretHash: string;
+  policyVersion: number;
+  cost: number;
+  windows: BudgetWindow[];
+  /** Set for calls with an effect: at most `limit` identical allowed calls per `seconds`. */
+  loop: { limit: number; seconds: number } | null;
+}
+
+export type AdmitResult = Admission | { stale: true; policy_version: number };
+
+/**
+ * The one round trip before the vendor: re-check the key (secret, revoke, expiry, policy version), the loop
+ * guard, reservations in every window and the audit row, committed durably. If this throws, do not call the vendor.
+ */
+export async function admit(db: Db, a: AdmitRequest, draft: AuditDraft): Promise<AdmitResult> {
+  const payload = {
+    key_id: a.keyId,
+    secret_hash: a.secretHash,
+    policy_version: a.policyVersion,
+    cost: a.cost,
+    windows: a.windows,
+    loop_limit: a.loop?.limit ?? null,
+    loop_seconds: a.loop?.seconds ?? null,
+    row: storableDraft(draft),
+  };
+  const { rows } = await sql<{ r: AdmitResult }>`select leash_admit_call(${JSON.stringify(payload)}::jsonb) as r`.execute(db);
+  const r = rows[0]?.r;
+  if (!r) throw new Error('admission returned no row');
+  return r;
+}
+
+export type DenialResult =
+  | { code: string; details: Record<string, unknown> }
+  | { stale: true; policy_version: number };
+
+/**
+ * Writes a refusal decided before admission. With `key`, the key is re-checked in the same statement: a revoked,
+ * expired or wrong key wins over the evaluated code; a policy that moved on returns stale with nothing written.
+ */
+export async function recordDenial(
+  db: Db,
+  draft: AuditDraft,
+  code: string,
+  details: Record<string, unknown>,
+  key?: { secretHash: string; policyVersion: number },
+): Promise<DenialResult> {
+  const safe = storableDraft(draft);
+  const payload = {
+    key_id: safe.key_id,
+    secret_hash: key?.secretHash ?? null,
+    policy_version: key?.policyVersion ?? null,
+    code: safeText(code, MAX_NAME_CHARS).text,
+    details: safeJson(details, MAX_METADATA_BYTES).value,
+    row: safe,
+  };
+  const { rows } = await sql<{ r: DenialResult }>`select leash_record_denial(${JSON.stringify(payload)}::jsonb) as r`.execute(db);
+  const r = rows[0]?.r;
+  if (!r) throw new Error('denial returned no row');
+  return r;
 }

@@ -7,10 +7,11 @@ import {
   type AuditFilter,
   type AuditRow,
 } from '../audit/query.js';
-import { tailAudit } from '../audit/tail.js';
-import { openDatabase } from '../db/database.js';
-import { formatUsd } from '../policy/money.js';
-import { CliError, EXIT, command, table, type CommandGroup, type Context } from './command.js';
+import { watchAudit, type AuditEvent } from '../audit/watch.js';
+import { openDatabase, type Db } from '../db/database.js';
+import { formatUsd, parseUsd, UsdInputError } from '../policy/money.js';
+import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
+import { paint } from './output.js';
 
 /** A `--since` / `--until` value as a Date; a bad one is a usage error naming the flag. */
 export function timeFlag(value: string | undefined, flag: string): Date | undefined {
@@ -30,11 +31,14 @@ function countFlag(value: string, flag: string, max: number): number {
   return n;
 }
 
-/** Dollars as written ("100", "0.30", "0.0083") to integer micro-USD, without float rounding. */
+/** Dollars as a flag to integer micro-USD, parsed as everywhere else (parseUsd); a bad one is a usage error. */
 function usdFlag(value: string, flag: string): number {
-  const m = /^(\d{1,12})(?:\.(\d{0,6}))?$/.exec(value.trim().replace(/^\$/, ''));
-  if (!m) throw new CliError(`${flag} expects dollars such as 100 or 0.30, got '${value}'`, EXIT.usage);
-  return Number(m[1]) * 1_000_000 + Number((m[2] ?? '').padEnd(6, '0'));
+  try {
+    return parseUsd(value, flag);
+  } catch (error) {
+    if (error instanceof UsdInputError) throw new CliError(error.message, EXIT.usage);
+    throw error;
+  }
 }
 
 function decisionFlag(value: string | undefined): AuditFilter['decision'] {
@@ -53,21 +57,42 @@ function decisionText(r: AuditRow): string {
   return r.decision === 'denied' ? `denied:${r.reason ?? '?'}` : 'allowed';
 }
 
-/** One audit row as one terminal line (fixed widths, since tail cannot know the widths to come). */
-export function formatAuditLine(r: AuditRow): string {
+/**
+ * One audit row as one terminal line (fixed widths, since tail cannot know the widths to come). `label`
+ * replaces the decision column: `tail -f` prints a row again as `settled` (or `updated`) when it settles.
+ */
+export function formatAuditLine(r: AuditRow, label?: string): string {
   const col = (v: string | null | undefined, w: number) => (v ?? '-').padEnd(w);
   return [
     r.ts.toISOString(),
     col(r.agent, 14),
     col(r.run_id, 12),
     col(r.tool, 14),
-    col(decisionText(r), 30),
+    col(label ?? decisionText(r), 30),
     col(r.outcome, 9),
     col(costText(r), 10),
     r.vendor_object_id ?? '-',
   ]
     .join('  ')
     .trimEnd();
+}
+
+/** The column names over `tail` lines, in formatAuditLine's widths. */
+export const AUDIT_LINE_HEADER = [
+  'TS'.padEnd(24),
+  'AGENT'.padEnd(14),
+  'RUN_ID'.padEnd(12),
+  'TOOL'.padEnd(14),
+  'DECISION'.padEnd(30),
+  'OUTCOME'.padEnd(9),
+  'COST'.padEnd(10),
+  'VENDOR_OBJECT_ID',
+].join('  ');
+
+/** A tail line with its decision in red (denied) or green (allowed), when colour is on. */
+function colourLine(line: string, r: AuditRow, on: boolean): string {
+  const text = decisionText(r);
+  return on ? line.replace(text, paint(text, r.decision === 'denied' ? 'red' : 'green', true)) : line;
 }
 
 /** JSON-safe row: dates as ISO strings, money as integer micros. */
@@ -94,7 +119,8 @@ const tail = command({
   summary: 'Print the newest audit rows, oldest first; with -f keep printing new ones as they are written.',
   usage: 'audit tail [-f] [--agent A] [--run R] [--tool T] [--denied] [-n 20] [--json]',
   help: [
-    '-f, --follow     keep printing new rows (from any process) until Ctrl-C',
+    '-f, --follow     keep printing new rows (from any process) until Ctrl-C, and print a row again',
+    '                 (marked settled, or "event":"settle" in JSON) when its outcome or cost settles',
     '--agent A        only this agent',
     '--run R          only this run id',
     '--tool T         only this tool, e.g. issue_refund',
@@ -119,34 +145,43 @@ const tail = command({
       tool: v.tool,
       decision: v.denied ? 'denied' : undefined,
     };
-    const print = v.json
+    const json = v.json || ctx.jsonMode;
+    const print = json
       ? (r: AuditRow) => ctx.io.stdout(JSON.stringify(jsonRow(r)) + '\n')
-      : (r: AuditRow) => ctx.io.stdout(formatAuditLine(r) + '\n');
-    // Opening migrates (and starts the embedded server if needed); tail then uses its own connection.
+      : (r: AuditRow) => ctx.io.stdout(colourLine(formatAuditLine(r), r, ctx.colour) + '\n');
+    if (!json) ctx.io.stdout(paint(AUDIT_LINE_HEADER, 'bold', ctx.colour) + '\n');
+    // Opening migrates (and starts the embedded server if needed).
     const handle = await openDatabase(ctx.config(), { poolMax: 2 });
-    if (!v.follow) {
-      try {
+    try {
+      if (!v.follow) {
         const rows = n > 0 ? await queryAudit(handle.db, { ...filter, limit: n }) : [];
         rows.reverse().forEach(print);
-      } finally {
-        await handle.close();
+        return EXIT.ok;
       }
+      const onEvent = (e: AuditEvent) => {
+        if (e.kind === 'row') return print(e.row);
+        const label = e.row.outcome === 'pending' || e.row.outcome === 'unknown' ? 'updated' : 'settled';
+        ctx.io.stdout(
+          json
+            ? JSON.stringify({ event: 'settle', ...jsonRow(e.row) }) + '\n'
+            : formatAuditLine(e.row, label) + '\n',
+        );
+      };
+      await follow(ctx, handle.db, filter, n, onEvent);
       return EXIT.ok;
+    } finally {
+      await handle.close();
     }
-    const url = handle.url;
-    await handle.close();
-    await follow(ctx, url, filter, n, print);
-    return EXIT.ok;
   },
 });
 
-/** Runs tailAudit until SIGINT/SIGTERM (or the reader of a pipe goes away). */
+/** Runs watchAudit until SIGINT/SIGTERM (or the reader of a pipe goes away). */
 async function follow(
   ctx: Context,
-  url: string,
+  db: Db,
   filter: AuditFilter,
   backlog: number,
-  onRow: (r: AuditRow) => void,
+  onEvent: (e: AuditEvent) => void,
 ): Promise<void> {
   const stop = new AbortController();
   const onSignal = () => stop.abort();
@@ -156,16 +191,18 @@ async function follow(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.stdout.on('error', onPipeError);
+  const watch = watchAudit(db, filter, onEvent, {
+    backlog,
+    onNotice: (m) => ctx.io.stderr(`leash audit tail: ${m}\n`),
+  });
   try {
-    await tailAudit({
-      url,
-      filter,
-      backlog,
-      onRow,
-      onNotice: (m) => ctx.io.stderr(`leash audit tail: ${m}\n`),
-      signal: stop.signal,
+    await watch.ready;
+    await new Promise<void>((resolve) => {
+      if (stop.signal.aborted) return resolve();
+      stop.signal.addEventListener('abort', () => resolve(), { once: true });
     });
   } finally {
+    await watch.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.stdout.off('error', onPipeError);
@@ -178,7 +215,7 @@ const query = command({
   name: 'query',
   summary: 'Find audit rows by agent, run, key, tool, decision, time and amount (newest first).',
   usage:
-    'audit query [--agent A] [--run R] [--key K] [--tool T] [--decision allowed|denied] [--since T] [--until T] [--min-usd D] [--limit N] [--format table|json|csv]',
+    'audit query [--agent A] [--run R] [--key K] [--tool T] [--decision allowed|denied] [--since T] [--until T] [--min-usd D] [--limit N] [--format table|json|csv] [--json] [--wide]',
   help: [
     '--agent A                   only this agent',
     '--run R                     only this run id',
@@ -189,7 +226,8 @@ const query = command({
     '--until T                   before T (same forms as --since)',
     '--min-usd D                 only calls costing or holding at least D dollars, e.g. 100 or 0.30',
     `--limit N                   at most N rows (default 100, max ${MAX_AUDIT_LIMIT})`,
-    '--format F                  table (default), json (an array) or csv (with a header row)',
+    '--format F                  table (default), json (an array; same as --json) or csv (with a header row)',
+    '--wide                      every column in full (tables fit the terminal otherwise)',
   ],
   options: {
     agent: { type: 'string' },
@@ -204,7 +242,9 @@ const query = command({
     format: { type: 'string', default: 'table' },
   },
   async run(ctx, v) {
-    const format = FORMATS.find((f) => f === v.format);
+    if (ctx.jsonMode && v.format !== 'table' && v.format !== 'json')
+      throw new CliError(`--json and --format ${v.format} disagree; give one`, EXIT.usage);
+    const format = ctx.jsonMode ? 'json' : FORMATS.find((f) => f === v.format);
     if (!format)
       throw new CliError(`--format must be one of ${FORMATS.join(', ')}, got '${v.format}'`, EXIT.usage);
     const limit = countFlag(v.limit, '--limit', MAX_AUDIT_LIMIT);
@@ -225,21 +265,32 @@ const query = command({
     if (format === 'json') ctx.json(rows.map(jsonRow));
     else if (format === 'csv') ctx.io.stdout(auditCsv(rows));
     else
-      ctx.io.stdout(
-        table(
-          rows.map((r) => ({
-            time: r.ts,
-            agent: r.agent,
-            run: r.run_id,
-            tool: r.tool,
-            decision: decisionText(r),
-            outcome: r.outcome,
-            cost: costText(r),
-            object: r.vendor_object_id,
-            id: r.id,
-          })),
-          ['time', 'agent', 'run', 'tool', 'decision', 'outcome', 'cost', 'object', 'id'],
-        ),
+      ctx.table(
+        rows.map((r) => ({
+          ts: r.ts,
+          agent: r.agent,
+          run_id: r.run_id,
+          tool: r.tool,
+          decision: decisionText(r),
+          outcome: r.outcome,
+          cost: r.cost_micros > 0 || r.decision === 'allowed' ? formatUsd(r.cost_micros) : '-',
+          reserved: r.reserved_micros > 0 ? formatUsd(r.reserved_micros) : '-',
+          vendor_object_id: r.vendor_object_id,
+          id: r.id,
+        })),
+        [
+          'ts',
+          'agent',
+          'run_id',
+          'tool',
+          'decision',
+          'outcome',
+          'cost',
+          'reserved',
+          'vendor_object_id',
+          'id',
+        ],
+        (column, text) => (column !== 'decision' ? undefined : text.startsWith('denied') ? 'red' : 'green'),
       );
     return EXIT.ok;
   },

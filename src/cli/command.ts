@@ -1,8 +1,18 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Config } from '../config/config.js';
+import { alignHelp, closest, type Style } from './output.js';
 
-/** Exit codes: what a script can branch on. */
+/** Exit codes: what a script can branch on. `policies diff` and `policies test` also use 1 for "differs" / "denied". */
 export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, unavailable: 4 } as const;
+
+/** The name of each exit code, as `--json` errors report it. */
+export const EXIT_NAMES: Readonly<Record<number, string>> = {
+  0: 'ok',
+  1: 'failed',
+  2: 'usage',
+  3: 'not_found',
+  4: 'database_unavailable',
+};
 
 /** Where a command writes; tests pass their own to run commands in-process. */
 export interface Io {
@@ -11,6 +21,8 @@ export interface Io {
   env: NodeJS.ProcessEnv;
   stdin?: () => Promise<string>;
   isTTY: boolean;
+  /** The terminal's width, when stdout is one. */
+  columns?: number;
 }
 
 /** A failure the user can act on: printed as one line, exits with `code`. */
@@ -30,7 +42,7 @@ export interface Command<O extends Options = Options> {
   name: string;
   summary: string;
   usage: string;
-  /** Lines under "Options:" in --help. */
+  /** Lines under "Options:" in --help: "flags  description" (aligned for you); "  more" continues a line. */
   help?: string[];
   options: O;
   positionals?: { min: number; max: number };
@@ -46,6 +58,17 @@ export interface Context {
   config: () => Config;
   print(text: string): void;
   json(data: unknown): void;
+  /** --json was given: data goes out as JSON, errors as JSON on stderr. */
+  jsonMode: boolean;
+  /** A warning for the person at the terminal (stderr, or a JSON line under --json). */
+  warn(text: string): void;
+  /** A table that fits the terminal (all of it with --wide), coloured only on a TTY without NO_COLOR. */
+  table(
+    rows: Record<string, unknown>[],
+    columns: string[],
+    style?: (column: string, text: string) => Style | undefined,
+  ): void;
+  colour: boolean;
 }
 
 export interface CommandGroup {
@@ -53,15 +76,29 @@ export interface CommandGroup {
   commands: Command[];
 }
 
+/** Options every command takes. */
+export const GLOBAL_OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  json: { type: 'boolean' },
+  wide: { type: 'boolean' },
+} as const satisfies Options;
+
 /** Declares a command with its option types inferred. */
 export function command<O extends Options>(spec: Command<O>): Command {
   return spec;
 }
 
 export function helpText(cmd: Command): string {
-  const lines = [`Usage: leash ${cmd.usage}`.trimEnd(), '', cmd.summary];
-  if (cmd.help?.length) lines.push('', 'Options:', ...cmd.help.map((l) => `  ${l}`));
-  lines.push('  -h, --help  show this help');
+  const lines = [`Usage: leash ${cmd.usage}`.trimEnd(), '', cmd.summary, '', 'Options:'];
+  const own = cmd.help ?? [];
+  const mentions = (flag: string) => own.some((l) => new RegExp(`(^|[ ,])${flag}\\b`).test(l));
+  const entries = [
+    ...own,
+    ...(mentions('--json') ? [] : ['--json  print JSON (errors as JSON on stderr)']),
+    '--wide  tables: every column in full, whatever the terminal width',
+    '-h, --help  show this help',
+  ];
+  lines.push(...alignHelp(entries));
   return lines.join('\n') + '\n';
 }
 
@@ -83,13 +120,9 @@ export function groupHelp(group: CommandGroup, summary: string): string {
 
 /** Parses argv for one command; unknown options and wrong positional counts are usage errors. */
 export function parseCommand(cmd: Command, argv: string[]) {
+  const options = { ...cmd.options, ...GLOBAL_OPTIONS };
   try {
-    const parsed = parseArgs({
-      args: argv,
-      options: { ...cmd.options, help: { type: 'boolean', short: 'h' } },
-      allowPositionals: true,
-      strict: true,
-    });
+    const parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     const { min, max } = cmd.positionals ?? { min: 0, max: 0 };
     if (!parsed.values.help && (parsed.positionals.length < min || parsed.positionals.length > max)) {
       throw new CliError(`expected ${describeCount(min, max)}; usage: leash ${cmd.usage}`, EXIT.usage);
@@ -97,7 +130,21 @@ export function parseCommand(cmd: Command, argv: string[]) {
     return parsed;
   } catch (error) {
     if (error instanceof CliError) throw error;
-    throw new CliError(error instanceof Error ? error.message : String(error), EXIT.usage);
+    const message = error instanceof Error ? error.message : String(error);
+    // Node says "Unknown option '--bogus'. To specify a positional argument…": keep the first sentence, add a guess.
+    const unknown = /Unknown option '(--?[^']+)'/.exec(message)?.[1];
+    if (unknown) {
+      const names = Object.keys(options).map((o) => `--${o}`);
+      const guess = closest(unknown.replace(/=.*$/, ''), names);
+      throw new CliError(
+        `Unknown option '${unknown}'${guess ? `; did you mean ${guess}?` : ''} (see 'leash ${cmd.usage
+          .split(' ')
+          .slice(0, cmd.name ? 2 : 1)
+          .join(' ')} --help')`,
+        EXIT.usage,
+      );
+    }
+    throw new CliError(message.split('. To specify')[0] ?? message, EXIT.usage);
   }
 }
 
@@ -107,26 +154,16 @@ function describeCount(min: number, max: number): string {
   return `${min} to ${max} arguments`;
 }
 
-/** Renders rows as an aligned text table for terminals. */
-export function table(rows: Record<string, unknown>[], columns: string[]): string {
-  if (rows.length === 0) return '(none)\n';
-  const cell = (v: unknown): string => {
-    if (v === null || v === undefined) return '-';
-    if (v instanceof Date) return v.toISOString();
-    if (typeof v === 'string') return v;
-    if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
-    return JSON.stringify(v);
-  };
-  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
-  const line = (values: string[]) =>
-    values
-      .map((v, i) => v.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return (
-    [
-      line(columns.map((c) => c.toUpperCase())),
-      ...rows.map((r) => line(columns.map((c) => cell(r[c])))),
-    ].join('\n') + '\n'
-  );
+/** A whole number flag (a version, a count); anything else is a usage error naming the flag. */
+export function intFlag(value: string | undefined, flag: string, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new CliError(
+      `${flag} must be a whole number${min > 0 ? ` from ${min}` : ''}, got '${value}'`,
+      EXIT.usage,
+    );
+  return n;
 }
+
+export { table } from './output.js';

@@ -2,6 +2,7 @@ import { openDatabase, redactUrl, resolveDatabaseUrl } from '../db/database.js';
 import { embeddedStatus, ensureEmbedded, stopEmbedded } from '../db/embedded.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { CliError, EXIT, command, type CommandGroup } from './command.js';
+import { snakeKeys } from './output.js';
 
 const json = { json: { type: 'boolean' } } as const;
 
@@ -21,7 +22,7 @@ const start = command({
     const status = await embeddedStatus(config.home);
     if (values.json)
       ctx.json({
-        ...status,
+        ...snakeKeys(status),
         url: status.url ? redactUrl(status.url) : undefined,
         migrations_applied: applied,
       });
@@ -79,7 +80,8 @@ const status = command({
       return running ? EXIT.ok : EXIT.unavailable;
     }
     const s = await embeddedStatus(config.home);
-    if (values.json) ctx.json({ mode: 'embedded', ...s, url: s.url ? redactUrl(s.url) : undefined });
+    if (values.json)
+      ctx.json({ mode: 'embedded', ...snakeKeys(s), url: s.url ? redactUrl(s.url) : undefined });
     else {
       ctx.print(
         [

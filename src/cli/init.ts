@@ -5,7 +5,7 @@ import { openDatabase, redactUrl } from '../db/database.js';
 import { mintKey } from '../keys/vault-keys.js';
 import { validatePolicy } from '../policy/compile.js';
 import { readPolicyFile } from '../policy/file.js';
-import { applyPolicy } from '../policy/store.js';
+import { applyPolicy } from '../policies/store.js';
 import { ruleSpecs } from '../pipeline/tool.js';
 import { command, type CommandGroup } from './command.js';
 import { catalog } from './runtime.js';

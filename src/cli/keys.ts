@@ -2,7 +2,8 @@ import { startAlerts } from '../admin/alerts.js';
 import { createLogger } from '../config/logger.js';
 import { getKey, listKeys, mintKey, revokeKeys, rotateKey, type KeyRow } from '../keys/vault-keys.js';
 import { withDb } from './with-db.js';
-import { CliError, EXIT, command, table, type CommandGroup } from './command.js';
+import { CliError, EXIT, command, type CommandGroup } from './command.js';
+import type { Style } from './output.js';
 
 /** "30m", "2h", "7d", "45s" → milliseconds. */
 export function parseDuration(value: string, flag: string): number {
@@ -33,6 +34,9 @@ const view = (k: KeyRow) => ({
   label: k.label,
 });
 
+const statusStyle = (column: string, text: string): Style | undefined =>
+  column !== 'status' ? undefined : text === 'active' ? 'green' : 'red';
+
 const create = command({
   name: 'create',
   summary: 'Mint a vault key for an agent (run); the key is printed once and stored only as a hash.',
@@ -43,7 +47,8 @@ const create = command({
     '--policy P          policy name (required); the key follows its latest version',
     '--policy-version V  pin the key to one version of the policy',
     '--run R             run id this key is for',
-    '--expires-in D      expire after a duration: 30m, 2h, 7d',
+    '--expires-in D      expire after a duration: 30m, 2h, 7d; "never" for a key that does not expire',
+    '                    (without it the key never expires, and leash says so)',
     '--label L           free text shown in listings',
     '--meta k=v          metadata (repeatable)',
     '--json              print {id, key, agent, run_id, policy, expires_at}',
@@ -63,9 +68,11 @@ const create = command({
     const version = v['policy-version'] !== undefined ? Number(v['policy-version']) : undefined;
     if (version !== undefined && !Number.isInteger(version))
       throw new CliError('--policy-version must be a whole number', EXIT.usage);
-    const expiresAt = v['expires-in']
-      ? new Date(Date.now() + parseDuration(v['expires-in'], '--expires-in'))
-      : undefined;
+    const never = v['expires-in'] === 'never';
+    const expiresAt =
+      v['expires-in'] && !never
+        ? new Date(Date.now() + parseDuration(v['expires-in'], '--expires-in'))
+        : undefined;
     const meta = parseMeta(v.meta);
     const k = await withDb(ctx, (db) =>
       mintKey(db, {
@@ -78,6 +85,8 @@ const create = command({
         metadata: meta,
       }),
     );
+    if (!v['expires-in'])
+      ctx.warn('this key never expires; pass --expires-in 2h (or --expires-in never to say you mean it)');
     if (v.json) {
       ctx.json({
         id: k.id,
@@ -122,10 +131,12 @@ const list = command({
         ...(v.active ? { active: true } : {}),
       }),
     );
-    if (v.json) ctx.json(rows);
+    if (ctx.jsonMode) ctx.json(rows);
     else
-      ctx.io.stdout(
-        table(rows.map(view), ['id', 'agent', 'run_id', 'policy', 'status', 'expires_at', 'label']),
+      ctx.table(
+        rows.map(view),
+        ['id', 'agent', 'run_id', 'policy', 'status', 'expires_at', 'label'],
+        statusStyle,
       );
   },
 });
@@ -172,7 +183,21 @@ const revoke = command({
     if (targets !== 1) throw new CliError('give exactly one of <id>, --agent or --run', EXIT.usage);
     const target = id ? { id } : v.agent ? { agent: v.agent } : { runId: v.run ?? '' };
     const reason = v.reason ?? 'revoked by operator (cli)';
-    const revoked = await withDb(ctx, (db) => revokeKeys(db, target, reason));
+    const { revoked, matched } = await withDb(ctx, async (db) => {
+      const revoked = await revokeKeys(db, target, reason);
+      if (revoked.length) return { revoked, matched: revoked.length };
+      // Nothing active matched: an unknown key, agent or run is "not found"; one already revoked is done.
+      const matched = id ? ((await getKey(db, id)) ? 1 : 0) : (await listKeys(db, target)).length;
+      return { revoked, matched };
+    });
+    if (!matched) {
+      const what = id
+        ? `key '${id}'`
+        : v.agent
+          ? `key for agent '${v.agent}'`
+          : `key for run '${v.run ?? ''}'`;
+      throw new CliError(`no ${what}`, EXIT.notFound);
+    }
     if (revoked.length && ctx.config().alertWebhookUrl) {
       // After the revoke has committed: the alert is news, never a precondition.
       const alerts = startAlerts({ config: ctx.config(), log: createLogger(ctx.config()) });
@@ -185,9 +210,9 @@ const revoke = command({
       ctx.print(
         revoked.length
           ? `revoked ${revoked.length} key${revoked.length > 1 ? 's' : ''}: ${revoked.join(', ')}`
-          : 'no active key matched',
+          : `nothing to do: ${matched === 1 ? 'the key was' : `all ${matched} keys were`} already revoked or expired`,
       );
-    return revoked.length || !id ? EXIT.ok : EXIT.notFound;
+    return EXIT.ok;
   },
 });
 
@@ -198,7 +223,10 @@ const rotate = command({
   options: { json: { type: 'boolean' } },
   positionals: { min: 1, max: 1 },
   async run(ctx, v, [id]) {
-    const key = await withDb(ctx, (db) => rotateKey(db, id ?? ''));
+    const key = await withDb(ctx, async (db) => {
+      if (!(await getKey(db, id ?? ''))) throw new CliError(`no key '${id ?? ''}'`, EXIT.notFound);
+      return rotateKey(db, id ?? '');
+    });
     if (v.json) ctx.json({ id, key });
     else {
       ctx.print(key);

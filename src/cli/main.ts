@@ -2,6 +2,7 @@ import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import {
   CliError,
   EXIT,
+  EXIT_NAMES,
   groupHelp,
   helpText,
   parseCommand,
@@ -9,6 +10,7 @@ import {
   type Context,
   type Io,
 } from './command.js';
+import { closest, colourWanted, outputWidth, paint, table } from './output.js';
 /** A command group, loaded only when it runs: `leash keys revoke` must not pay for the vendor SDKs. */
 interface LazyGroup {
   name: string;
@@ -39,7 +41,7 @@ const GROUPS: LazyGroup[] = [
   },
   {
     name: 'policies',
-    summary: 'Policies: validate, apply, list, show, diff',
+    summary: 'Policies: validate, apply, list, show, diff, test (one call), replay (the audit log)',
     load: async () => (await import('./policies.js')).policiesCommands,
   },
   {
@@ -49,7 +51,7 @@ const GROUPS: LazyGroup[] = [
   },
   {
     name: 'vendors',
-    summary: 'Vendor credentials: set, list, remove (secrets never printed)',
+    summary: 'Vendor credentials: set, list, check, remove (secrets never printed)',
     load: async () => (await import('./vendors.js')).vendorsCommands,
   },
   {
@@ -87,7 +89,8 @@ function rootHelp(): string {
       'Commands:',
       ...GROUPS.map((g) => `  ${g.name.padEnd(width)}  ${g.summary}`),
       '',
-      "Run 'leash <command> --help' for more. Global: --version, --help.",
+      "Run 'leash <command> --help' for more. Every command takes --json; --version prints the version.",
+      'Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 database unavailable.',
     ].join('\n') + '\n'
   );
 }
@@ -98,6 +101,7 @@ function defaultIo(): Io {
     stderr: (t) => process.stderr.write(t),
     env: process.env,
     isTTY: Boolean(process.stdout.isTTY),
+    ...(process.stdout.columns ? { columns: process.stdout.columns } : {}),
     stdin: async () => {
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
@@ -109,78 +113,148 @@ function defaultIo(): Io {
 /** Runs the `leash` command line; returns the exit code. Never throws. */
 export async function main(argv: string[], io: Io = defaultIo()): Promise<number> {
   let config: Config | undefined;
+  let wide = false;
+  // Known before parsing, so that even a usage error is reported as JSON.
+  const jsonMode = argv.includes('--json');
+  const colour = colourWanted(io) && !jsonMode;
   const ctx: Context = {
     io,
     config: () => (config ??= loadConfig(io.env)),
     print: (text) => io.stdout(text.endsWith('\n') ? text : text + '\n'),
     json: (data) => io.stdout(JSON.stringify(data, null, 2) + '\n'),
+    jsonMode,
+    colour,
+    warn: (text) =>
+      io.stderr(
+        jsonMode
+          ? JSON.stringify({ warning: text }) + '\n'
+          : `${paint('warning:', 'yellow', colourWanted(io))} ${text}\n`,
+      ),
+    table: (rows, columns, style) =>
+      io.stdout(table(rows, columns, { width: outputWidth(io, wide), colour, ...(style ? { style } : {}) })),
   };
+  const usage = (message: string) => reportError(io, jsonMode, '', new CliError(message, EXIT.usage));
   const [groupName, ...rest] = argv;
   if (!groupName || groupName === '--help' || groupName === '-h' || groupName === 'help') {
     io.stdout(rootHelp());
     return groupName ? EXIT.ok : EXIT.usage;
   }
   if (groupName === '--version' || groupName === '-v') {
-    io.stdout(`leash ${VERSION}\n`);
+    if (rest.includes('--json')) ctx.json({ version: VERSION });
+    else io.stdout(`leash ${VERSION}\n`);
     return EXIT.ok;
   }
   const lazy = GROUPS.find((g) => g.name === groupName);
   if (!lazy) {
-    io.stderr(`leash: unknown command '${groupName}'. Run 'leash --help' for the list.\n`);
-    return EXIT.usage;
+    const guess = closest(
+      groupName,
+      GROUPS.map((g) => g.name),
+    );
+    return usage(
+      `unknown command '${groupName}'${guess ? `; did you mean \`leash ${guess}\`?` : '.'} Run 'leash --help' for the list.`,
+    );
   }
   const group = await lazy.load();
   // A group with one unnamed command (e.g. `leash mcp`) takes its options directly.
   const single =
     group.commands.length === 1 && group.commands[0]?.name === '' ? group.commands[0] : undefined;
   const [cmdName, ...args] = single ? ['', ...rest] : rest;
-  if (!single && (!cmdName || cmdName === '--help' || cmdName === '-h')) {
+  if (!single && (!cmdName || cmdName === '--help' || cmdName === '-h' || cmdName === '--json')) {
+    if (cmdName === '--json') {
+      ctx.json({
+        group: group.name,
+        commands: group.commands.map((c) => ({ name: c.name, summary: c.summary })),
+      });
+      return EXIT.ok;
+    }
     io.stdout(groupHelp(group, lazy.summary));
     return cmdName ? EXIT.ok : EXIT.usage;
   }
   const cmd = single ?? group.commands.find((c) => c.name === cmdName);
   if (!cmd) {
-    io.stderr(`leash ${group.name}: unknown command '${cmdName ?? ''}'. Run 'leash ${group.name} --help'.\n`);
-    return EXIT.usage;
+    const guess = closest(
+      cmdName ?? '',
+      group.commands.map((c) => c.name),
+    );
+    return usage(
+      `unknown command '${group.name} ${cmdName ?? ''}'${guess ? `; did you mean \`leash ${group.name} ${guess}\`?` : '.'} Run 'leash ${group.name} --help'.`,
+    );
   }
+  const where = `${group.name}${cmd.name ? ' ' + cmd.name : ''}`;
   try {
     const { values, positionals } = parseCommand(cmd, args);
     if (values.help) {
       io.stdout(helpText(cmd));
       return EXIT.ok;
     }
+    wide = Boolean(values.wide);
     const code = await cmd.run(ctx, values, positionals);
     return code ?? EXIT.ok;
   } catch (error) {
-    return reportError(io, `${group.name}${cmd.name ? ' ' + cmd.name : ''}`, error);
+    return reportError(io, jsonMode, where, error);
   }
 }
 
-function reportError(io: Io, where: string, error: unknown): number {
-  if (error instanceof CliError) {
-    io.stderr(`leash ${where}: ${error.message}\n`);
-    return error.exitCode;
+/** One line on stderr (a JSON object under --json) and the exit code for it. */
+function reportError(io: Io, jsonMode: boolean, where: string, error: unknown): number {
+  const { code, message } = describeError(error);
+  if (jsonMode) {
+    io.stderr(
+      JSON.stringify({ error: { code: EXIT_NAMES[code] ?? 'failed', exit_code: code, message } }) + '\n',
+    );
+  } else {
+    io.stderr(`leash${where ? ' ' + where : ''}: ${message}\n`);
   }
-  if (error instanceof ConfigError) {
-    io.stderr(`leash: ${error.message}\n`);
-    return EXIT.usage;
-  }
+  if (io.env.LEASH_LOG === 'debug' && error instanceof Error && error.stack && code === EXIT.failure)
+    io.stderr(error.stack + '\n');
+  return code;
+}
+
+function describeError(error: unknown): { code: number; message: string } {
+  if (error instanceof CliError) return { code: error.exitCode, message: error.message };
+  if (error instanceof ConfigError) return { code: EXIT.usage, message: error.message };
   const name = error instanceof Error ? error.name : 'Error';
   const message = error instanceof Error ? error.message : String(error);
+  const code = connectionCode(error);
+  if (code) {
+    return {
+      code: EXIT.unavailable,
+      message: `cannot reach the database (${String(code)}); check DATABASE_URL or run 'leash db start'`,
+    };
+  }
   // Known failure classes carry readable, secret-free messages; anything else is summarised.
   const known = ['EmbeddedPostgresError', 'MigrationError', 'PolicyFileError', 'CredentialError', 'KeyError'];
   if (known.includes(name)) {
-    io.stderr(`leash ${where}: ${message}\n`);
-    return EXIT.failure;
+    const notFound = name === 'KeyError' && /^no (active )?(key|policy)/.test(message);
+    return {
+      code: name === 'EmbeddedPostgresError' ? EXIT.unavailable : notFound ? EXIT.notFound : EXIT.failure,
+      message,
+    };
   }
-  const code = (error as { code?: unknown }).code;
-  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === '57P01' || code === '28P01') {
-    io.stderr(
-      `leash ${where}: cannot reach the database (${String(code)}); check DATABASE_URL or run 'leash db start'\n`,
+  return { code: EXIT.failure, message: `internal error (${name}); set LEASH_LOG=debug for details` };
+}
+
+const UNREACHABLE = [
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  '57P01',
+  '57P03',
+  '28P01',
+];
+
+/** The connection failure behind an error (pg's own, or one a migration or pool wrapped), if any. */
+function connectionCode(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && UNREACHABLE.includes(code)) return code;
+    const named = UNREACHABLE.find(
+      (c) => c.startsWith('E') && e instanceof Error && e.message.includes(`connect ${c}`),
     );
-    return EXIT.unavailable;
+    if (named) return named;
+    if (e instanceof AggregateError) return connectionCode(e.errors[0]);
   }
-  io.stderr(`leash ${where}: internal error (${name}); set LEASH_LOG=debug for details\n`);
-  if (io.env.LEASH_LOG === 'debug' && error instanceof Error && error.stack) io.stderr(error.stack + '\n');
-  return EXIT.failure;
+  return undefined;
 }

@@ -1,5 +1,6 @@
 import { runStdio } from '../server/stdio.js';
 import { CliError, EXIT, command, type CommandGroup } from './command.js';
+import { callLog } from './events.js';
 import { openRuntime } from './runtime.js';
 
 const mcp = command({
@@ -14,6 +15,8 @@ const mcp = command({
     if (!config.vaultKey)
       throw new CliError('set LEASH_VAULT_KEY to the vault key (lsk_…) this agent should use', EXIT.usage);
     const runtime = await openRuntime(config, { sandbox: Boolean(v.sandbox), poolMax: 4 });
+    // One JSON line per call on stderr at LEASH_LOG=info (stdout is the protocol).
+    runtime.deps.onEvent = callLog(runtime.deps.log);
     try {
       await runStdio(runtime.deps, config.vaultKey);
     } finally {

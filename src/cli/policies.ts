@@ -1,20 +1,13 @@
-import { canonicalJson, PolicyFileError, validatePolicy } from '../policy/compile.js';
-import { readPolicyFile } from '../policy/file.js';
-import { applyPolicy, listPolicies, policyDocument } from '../policy/store.js';
-import { ruleSpecs } from '../pipeline/tool.js';
+import { applyPolicy, listPolicies, policyDocument } from '../policies/store.js';
 import { stringify as toYaml } from 'yaml';
 import { withDb } from './with-db.js';
-import { CliError, EXIT, command, table, type CommandGroup } from './command.js';
-import { catalog } from './runtime.js';
+import { CliError, EXIT, command, intFlag, type CommandGroup, type Context } from './command.js';
+import { replayCommand, testCommand } from './policy-check.js';
+import { diffPolicies, formatChange } from './policy-diff.js';
+import { loadPolicyFile, policyWarnings } from './policy-file.js';
 
-async function load(path: string) {
-  try {
-    return validatePolicy(await readPolicyFile(path), ruleSpecs(catalog));
-  } catch (error) {
-    if (error instanceof PolicyFileError)
-      throw new CliError(`${path} is not a valid policy:\n${error.message}`, EXIT.failure);
-    throw error;
-  }
+function warnAll(ctx: Context, warnings: string[]) {
+  for (const w of warnings) ctx.warn(w);
 }
 
 const validate = command({
@@ -22,12 +15,16 @@ const validate = command({
   summary:
     'Check a policy file (YAML or JSON) without applying it; errors name the path and what was expected.',
   usage: 'policies validate <file> [--json]',
-  options: { json: { type: 'boolean' } },
+  help: ['--json  print {valid, name, tools, warnings}'],
+  options: {},
   positionals: { min: 1, max: 1 },
-  async run(ctx, v, [file]) {
-    const doc = await load(file ?? '');
-    if (v.json) ctx.json({ valid: true, name: doc.name, tools: Object.keys(doc.tools) });
-    else ctx.print(`${file ?? ''}: valid policy '${doc.name}' (${Object.keys(doc.tools).join(', ')})`);
+  async run(ctx, _v, [file = '']) {
+    const doc = await loadPolicyFile(file);
+    const warnings = policyWarnings(doc);
+    if (ctx.jsonMode)
+      return void ctx.json({ valid: true, name: doc.name, tools: Object.keys(doc.tools), warnings });
+    warnAll(ctx, warnings);
+    ctx.print(`${file}: valid policy '${doc.name}' (${Object.keys(doc.tools).join(', ')})`);
   },
 });
 
@@ -36,18 +33,20 @@ const apply = command({
   summary:
     'Apply a policy file: a changed document becomes a new version; keys follow the latest unless pinned.',
   usage: 'policies apply <file> [--json]',
-  options: { json: { type: 'boolean' } },
+  help: ['--json  print {name, version, created, digest, warnings}'],
+  options: {},
   positionals: { min: 1, max: 1 },
-  async run(ctx, v, [file]) {
-    const doc = await load(file ?? '');
+  async run(ctx, _v, [file = '']) {
+    const doc = await loadPolicyFile(file);
+    const warnings = policyWarnings(doc);
     const r = await withDb(ctx, (db) => applyPolicy(db, doc));
-    if (v.json) ctx.json(r);
-    else
-      ctx.print(
-        r.created
-          ? `policy '${r.name}' is now version ${r.version}`
-          : `policy '${r.name}' unchanged (version ${r.version})`,
-      );
+    if (ctx.jsonMode) return void ctx.json({ ...r, warnings });
+    warnAll(ctx, warnings);
+    ctx.print(
+      r.created
+        ? `policy '${r.name}' is now version ${r.version}`
+        : `policy '${r.name}' unchanged (version ${r.version})`,
+    );
   },
 });
 
@@ -55,17 +54,14 @@ const list = command({
   name: 'list',
   summary: 'List policies with their latest version, tools and active keys.',
   usage: 'policies list [--json]',
-  options: { json: { type: 'boolean' } },
-  async run(ctx, v) {
+  options: {},
+  async run(ctx) {
     const rows = await withDb(ctx, (db) => listPolicies(db));
-    if (v.json) ctx.json(rows);
-    else
-      ctx.io.stdout(
-        table(
-          rows.map((r) => ({ ...r, tools: r.tools.join(',') })),
-          ['name', 'latest_version', 'tools', 'active_keys', 'updated_at'],
-        ),
-      );
+    if (ctx.jsonMode) return void ctx.json(rows);
+    ctx.table(
+      rows.map((r) => ({ ...r, tools: r.tools.join(',') })),
+      ['name', 'latest_version', 'tools', 'active_keys', 'updated_at'],
+    );
   },
 });
 
@@ -73,64 +69,66 @@ const show = command({
   name: 'show',
   summary: 'Print a stored policy (latest version, or --version V) as YAML, or JSON with --json.',
   usage: 'policies show <name> [--version V] [--json]',
-  options: { version: { type: 'string' }, json: { type: 'boolean' } },
+  help: ['--version V  this version instead of the latest'],
+  options: { version: { type: 'string' } },
   positionals: { min: 1, max: 1 },
-  async run(ctx, v, [name]) {
-    const version = v.version !== undefined ? Number(v.version) : undefined;
-    const doc = await withDb(ctx, (db) => policyDocument(db, name ?? '', version));
-    if (!doc)
-      throw new CliError(`no policy '${name ?? ''}'${version ? ` version ${version}` : ''}`, EXIT.notFound);
-    if (v.json) ctx.json(doc);
-    else ctx.io.stdout(`# ${name ?? ''} version ${doc.version}\n${toYaml(doc.document)}`);
+  async run(ctx, v, [name = '']) {
+    const version = intFlag(v.version, '--version');
+    const doc = await withDb(ctx, (db) => policyDocument(db, name, version));
+    if (!doc) throw new CliError(`no policy '${name}'${version ? ` version ${version}` : ''}`, EXIT.notFound);
+    if (ctx.jsonMode) ctx.json(doc);
+    else ctx.io.stdout(`# ${name} version ${doc.version}\n${toYaml(doc.document)}`);
   },
 });
 
-function lines(doc: unknown): string[] {
-  return toYaml(JSON.parse(canonicalJson(doc)) as unknown)
-    .trimEnd()
-    .split('\n');
-}
-
 const diff = command({
   name: 'diff',
-  summary: 'Show what changed: the latest version against the previous one, or against a file (--file).',
-  usage: 'policies diff <name> [--file F] [--from V] [--to V]',
+  summary:
+    'What changed, path by path: the latest version against the previous one, another version, or a file. Exit 1 when they differ.',
+  usage: 'policies diff <name> [--file F] [--from V] [--to V] [--json]',
+  help: [
+    '--file F   compare the latest (or --to) version with this file, as `apply` would change it',
+    '--from V   the older side (default: the version before --to)',
+    '--to V     the newer side (default: the latest version)',
+    '--json     print {policy, from, to, changed, changes: [{path, op, …}]}',
+    'Exit codes: 0 no changes, 1 changes (as git diff --exit-code), 3 no such policy or version.',
+  ],
   options: { file: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } },
   positionals: { min: 1, max: 1 },
-  async run(ctx, v, [name]) {
-    const policy = name ?? '';
+  async run(ctx, v, [policy = '']) {
+    const toV = intFlag(v.to, '--to');
+    const fromV = intFlag(v.from, '--from');
+    if (v.file && fromV !== undefined) throw new CliError('give --file or --from, not both', EXIT.usage);
+    const fileDoc = v.file ? await loadPolicyFile(v.file) : undefined;
     const [before, after] = await withDb(ctx, async (db) => {
-      const to = await policyDocument(db, policy, v.to ? Number(v.to) : undefined);
-      if (!to) throw new CliError(`no policy '${policy}'`, EXIT.notFound);
-      if (v.file) return [to, { version: 'file', document: await load(v.file) }] as const;
-      const fromVersion = v.from ? Number(v.from) : to.version - 1;
+      const to = await policyDocument(db, policy, toV);
+      if (!to) throw new CliError(`no policy '${policy}'${toV ? ` version ${toV}` : ''}`, EXIT.notFound);
+      if (fileDoc) return [to, { version: 'file' as const, document: fileDoc }] as const;
+      const fromVersion = fromV ?? to.version - 1;
       const from = fromVersion >= 1 ? await policyDocument(db, policy, fromVersion) : undefined;
+      if (fromV !== undefined && !from)
+        throw new CliError(`no policy '${policy}' version ${fromV}`, EXIT.notFound);
       return [from ?? { version: 0, document: {} }, to] as const;
     });
-    const a = lines(before.document);
-    const b = lines(after.document);
-    ctx.print(
-      `--- ${policy} ${before.version ? `v${before.version}` : '(nothing)'}\n+++ ${policy} ${typeof after.version === 'number' ? `v${after.version}` : after.version}`,
-    );
-    // A line diff of canonical YAML (sorted keys) is enough to read a policy change.
-    const setA = new Set(a);
-    const setB = new Set(b);
-    let changed = 0;
-    for (const l of a) {
-      if (setB.has(l)) continue;
-      ctx.print(`- ${l}`);
-      changed++;
+    const changes = diffPolicies(before.document, after.document);
+    const label = (x: number | 'file') => (x === 'file' ? (v.file ?? 'file') : x ? `v${x}` : '(nothing)');
+    if (ctx.jsonMode) {
+      ctx.json({
+        policy,
+        from: before.version || null,
+        to: after.version,
+        changed: changes.length > 0,
+        changes,
+      });
+    } else {
+      ctx.print(`--- ${policy} ${label(before.version)}\n+++ ${policy} ${label(after.version)}`);
+      ctx.print(changes.length ? changes.map(formatChange).join('\n') : '(no changes)');
     }
-    for (const l of b) {
-      if (setA.has(l)) continue;
-      ctx.print(`+ ${l}`);
-      changed++;
-    }
-    if (!changed) ctx.print('(no changes)');
+    return changes.length ? EXIT.failure : EXIT.ok;
   },
 });
 
 export const policiesCommands: CommandGroup = {
   name: 'policies',
-  commands: [apply, list, show, validate, diff],
+  commands: [apply, list, show, validate, diff, testCommand, replayCommand],
 };

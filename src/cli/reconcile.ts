@@ -1,6 +1,6 @@
 import { settleCall } from '../audit/write.js';
 import { reconcile } from '../pipeline/reconcile.js';
-import { formatUsd, usdToMicros } from '../policy/money.js';
+import { formatUsd, parseUsd, UsdInputError } from '../policy/money.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
 import { openRuntime } from './runtime.js';
 import { withDb } from './with-db.js';
@@ -66,9 +66,13 @@ async function settleByHand(
   if (v.outcome !== 'succeeded' && v.outcome !== 'failed')
     throw new CliError('--outcome must be succeeded or failed', EXIT.usage);
   const outcome = v.outcome;
-  const cost = v['cost-usd'] !== undefined ? Number(v['cost-usd']) : undefined;
-  if (cost !== undefined && !(cost >= 0))
-    throw new CliError('--cost-usd must be a number of dollars', EXIT.usage);
+  let costMicros: number | undefined;
+  try {
+    costMicros = v['cost-usd'] !== undefined ? parseUsd(v['cost-usd'], '--cost-usd') : undefined;
+  } catch (error) {
+    if (error instanceof UsdInputError) throw new CliError(error.message, EXIT.usage);
+    throw error;
+  }
   const result = await withDb(ctx, async (db) => {
     const row = await db
       .selectFrom('audit_log')
@@ -76,7 +80,7 @@ async function settleByHand(
       .where('id', '=', id)
       .executeTakeFirst();
     if (!row) throw new CliError(`no audit row ${id}`, EXIT.notFound);
-    const micros = cost !== undefined ? usdToMicros(cost) : row.reserved_micros || row.cost_micros;
+    const micros = costMicros ?? (row.reserved_micros || row.cost_micros);
     return settleCall(db, id, outcome, outcome === 'succeeded' ? micros : 0, 'settled', {
       metadata: { settled_by: 'operator (leash reconcile --settle)' },
     });

@@ -18,7 +18,15 @@ export async function openRuntime(
   const handle = await openDatabase(config, o.poolMax ? { poolMax: o.poolMax } : {});
   const log = createLogger(config);
   const deps = createPipeline({ db: handle.db, config, catalog, sandbox: o.sandbox, log });
-  return { handle, deps, close: () => handle.close() };
+  return {
+    handle,
+    deps,
+    // Settles still queued are written before the pool closes (a crash instead leaves them to reconcile).
+    close: async () => {
+      await deps.settler.flush();
+      await handle.close();
+    },
+  };
 }
 
 export { catalog };

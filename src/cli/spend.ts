@@ -2,7 +2,7 @@ import { openDatabase } from '../db/database.js';
 import { spendReport, type SpendGrouping, type SpendRow } from '../ledger/spend.js';
 import { formatUsd } from '../policy/money.js';
 import { timeFlag } from './audit.js';
-import { CliError, EXIT, command, table, type CommandGroup } from './command.js';
+import { CliError, EXIT, command, type CommandGroup } from './command.js';
 
 const GROUPINGS: readonly SpendGrouping[] = ['agent', 'key', 'policy', 'day'];
 
@@ -17,18 +17,18 @@ function tableRows(
     rows: rows.map((r) => ({
       [by]: r.group,
       ...(by === 'key' ? { agent: r.agent, policy: r.policy } : {}),
-      spent: usd(r.held_micros),
+      held: usd(r.held_micros),
       requests: r.requests,
       denied: r.denied,
-      ...(withCaps ? { cap_today: usd(r.cap_micros), left_today: usd(r.remaining_micros) } : {}),
+      ...(withCaps ? { cap: usd(r.cap_micros), remaining: usd(r.remaining_micros) } : {}),
     })),
     columns: [
       by,
       ...(by === 'key' ? ['agent', 'policy'] : []),
-      'spent',
+      'held',
       'requests',
       'denied',
-      ...(withCaps ? ['cap_today', 'left_today'] : []),
+      ...(withCaps ? ['cap', 'remaining'] : []),
     ],
   };
 }
@@ -42,8 +42,9 @@ const spend = command({
     '--since T    from T (default: start of today, UTC): 2026-11-20T14:30:00Z, 2026-11-20, or ago: 2h, 7d',
     '--until T    before T (same forms as --since)',
     '--json       print the report as JSON, money in micro-USD',
-    'spent = settled cost plus what pending calls still hold; requests count every call, denied too;',
-    'cap_today / left_today (by key or policy) are the policy’s daily USD cap and what is left today.',
+    'held = settled cost plus what pending calls still hold; requests count every call, denied too;',
+    'cap / remaining (by key or policy) are the policy’s daily USD cap and what is left of it today.',
+    'Money columns are dollars; --json gives the same names with _micros (held_micros, cap_micros, …).',
   ],
   options: {
     by: { type: 'string', default: 'agent' },
@@ -58,7 +59,7 @@ const spend = command({
     const until = timeFlag(v.until, '--until');
     const handle = await openDatabase(ctx.config(), { poolMax: 2 });
     const report = await spendReport(handle.db, { by, since, until }).finally(() => handle.close());
-    if (v.json) {
+    if (ctx.jsonMode) {
       ctx.json(report);
       return EXIT.ok;
     }
@@ -66,7 +67,7 @@ const spend = command({
     ctx.print(
       `spend by ${by} since ${report.since.toISOString()}${report.until ? ` until ${report.until.toISOString()}` : ''}`,
     );
-    ctx.io.stdout(table(t.rows, t.columns));
+    ctx.table(t.rows, t.columns);
     return EXIT.ok;
   },
 });

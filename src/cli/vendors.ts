@@ -1,6 +1,14 @@
-import { listCredentials, removeCredential, setCredential } from '../credentials/credentials.js';
+import {
+  listCredentials,
+  removeCredential,
+  resolveCredential,
+  secretForms,
+  setCredential,
+  type CredentialInfo,
+} from '../credentials/credentials.js';
+import { loadMasterKey } from '../credentials/master-key.js';
 import { withDb } from './with-db.js';
-import { CliError, EXIT, command, table, type CommandGroup } from './command.js';
+import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
 import { catalog } from './runtime.js';
 
 function vendorFields(vendor: string): Readonly<Record<string, string>> {
@@ -10,7 +18,7 @@ function vendorFields(vendor: string): Readonly<Record<string, string>> {
       `unknown vendor '${vendor}' (known: ${[...catalog.vendors.keys()].join(', ')})`,
       EXIT.usage,
     );
-  return spec.secretFields;
+  return spec.env.secrets;
 }
 
 /** Secret from stdin: a bare value for one-field vendors; JSON or field=value lines otherwise. */
@@ -83,15 +91,16 @@ function parseEnvMapping(
 const set = command({
   name: 'set',
   summary: 'Store a named vendor credential: encrypted (AES-256-GCM) from stdin, or a reference to env vars.',
-  usage:
-    'vendors set <stripe|twilio|resend> [--name N] (--secret-stdin | --from-env VAR…) [--base-url URL] [--account ACCT]',
+  usage: `vendors set <${[...catalog.vendors.keys()].join('|')}> [--name N] (--secret-stdin | --from-env VAR…) [--base-url URL] [--account ACCT]`,
   help: [
     '--name N          credential name (default "default"); policies pick it with vendors.<v>.credential',
     '--secret-stdin    read the secret from stdin (never from argv); stored encrypted under the master key',
-    '                  twilio: JSON {"account_sid":…,"auth_token":…} or field=value lines',
-    '--from-env VAR    read the secret from this env var at call time (twilio: account_sid=VAR auth_token=VAR)',
-    "--base-url URL    send this credential's calls to another base URL (stripe-mock, a proxy)",
-    '--account ACCT    Stripe connected account (Stripe-Account header)',
+    '                  a vendor with several fields: JSON {"field":…} or field=value lines',
+    '--from-env VAR    read the secret from this env var at call time (several fields: field=VAR each)',
+    '--allow-unset     with --from-env: store the reference even though the variable is not set here',
+    '                  (it is set only where leash serve runs)',
+    "--base-url URL    send this credential's calls to another base URL (a mock, a proxy)",
+    '--account ACCT    the vendor account calls are routed to (e.g. a connected account or subaccount)',
   ],
   options: {
     name: { type: 'string', default: 'default' },
@@ -99,6 +108,7 @@ const set = command({
     'from-env': { type: 'string', multiple: true },
     'base-url': { type: 'string' },
     account: { type: 'string' },
+    'allow-unset': { type: 'boolean' },
     json: { type: 'boolean' },
   },
   positionals: { min: 1, max: 1 },
@@ -113,6 +123,13 @@ const set = command({
       throw new CliError('--base-url must be an http(s) URL', EXIT.usage);
     const secret = v['secret-stdin'] ? parseSecret(name, fields, (await ctx.io.stdin?.()) ?? '') : undefined;
     const envVars = v['from-env']?.length ? parseEnvMapping(name, fields, v['from-env']) : undefined;
+    const unset = Object.values(envVars ?? {}).filter((e) => !envValue(ctx, e));
+    if (unset.length && !v['allow-unset'])
+      throw new CliError(
+        `${unset.join(', ')} ${unset.length > 1 ? 'are' : 'is'} not set in this environment; export ${unset.length > 1 ? 'them' : 'it'} first, or pass --allow-unset if only the server has ${unset.length > 1 ? 'them' : 'it'}`,
+        EXIT.usage,
+      );
+    if (unset.length) ctx.warn(`${unset.join(', ')} is not set here; the credential works only where it is`);
     await withDb(ctx, (db) =>
       setCredential(db, ctx.config(), {
         vendor: name,
@@ -131,22 +148,48 @@ const set = command({
   },
 });
 
+function envValue(ctx: Context, name: string): string | undefined {
+  const config = ctx.config();
+  return config.vendorEnv[name] ?? config.extraEnv[name] ?? undefined;
+}
+
+/** Why a credential cannot be used from here, or null when it can. */
+async function notReadyReason(ctx: Context, c: CredentialInfo): Promise<string | null> {
+  if (c.source === 'env') {
+    const unset = (c.env_vars ?? []).filter((e) => !envValue(ctx, e));
+    return unset.length ? `${unset.join(', ')} not set in this environment` : null;
+  }
+  try {
+    await loadMasterKey(ctx.config());
+    return null;
+  } catch (error) {
+    return `master key unavailable: ${error instanceof Error ? error.message : 'unreadable'}`;
+  }
+}
+
 const list = command({
   name: 'list',
   summary: 'List vendor credentials and whether each is usable. Never prints a secret.',
   usage: 'vendors list [--json]',
   options: { json: { type: 'boolean' } },
   async run(ctx, v) {
-    const fields = Object.fromEntries([...catalog.vendors.values()].map((s) => [s.name, s.secretFields]));
-    const rows = await withDb(ctx, (db) => listCredentials(db, ctx.config(), fields));
-    if (v.json) ctx.json(rows);
-    else
-      ctx.io.stdout(
-        table(
-          rows.map((r) => ({ ...r, env_vars: r.env_vars?.join(',') ?? null, ready: r.ready ? 'yes' : 'no' })),
-          ['vendor', 'name', 'source', 'env_vars', 'base_url', 'account', 'ready'],
-        ),
-      );
+    const fields = Object.fromEntries([...catalog.vendors.values()].map((s) => [s.name, s.env.secrets]));
+    const listed = await withDb(ctx, (db) => listCredentials(db, ctx.config(), fields));
+    const rows = [];
+    for (const r of listed) {
+      const reason = await notReadyReason(ctx, r);
+      rows.push({ ...r, ready: r.ready && !reason, not_ready_reason: reason });
+    }
+    if (v.json) return void ctx.json(rows);
+    ctx.table(
+      rows.map((r) => ({
+        ...r,
+        env_vars: r.env_vars?.join(',') ?? null,
+        ready: r.ready ? 'yes' : `no: ${r.not_ready_reason ?? 'unknown'}`,
+      })),
+      ['vendor', 'name', 'source', 'env_vars', 'base_url', 'account', 'ready'],
+      (column, text) => (column !== 'ready' ? undefined : text === 'yes' ? 'green' : 'red'),
+    );
   },
 });
 
@@ -160,11 +203,56 @@ const remove = command({
     vendorFields(vendor ?? '');
     const removed = await withDb(ctx, (db) => removeCredential(db, vendor ?? '', v.name));
     if (!removed) throw new CliError(`no stored credential ${vendor ?? ''}/${v.name}`, EXIT.notFound);
-    ctx.print(`${vendor ?? ''}/${v.name} removed`);
+    if (ctx.jsonMode) ctx.json({ vendor, name: v.name, removed: true });
+    else ctx.print(`${vendor ?? ''}/${v.name} removed`);
+  },
+});
+
+/** What a vendor folder may declare to prove a credential with one harmless read (e.g. list one object). */
+interface CredentialCheck {
+  check?: (client: unknown) => Promise<string>;
+}
+
+const check = command({
+  name: 'check',
+  summary:
+    'Prove a credential works: one harmless read call at the vendor (never a write). Exit 1 if it fails.',
+  usage: 'vendors check <vendor> [--name N] [--json]',
+  help: ['--name N  credential name (default "default")'],
+  options: { name: { type: 'string', default: 'default' } },
+  positionals: { min: 1, max: 1 },
+  async run(ctx, v, [vendor = '']) {
+    const fields = vendorFields(vendor);
+    const spec = catalog.vendors.get(vendor);
+    const credential = await withDb(ctx, async (db) => {
+      try {
+        return await resolveCredential(db, ctx.config(), vendor, v.name, fields);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        throw new CliError(message, /^no credential/.test(message) ? EXIT.notFound : EXIT.failure);
+      }
+    });
+    const probe = (spec as (typeof spec & CredentialCheck) | undefined)?.check;
+    if (!spec || !probe) throw new CliError(`${vendor} declares no credential check`, EXIT.failure);
+    const started = performance.now();
+    let ok = true;
+    let detail: string;
+    try {
+      detail = await probe(await spec.createClient(credential, { timeoutMs: 10_000 }));
+    } catch (error) {
+      ok = false;
+      // The client guard scrubs vendor errors already; no form of the secret may reach the terminal either way.
+      detail = error instanceof Error ? `${error.name}: ${error.message}` : 'failed';
+      for (const form of secretForms(credential.secret)) detail = detail.split(form).join('[redacted]');
+    }
+    const ms = Math.round(performance.now() - started);
+    if (ctx.jsonMode) ctx.json({ vendor, name: v.name, ok, detail, ms });
+    else ctx.print(`${vendor}/${v.name}: ${ok ? 'works' : 'FAILED'} (${detail}, ${ms} ms)`);
+    return ok ? EXIT.ok : EXIT.failure;
   },
 });
 
 export const vendorsCommands: CommandGroup = {
   name: 'vendors',
-  commands: [set, list, remove],
+  commands: [set, list, check, remove],
 };

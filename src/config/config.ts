@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import type { VendorDeclaration } from '../vendor-kit/vendor-spec.js';
+import { catalog } from '../../tools/index.js';
 
 /** Error for a configuration that cannot be used; its message is already readable. */
 export class ConfigError extends Error {
@@ -9,25 +11,18 @@ export class ConfigError extends Error {
 }
 
 const url = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
-const positiveMicros = z.number().int().nonnegative();
 
-/** The optional config file (`$LEASH_HOME/config.json` or `LEASH_CONFIG`). Unknown keys are errors. */
-const fileSchema = z.strictObject({
+/** The optional config file (`$LEASH_HOME/config.json` or `LEASH_CONFIG`); vendors add their price keys. */
+const fileShape = {
   fx_rates: z
     .record(z.string().regex(/^[A-Z]{3}$/, 'currency codes are 3 upper-case letters'), z.number().positive())
     .optional(),
-  sms_price_micros: z
-    .record(
-      z.string().regex(/^\+\d{1,4}$|^default$/, 'expected a "+<country code>" prefix or "default"'),
-      positiveMicros,
-    )
-    .optional(),
-  email_price_micros: positiveMicros.optional(),
   alert_webhook_url: url.optional(),
   admin_token: z.string().min(24).optional(),
-});
+};
 
-const envSchema = z.object({
+/** The environment leash reads; vendors add their base URL variables. */
+const envShape = {
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// URL')
@@ -37,13 +32,15 @@ const envSchema = z.object({
   LEASH_MASTER_KEY: z.string().min(1).optional(),
   LEASH_ADMIN_TOKEN: z.string().min(24, 'LEASH_ADMIN_TOKEN must be at least 24 characters').optional(),
   LEASH_ALERT_WEBHOOK_URL: url.optional(),
-  LEASH_STRIPE_BASE_URL: url.optional(),
-  LEASH_TWILIO_BASE_URL: url.optional(),
-  LEASH_RESEND_BASE_URL: url.optional(),
   LEASH_VAULT_KEY: z.string().optional(),
   LEASH_LOG: z.enum(['silent', 'error', 'info', 'debug']).optional(),
   LEASH_DB_POOL_MAX: z.coerce.number().int().min(1).max(200).optional(),
-});
+  LEASH_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).optional(),
+  LEASH_TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).optional(),
+};
+
+type FileValues = z.infer<z.ZodObject<typeof fileShape>>;
+type EnvValues = z.infer<z.ZodObject<typeof envShape>>;
 
 export type Config = Readonly<{
   databaseUrl: string | undefined;
@@ -51,63 +48,87 @@ export type Config = Readonly<{
   masterKey: string | undefined;
   adminToken: string | undefined;
   alertWebhookUrl: string | undefined;
-  baseUrls: Readonly<{ stripe?: string; twilio?: string; resend?: string }>;
+  /** Vendor name → base URL from the vendor's env var (e.g. LEASH_<VENDOR>_BASE_URL). */
+  baseUrls: Readonly<Record<string, string>>;
   vaultKey: string | undefined;
   logLevel: 'silent' | 'error' | 'info' | 'debug';
   poolMax: number;
+  /** Wrong vault keys / admin tokens one client address may present per minute over HTTP before 429. */
+  authFailuresPerMinute: number;
+  /** Proxies in front of `leash serve` that append X-Forwarded-For (0: the socket's peer is the client). */
+  trustProxyHops: number;
   /** USD per one unit of a currency, e.g. { EUR: 1.08 }. USD is always 1. */
   fxRates: Readonly<Record<string, number>>;
-  /** micro-USD per SMS segment, by destination prefix; `default` applies when none matches. */
-  smsPriceMicros: Readonly<Record<string, number>>;
-  /** micro-USD per email recipient. */
-  emailPriceMicros: number;
+  /** Vendor prices by price-sheet key (e.g. `sms_price_micros`), validated and defaulted by the vendor's sheet. */
+  prices: Readonly<Record<string, unknown>>;
   /** Vendor secrets as the vendors' own env vars name them; read only by src/credentials. */
   vendorEnv: Readonly<Record<string, string>>;
   /** The rest of the environment, for credentials stored as `--from-env VAR`; read only by src/credentials. */
   extraEnv: Readonly<Record<string, string | undefined>>;
 }>;
 
-const VENDOR_ENV = [
-  'STRIPE_SECRET_KEY',
-  'TWILIO_ACCOUNT_SID',
-  'TWILIO_AUTH_TOKEN',
-  'RESEND_API_KEY',
-] as const;
-
 function describe(error: z.ZodError, where: string): string {
   return `invalid configuration in ${where}:\n${z.prettifyError(error)}`;
 }
 
-/** Parses env (and the optional config file) once; the result is frozen. Throws ConfigError. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsedEnv = envSchema.safeParse(env);
+/** The one schema: leash's own keys plus what each vendor declares (base URL variable, price key). */
+function schemas(vendors: readonly VendorDeclaration[]) {
+  const envExtra: Record<string, z.ZodType> = {};
+  const fileExtra: Record<string, z.ZodType> = {};
+  for (const v of vendors) {
+    envExtra[v.env.baseUrl] = url.optional();
+    if (v.pricing) fileExtra[v.pricing.key] = v.pricing.schema.optional();
+  }
+  return {
+    env: z.object(envShape).extend(envExtra),
+    file: z.strictObject(fileShape).extend(fileExtra),
+  };
+}
+
+function readFile(file: string, schema: z.ZodType): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    throw new ConfigError(`invalid configuration in ${file}: not valid JSON`);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(describe(parsed.error, file));
+  return parsed.data as Record<string, unknown>; // a strict object schema parses to an object
+}
+
+/**
+ * Parses env (and the optional config file) once; the result is frozen. Throws ConfigError. Vendor variables
+ * and price keys come from the vendors' declarations (the tool catalog unless given).
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  vendors: readonly VendorDeclaration[] = [...catalog.vendors.values()],
+): Config {
+  const schema = schemas(vendors);
+  const parsedEnv = schema.env.safeParse(env);
   if (!parsedEnv.success) throw new ConfigError(describe(parsedEnv.error, 'environment'));
-  const e = parsedEnv.data;
+  // Vendor keys are declared at run time, so they type as unknown; leash's own keys keep their schema types.
+  const all = parsedEnv.data as EnvValues & Record<string, unknown>;
+  const e: EnvValues = all;
   const home = resolve(e.LEASH_HOME ?? join(homedir(), '.leash'));
-  const file = e.LEASH_CONFIG ?? join(home, 'config.json');
-  let fromFile: z.infer<typeof fileSchema> = {};
-  if (existsSync(file)) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readFileSync(file, 'utf8'));
-    } catch {
-      throw new ConfigError(`invalid configuration in ${file}: not valid JSON`);
-    }
-    const parsed = fileSchema.safeParse(raw);
-    if (!parsed.success) throw new ConfigError(describe(parsed.error, file));
-    fromFile = parsed.data;
-  } else if (e.LEASH_CONFIG) {
-    throw new ConfigError(`LEASH_CONFIG points at ${file}, which does not exist`);
-  }
+  const path = e.LEASH_CONFIG ?? join(home, 'config.json');
+  let file: Record<string, unknown> = {};
+  if (existsSync(path)) file = readFile(path, schema.file);
+  else if (e.LEASH_CONFIG) throw new ConfigError(`LEASH_CONFIG points at ${path}, which does not exist`);
+  const fromFile = file as FileValues; // parsed by the schema built on fileShape above
   const vendorEnv: Record<string, string> = {};
-  for (const name of VENDOR_ENV) {
-    const value = env[name];
-    if (value) vendorEnv[name] = value;
+  const baseUrls: Record<string, string> = {};
+  const prices: Record<string, unknown> = {};
+  for (const v of vendors) {
+    for (const name of Object.values(v.env.secrets)) {
+      const value = env[name];
+      if (value) vendorEnv[name] = value;
+    }
+    const base = all[v.env.baseUrl];
+    if (typeof base === 'string' && base) baseUrls[v.name] = base;
+    if (v.pricing) prices[v.pricing.key] = Object.freeze(v.pricing.resolve(file[v.pricing.key]));
   }
-  const baseUrls: { stripe?: string; twilio?: string; resend?: string } = {};
-  if (e.LEASH_STRIPE_BASE_URL) baseUrls.stripe = e.LEASH_STRIPE_BASE_URL;
-  if (e.LEASH_TWILIO_BASE_URL) baseUrls.twilio = e.LEASH_TWILIO_BASE_URL;
-  if (e.LEASH_RESEND_BASE_URL) baseUrls.resend = e.LEASH_RESEND_BASE_URL;
   return Object.freeze({
     databaseUrl: e.DATABASE_URL,
     home,
@@ -118,9 +139,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     vaultKey: e.LEASH_VAULT_KEY,
     logLevel: e.LEASH_LOG ?? 'info',
     poolMax: e.LEASH_DB_POOL_MAX ?? 10,
+    authFailuresPerMinute: e.LEASH_AUTH_FAILURES_PER_MINUTE ?? 20,
+    trustProxyHops: e.LEASH_TRUST_PROXY_HOPS ?? 0,
     fxRates: Object.freeze({ ...fromFile.fx_rates, USD: 1 }),
-    smsPriceMicros: Object.freeze({ default: 8300, ...fromFile.sms_price_micros }),
-    emailPriceMicros: fromFile.email_price_micros ?? 400,
+    prices: Object.freeze(prices),
     vendorEnv: Object.freeze(vendorEnv),
     extraEnv: Object.freeze({ ...env }),
   });

@@ -3,7 +3,7 @@ import type { Config } from '../config/config.js';
 import type { Db } from '../db/database.js';
 import { CredentialError, loadMasterKey, open, seal } from './master-key.js';
 
-/** What a vendor needs as its secret: field name → the vendor's usual env var (e.g. secret_key → STRIPE_SECRET_KEY). */
+/** What a vendor needs as its secret: field name → the env var the vendor's own docs use for it. */
 export type SecretFields = Readonly<Record<string, string>>;
 
 /** A credential ready for a vendor client. Holds raw secrets: never log, return or audit it. */
@@ -13,6 +13,60 @@ export interface ResolvedCredential {
   secret: Readonly<Record<string, string>>;
   baseUrl?: string;
   account?: string;
+}
+
+/** Shortest secret (or encoded core of one) worth scrubbing: shorter strings would redact ordinary text. */
+const MIN_FORM = 6;
+
+/**
+ * The base64 text that encodes `value` wherever it sits inside a longer encoded string: for each of the three
+ * byte alignments, the characters that depend on `value`'s bytes alone (so `base64("x:" + token)` is caught
+ * through `token`'s core even when the pair was never listed).
+ */
+function base64Cores(value: string): string[] {
+  const bytes = Buffer.from(value, 'utf8');
+  const out: string[] = [];
+  for (let lead = 0; lead < 3; lead++) {
+    const padded = Buffer.concat([Buffer.alloc(lead), bytes]);
+    const first = lead === 0 ? 0 : 3; // the group holding filler bytes depends on them
+    const last = Math.floor(padded.length / 3) * 3; // a trailing partial group depends on what follows
+    if (last - first < 6) continue;
+    out.push(padded.subarray(first, last).toString('base64'));
+  }
+  return out;
+}
+
+function encodings(value: string): string[] {
+  const b64 = Buffer.from(value, 'utf8').toString('base64');
+  const cores = base64Cores(value);
+  return [
+    value,
+    encodeURIComponent(value),
+    new URLSearchParams({ v: value }).toString().slice(2), // form encoding (space as +)
+    b64,
+    b64.replace(/=+$/, ''),
+    Buffer.from(value, 'utf8').toString('base64url'),
+    ...cores,
+    ...cores.map((c) => c.replace(/\+/g, '-').replace(/\//g, '_')),
+  ];
+}
+
+/**
+ * Every form in which a credential's secrets could come back from a vendor: each value plain, URL-encoded and
+ * base64 (standard and URL-safe, at any alignment), and each `user:secret` basic-auth pair (`id:token`,
+ * `key:`) plain and encoded. Longest first, so a pair is redacted whole.
+ */
+export function secretForms(secret: Readonly<Record<string, string>> | readonly string[]): string[] {
+  const values = [...new Set(Array.isArray(secret) ? secret : Object.values(secret))].filter(
+    (v): v is string => typeof v === 'string' && v.length > 0,
+  );
+  const forms = new Set<string>();
+  for (const v of values) {
+    for (const f of encodings(v)) forms.add(f);
+    for (const pair of [`${v}:`, `:${v}`]) for (const f of encodings(pair)) forms.add(f);
+    for (const other of values) if (other !== v) for (const f of encodings(`${v}:${other}`)) forms.add(f);
+  }
+  return [...forms].filter((f) => f.length >= MIN_FORM).sort((a, b) => b.length - a.length);
 }
 
 export interface CredentialInfo {
@@ -78,7 +132,7 @@ export async function resolveCredential(
     >;
   }
   const out: ResolvedCredential = { vendor, name, secret };
-  const base = config.baseUrls[vendor as keyof Config['baseUrls']] ?? row?.base_url ?? undefined;
+  const base = config.baseUrls[vendor] ?? row?.base_url ?? undefined;
   if (base) out.baseUrl = base;
   if (row?.account) out.account = row.account;
   return out;
@@ -162,7 +216,7 @@ export async function listCredentials(
       name: 'default',
       source: 'env',
       env_vars: envVars,
-      base_url: config.baseUrls[vendor as keyof Config['baseUrls']] ?? null,
+      base_url: config.baseUrls[vendor] ?? null,
       account: null,
       updated_at: null,
       ready: envVars.every((v) => Boolean(config.vendorEnv[v])),

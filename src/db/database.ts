@@ -1,7 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/config.js';
-import { ensureEmbedded } from './embedded.js';
+import { ensureEmbedded, readEmbedded } from './embedded.js';
 import { migrateToLatest } from './migrate.js';
 import type { Database } from './schema.js';
 
@@ -24,21 +24,65 @@ export async function resolveDatabaseUrl(config: Config): Promise<string> {
   return (await ensureEmbedded(config.home)).url;
 }
 
+/** Where a pool's new connections go; the embedded server's can move (a restart on another port). */
+interface Target {
+  url: string;
+  /** Called after a connection attempt failed: picks up where the server is now. */
+  refresh(): Promise<void>;
+}
+
+function fixedTarget(url: string): Target {
+  return { url, refresh: () => Promise.resolve() };
+}
+
+/** The embedded server as LEASH_HOME/pg/server.json last recorded it, re-read whenever it cannot be reached. */
+async function embeddedTarget(home: string): Promise<Target> {
+  let reading: Promise<void> | undefined;
+  const target: Target = {
+    url: (await ensureEmbedded(home)).url,
+    refresh: () =>
+      (reading ??= readEmbedded(home)
+        .then((server) => {
+          if (server) target.url = server.url;
+        })
+        .catch(() => undefined)
+        .finally(() => (reading = undefined))),
+  };
+  return target;
+}
+
 /** Opens a pool on `url` (or the configured database) and migrates it unless told not to. */
 export async function openDatabase(
   config: Config,
   options: { url?: string; migrate?: boolean; poolMax?: number } = {},
 ): Promise<DbHandle> {
-  const url = options.url ?? (await resolveDatabaseUrl(config));
+  const given = options.url ?? config.databaseUrl;
+  const target = given ? fixedTarget(given) : await embeddedTarget(config.home);
+  const url = target.url;
   const pool = new pg.Pool({
-    connectionString: url,
     max: options.poolMax ?? config.poolMax,
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
+    // Each new connection goes where the target says now, so a long-lived pool follows a restarted server.
+    Client: class extends pg.Client {
+      constructor(options?: pg.ClientConfig) {
+        super({ ...options, connectionString: target.url });
+        // The server going away while a client is checked out (pg-pool listens only on idle ones) must not
+        // crash the process: the query in flight rejects with the same error, and the pool drops the client.
+        this.on('error', () => undefined);
+      }
+    },
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const connect = () =>
+    pool.connect().catch(async (error: unknown) => {
+      await target.refresh();
+      throw error;
+    });
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: { connect, end: () => pool.end() } }),
+  });
   const handle: DbHandle = {
     db,
     pool,

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -12,7 +12,12 @@ const run = promisify(execFile);
 
 /** How a leash process reaches the machine's shared embedded server; written to `LEASH_HOME/pg/server.json`. */
 export interface EmbeddedServer {
+  /** The leash database as its owner: not a superuser. What leash, `leash db url` and operators use. */
   url: string;
+  /** The bootstrap superuser, for setup steps (and test harnesses that create databases). */
+  adminUrl: string;
+  /** The database leash's schema lives in (`leash`; `postgres` on servers set up before it had its own). */
+  database: string;
   port: number;
   dataDir: string;
   binDir: string;
@@ -38,6 +43,8 @@ export class EmbeddedPostgresError extends Error {
 }
 
 const PG_USER = 'leash';
+const OWNER_ROLE = 'leash_owner';
+const DATABASE = 'leash';
 const OS_USER = 'postgres';
 const isRoot = () => process.getuid?.() === 0;
 
@@ -119,24 +126,51 @@ async function ensureDir(path: string, mode: number): Promise<string> {
   return path;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
+/** A port nothing listens on now: `preferred` when it is free (so URLs survive a restart), else any. */
+async function choosePort(preferred: number | undefined): Promise<number> {
+  const listen = (port: number) =>
+    new Promise<number | undefined>((resolvePort) => {
+      const server = createServer();
+      server.once('error', () => resolvePort(undefined));
+      server.listen(port, '127.0.0.1', () => {
+        const address = server.address();
+        const bound = typeof address === 'object' && address ? address.port : undefined;
+        server.close(() => resolvePort(bound));
+      });
     });
-  });
+  const reused = preferred ? await listen(preferred) : undefined;
+  const port = reused ?? (await listen(0));
+  if (!port) throw new EmbeddedPostgresError('could not find a free port on 127.0.0.1');
+  return port;
 }
 
-async function readServer(paths: Paths): Promise<EmbeddedServer | undefined> {
+/** A server.json written before leash had an owner role holds only `url` (the superuser); accept both. */
+type StoredServer = Omit<EmbeddedServer, 'adminUrl' | 'database'> & Partial<EmbeddedServer>;
+
+async function readServer(paths: Paths): Promise<StoredServer | undefined> {
   try {
-    return JSON.parse(await readFile(paths.secret, 'utf8')) as EmbeddedServer; // written only by this module
+    const stored = JSON.parse(await readFile(paths.secret, 'utf8')) as StoredServer; // written only by this module
+    return typeof stored.url === 'string' && typeof stored.port === 'number' ? stored : undefined;
   } catch {
     return undefined;
   }
+}
+
+const current = (s: StoredServer | undefined): s is EmbeddedServer =>
+  typeof s?.adminUrl === 'string' && typeof s.database === 'string';
+
+/** This LEASH_HOME's recorded server, without starting or checking it (pools re-read it after losing it). */
+export async function readEmbedded(home: string): Promise<EmbeddedServer | undefined> {
+  const stored = await readServer(pathsFor(home));
+  return current(stored) ? stored : undefined;
+}
+
+/** Replaces server.json in one rename, so a process re-reading it never sees half a file. */
+async function writeServer(paths: Paths, server: EmbeddedServer): Promise<void> {
+  const tmp = `${paths.secret}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(server, null, 2), { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, paths.secret);
 }
 
 async function canConnect(url: string): Promise<string | undefined> {
@@ -187,20 +221,29 @@ async function withLock<T>(paths: Paths, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+// What initdb, pg_ctl and postgres may see of leash's environment: nothing secret (vendor keys, admin token).
+const PASSED_ENV = ['PATH', 'SystemRoot', 'TZ'];
+
 async function runAs(
   ids: { uid: number; gid: number } | undefined,
   file: string,
   args: string[],
 ): Promise<{ stdout: string; stderr: string }> {
-  return run(file, args, { ...(ids ?? {}), env: { ...process.env, LC_ALL: 'C' } });
+  const env: NodeJS.ProcessEnv = { LC_ALL: 'C' };
+  for (const name of PASSED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name];
+  return run(file, args, { ...(ids ?? {}), env });
 }
 
-async function initialise(paths: Paths, binDir: string, ids: { uid: number; gid: number } | undefined) {
+async function initialise(
+  paths: Paths,
+  binDir: string,
+  ids: { uid: number; gid: number } | undefined,
+  password: string,
+): Promise<void> {
   const parent = dirname(paths.dataDir);
   if (ids) await chmod(await ensureDir(dirname(parent), 0o755), 0o755);
   await mkdir(parent, { recursive: true, mode: 0o700 });
   if (ids) await chown(parent, ids.uid, ids.gid);
-  const password = randomBytes(24).toString('base64url');
   const pwfile = join(parent, 'pwfile');
   await writeFile(pwfile, password + '\n', { mode: 0o600 });
   if (ids) await chown(pwfile, ids.uid, ids.gid);
@@ -221,69 +264,185 @@ async function initialise(paths: Paths, binDir: string, ids: { uid: number; gid:
   } finally {
     await rm(pwfile, { force: true });
   }
-  return password;
+}
+
+/** A SCRAM-SHA-256 verifier, so the owner's password never travels to (or is logged by) the server in clear. */
+function scramVerifier(password: string): string {
+  const salt = randomBytes(16);
+  const iterations = 4096;
+  const salted = pbkdf2Sync(password, salt, iterations, 32, 'sha256');
+  const stored = createHash('sha256').update(createHmac('sha256', salted).update('Client Key').digest());
+  const server = createHmac('sha256', salted).update('Server Key').digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${stored.digest('base64')}:${server.toString('base64')}`;
+}
+
+// Hands what the superuser created in the leash database (servers set up before the owner role) to the owner.
+const HAND_OVER = `
+do $$
+declare r record;
+begin
+  for r in
+    select c.oid::regclass as name,
+           case c.relkind when 'S' then 'sequence' when 'v' then 'view' when 'm' then 'materialized view'
+                          when 'f' then 'foreign table' else 'table' end as kind
+      from pg_class c
+     where c.relnamespace = 'public'::regnamespace and c.relowner = current_user::regrole
+       and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+       -- sequences behind serial/identity columns follow their table
+       and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                         and d.deptype in ('a', 'i'))
+  loop
+    execute format('alter %s %s owner to ${OWNER_ROLE}', r.kind, r.name);
+  end loop;
+  for r in select p.oid::regprocedure as name from pg_proc p
+            where p.pronamespace = 'public'::regnamespace and p.proowner = current_user::regrole
+              and p.prokind in ('f', 'p')
+  loop
+    execute format('alter routine %s owner to ${OWNER_ROLE}', r.name);
+  end loop;
+end $$`;
+
+/**
+ * Creates (or re-asserts) the non-superuser role that owns leash's database, and that database.
+ * Superuser powers (COPY … FROM PROGRAM, reading server files) stay with the bootstrap role only.
+ */
+async function provision(adminUrl: string, database: string, ownerPassword: string): Promise<void> {
+  const connect = async (db: string) => {
+    const u = new URL(adminUrl);
+    u.pathname = `/${db}`;
+    const client = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 10_000 });
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  };
+  const admin = await connect('postgres');
+  try {
+    const exists = await admin.query('select 1 from pg_roles where rolname = $1', [OWNER_ROLE]);
+    await admin.query(
+      `${exists.rowCount ? 'alter' : 'create'} role ${OWNER_ROLE} with login nosuperuser nocreatedb ` +
+        `nocreaterole noreplication nobypassrls password ${admin.escapeLiteral(scramVerifier(ownerPassword))}`,
+    );
+    const db = await admin.query('select 1 from pg_database where datname = $1', [database]);
+    const name = admin.escapeIdentifier(database);
+    await admin.query(
+      db.rowCount
+        ? `alter database ${name} owner to ${OWNER_ROLE}`
+        : `create database ${name} owner ${OWNER_ROLE}`,
+    );
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+  const inDb = await connect(database);
+  try {
+    await inDb.query(HAND_OVER);
+  } finally {
+    await inDb.end().catch(() => undefined);
+  }
+}
+
+/** Where leash's tables are: recorded, or `postgres` on a server set up before leash had its own database. */
+async function databaseOf(stored: StoredServer | undefined, adminUrl: string): Promise<string> {
+  if (stored?.database) return stored.database;
+  if (!stored) return DATABASE;
+  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ t: string | null }>(
+      "select to_regclass('public.leash_migrations')::text as t",
+    );
+    return rows[0]?.t ? 'postgres' : DATABASE;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function urlFor(user: string, password: string, port: number, database: string): string {
+  return `postgres://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+}
+
+async function startServer(
+  paths: Paths,
+  binDir: string,
+  ids: { uid: number; gid: number } | undefined,
+  port: number,
+): Promise<void> {
+  const options = [
+    `-p ${port}`,
+    "-c listen_addresses='127.0.0.1'",
+    "-c unix_socket_directories=''",
+    '-c max_connections=300',
+    '-c shared_buffers=128MB',
+  ].join(' ');
+  try {
+    await runAs(ids, join(binDir, 'pg_ctl'), [
+      'start',
+      '-w',
+      '-t',
+      '60',
+      '-D',
+      paths.dataDir,
+      '-l',
+      paths.log,
+      '-o',
+      options,
+    ]);
+  } catch (error) {
+    const tail = await readFile(paths.log, 'utf8').catch(() => '');
+    throw new EmbeddedPostgresError(
+      `could not start PostgreSQL in ${paths.dataDir}: ${tail.trim().split('\n').slice(-3).join(' | ') || String(error)}`,
+    );
+  }
 }
 
 /**
  * Starts the machine's shared embedded Postgres for this LEASH_HOME, or reuses the one already running.
- * Safe to call from many processes at once: one server results.
+ * Safe to call from many processes at once: one server results. It listens on the port it had before
+ * when that is free, so the URLs running processes hold stay valid across `db stop` / `db start`.
  */
 export async function ensureEmbedded(home: string): Promise<EmbeddedServer> {
   const paths = pathsFor(home);
   const known = await readServer(paths);
-  if (known && (await canConnect(known.url))) return known;
+  if (current(known) && (await canConnect(known.url))) return known;
   await mkdir(paths.meta, { recursive: true, mode: 0o700 });
   return withLock(paths, async () => {
     const again = await readServer(paths);
-    if (again && (await canConnect(again.url))) return again;
+    if (current(again) && (await canConnect(again.url))) return again;
     const ids = await osIds();
     const binDir = await usableBinDir(ids);
-    let password: string;
-    if (!existsSync(join(paths.dataDir, 'PG_VERSION'))) {
-      password = await initialise(paths, binDir, ids);
-    } else if (again) {
-      password = decodeURIComponent(new URL(again.url).password);
-    } else {
+    const fresh = !existsSync(join(paths.dataDir, 'PG_VERSION'));
+    if (!fresh && !again)
       throw new EmbeddedPostgresError(
         `${paths.dataDir} exists but ${paths.secret} is missing; remove the data directory or restore the file`,
       );
-    }
-    const port = await freePort();
-    const options = [
-      `-p ${port}`,
-      "-c listen_addresses='127.0.0.1'",
-      "-c unix_socket_directories=''",
-      '-c max_connections=300',
-      '-c shared_buffers=128MB',
-    ].join(' ');
-    try {
-      await runAs(ids, join(binDir, 'pg_ctl'), [
-        'start',
-        '-w',
-        '-t',
-        '60',
-        '-D',
-        paths.dataDir,
-        '-l',
-        paths.log,
-        '-o',
-        options,
-      ]);
-    } catch (error) {
-      const tail = await readFile(paths.log, 'utf8').catch(() => '');
-      throw new EmbeddedPostgresError(
-        `could not start PostgreSQL in ${paths.dataDir}: ${tail.trim().split('\n').slice(-3).join(' | ') || String(error)}`,
-      );
-    }
-    const server: EmbeddedServer = {
-      url: `postgres://${PG_USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    const password =
+      !fresh && again
+        ? decodeURIComponent(new URL(again.adminUrl ?? again.url).password)
+        : randomBytes(24).toString('base64url');
+    const ownerPassword = current(again)
+      ? decodeURIComponent(new URL(again.url).password)
+      : randomBytes(24).toString('base64url');
+    // Running, but its owner cannot log in (say, set up before the owner role existed): only provision it.
+    const running = !fresh && again !== undefined && Boolean(await canConnect(again.adminUrl ?? again.url));
+    const port = running && again ? again.port : await choosePort(again?.port);
+    const adminUrl = urlFor(PG_USER, password, port, 'postgres');
+    const record = (database: string): EmbeddedServer => ({
+      url: urlFor(OWNER_ROLE, ownerPassword, port, database),
+      adminUrl,
+      database,
       port,
       dataDir: paths.dataDir,
       binDir,
       ...(ids ? { osUser: OS_USER } : {}),
-    };
-    await writeFile(paths.secret, JSON.stringify(server, null, 2), { mode: 0o600 });
-    await chmod(paths.secret, 0o600);
+    });
+    // Recorded before anything below can fail, so a retry finds the passwords (an older file already has them).
+    if (!again || current(again) || fresh)
+      await writeServer(paths, record(fresh ? DATABASE : (again?.database ?? DATABASE)));
+    if (fresh) await initialise(paths, binDir, ids, password);
+    if (!running) await startServer(paths, binDir, ids, port);
+    const server = record(fresh ? DATABASE : await databaseOf(again, adminUrl));
+    await provision(adminUrl, server.database, ownerPassword);
+    await writeServer(paths, server);
     return server;
   });
 }

@@ -3,6 +3,9 @@ import * as initial from './migrations/2026-11-22-0001-initial.js';
 import * as admission from './migrations/2026-11-22-0002-admission.js';
 import * as auditUsdIndex from './migrations/2026-11-22-0003-audit-usd-index.js';
 import * as hotSettle from './migrations/2026-11-22-0004-hot-settle.js';
+import * as objectUnique from './migrations/2026-11-23-0005-object-unique.js';
+import * as leanAudit from './migrations/2026-11-23-0006-lean-audit.js';
+import * as oneTrip from './migrations/2026-11-23-0007-one-trip.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -10,6 +13,9 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-22-0002-admission': admission,
   '2026-11-22-0003-audit-usd-index': auditUsdIndex,
   '2026-11-22-0004-hot-settle': hotSettle,
+  '2026-11-23-0005-object-unique': objectUnique,
+  '2026-11-23-0006-lean-audit': leanAudit,
+  '2026-11-23-0007-one-trip': oneTrip,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */

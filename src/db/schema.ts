@@ -83,6 +83,10 @@ export interface AuditLogTable {
   amount: number | null;
   currency: string | null;
   vendor_request_id: string | null;
+  /**
+   * The object the call made (refund, message, email). Unique per vendor among calls that create objects
+   * (index audit_vendor_object; reads, whose operation starts with `GET `, may share one): one object, one row.
+   */
   vendor_object_id: string | null;
   http_status: number | null;
   error: string | null;
@@ -90,6 +94,8 @@ export interface AuditLogTable {
   args_hash: string | null;
   budget: JSONColumnType<BudgetWindow[], string, string>;
   sandbox: boolean;
+  /** mcp | http: which front door the call came through. */
+  door: Generated<string>;
   latency_ms: number | null;
   settled_at: Date | null;
   metadata: JSONColumnType<Json, string, string>;

@@ -105,23 +105,38 @@ export async function mintKey(db: Db, o: MintOptions): Promise<MintedKey> {
 
 export type RevokeTarget = { id: string } | { agent: string } | { runId: string };
 
-/** Revokes keys (one row update each, committed before returning); returns the ids revoked now. */
+/**
+ * Revokes keys and returns the ids revoked now. Each key's admission lock is taken exclusively first, so the
+ * revoke waits out admissions in flight and every admission that starts later sees it: once this returns,
+ * no call of these keys is admitted, on any replica.
+ */
 export async function revokeKeys(
   db: Db,
   target: RevokeTarget,
   reason = 'revoked by operator',
 ): Promise<string[]> {
-  let q = db
-    .updateTable('vault_keys')
-    // clock_timestamp(): the moment the row changed (after waiting out in-flight admissions), so no
-    // admitted audit row can carry a later time than the revoke.
-    .set({ revoked_at: sql<Date>`clock_timestamp()`, revoked_reason: reason })
-    .where('revoked_at', 'is', null);
-  if ('id' in target) q = q.where('id', '=', target.id);
-  else if ('agent' in target) q = q.where('agent', '=', target.agent);
-  else q = q.where('run_id', '=', target.runId);
-  const rows = await q.returning('id').execute();
-  return rows.map((r) => r.id);
+  return db.transaction().execute(async (trx) => {
+    let q = trx.selectFrom('vault_keys').select('id').where('revoked_at', 'is', null);
+    if ('id' in target) q = q.where('id', '=', target.id);
+    else if ('agent' in target) q = q.where('agent', '=', target.agent);
+    else q = q.where('run_id', '=', target.runId);
+    const ids = (await q.orderBy('id').execute()).map((r) => r.id);
+    if (!ids.length) return [];
+    // One fixed order, so two revokes of overlapping sets cannot deadlock.
+    await sql`select pg_advisory_xact_lock(leash_key_lock_id(s.id)) from (select id from unnest(${ids}::text[]) as id order by id) as s`.execute(
+      trx,
+    );
+    const rows = await trx
+      .updateTable('vault_keys')
+      // clock_timestamp(): the moment the row changed (after waiting out in-flight admissions), so no
+      // admitted audit row can carry a later time than the revoke.
+      .set({ revoked_at: sql<Date>`clock_timestamp()`, revoked_reason: reason })
+      .where('id', 'in', ids)
+      .where('revoked_at', 'is', null)
+      .returning('id')
+      .execute();
+    return rows.map((r) => r.id);
+  });
 }
 
 /** New secret for the same key identity and history; the old secret stops working at once. */

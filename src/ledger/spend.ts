@@ -1,7 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { CompiledPolicy } from '../policy/compile.js';
-import { loadPolicy } from '../policy/store.js';
+import { loadPolicy } from '../policies/store.js';
 import { dayStart, keyScope, policyScope } from './windows.js';
 
 export type SpendGrouping = 'agent' | 'key' | 'policy' | 'day';

@@ -1,11 +1,11 @@
 import type { Config } from '../config/config.js';
-import { resolveCredential, type ResolvedCredential } from '../credentials/credentials.js';
+import { resolveCredential, secretForms, type ResolvedCredential } from '../credentials/credentials.js';
 import type { Db } from '../db/database.js';
-import type { VendorSpec } from './tool.js';
+import type { VendorSpec } from '../vendor-kit/vendor-spec.js';
 
 export interface VendorHandle {
   client: unknown;
-  /** Raw secret values, kept only to scrub them from anything that leaves the process. */
+  /** Every form of the secret values (plain, base64, URL-encoded, `user:secret` pairs), kept only to scrub them from anything that leaves the process. */
   secrets: readonly string[];
   account: string | undefined;
 }
@@ -31,13 +31,7 @@ export class VendorClients {
       const fake = await spec.sandbox();
       credential = { vendor: spec.name, name: credentialName, secret: fake.secret, baseUrl: fake.baseUrl };
     } else {
-      credential = await resolveCredential(
-        this.db,
-        this.config,
-        spec.name,
-        credentialName,
-        spec.secretFields,
-      );
+      credential = await resolveCredential(this.db, this.config, spec.name, credentialName, spec.env.secrets);
     }
     const routedAccount = account ?? credential.account;
     const handle: VendorHandle = {
@@ -47,7 +41,7 @@ export class VendorClients {
           timeoutMs: this.timeoutMs,
         },
       ),
-      secrets: Object.values(credential.secret),
+      secrets: secretForms(credential.secret),
       account: routedAccount,
     };
     this.cache.set(cacheKey, { handle, expires: Date.now() + TTL_MS });

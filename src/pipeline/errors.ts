@@ -58,15 +58,45 @@ export interface ToolFailure {
   vendor?: { name: string; kind: VendorErrorKind; status?: number; request_id?: string; code?: string };
 }
 
-/** Scrubs anything that looks like a credential from text that came from outside (vendor messages). */
-export function scrub(text: string, secrets: readonly string[] = []): string {
+/** Longest vendor text kept after scrubbing (a message); ids and codes keep less. */
+export const MAX_VENDOR_TEXT = 500;
+const MAX_VENDOR_ID = 200;
+/** What a first pass without every secret form keeps, so a later pass with them never sees a secret cut in half. */
+export const FIRST_PASS_TEXT = 8_000;
+
+/**
+ * Scrubs anything that looks like a credential from text that came from outside (vendor messages, request ids,
+ * error codes): every given secret form (see `secretForms`; longest first), then known key shapes. Truncates last.
+ */
+export function scrub(text: string, secrets: readonly string[] = [], max = MAX_VENDOR_TEXT): string {
   let out = text;
-  for (const s of secrets) if (s.length >= 6) out = out.split(s).join('[redacted]');
+  for (const s of secrets) if (s.length >= 6 && out.includes(s)) out = out.split(s).join('[redacted]');
   return out
     .replace(/\b(sk|rk|pk)_(live|test)_[A-Za-z0-9]+/g, '[redacted]')
     .replace(/\bre_[A-Za-z0-9_]{8,}/g, '[redacted]')
     .replace(/\blsk_[a-z2-7]{12}_[a-z2-7]{52}\b/g, '[redacted]')
     .replace(/(Bearer|Basic)\s+[A-Za-z0-9+/=._-]+/gi, '$1 [redacted]')
     .replace(/\/\/[^/\s:@]+:[^/\s@]+@/g, '//[redacted]@')
-    .slice(0, 500);
+    .slice(0, max);
+}
+
+/** `scrub` for an optional vendor id or code. */
+export function scrubId(text: string | undefined, secrets: readonly string[] = []): string | undefined {
+  return text === undefined ? undefined : scrub(text, secrets, MAX_VENDOR_ID);
+}
+
+/**
+ * The same failure with every vendor-provided string (message, request id, code) scrubbed against `secrets`
+ * and without `cause` (which may hold the raw vendor answer). Apply before anything reaches an agent, a log or a row.
+ */
+export function scrubVendorError(error: VendorError, secrets: readonly string[] = []): VendorError {
+  return new VendorError({
+    vendor: error.vendor,
+    kind: error.kind,
+    message: scrub(error.message, secrets),
+    status: error.status,
+    requestId: scrubId(error.requestId, secrets),
+    vendorCode: scrubId(error.vendorCode, secrets),
+    definite: error.definite,
+  });
 }

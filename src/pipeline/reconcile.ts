@@ -1,9 +1,11 @@
 import { sql } from 'kysely';
 import { settleCall } from '../audit/write.js';
-import { loadPolicy } from '../policy/store.js';
+import type { Db } from '../db/database.js';
+import { loadPolicy } from '../policies/store.js';
 import { scrub, VendorError } from './errors.js';
 import type { PipelineDeps } from './run-tool.js';
 import type { PendingCall } from './tool.js';
+import { vendorContext } from './vendor-context.js';
 
 export interface ReconcileSummary {
   examined: number;
@@ -14,6 +16,23 @@ export interface ReconcileSummary {
   skipped: number;
   rows: { id: string; tool: string; before: string; after: string; note?: string }[];
 }
+
+/** Which of these vendor object ids another audit row already owns (the unique index audit_vendor_object). */
+async function ownersOf(db: Db, vendor: string, exceptId: string, ids: readonly string[]) {
+  if (!ids.length) return new Map<string, string>();
+  const rows = await db
+    .selectFrom('audit_log')
+    .select(['id', 'vendor_object_id'])
+    .where('vendor', '=', vendor)
+    .where('vendor_object_id', 'in', ids)
+    .where('operation', 'not like', 'GET %')
+    .where('id', '<>', exceptId)
+    .execute();
+  return new Map(rows.map((r) => [r.vendor_object_id ?? '', r.id]));
+}
+
+const isUniqueViolation = (error: unknown) =>
+  typeof error === 'object' && error !== null && 'code' in error && error.code === '23505';
 
 /**
  * Settles rows left pending/unknown (crash, timeout) and costs the vendor prices later. Each tool says how:
@@ -80,14 +99,12 @@ export async function reconcile(
     const policy = row.policy
       ? await loadPolicy(deps.db, row.policy, row.policy_version ?? undefined)
       : undefined;
-    const rule = policy?.tools.get(row.tool);
-    const spec = deps.catalog.vendors.get(tool.vendor);
-    if (!policy || !rule || !spec) {
+    if (!policy?.tools.get(row.tool) || !deps.catalog.vendors.get(tool.vendor)) {
       summary.skipped++;
       note(before, 'policy or vendor no longer known');
       continue;
     }
-    const vendorConfig = policy.vendors[tool.vendor];
+    const vendor = tool.vendor;
     const pending: PendingCall = {
       id: row.id,
       ts: row.ts,
@@ -101,28 +118,26 @@ export async function reconcile(
       costMicros: row.cost_micros,
     };
     try {
-      const handle = await deps.clients.get(
-        spec,
-        rule.credential ?? vendorConfig?.credential ?? 'default',
-        vendorConfig?.account,
-      );
+      const vc = await vendorContext(deps, tool, policy);
       const result = await tool.reconcile(
         {
-          client: handle.client,
-          rule,
-          account: handle.account,
-          sandbox: deps.sandbox,
-          idempotencyKey: pending.idempotencyKey,
-          pricing: {
-            fxRates: deps.config.fxRates,
-            smsPriceMicros: deps.config.smsPriceMicros,
-            emailPriceMicros: deps.config.emailPriceMicros,
-          },
-          budget: () => Promise.reject(new Error('no budget during reconcile')),
+          ...vc.callCtx(pending.idempotencyKey, () =>
+            Promise.reject(new Error('no budget during reconcile')),
+          ),
+          attributed: async (ids) => new Set((await ownersOf(deps.db, vendor, row.id, ids)).keys()),
         },
         pending,
       );
-      if (result.outcome === 'succeeded') {
+      const claimed = result.outcome === 'succeeded' ? result.vendorObjectId : undefined;
+      const owner =
+        claimed && claimed !== row.vendor_object_id
+          ? (await ownersOf(deps.db, vendor, row.id, [claimed])).get(claimed)
+          : undefined;
+      if (owner) {
+        // One vendor object, one audit row: crediting it here would count its cost twice.
+        summary.still_unknown++;
+        note(before, `${claimed ?? ''} already belongs to audit row ${owner}; not credited twice`);
+      } else if (result.outcome === 'succeeded') {
         await settleCall(deps.db, row.id, 'succeeded', result.costMicros, result.costStatus, {
           vendor_object_id: result.vendorObjectId,
           amount: result.amount?.minor,
@@ -133,24 +148,31 @@ export async function reconcile(
         note(result.costStatus === 'pending' ? 'succeeded/cost pending' : 'succeeded');
       } else if (result.outcome === 'failed') {
         await settleCall(deps.db, row.id, 'failed', 0, 'settled', {
-          error: scrub(result.error, handle.secrets),
+          error: scrub(result.error, vc.handle?.secrets),
         });
         summary.failed++;
         note('failed');
       } else {
         summary.still_unknown++;
-        note(before, 'vendor cannot tell yet');
+        note(before, result.note ?? 'vendor cannot tell yet');
       }
     } catch (error) {
       summary.still_unknown++;
-      note(before, error instanceof VendorError ? `vendor ${error.kind}` : 'error');
+      note(
+        before,
+        error instanceof VendorError
+          ? `vendor ${error.kind}`
+          : isUniqueViolation(error)
+            ? 'its vendor object already belongs to another audit row; not credited twice'
+            : 'error',
+      );
     }
   }
   return summary;
 }
 
 /**
- * Runs reconcile every `everyMs` in the background (serve does this so Twilio prices and timed-out calls
+ * Runs reconcile every `everyMs` in the background (serve does this so late vendor prices and timed-out calls
  * settle without a cron). A Postgres advisory lock keeps replicas from reconciling the same rows at once.
  */
 export function startReconcileLoop(

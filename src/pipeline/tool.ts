@@ -1,26 +1,24 @@
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { z } from 'zod';
-import type { ResolvedCredential, SecretFields } from '../credentials/credentials.js';
+import type { Config } from '../config/config.js';
 import type { ToolRule, ToolRuleSpec } from '../policy/compile.js';
 import type { PolicyFacts } from '../policy/evaluate.js';
-import type { RuleName, ToolRuleInput } from '../policy/schema.js';
+import type { ToolRules } from '../policy/rule-set.js';
+import type { RuleName } from '../policy/schema.js';
+import type { VendorSpec } from '../vendor-kit/vendor-spec.js';
 
-/** Prices and rates the cost estimates use (from config). */
+export type { VendorSpec };
+
+/** Prices and rates the cost estimates use (from config). A vendor reads its own with its PriceSheet. */
 export interface Pricing {
   fxRates: Readonly<Record<string, number>>;
-  smsPriceMicros: Readonly<Record<string, number>>;
-  emailPriceMicros: number;
+  /** Vendor prices by price-sheet key. */
+  prices: Readonly<Record<string, unknown>>;
 }
 
-/** A vendor: how to build its client from a credential, and its built-in fake for --sandbox. */
-export interface VendorSpec<Client = unknown> {
-  name: string;
-  /** Secret fields and the env vars the vendor's own docs use for them. */
-  secretFields: SecretFields;
-  /** May be async so the vendor SDK is imported on first use, not at startup. */
-  createClient(credential: ResolvedCredential, options: { timeoutMs: number }): Client | Promise<Client>;
-  /** Starts (once per process) a local fake of this vendor for --sandbox. */
-  sandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }>;
+/** The prices config holds, as tools read them. */
+export function pricingFrom(config: Config): Pricing {
+  return { fxRates: config.fxRates, prices: config.prices };
 }
 
 /** This key's budget as a tool may report it. */
@@ -57,11 +55,17 @@ export interface CallContext<Client> extends LookupContext<Client> {
   budget(): Promise<BudgetView>;
 }
 
+/** What reconcile adds to a call's context. */
+export interface ReconcileContext<Client> extends CallContext<Client> {
+  /** Of these vendor object ids, those another audit row already owns: never credit one of them again. */
+  attributed(ids: readonly string[]): Promise<ReadonlySet<string>>;
+}
+
 /** What a successful vendor call produced. */
 export interface Effect<Out> {
   output: Out;
   costMicros: number;
-  /** `pending` when the vendor prices it later (Twilio); `reconcile` settles it. */
+  /** `pending` when the vendor prices it later (after delivery, say); `reconcile` settles it. */
   costStatus: 'settled' | 'pending';
   vendorObjectId?: string;
   vendorRequestId?: string;
@@ -94,7 +98,7 @@ export type Reconciled =
       amount?: { minor: number; currency: string };
     }
   | { outcome: 'failed'; error: string }
-  | { outcome: 'unknown' };
+  | { outcome: 'unknown'; /** Why, for the operator (e.g. several messages match). */ note?: string };
 
 /**
  * A governed tool. It declares what it needs; the pipeline does authentication, policy, budget, audit and
@@ -111,11 +115,10 @@ export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Cl
   annotations: ToolAnnotations;
   input: z.ZodObject;
   output: z.ZodObject;
-  /** Policy rules that apply to this tool; `requires` must be set for the tool to be enabled. */
+  /** Generic policy rules that apply to this tool (any tool also takes `credential`). */
   rules: readonly RuleName[];
-  requires?: readonly RuleName[];
-  /** Checks this tool's rule when a policy is applied (e.g. a sender the vendor can use); returns problems. */
-  validateRule?(rule: ToolRuleInput): string[];
+  /** Policy rules the tool declares itself (schema fragment, required keys, a pure check evaluate() runs). */
+  ownRules?: ToolRules;
   /** False for tools that should not use up the request cap (budget lookups). Default true. */
   countsAsRequest?: boolean;
   /**
@@ -131,9 +134,19 @@ export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Cl
   estimateCostMicros(input: In, looked: Facts, pricing: Pricing, amountMicros: number | undefined): number;
   call(ctx: CallContext<Client>, input: In, looked: Facts): Promise<Effect<Out>>;
   /** Settles a call left pending/unknown, or a cost left pending: replay idempotently or look the object up. */
-  reconcile?(ctx: CallContext<Client>, row: PendingCall): Promise<Reconciled>;
+  reconcile?(ctx: ReconcileContext<Client>, row: PendingCall): Promise<Reconciled>;
   /** What of the input the audit row keeps. Default: all of it. */
   redact?(input: In): Record<string, unknown>;
+}
+
+/**
+ * Arguments with top-level nulls dropped: strict function calling sends null for every optional field it
+ * leaves out, so null means omitted. Used for validation and for the loop guard's arguments hash alike.
+ */
+export function withoutNulls(args: unknown): unknown {
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return args;
+  if (!Object.values(args).includes(null)) return args;
+  return Object.fromEntries(Object.entries(args).filter(([, v]) => v !== null));
 }
 
 /** Erases a tool's type parameters for the catalog list; each tool keeps its own types inside. */
@@ -155,8 +168,7 @@ export function ruleSpecs(catalog: Catalog): ReadonlyMap<string, ToolRuleSpec> {
     [...catalog.tools.values()].map((t) => {
       const spec: ToolRuleSpec = { rules: t.rules };
       if (t.vendor) spec.vendor = t.vendor;
-      if (t.requires) spec.requires = t.requires;
-      if (t.validateRule) spec.validate = (rule) => t.validateRule?.(rule) ?? [];
+      if (t.ownRules) spec.own = t.ownRules;
       return [t.name, spec];
     }),
   );

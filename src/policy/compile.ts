@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { usdToMicros } from './money.js';
+import type { ToolRules } from './rule-set.js';
 import {
   durationSeconds,
+  genericRuleShape,
   policyFileSchema,
   type PolicyFile,
   type RuleName,
@@ -17,27 +19,18 @@ export class PolicyFileError extends Error {
 /** What the policy compiler needs to know about each tool in the catalog. */
 export interface ToolRuleSpec {
   vendor?: string;
-  /** Rules this tool understands. */
+  /** Generic rules this tool takes (`credential` applies to every tool). */
   rules: readonly RuleName[];
-  /** Rules a policy must set to enable this tool (e.g. a pinned sender). */
-  requires?: readonly RuleName[];
-  /** Tool-specific checks of a rule's values; each string is one problem. */
-  validate?: (rule: ToolRuleInput) => string[];
+  /** Rules the tool declares itself (schema fragment, required keys, check). */
+  own?: ToolRules;
 }
 
-/** One tool's rules, normalised for evaluation. */
+/** One tool's rules: the generic ones normalised for evaluation, and the rule as written for the tool's own. */
 export interface ToolRule {
   credential?: string;
   maxAmountMicros?: number;
   customers?: ReadonlySet<string>;
-  from?: string;
-  toPrefixes?: readonly string[];
-  toNumbers?: ReadonlySet<string>;
-  toDomains?: readonly string[];
-  toAddresses?: ReadonlySet<string>;
-  maxRecipients?: number;
-  maxSegments?: number;
-  /** The rule as written, for narrowing schemas and describing limits. */
+  /** The rule as written; a tool's declared rules compile from it (see rule-set.ts). */
   source: ToolRuleInput;
 }
 
@@ -69,6 +62,35 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
+/** Keys a tool's rule may set: `credential`, the generic rules it takes, and its own. */
+function ruleKeys(spec: ToolRuleSpec): string[] {
+  return ['credential', ...spec.rules, ...Object.keys(spec.own?.shape ?? {})];
+}
+
+/** Problems with one tool's rule, each naming its path. */
+function ruleProblems(tool: string, rule: ToolRuleInput | null, spec: ToolRuleSpec): string[] {
+  const keys = ruleKeys(spec);
+  const problems: string[] = [];
+  for (const key of Object.keys(rule ?? {})) {
+    if (!keys.includes(key)) {
+      const takes = keys.filter((k) => k !== 'credential');
+      problems.push(
+        `✖ '${key}' does not apply to ${tool} (rules it takes: ${takes.join(', ') || 'none'})\n  → at tools.${tool}.${key}`,
+      );
+    }
+  }
+  for (const key of spec.own?.requires ?? []) {
+    if (rule?.[key] === undefined) problems.push(`✖ ${tool} requires '${key}'\n  → at tools.${tool}.${key}`);
+  }
+  const shape: Record<string, z.ZodType> = { credential: genericRuleShape.credential, ...spec.own?.shape };
+  for (const key of spec.rules) shape[key] = genericRuleShape[key];
+  const parsed = z.object(shape).safeParse(rule ?? {});
+  for (const issue of parsed.success ? [] : parsed.error.issues) {
+    problems.push(`✖ ${issue.message}\n  → at ${['tools', tool, ...issue.path.map(String)].join('.')}`);
+  }
+  return problems;
+}
+
 /** Validates a raw document (parsed YAML/JSON) against the schema and the tool catalog. Throws PolicyFileError. */
 export function validatePolicy(raw: unknown, catalog: ReadonlyMap<string, ToolRuleSpec>): PolicyFile {
   const parsed = policyFileSchema.safeParse(raw);
@@ -77,26 +99,11 @@ export function validatePolicy(raw: unknown, catalog: ReadonlyMap<string, ToolRu
   const problems: string[] = [];
   for (const [tool, rule] of Object.entries(doc.tools)) {
     const spec = catalog.get(tool);
-    if (!spec) {
+    if (spec) problems.push(...ruleProblems(tool, rule, spec));
+    else
       problems.push(
         `✖ unknown tool '${tool}' (known: ${[...catalog.keys()].sort().join(', ')})\n  → at tools.${tool}`,
       );
-      continue;
-    }
-    for (const key of Object.keys(rule ?? {}) as RuleName[]) {
-      if (key !== 'credential' && !spec.rules.includes(key)) {
-        problems.push(
-          `✖ '${key}' does not apply to ${tool} (rules it takes: ${spec.rules.join(', ') || 'none'})\n  → at tools.${tool}.${key}`,
-        );
-      }
-    }
-    for (const key of spec.requires ?? []) {
-      if (rule?.[key] === undefined)
-        problems.push(`✖ ${tool} requires '${key}'\n  → at tools.${tool}.${key}`);
-    }
-    for (const problem of rule && spec.validate ? spec.validate(rule) : []) {
-      problems.push(`✖ ${problem}\n  → at tools.${tool}`);
-    }
   }
   if (problems.length) throw new PolicyFileError(problems.join('\n'));
   return doc;
@@ -107,19 +114,18 @@ export function policyDigest(doc: PolicyFile): string {
   return createHash('sha256').update(canonicalJson(doc)).digest('hex');
 }
 
+const genericRules = z.object(genericRuleShape);
+
 function compileRule(rule: ToolRuleInput | null): ToolRule {
-  const r = rule ?? {};
-  const out: ToolRule = { source: r };
+  const source = rule ?? {};
+  const out: ToolRule = { source };
+  // Validated when the policy was applied; a stored rule that no longer parses is refused whole.
+  const parsed = genericRules.safeParse(source);
+  if (!parsed.success) throw new PolicyFileError('a stored tool rule no longer validates');
+  const r = parsed.data;
   if (r.credential) out.credential = r.credential;
   if (r.max_amount_usd !== undefined) out.maxAmountMicros = usdToMicros(r.max_amount_usd);
   if (r.customers) out.customers = new Set(r.customers);
-  if (r.from) out.from = r.from;
-  if (r.to_prefixes) out.toPrefixes = r.to_prefixes;
-  if (r.to_numbers) out.toNumbers = new Set(r.to_numbers);
-  if (r.to_domains) out.toDomains = r.to_domains.map((d) => d.toLowerCase());
-  if (r.to_addresses) out.toAddresses = new Set(r.to_addresses.map((a) => a.toLowerCase()));
-  if (r.max_recipients !== undefined) out.maxRecipients = r.max_recipients;
-  if (r.max_segments !== undefined) out.maxSegments = r.max_segments;
   return out;
 }
 

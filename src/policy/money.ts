@@ -1,4 +1,4 @@
-/** Currencies whose minor unit is not 1/100 (ISO 4217, as Stripe lists them). */
+/** Currencies whose minor unit is not 1/100 (ISO 4217, as payment processors list them). */
 const ZERO_DECIMAL = new Set([
   'BIF',
   'CLP',
@@ -61,4 +61,30 @@ export function formatUsd(micros: number): string {
     .replace(/0+$/, '');
   if (frac.length < 2) frac = frac.padEnd(2, '0');
   return `${sign}$${dollars}.${frac}`;
+}
+
+/** A dollar amount an operator typed (a flag, a query parameter) that is not one. */
+export class UsdInputError extends Error {
+  override name = 'UsdInputError';
+  constructor(
+    readonly field: string,
+    readonly input: string,
+  ) {
+    super(
+      `${field}: expected dollars such as 100, 0.30 or $0.0083 (up to 6 decimal places, below $1,000,000,000); ` +
+        `got '${input.length > 40 ? `${input.slice(0, 40)}…` : input}'`,
+    );
+  }
+}
+
+const USD_TEXT = /^\$?(\d{1,9})(?:\.(\d{0,6}))?$/;
+
+/**
+ * Dollars as written ("100", "0.30", "$0.0083") to integer micro-USD, exactly (no float rounding). The one parser
+ * for dollar strings: no exponents, signs, separators or more than 6 decimals, and below $1e9 so micros stay exact.
+ */
+export function parseUsd(input: string, field: string): number {
+  const m = USD_TEXT.exec(input.trim());
+  if (!m) throw new UsdInputError(field, input);
+  return Number(m[1]) * MICROS_PER_USD + Number((m[2] ?? '').padEnd(6, '0'));
 }

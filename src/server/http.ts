@@ -7,9 +7,9 @@ import {
 import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { sql } from 'kysely';
-import { authenticate } from '../keys/authenticate.js';
 import { parseVaultKey } from '../keys/vault-keys.js';
-import { argsHash, type PipelineDeps } from '../pipeline/run-tool.js';
+import type { PipelineDeps } from '../pipeline/run-tool.js';
+import { createAuthThrottle, type AuthThrottle } from './auth-throttle.js';
 import { createMcpServer } from './mcp.js';
 
 /** Extra routes mounted beside /mcp (the admin API). Returns false when the path is not theirs. */
@@ -24,6 +24,8 @@ export interface HttpOptions {
   host: string;
   port: number;
   routes?: RouteHandler[];
+  /** Limits wrong vault keys per client address; one from the config (no alerts) when omitted. */
+  throttle?: AuthThrottle;
 }
 
 export interface RunningHttp {
@@ -46,23 +48,54 @@ export function sendJson(
   res.end(JSON.stringify(body));
 }
 
+/** Deeper JSON is refused before anything walks it recursively (the SDK's validation, the loop guard's hash). */
+const MAX_DEPTH = 64;
+/** An over-limit body is drained (so the 413 is not lost to a reset) up to this much, then cut off. */
+const MAX_DRAIN = 16 * MAX_BODY;
+
+/** The deepest nesting of arrays and objects in JSON text (strings skipped), counted without recursion. */
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      // A backslash escapes the next character.
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
 function readBody(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const tooLarge = () => new HttpError(413, `request body is over ${MAX_BODY} bytes`);
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > MAX_BODY) {
-        reject(new HttpError(413, 'request body too large'));
-        req.destroy();
-      } else chunks.push(c);
+      if (size <= MAX_BODY) return void chunks.push(c);
+      // Keep reading and dropping: answering while the client still writes would reset the connection.
+      chunks.length = 0;
+      if (size > MAX_DRAIN) {
+        req.pause();
+        reject(tooLarge());
+      }
     });
     req.on('end', () => {
+      if (size > MAX_BODY) return reject(tooLarge());
       if (!size) return resolve(undefined);
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (nestingDepth(text) > MAX_DEPTH)
+        return reject(new HttpError(400, `request body nests deeper than ${MAX_DEPTH} arrays or objects`));
       try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown);
+        resolve(JSON.parse(text) as unknown);
       } catch {
-        reject(new HttpError(400, 'request body is not valid JSON'));
+        reject(new HttpError(400, 'request body is not valid JSON', -32700));
       }
     });
     req.on('error', reject);
@@ -74,17 +107,11 @@ export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** The JSON-RPC error code when the answer goes to an MCP client (default: Invalid Request). */
+    readonly rpcCode = -32600,
   ) {
     super(message);
   }
-}
-
-/** The tool name and arguments when the body is a single tools/call request. */
-function toolCall(body: unknown): { name: string; args: unknown } | undefined {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined;
-  const m = body as { method?: unknown; params?: { name?: unknown; arguments?: unknown } };
-  if (m.method !== 'tools/call' || typeof m.params?.name !== 'string') return undefined;
-  return { name: m.params.name, args: m.params.arguments ?? {} };
 }
 
 function unauthorized(res: ServerResponse, description: string) {
@@ -93,6 +120,19 @@ function unauthorized(res: ServerResponse, description: string) {
     401,
     { jsonrpc: '2.0', error: { code: -32001, message: `unauthorized: ${description}` }, id: null },
     { 'www-authenticate': `Bearer realm="leash", error="invalid_token", error_description="${description}"` },
+  );
+}
+
+/** 429 for an address that presented too many wrong secrets; `jsonRpc` shapes the body for /mcp. */
+export function tooManyFailures(res: ServerResponse, retryAfter: number, jsonRpc: boolean) {
+  const message = `too many failed authentication attempts from this address; retry after ${retryAfter}s`;
+  sendJson(
+    res,
+    429,
+    jsonRpc
+      ? { jsonrpc: '2.0', error: { code: -32029, message, data: { retry_after: retryAfter } }, id: null }
+      : { error: message, retry_after: retryAfter },
+    { 'retry-after': String(retryAfter) },
   );
 }
 
@@ -113,14 +153,30 @@ function hostAllowed(req: IncomingMessage, loopbackOnly: boolean): boolean {
 /** `leash serve`: MCP over Streamable HTTP at /mcp (stateless, JSON responses), /healthz, and extra routes. */
 export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promise<RunningHttp> {
   const loopbackOnly = LOOPBACK.has(o.host);
+  const throttle =
+    o.throttle ??
+    createAuthThrottle({
+      maxFailures: deps.config.authFailuresPerMinute,
+      windowMs: 60_000,
+      trustProxyHops: deps.config.trustProxyHops,
+    });
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
       const status = error instanceof HttpError ? error.status : 500;
       if (status === 500)
         deps.log.error('http request failed', { error: error instanceof Error ? error.name : 'unknown' });
-      if (!res.headersSent)
-        sendJson(res, status, { error: status === 500 ? 'internal error' : (error as Error).message });
-      else res.end();
+      if (!res.headersSent) {
+        const message = status === 500 ? 'internal error' : (error as Error).message;
+        // An MCP client reads a JSON-RPC error; the admin API answers { error }.
+        const mcp = new URL(req.url ?? '/', 'http://localhost').pathname === '/mcp';
+        const rpcCode = error instanceof HttpError ? error.rpcCode : -32603;
+        sendJson(
+          res,
+          status,
+          mcp ? { jsonrpc: '2.0', error: { code: rpcCode, message }, id: null } : { error: message },
+          status === 413 ? { connection: 'close' } : {},
+        );
+      } else res.end();
     });
   });
 
@@ -143,15 +199,23 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
       // Stateless server: no standalone SSE stream and no sessions to delete.
       return sendJson(res, 405, { error: 'method not allowed' }, { allow: 'POST' });
     }
+    // A blocked address is refused before its key is looked at, so guessing on gains nothing.
+    const wait = throttle.retryAfter(req);
+    if (wait) {
+      throttle.refused(req, 'vault_key');
+      return tooManyFailures(res, wait, true);
+    }
     const header = req.headers.authorization ?? '';
     const presented = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     if (!presented) return unauthorized(res, 'send the vault key as Authorization: Bearer lsk_...');
-    if (!parseVaultKey(presented)) return unauthorized(res, 'malformed vault key');
+    if (!parseVaultKey(presented)) {
+      throttle.failed(req, 'vault_key');
+      return unauthorized(res, 'malformed vault key');
+    }
     const parsed = await body();
-    // One authentication per request, reused by tools/list and (with its arguments' hash, for the loop guard) tools/call.
-    const call = toolCall(parsed);
-    const hash = call ? argsHash(call.name, call.args) : null;
-    const auth = await authenticate(deps.db, presented, hash).catch(() => undefined);
+    // Transport-level answer (401, throttling) from the pipeline's own key lookup: cached, so a tool call that
+    // follows costs no extra query, and re-checked by admission in SQL.
+    const auth = await deps.keys.identify(presented).catch(() => undefined);
     if (!auth) {
       return sendJson(res, 503, {
         jsonrpc: '2.0',
@@ -159,9 +223,12 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
         id: null,
       });
     }
-    if (!auth.ok) return unauthorized(res, 'unknown vault key');
+    if (!auth.ok) {
+      throttle.failed(req, 'vault_key');
+      return unauthorized(res, 'unknown vault key');
+    }
 
-    const mcp = createMcpServer(deps, () => presented, { hash, result: auth });
+    const mcp = createMcpServer(deps, () => presented);
     const transport = new StreamableHTTPServerTransport({ enableJsonResponse: true }); // no sessionIdGenerator: stateless
     res.on('close', () => {
       void transport.close();

@@ -7,9 +7,10 @@ import {
   ErrorCode,
   type CallToolResult,
 } from '@modelcontextprotocol/sdk/types.js';
-import { authenticate } from '../keys/authenticate.js';
 import { formatUsd } from '../policy/money.js';
-import { runTool, type PipelineDeps, type PreAuth, type ToolCallResult } from '../pipeline/run-tool.js';
+import type { ToolFailure } from '../pipeline/errors.js';
+import { refusalKind } from '../pipeline/refusals.js';
+import { runTool, type PipelineDeps, type ToolCallResult } from '../pipeline/run-tool.js';
 import { toolsForPolicy } from './tool-list.js';
 
 // One validator for the process; the SDK would otherwise compile a new Ajv for every request.
@@ -19,8 +20,22 @@ export const SERVER_INFO = { name: 'leash', version: '0.1.0' };
 
 const INSTRUCTIONS =
   'leash governs vendor tools (payments, SMS, email) for this agent. Every call is checked against a policy and budget and is audited. ' +
-  'When a call fails with retryable: false (e.g. budget_exceeded, key_revoked, loop_detected), do not retry it; stop and report to a human. ' +
+  'A refused call answers with its code first and says whether to retry: after invalid_input, fix the named arguments and call again; ' +
+  'when it says do not retry (e.g. budget_exceeded, key_revoked, loop_detected), stop and report to a human. ' +
   'Use get_budget to see what is left.';
+
+/** What to do next, in words: the only part of a refusal every framework shows its model. */
+function retryAdvice(f: ToolFailure): string {
+  if (f.code === 'invalid_input') return 'Retryable: fix the arguments named above and call again.';
+  if (f.retryable) return 'Retryable: nothing was done; call again later.';
+  return 'Do not retry: the same call will be refused again; stop and report to a human.';
+}
+
+/** A refusal as text: the code first, the reason, the retry advice and the audit id, on one line. */
+export function refusalText(f: ToolFailure): string {
+  const message = f.message.trim().replace(/[.;:,\s]+$/, '');
+  return `${f.code}: ${message}. ${retryAdvice(f)} audit_id: ${f.audit_id ?? 'none'}`;
+}
 
 /** Turns a pipeline result into an MCP tool result: structuredContent always, isError on failure. */
 export function toCallToolResult(r: ToolCallResult): CallToolResult {
@@ -34,22 +49,14 @@ export function toCallToolResult(r: ToolCallResult): CallToolResult {
     return { content: [{ type: 'text', text: JSON.stringify(structured) }], structuredContent: structured };
   }
   const f = r.failure;
-  return {
-    isError: true,
-    content: [{ type: 'text', text: `${f.code}: ${f.message}${f.retryable ? '' : ' (do not retry)'}` }],
-    structuredContent: { ...f },
-  };
+  return { isError: true, content: [{ type: 'text', text: refusalText(f) }], structuredContent: { ...f } };
 }
 
 /**
  * An MCP server for one vault key. `key` is read per request, so stdio and HTTP share this; the key is
  * authenticated on every list and every call (no cache outlives a revoke).
  */
-export function createMcpServer(
-  deps: PipelineDeps,
-  key: () => string | undefined,
-  preAuth?: PreAuth,
-): Server {
+export function createMcpServer(deps: PipelineDeps, key: () => string | undefined): Server {
   const server = new Server(SERVER_INFO, {
     capabilities: { tools: { listChanged: false } },
     instructions: INSTRUCTIONS,
@@ -58,22 +65,19 @@ export function createMcpServer(
   server.setRequestHandler(ListToolsRequestSchema, async () => {
     let auth;
     try {
-      auth = preAuth?.result ?? (await authenticate(deps.db, key(), null));
+      // Fresh: a listing must show the key's current policy version, not a cached one.
+      auth = await deps.keys.identify(key(), true);
     } catch {
-      throw new McpError(
-        ErrorCode.InternalError,
-        'leash cannot reach its database; no tools are available right now',
-      );
+      throw new McpError(ErrorCode.InternalError, refusalKind('audit_unavailable').message({}));
     }
-    if (!auth.ok)
-      throw new McpError(ErrorCode.InvalidRequest, 'the vault key is missing, malformed or not recognised');
-    if (auth.key.revoked_at) throw new McpError(ErrorCode.InvalidRequest, 'this vault key has been revoked');
-    if (auth.key.expires_at && auth.key.expires_at.getTime() <= Date.now())
-      throw new McpError(ErrorCode.InvalidRequest, 'this vault key has expired');
+    const refused = (code: string) => new McpError(ErrorCode.InvalidRequest, `${code}: ${refusalKind(code).message({})}`);
+    if (!auth.ok) throw refused('key_invalid');
+    if (auth.key.revoked_at) throw refused('key_revoked');
+    if (auth.key.expires_at && auth.key.expires_at.getTime() <= Date.now()) throw refused('key_expired');
     return { tools: toolsForPolicy(deps.catalog, auth.key.policy) };
   });
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
-    const result = await runTool(deps, key(), request.params.name, request.params.arguments ?? {}, preAuth);
+    const result = await runTool(deps, key(), request.params.name, request.params.arguments ?? {});
     return toCallToolResult(result);
   });
   return server;

@@ -3,12 +3,17 @@ import { z } from 'zod';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { narrowedTool } from '../pipeline/narrow.js';
 import type { Catalog } from '../pipeline/tool.js';
+import { resultSchema, strictInputSchema } from './strict-schema.js';
 
 /** Every failed call returns this as structuredContent (with isError: true). */
 export const failureSchema = z.object({
   code: z.string().describe('stable reason, e.g. budget_exceeded, recipient_not_allowed, key_revoked'),
   message: z.string(),
-  retryable: z.boolean().describe('false means: do not repeat this call'),
+  retryable: z
+    .boolean()
+    .describe(
+      'true: fix the arguments (invalid_input) or wait, then call again; false: do not repeat this call',
+    ),
   audit_id: z.string().nullable(),
   details: z.record(z.string(), z.unknown()).optional(),
   vendor: z.record(z.string(), z.unknown()).optional(),
@@ -20,13 +25,14 @@ const callMeta = {
   budget_remaining_usd: z.string().nullable().describe('USD left today in the tightest daily cap, if any'),
 };
 
-type JsonObjectSchema = Tool['inputSchema'];
-
-function objectSchema(schema: z.ZodType): JsonObjectSchema {
-  const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
-  delete json.$schema;
-  return { ...json, type: 'object' };
+function inputSchema(schema: z.ZodType): Tool['inputSchema'] {
+  return strictInputSchema(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }));
 }
+
+const RESULT_HELP =
+  'On success the fields of the result; when isError is true a refusal instead: code, message, retryable, audit_id, details.';
+
+const failureJson = z.toJSONSchema(failureSchema, { io: 'output' });
 
 const cache = new WeakMap<CompiledPolicy, Tool[]>();
 
@@ -38,20 +44,14 @@ export function toolsForPolicy(catalog: Catalog, policy: CompiledPolicy): Tool[]
   for (const [name, tool] of catalog.tools) {
     if (!policy.tools.has(name)) continue;
     const narrowed = narrowedTool(tool, policy);
-    const ok = z.toJSONSchema(tool.output.extend(callMeta), {
-      io: 'output',
-      unrepresentable: 'any',
-    }) as Record<string, unknown>;
-    const err = z.toJSONSchema(failureSchema, { io: 'output' }) as Record<string, unknown>;
-    delete ok.$schema;
-    delete err.$schema;
+    const ok = z.toJSONSchema(tool.output.extend(callMeta), { io: 'output', unrepresentable: 'any' });
     tools.push({
       name,
       title: tool.title,
       description: narrowed.description,
-      inputSchema: objectSchema(narrowed.input),
-      // A result is either the tool's output or a structured failure; clients validate both against this.
-      outputSchema: { type: 'object', anyOf: [ok, err] },
+      inputSchema: inputSchema(narrowed.input),
+      // Clients validate a refusal's structuredContent too, and strict providers reject a root anyOf: one object fits both.
+      outputSchema: resultSchema(ok, failureJson, RESULT_HELP),
       annotations: tool.annotations,
     });
   }

@@ -2,13 +2,11 @@
 import { z } from 'zod';
 import { VendorError } from '../../src/pipeline/errors.js';
 import { defineTool, type Catalog, type VendorSpec } from '../../src/pipeline/tool.js';
-import { sendJson, startRecordingServer, type RecordingServer } from './recording-server.js';
+import { sendJson, startRecordingServer, type RecordingServer } from '../../src/vendor-kit/fake-server.js';
 
 export interface FakeVendor extends RecordingServer {
   /** Effects actually performed (one per idempotency key). */
   effects: Map<string, { id: string; amount: number }>;
-  /** Milliseconds to stall before answering (to force client timeouts). */
-  delayMs: number;
   /** Status to answer with instead of success, once set. */
   failWith: number | undefined;
 }
@@ -16,9 +14,8 @@ export interface FakeVendor extends RecordingServer {
 export async function startFakeVendor(): Promise<FakeVendor> {
   const effects = new Map<string, { id: string; amount: number }>();
   const ref: { fake?: FakeVendor } = {};
-  const server = await startRecordingServer(async (req, res) => {
-    const delay = ref.fake?.delayMs ?? 0;
-    if (delay) await new Promise((r) => setTimeout(r, delay));
+  const server = await startRecordingServer(async (req, res, self) => {
+    if (self.delayMs) await self.pause();
     if (ref.fake?.failWith)
       return sendJson(res, ref.fake.failWith, {
         error: { message: `fake refused; auth was ${req.headers.authorization ?? ''}` },
@@ -32,7 +29,7 @@ export async function startFakeVendor(): Promise<FakeVendor> {
     }
     sendJson(res, 200, effect, { 'request-id': `req_${server.received.length}` });
   });
-  ref.fake = Object.assign(server, { effects, delayMs: 0, failWith: undefined });
+  ref.fake = Object.assign(server, { effects, failWith: undefined });
   return ref.fake;
 }
 
@@ -83,7 +80,7 @@ async function post(
 export function testVendor(fake: { url: string }): VendorSpec<Client> {
   return {
     name: 'testvendor',
-    secretFields: { token: 'TESTVENDOR_TOKEN' },
+    env: { baseUrl: 'LEASH_TESTVENDOR_BASE_URL', secrets: { token: 'TESTVENDOR_TOKEN' } },
     createClient: (cred, { timeoutMs }) => ({
       baseUrl: cred.baseUrl ?? fake.url,
       token: cred.secret.token ?? '',

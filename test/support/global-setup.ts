@@ -21,7 +21,8 @@ export default async function setup(project: TestProject) {
   let adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) {
     home = await mkdtemp(join(tmpdir(), 'leash-test-'));
-    adminUrl = (await ensureEmbedded(home)).url;
+    // The superuser: cloning a template database needs more than leash's own (owner) role may do.
+    adminUrl = (await ensureEmbedded(home)).adminUrl;
   }
   const templateDb = `leash_tpl_${process.pid}`;
   const admin = new pg.Client({ connectionString: adminUrl });

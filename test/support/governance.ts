@@ -4,8 +4,8 @@ import { createLogger } from '../../src/config/logger.js';
 import type { Db } from '../../src/db/database.js';
 import { mintKey, type MintOptions } from '../../src/keys/vault-keys.js';
 import { validatePolicy } from '../../src/policy/compile.js';
-import { applyPolicy } from '../../src/policy/store.js';
-import { createPipeline, type PipelineDeps } from '../../src/pipeline/run-tool.js';
+import { applyPolicy } from '../../src/policies/store.js';
+import { createPipeline, runTool, type PipelineDeps, type ToolCallResult } from '../../src/pipeline/run-tool.js';
 import { ruleSpecs, type Catalog } from '../../src/pipeline/tool.js';
 
 export function testConfig(env: Record<string, string> = {}): Config {
@@ -35,4 +35,19 @@ export function pipelineFor(
 
 export async function keyFor(db: Db, o: Partial<MintOptions> & { policy: string }) {
   return mintKey(db, { agent: 'agent-1', runId: 'run-1', ...o });
+}
+
+/**
+ * runTool, then waits for its settle to commit (settles are batched off the answer path): for tests that read
+ * the settled row, spend or budget right after a call.
+ */
+export async function settledRun(
+  deps: PipelineDeps,
+  key: string | undefined,
+  tool: string,
+  args: unknown,
+): Promise<ToolCallResult> {
+  const r = await runTool(deps, key, tool, args);
+  await deps.settler.flush();
+  return r;
 }

@@ -1,54 +1,53 @@
 import type { Resend, Response as ResendResponse } from 'resend';
-import type { VendorSpec } from '../../src/pipeline/tool.js';
-import { resendError } from './errors.js';
-import { startResendFake } from './sandbox.js';
+import { z } from 'zod';
+import { guardClient } from '../../src/vendor-kit/client-guard.js';
+import { definePriceSheet, type VendorSpec } from '../../src/vendor-kit/vendor-spec.js';
+import { resendError, ResendReturnedError } from './errors.js';
+import { resendSandbox } from './sandbox.js';
 
-/** The Resend SDK behind leash's timeout and error mapping. */
+/** The Resend SDK behind the client guard; Resend returns `{ data, error }`, so `run` unwraps it. */
 export interface ResendClient {
   /** Runs one SDK call with the timeout enforced; returns its data or throws a VendorError (no secrets). */
-  call<T>(run: (sdk: Resend, signal: AbortSignal) => Promise<ResendResponse<T>>): Promise<T>;
+  run<T>(call: (sdk: Resend, signal: AbortSignal) => Promise<ResendResponse<T>>): Promise<T>;
 }
 
 const DEFAULT_BASE_URL = 'https://api.resend.com';
 
-let sandbox: Promise<{ baseUrl: string; secret: Record<string, string> }> | undefined;
+/** micro-USD per email recipient (config file `email_price_micros`). */
+export const emailPrices = definePriceSheet<number>({
+  key: 'email_price_micros',
+  schema: z.number().int().nonnegative(),
+  resolve: (fromFile) => fromFile ?? 400,
+});
 
 export const resendVendor: VendorSpec<ResendClient> = {
   name: 'resend',
-  secretFields: { api_key: 'RESEND_API_KEY' },
+  env: { baseUrl: 'LEASH_RESEND_BASE_URL', secrets: { api_key: 'RESEND_API_KEY' } },
+  pricing: emailPrices,
   async createClient(credential, { timeoutMs }) {
     const { Resend: ResendSdk } = await import('resend'); // loaded on first use: keeps startup fast
     const key = credential.secret.api_key;
     if (!key) throw new Error(`resend credential '${credential.name}' has no api_key`);
-    const secrets = Object.values(credential.secret);
     // `baseUrl` and `userAgent` are constructor options; passing both keeps the SDK from reading RESEND_* env vars.
     const sdk = new ResendSdk(key, {
       baseUrl: (credential.baseUrl ?? DEFAULT_BASE_URL).replace(/\/+$/, ''),
       userAgent: 'leash (resend-node)',
     });
+    const guarded = guardClient(sdk, {
+      vendor: 'resend',
+      map: resendError,
+      secrets: Object.values(credential.secret),
+      timeoutMs,
+    });
     return {
-      async call(run) {
-        // Every SDK method passes `signal` through to fetch; the SDK then returns `{ error }` instead of throwing.
-        const signal = AbortSignal.timeout(timeoutMs);
-        let res;
-        try {
-          res = await run(sdk, signal);
-        } catch (cause) {
-          throw resendError({ timedOut: signal.aborted, timeoutMs, secrets, cause });
-        }
-        if (res.error) {
-          const timedOut = signal.aborted && res.error.statusCode === null; // an HTTP answer beats our timer
-          throw resendError({ error: res.error, timedOut, timeoutMs, secrets });
-        }
-        return res.data;
-      },
+      // Every SDK method passes `signal` through to fetch; the SDK then returns `{ error }` instead of throwing.
+      run: (call) =>
+        guarded.run(async (s, signal) => {
+          const res = await call(s, signal);
+          if (res.error) throw new ResendReturnedError(res.error);
+          return res.data;
+        }),
     };
   },
-  sandbox() {
-    sandbox ??= startResendFake().then((fake) => {
-      fake.unref(); // the shared sandbox must not keep a finished leash process alive
-      return { baseUrl: fake.url, secret: { api_key: 're_sandbox' } };
-    });
-    return sandbox;
-  },
+  sandbox: resendSandbox,
 };

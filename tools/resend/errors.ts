@@ -1,37 +1,37 @@
 import type { ErrorResponse } from 'resend';
 import { scrub, VendorError } from '../../src/pipeline/errors.js';
+import type { ErrorMapper } from '../../src/vendor-kit/client-guard.js';
 
 const AUTH = new Set(['missing_api_key', 'invalid_api_key', 'restricted_api_key', 'invalid_access']);
 const RATE = new Set(['rate_limit_exceeded', 'daily_quota_exceeded', 'monthly_quota_exceeded']);
 // 409s about the idempotency key mean an earlier request with this key exists: nothing here is definite.
 const IDEMPOTENCY = new Set(['concurrent_idempotent_requests', 'invalid_idempotent_request']);
 
-export interface Failure {
-  /** The `{ error }` Resend returned, if it returned one. */
-  error?: ErrorResponse | undefined;
-  /** Our own timeout fired before Resend answered. */
-  timedOut?: boolean;
-  timeoutMs?: number;
-  /** Raw secret values to scrub from anything Resend echoes back. */
-  secrets: readonly string[];
-  cause?: unknown;
+/** The `{ error }` the Resend SDK returned (it never throws), thrown by the client so the guard maps it. */
+export class ResendReturnedError extends Error {
+  override name = 'ResendReturnedError';
+  constructor(readonly error: ErrorResponse) {
+    super('Resend returned an error');
+  }
 }
 
-/** Maps Resend's returned `{ error }` (it never throws) or a thrown failure to one VendorError, with no secrets. */
-export function resendError(f: Failure): VendorError {
-  const base = { vendor: 'resend', cause: f.cause };
-  if (f.timedOut) {
-    const within = f.timeoutMs === undefined ? '' : ` within ${f.timeoutMs} ms`;
+/** Maps Resend's returned `{ error }` or a thrown failure to one VendorError, with no secrets. */
+export const resendError: ErrorMapper = (thrown, ctx) => {
+  if (thrown instanceof VendorError) return thrown;
+  const base = { vendor: ctx.vendor };
+  const returned = thrown instanceof ResendReturnedError ? thrown.error : undefined;
+  // An HTTP answer beats our timer; the SDK turns network errors (an abort too) into statusCode null.
+  if (ctx.timedOut && !returned?.statusCode) {
     return new VendorError({
       ...base,
       kind: 'timeout',
-      message: `Resend did not answer${within}`,
+      message: `Resend did not answer within ${ctx.timeoutMs} ms`,
       definite: false,
     });
   }
-  const status = f.error?.statusCode ?? undefined;
-  const name = f.error?.name ?? '';
-  // The SDK swallows network errors into statusCode null, so a refused connection cannot be told apart from a lost answer.
+  const status = returned?.statusCode ?? undefined;
+  const name = returned?.name ?? '';
+  // A refused connection cannot be told apart from a lost answer.
   if (status === undefined || status >= 500) {
     return new VendorError({
       ...base,
@@ -41,8 +41,9 @@ export function resendError(f: Failure): VendorError {
       definite: false,
     });
   }
-  const code = /^[a-z_]{1,64}$/.test(name) ? name : undefined;
-  const message = `${code ?? 'error'}: ${scrub(f.error?.message ?? '', f.secrets).slice(0, 200)}`;
+  const code = /^[a-z_]{1,64}$/.test(name) && scrub(name) === name ? name : undefined;
+  // Scrubbed with every form of the key before it is cut, so no half of an encoded key survives the cut.
+  const message = `${code ?? 'error'}: ${scrub(returned?.message ?? '', ctx.secrets, 200)}`;
   const kind =
     status === 401 || status === 403 || AUTH.has(name)
       ? 'auth'
@@ -57,4 +58,4 @@ export function resendError(f: Failure): VendorError {
     vendorCode: code,
     definite: !IDEMPOTENCY.has(name),
   });
-}
+};

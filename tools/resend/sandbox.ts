@@ -1,5 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import {
+  KEEP_RECENT,
+  sendJson,
+  sharedSandbox,
+  startRecordingServer,
+  trim,
+  type Received,
+  type RecordingServer,
+} from '../../src/vendor-kit/fake-server.js';
+
+export { KEEP_RECENT };
 
 export interface FakeRequest {
   method: string;
@@ -7,6 +18,9 @@ export interface FakeRequest {
   headers: IncomingHttpHeaders;
   /** The parsed JSON body, or null when there was none. */
   body: unknown;
+  /** The body as sent (an idempotent replay must match it byte for byte). */
+  raw: string;
+  query: URLSearchParams;
 }
 
 export interface FakeEmail {
@@ -30,19 +44,11 @@ export interface FakeEmail {
 type ErrorBody = { name: string; message: string };
 
 /** A local Resend: enough of `POST /emails`, `GET /emails` and `GET /emails/{id}` for the SDK. */
-export interface ResendFake {
-  url: string;
-  /** Every request, in order. */
-  received: FakeRequest[];
-  /** Emails actually sent (one per idempotency key). */
+export interface ResendFake extends RecordingServer<FakeRequest> {
+  /** Emails actually sent (one per idempotency key; the newest KEEP_RECENT). */
   sent: FakeEmail[];
-  /** Milliseconds to wait before answering; the email is sent first, so a client timeout loses only the answer. */
-  delayMs: number;
   /** Answers the next request with this Resend-shaped error instead. */
   failNext(status: number, body: ErrorBody | ((req: FakeRequest) => ErrorBody)): void;
-  /** Lets the process exit while the server is still open. */
-  unref(): void;
-  close(): Promise<void>;
 }
 
 const str = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
@@ -52,9 +58,20 @@ const list = (v: unknown): string[] | null =>
 const isTag = (t: unknown): t is { name: string; value: string } =>
   typeof t === 'object' && t !== null && 'name' in t && str(t.name) && 'value' in t && str(t.value);
 
-/** Starts a fake Resend API on 127.0.0.1, port 0. */
-export async function startResendFake(): Promise<ResendFake> {
-  const received: FakeRequest[] = [];
+/** A request with its JSON body parsed (the raw text when it is not JSON). */
+function record(r: Received): FakeRequest {
+  let body: unknown;
+  try {
+    body = r.body ? JSON.parse(r.body) : null;
+  } catch {
+    body = r.body;
+  }
+  return { method: r.method, path: r.path, headers: r.headers, body, raw: r.body, query: r.query };
+}
+
+/** Starts a fake Resend API on 127.0.0.1, port 0, keeping the newest `keep` requests and emails. */
+export async function startResendFake(o: { keep?: number } = {}): Promise<ResendFake> {
+  const keep = o.keep ?? KEEP_RECENT;
   const sent: FakeEmail[] = [];
   const byKey = new Map<string, { email: FakeEmail; body: string }>();
   let failure: { status: number; body: ErrorBody | ((req: FakeRequest) => ErrorBody) } | undefined;
@@ -96,7 +113,11 @@ export async function startResendFake(): Promise<ResendFake> {
       message_id: `<${id}@fake.resend>`,
     };
     sent.push(email);
-    if (typeof key === 'string') byKey.set(key, { email, body: raw });
+    trim(sent, keep);
+    if (typeof key === 'string') {
+      byKey.set(key, { email, body: raw });
+      trim(byKey, keep);
+    }
     return [200, { id }];
   }
 
@@ -119,56 +140,26 @@ export async function startResendFake(): Promise<ResendFake> {
     return error(405, 'method_not_allowed', `${req.method} ${req.path} is not faked`);
   }
 
-  const server = createServer((incoming, res) => {
-    const chunks: Buffer[] = [];
-    incoming.on('data', (c: Buffer) => chunks.push(c));
-    incoming.on('end', () => {
-      const url = new URL(incoming.url ?? '/', 'http://fake');
-      const raw = Buffer.concat(chunks).toString('utf8');
-      let body: unknown;
-      try {
-        body = raw ? JSON.parse(raw) : null;
-      } catch {
-        body = raw;
-      }
-      const req: FakeRequest = {
-        method: incoming.method ?? 'GET',
-        path: url.pathname,
-        headers: incoming.headers,
-        body,
-      };
-      received.push(req);
+  // The email is sent at once; only the answer waits delayMs, so a client that gives up loses just the answer.
+  const server = await startRecordingServer<FakeRequest>(
+    async (req, res, self) => {
       let answer: Answer;
       if (failure) {
         const e = typeof failure.body === 'function' ? failure.body(req) : failure.body;
         answer = error(failure.status, e.name, e.message);
         failure = undefined;
-      } else {
-        answer = route(req, raw, url.searchParams); // the email is sent now; only the answer waits for delayMs
-      }
-      const respond = () => {
-        res.writeHead(answer[0], { 'content-type': 'application/json' });
-        res.end(JSON.stringify(answer[1]));
-      };
-      if (fake.delayMs > 0) setTimeout(respond, fake.delayMs);
-      else respond();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  const fake: ResendFake = {
-    url: `http://127.0.0.1:${port}`,
-    received,
+      } else answer = route(req, req.raw, req.query);
+      if (self.delayMs > 0) await self.pause();
+      sendJson(res, answer[0], answer[1]);
+    },
+    { record, keep },
+  );
+  return Object.assign(server, {
     sent,
-    delayMs: 0,
-    failNext: (status, body) => void (failure = { status, body }),
-    unref: () => void server.unref(),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-  return fake;
+    failNext: (status: number, body: ErrorBody | ((req: FakeRequest) => ErrorBody)) =>
+      void (failure = { status, body }),
+  });
 }
+
+/** --sandbox: one local Resend per process. */
+export const resendSandbox = sharedSandbox(() => startResendFake(), { api_key: 're_sandbox' });

@@ -1,26 +1,65 @@
 import { z } from 'zod';
-import type { ToolRule } from '../../src/policy/compile.js';
 import { defineTool, type Pricing } from '../../src/pipeline/tool.js';
-import type { ResendClient } from './client.js';
+import { emailPrices, type ResendClient } from './client.js';
+import { emailRules, type EmailFacts, type EmailRule } from './rules.js';
 
 const MAX_TO = 50; // Resend's own limit per email
 /** The tag that ties an email at Resend to its audit row, so reconcile can find it. */
 const CALL_TAG = 'leash_call';
-const address = z.email({ error: 'expected an email address' });
+// RFC 5321: a path is at most 256 octets with its angle brackets, so an address at most 254; a local part at most 64.
+const MAX_ADDRESS = 254;
+const MAX_LOCAL = 64;
+const MAX_SUBJECT = 998; // RFC 5322 line length; Resend publishes no lower limit
+// Resend takes up to 40 MB per email; bodies are bounded to the HTTP front door's 1 MB so stdio accepts no more.
+const MAX_BODY = 1_000_000;
+// No `abort` on these checks: an aborted branch would hide its message inside the `to` union's "Invalid input".
+const address = z
+  .email({ error: 'expected an email address' })
+  .max(MAX_ADDRESS, `expected an email address of at most ${MAX_ADDRESS} characters`)
+  .refine(
+    (a) => a.lastIndexOf('@') <= MAX_LOCAL,
+    `expected an email address whose local part (before the @) is at most ${MAX_LOCAL} characters`,
+  );
 
-function inputSchema(o: { to?: string; maxRecipients?: number } = {}) {
+/** The recipients once each (compared without case), in the order first given, so none is priced or sent twice. */
+function distinct(to: readonly string[]): string[] {
+  const seen = new Set<string>();
+  return to.filter((a) => {
+    const k = a.toLowerCase();
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/** `advertised`: the schema agents see, with `to` a list only (no union, which adapters drop); one address is still accepted. */
+function inputSchema(o: { to?: string; maxRecipients?: number; advertised?: boolean } = {}) {
   const list = z.array(address).min(1).max(MAX_TO);
   // The policy cap is advertised, not validated here: evaluate() denies it as too_many_recipients, in the audit log.
   const capped = o.maxRecipients ? list.meta({ maxItems: Math.min(o.maxRecipients, MAX_TO) }) : list;
   return z
     .strictObject({
-      to: z
-        .union([address, capped])
-        .transform((v) => (typeof v === 'string' ? [v] : v))
-        .describe(o.to ?? 'Recipient addresses: a list, or one address.'),
-      subject: z.string().min(1).max(998).describe('Subject line.'),
-      text: z.string().min(1).optional().describe('Plain-text body.'),
-      html: z.string().min(1).optional().describe('HTML body.'),
+      to: (o.advertised
+        ? capped
+        : z.union([address, capped]).transform((v) => distinct(typeof v === 'string' ? [v] : v))
+      ).describe(o.to ?? 'Recipient addresses, a list of one or more. Repeated addresses are sent to once.'),
+      subject: z
+        .string()
+        .min(1)
+        .max(MAX_SUBJECT, `expected at most ${MAX_SUBJECT} characters`)
+        .describe('Subject line.'),
+      text: z
+        .string()
+        .min(1)
+        .max(MAX_BODY, `expected at most ${MAX_BODY} characters`)
+        .optional()
+        .describe('Plain-text body.'),
+      html: z
+        .string()
+        .min(1)
+        .max(MAX_BODY, `expected at most ${MAX_BODY} characters`)
+        .optional()
+        .describe('HTML body.'),
       reply_to: address.optional().describe('Reply-To address.'),
     })
     .refine((i) => i.text !== undefined || i.html !== undefined, {
@@ -41,7 +80,7 @@ const output = z.object({
 });
 type Out = z.output<typeof output>;
 
-const estimate = (i: In, pricing: Pricing) => pricing.emailPriceMicros * i.to.length;
+const estimate = (i: In, pricing: Pricing) => emailPrices.read(pricing.prices) * i.to.length;
 
 function content(i: In): { text: string; html?: string } | { html: string } {
   if (i.text !== undefined) return i.html === undefined ? { text: i.text } : { text: i.text, html: i.html };
@@ -49,7 +88,7 @@ function content(i: In): { text: string; html?: string } | { html: string } {
   throw new Error('send_email input has neither text nor html'); // unreachable: the schema refines it
 }
 
-function allowedRecipients(rule: ToolRule): string | undefined {
+function allowedRecipients(rule: EmailRule): string | undefined {
   const domains = rule.toDomains?.length ? `at ${rule.toDomains.join(', ')}` : undefined;
   const addresses = rule.toAddresses?.size ? `one of ${[...rule.toAddresses].join(', ')}` : undefined;
   return domains && addresses ? `${domains} or ${addresses}` : (domains ?? addresses);
@@ -60,12 +99,12 @@ async function findSent(client: ResendClient, key: string, to: string[], subject
   const wanted = [...to].sort().join();
   let after: string | undefined;
   for (let page = 0; page < 5; page++) {
-    const list = await client.call((sdk, signal) =>
+    const list = await client.run((sdk, signal) =>
       sdk.emails.list(after ? { limit: 100, after } : { limit: 100 }, { signal }),
     );
     for (const e of list.data) {
       if (e.subject !== subject || [...e.to].sort().join() !== wanted) continue;
-      const email = await client.call((sdk, signal) => sdk.emails.get(e.id, { signal }));
+      const email = await client.run((sdk, signal) => sdk.emails.get(e.id, { signal }));
       if (email.tags?.some((t) => t.name === CALL_TAG && t.value === key)) return e.id;
     }
     after = list.data.at(-1)?.id;
@@ -86,27 +125,32 @@ export const sendEmail = defineTool<In, undefined, Out, ResendClient>({
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   input,
   output,
-  rules: ['from', 'to_domains', 'to_addresses', 'max_recipients'],
-  requires: ['from'],
-  narrow(rule) {
+  rules: [],
+  ownRules: emailRules,
+  narrow(ruleOf) {
+    const rule = emailRules.of(ruleOf);
     const where = allowedRecipients(rule);
     const max = rule.maxRecipients;
     const limits: string[] = [];
     if (where) limits.push(`Recipients must be ${where}.`);
     if (max) limits.push(`At most ${max} recipient${max === 1 ? '' : 's'}.`);
     if (rule.from) limits.push(`Sent from ${rule.from}.`);
-    const to = ['Recipient addresses: a list, or one address', where, max ? `at most ${max}` : undefined];
+    const to = ['Recipient addresses, a list of one or more', where, max ? `at most ${max}` : undefined];
     return {
-      input: inputSchema({ to: `${to.filter(Boolean).join('; ')}.`, ...(max ? { maxRecipients: max } : {}) }),
+      input: inputSchema({
+        to: `${to.filter(Boolean).join('; ')}.`,
+        advertised: true,
+        ...(max ? { maxRecipients: max } : {}),
+      }),
       limits,
     };
   },
-  facts: (i) => ({ emails: i.to }),
+  facts: (i): EmailFacts => ({ emails: i.to }),
   estimateCostMicros: (i, _looked, pricing) => estimate(i, pricing),
   async call(ctx, i) {
-    const from = ctx.rule.from;
+    const from = emailRules.of(ctx.rule).from;
     if (!from) throw new Error('send_email has no pinned sender'); // unreachable: the policy `requires` it
-    const email = await ctx.client.call((sdk, signal) =>
+    const email = await ctx.client.run((sdk, signal) =>
       sdk.emails.send(
         {
           from,

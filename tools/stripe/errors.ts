@@ -1,4 +1,5 @@
-import { scrub, VendorError, type VendorErrorKind } from '../../src/pipeline/errors.js';
+import { FIRST_PASS_TEXT, scrub, VendorError, type VendorErrorKind } from '../../src/pipeline/errors.js';
+import type { ErrorMapper } from '../../src/vendor-kit/client-guard.js';
 
 /** The fields every Stripe SDK error carries (`type` is its class name, e.g. StripeRateLimitError). */
 interface StripeSdkError {
@@ -15,14 +16,23 @@ function isStripeError(e: unknown): e is StripeSdkError {
   return e instanceof Error && 'type' in e && typeof e.type === 'string' && e.type.startsWith('Stripe');
 }
 
-/** Maps what the Stripe SDK throws to one VendorError. Messages are scrubbed (the pipeline scrubs again with the live secrets). */
-export function stripeError(error: unknown, secrets: readonly string[] = []): VendorError {
+/**
+ * Maps what the Stripe SDK throws to one VendorError. Message, request id and code are scrubbed (and cut only
+ * loosely: the pipeline scrubs again with every form of the live secrets, then cuts to size).
+ */
+export const stripeError: ErrorMapper = (error, ctx) => {
   if (error instanceof VendorError) return error;
+  const { secrets, vendor } = ctx;
+  const clean = (text: string | undefined) =>
+    text === undefined ? undefined : scrub(text, secrets, FIRST_PASS_TEXT);
   if (isStripeError(error)) {
     const status = error.statusCode;
     let kind: VendorErrorKind = 'rejected';
     let definite: boolean | undefined;
-    if (error.type === 'StripeConnectionError') {
+    if (error.type === 'StripeConnectionError' && ctx.timedOut) {
+      kind = 'timeout';
+      definite = false;
+    } else if (error.type === 'StripeConnectionError') {
       kind = /timed? ?out|ETIMEDOUT|timeout/i.test(error.message) ? 'timeout' : 'unavailable';
       const detail =
         typeof error.detail === 'string'
@@ -39,19 +49,27 @@ export function stripeError(error: unknown, secrets: readonly string[] = []): Ve
       kind = 'unavailable';
     }
     return new VendorError({
-      vendor: 'stripe',
+      vendor,
       kind,
       status,
-      requestId: error.requestId,
-      vendorCode: error.code,
-      message: scrub(error.message || error.type, secrets),
+      requestId: clean(error.requestId),
+      vendorCode: clean(error.code),
+      message: scrub(error.message || error.type, secrets, FIRST_PASS_TEXT),
       ...(definite !== undefined ? { definite } : {}),
     });
   }
+  if (ctx.timedOut) {
+    return new VendorError({
+      vendor,
+      kind: 'timeout',
+      message: 'Stripe did not answer in time',
+      definite: false,
+    });
+  }
   return new VendorError({
-    vendor: 'stripe',
+    vendor,
     kind: 'unavailable',
     message: 'request failed before Stripe answered',
     definite: false,
   });
-}
+};

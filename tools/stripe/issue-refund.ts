@@ -3,7 +3,6 @@ import { z } from 'zod';
 import { formatUsd, toMicroUsd } from '../../src/policy/money.js';
 import { defineTool, type Effect } from '../../src/pipeline/tool.js';
 import { requestOptions, type StripeClient } from './client.js';
-import { stripeError } from './errors.js';
 import {
   exactlyOneMessage,
   exactlyOnePayment,
@@ -12,10 +11,14 @@ import {
   type PaymentFacts,
 } from './payment.js';
 
+/** Stripe amounts have at most eight digits (99999999 cents is $999,999.99). */
+const MAX_STRIPE_AMOUNT = 99_999_999;
+
 const amountField = z
   .number()
   .int()
   .positive()
+  .max(MAX_STRIPE_AMOUNT, `expected at most ${MAX_STRIPE_AMOUNT} (Stripe amounts have at most eight digits)`)
   .describe('Amount to refund in the currency minor unit (cents). Default: all that is still refundable.');
 
 const base = z.strictObject({
@@ -52,11 +55,7 @@ async function createRefund(
   if (i.charge) params.charge = i.charge;
   else if (i.payment_intent) params.payment_intent = i.payment_intent;
   if (i.reason) params.reason = i.reason;
-  try {
-    return await client.stripe.refunds.create(params, requestOptions(client, idempotencyKey));
-  } catch (error) {
-    throw stripeError(error);
-  }
+  return client.run((stripe) => stripe.refunds.create(params, requestOptions(client, idempotencyKey)));
 }
 
 function effectOf(
@@ -89,7 +88,7 @@ export const issueRefund = defineTool<In, PaymentFacts, Out, StripeClient>({
   name: 'issue_refund',
   title: 'Issue a Stripe refund',
   description:
-    'Refund a Stripe payment (PaymentIntent "pi_…" or Charge "ch_…"), fully or partly. Amount is in minor units (cents); omit it to refund all that is still refundable. Use get_payment first to see what is refundable.',
+    'Refund a Stripe payment (PaymentIntent "pi_…" or Charge "ch_…"), fully or partly. Amount is in minor units (cents); omit it (or send null) to refund all that is still refundable. Use get_payment first to see what is refundable.',
   vendor: 'stripe',
   operation: 'POST /v1/refunds',
   annotations: {

@@ -1,18 +1,21 @@
 import type Stripe from 'stripe';
 import { z } from 'zod';
 import { requestOptions, type StripeClient } from './client.js';
-import { stripeError } from './errors.js';
+
+/** Stripe object ids are short; Stripe promises at most 255 characters, so nothing longer is sent or audited. */
+export const MAX_STRIPE_ID = 255;
+
+const stripeId = (pattern: RegExp, expected: string) =>
+  z
+    .string()
+    // abort: a megabyte id stops here, before the pattern check runs over it.
+    .max(MAX_STRIPE_ID, { abort: true, error: `expected ${expected}, at most ${MAX_STRIPE_ID} characters` })
+    .regex(pattern, `expected ${expected}`);
 
 /** The payment reference both Stripe tools take: exactly one of a PaymentIntent or a Charge. */
 export const paymentRef = {
-  payment_intent: z
-    .string()
-    .regex(/^pi_[A-Za-z0-9_]+$/, 'expected a PaymentIntent id like "pi_…"')
-    .optional(),
-  charge: z
-    .string()
-    .regex(/^(ch|py)_[A-Za-z0-9_]+$/, 'expected a Charge id like "ch_…"')
-    .optional(),
+  payment_intent: stripeId(/^pi_[A-Za-z0-9_]+$/, 'a PaymentIntent id like "pi_…"').optional(),
+  charge: stripeId(/^(ch|py)_[A-Za-z0-9_]+$/, 'a Charge id like "ch_…"').optional(),
 };
 
 export const exactlyOnePayment = (v: { payment_intent?: string | undefined; charge?: string | undefined }) =>
@@ -55,28 +58,25 @@ export async function lookupPayment(
   client: StripeClient,
   ref: { payment_intent?: string | undefined; charge?: string | undefined },
 ): Promise<PaymentFacts> {
-  try {
-    if (ref.charge)
-      return fromCharge(await client.stripe.charges.retrieve(ref.charge, {}, requestOptions(client)), null);
-    const pi = await client.stripe.paymentIntents.retrieve(
-      ref.payment_intent ?? '',
-      { expand: ['latest_charge'] },
-      requestOptions(client),
-    );
-    const latest = pi.latest_charge;
-    if (latest && typeof latest !== 'string')
-      return { ...fromCharge(latest, pi.id), customer: id(pi.customer) ?? id(latest.customer) };
-    return {
-      payment_intent: pi.id,
-      charge: null,
-      customer: id(pi.customer),
-      currency: pi.currency,
-      amount: pi.amount,
-      amount_refunded: 0,
-      refundable: 0,
-      status: pi.status,
-    };
-  } catch (error) {
-    throw stripeError(error);
+  const options = requestOptions(client);
+  if (ref.charge) {
+    const id = ref.charge;
+    return fromCharge(await client.run((stripe) => stripe.charges.retrieve(id, {}, options)), null);
   }
+  const pi = await client.run((stripe) =>
+    stripe.paymentIntents.retrieve(ref.payment_intent ?? '', { expand: ['latest_charge'] }, options),
+  );
+  const latest = pi.latest_charge;
+  if (latest && typeof latest !== 'string')
+    return { ...fromCharge(latest, pi.id), customer: id(pi.customer) ?? id(latest.customer) };
+  return {
+    payment_intent: pi.id,
+    charge: null,
+    customer: id(pi.customer),
+    currency: pi.currency,
+    amount: pi.amount,
+    amount_refunded: 0,
+    refundable: 0,
+    status: pi.status,
+  };
 }

@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import {
+  KEEP_RECENT,
+  sharedSandbox,
+  startRecordingServer,
+  trim,
+  type Received,
+  type RecordingServer,
+} from '../../src/vendor-kit/fake-server.js';
 
 /** A payment the fake knows: a PaymentIntent with one charge. */
 export interface FakePayment {
@@ -19,9 +27,7 @@ export interface StripeFakeRequest {
 }
 
 /** A local Stripe API subset (payment intents, charges, refunds) on a real HTTP server, recording what it got. */
-export interface StripeFake {
-  url: string;
-  received: StripeFakeRequest[];
+export interface StripeFake extends RecordingServer<StripeFakeRequest> {
   payments: Map<string, FakePayment>;
   refunds: Map<
     string,
@@ -30,11 +36,6 @@ export interface StripeFake {
   addPayment(p: Partial<FakePayment> & { amount: number }): FakePayment;
   /** Answer the next request (to `path`, when given) with this status and a Stripe-shaped error body. */
   failNext(status: number, error: Record<string, unknown>, path?: string): void;
-  /** Lets the process exit while the server is still open. */
-  unref(): void;
-  /** Stall every POST answer by this many ms (the effect still happens; reads are not stalled). */
-  delayMs: number;
-  close(): Promise<void>;
 }
 
 const rid = (prefix: string) => `${prefix}_${randomBytes(12).toString('base64url').replace(/[-_]/g, 'x')}`;
@@ -53,11 +54,18 @@ const missing = (id: string) => ({
   },
 });
 
-export async function startStripeFake(seed = true): Promise<StripeFake> {
+/** A request with its form (POST body, or GET query) parsed. */
+function record(r: Received): StripeFakeRequest {
+  const form = new URLSearchParams(r.method === 'GET' ? r.query : r.body);
+  return { method: r.method, path: r.path, headers: r.headers, form };
+}
+
+/** Starts a fake Stripe on 127.0.0.1, port 0, keeping the newest `keep` requests and refunds (payments all). */
+export async function startStripeFake(seed = true, o: { keep?: number } = {}): Promise<StripeFake> {
+  const keep = o.keep ?? KEEP_RECENT;
   const payments = new Map<string, FakePayment>();
   const byCharge = new Map<string, FakePayment>();
   const refunds: StripeFake['refunds'] = new Map();
-  const received: StripeFakeRequest[] = [];
   let pendingFailure:
     { status: number; error: Record<string, unknown>; path: string | undefined } | undefined;
 
@@ -87,13 +95,18 @@ export async function startStripeFake(seed = true): Promise<StripeFake> {
     livemode: false,
   });
 
-  const fake: StripeFake = {
-    url: '',
-    received,
+  // POST answers stall delayMs before the refund is made (reads are not stalled): a client that gives up still refunds.
+  const server = await startRecordingServer<StripeFakeRequest>(
+    async (req, res, self) => {
+      if (req.method === 'POST') await self.pause();
+      handle(req.method, req.path, req.form, req.headers, res);
+    },
+    { record, keep },
+  );
+  const fake: StripeFake = Object.assign(server, {
     payments,
     refunds,
-    delayMs: 0,
-    addPayment(p) {
+    addPayment(p: Partial<FakePayment> & { amount: number }) {
       const full: FakePayment = {
         payment_intent: p.payment_intent ?? rid('pi'),
         charge: p.charge ?? rid('ch'),
@@ -106,30 +119,9 @@ export async function startStripeFake(seed = true): Promise<StripeFake> {
       byCharge.set(full.charge, full);
       return full;
     },
-    failNext(status, error, path) {
+    failNext(status: number, error: Record<string, unknown>, path?: string) {
       pendingFailure = { status, error, path };
     },
-    unref: () => server.unref(),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const form = new URLSearchParams(
-        req.method === 'GET' ? url.search : Buffer.concat(chunks).toString('utf8'),
-      );
-      received.push({ method: req.method ?? 'GET', path: url.pathname, headers: req.headers, form });
-      const answer = () => handle(req.method ?? 'GET', url.pathname, form, req.headers, res);
-      if (fake.delayMs && req.method === 'POST') setTimeout(answer, fake.delayMs);
-      else answer();
-    });
   });
 
   function handle(
@@ -224,6 +216,7 @@ export async function startStripeFake(seed = true): Promise<StripeFake> {
         reason: form.get('reason'),
       };
       refunds.set(key || refund.id, refund);
+      trim(refunds, keep);
       return send(res, 200, refundJson(refund));
     }
     return send(res, 404, missing(path));
@@ -243,9 +236,6 @@ export async function startStripeFake(seed = true): Promise<StripeFake> {
     };
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  fake.url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   if (seed) {
     fake.addPayment({
       payment_intent: 'pi_sandbox_alice',
@@ -269,14 +259,5 @@ export async function startStripeFake(seed = true): Promise<StripeFake> {
   return fake;
 }
 
-let shared: Promise<StripeFake> | undefined;
-
 /** --sandbox: one local Stripe per process, seeded with demo payments (pi_sandbox_alice, pi_sandbox_bob, pi_sandbox_eve). */
-export async function stripeSandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }> {
-  // The sandbox must not keep a stopping server process alive.
-  shared ??= startStripeFake(true).then((f) => {
-    f.unref();
-    return f;
-  });
-  return { baseUrl: (await shared).url, secret: { secret_key: 'sk_test_sandbox' } };
-}
+export const stripeSandbox = sharedSandbox(() => startStripeFake(true), { secret_key: 'sk_test_sandbox' });

@@ -1,13 +1,23 @@
 import type twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
-import type { VendorSpec } from '../../src/pipeline/tool.js';
+import { z } from 'zod';
+import { guardClient, type GuardedClient } from '../../src/vendor-kit/client-guard.js';
+import { definePriceSheet, type VendorSpec } from '../../src/vendor-kit/vendor-spec.js';
 import { twilioError, TwilioResponseError, type TwilioHttpResponse } from './errors.js';
 import { twilioSandbox } from './sandbox.js';
 
-/** The Twilio SDK behind one guard: whatever a call throws comes out as one scrubbed VendorError. */
-export interface TwilioClient {
-  run<T>(call: (api: twilio.Twilio) => Promise<T>): Promise<T>;
-}
+/** The Twilio SDK behind the client guard: whatever a call throws comes out as one scrubbed VendorError. */
+export type TwilioClient = GuardedClient<twilio.Twilio>;
+
+/** micro-USD per SMS segment by destination prefix (config file `sms_price_micros`); `default` when none matches. */
+export const smsPrices = definePriceSheet<Readonly<Record<string, number>>>({
+  key: 'sms_price_micros',
+  schema: z.record(
+    z.string().regex(/^\+\d{1,4}$|^default$/, 'expected a "+<country code>" prefix or "default"'),
+    z.number().int().nonnegative(),
+  ),
+  resolve: (fromFile) => ({ default: 8300, ...fromFile }),
+});
 
 type SdkRequest = RequestClient.RequestOptions<Record<string, unknown>, Record<string, unknown>>;
 
@@ -74,7 +84,11 @@ function fetchClient(baseUrl: string | undefined, timeoutMs: number) {
 /** The real Twilio SDK on leash's fetch client; `credential.account` routes calls to a subaccount. */
 export const twilioVendor: VendorSpec<TwilioClient> = {
   name: 'twilio',
-  secretFields: { account_sid: 'TWILIO_ACCOUNT_SID', auth_token: 'TWILIO_AUTH_TOKEN' },
+  env: {
+    baseUrl: 'LEASH_TWILIO_BASE_URL',
+    secrets: { account_sid: 'TWILIO_ACCOUNT_SID', auth_token: 'TWILIO_AUTH_TOKEN' },
+  },
+  pricing: smsPrices,
   async createClient(credential, { timeoutMs }) {
     const { default: twilioSdk } = await import('twilio'); // loaded on first use: keeps startup fast
     const { account_sid: sid = '', auth_token: token = '' } = credential.secret;
@@ -83,16 +97,7 @@ export const twilioVendor: VendorSpec<TwilioClient> = {
       httpClient: fetchClient(credential.baseUrl, timeoutMs) as unknown as RequestClient,
       ...(credential.account ? { accountSid: credential.account } : {}),
     });
-    const secrets = [sid, token];
-    return {
-      async run(call) {
-        try {
-          return await call(api);
-        } catch (error) {
-          throw twilioError(error, secrets);
-        }
-      },
-    };
+    return guardClient(api, { vendor: 'twilio', map: twilioError, secrets: [sid, token], timeoutMs });
   },
   sandbox: twilioSandbox,
 };

@@ -1,4 +1,5 @@
-import { scrub, VendorError, type VendorErrorKind } from '../../src/pipeline/errors.js';
+import { FIRST_PASS_TEXT, scrub, VendorError, type VendorErrorKind } from '../../src/pipeline/errors.js';
+import type { ErrorMapper } from '../../src/vendor-kit/client-guard.js';
 
 /** What leash's HTTP client hands the SDK, and what an error answer keeps. */
 export interface TwilioHttpResponse {
@@ -49,27 +50,38 @@ function kindFor(status: number): VendorErrorKind {
   return 'rejected';
 }
 
-/** Maps whatever a Twilio SDK call threw to one VendorError with a short, scrubbed message. */
-export function twilioError(error: unknown, secrets: readonly string[]): VendorError {
+/**
+ * Maps whatever a Twilio SDK call threw to one VendorError, its message, request id and code scrubbed of every
+ * form of the credential (Twilio's basic auth is base64 of `sid:token`, which a vendor may echo back).
+ */
+export const twilioError: ErrorMapper = (error, ctx) => {
   if (error instanceof VendorError) return error;
+  const secrets = ctx.secrets;
+  const vendor = ctx.vendor;
   // RestException, or the SDK's RFC 9457 TwilioServiceException: both carry an HTTP status and a Twilio code.
   if (error instanceof Error && 'status' in error && typeof error.status === 'number') {
     const status = error.status;
     const code = 'code' in error && typeof error.code === 'number' ? String(error.code) : undefined;
     const text = error.message || `HTTP ${status}`;
     return new VendorError({
-      vendor: 'twilio',
+      vendor,
       kind: kindFor(status),
       status,
-      requestId: error instanceof TwilioResponseError ? error.requestId : undefined,
-      vendorCode: code,
+      requestId:
+        error instanceof TwilioResponseError && error.requestId !== undefined
+          ? scrub(error.requestId, secrets, FIRST_PASS_TEXT)
+          : undefined,
+      vendorCode: code === undefined ? undefined : scrub(code, secrets, FIRST_PASS_TEXT),
       // No `cause`: the raw vendor message may echo credentials back (only the scrubbed text is kept).
-      message: scrub(text, secrets).slice(0, 200),
+      message: scrub(text, secrets, 200),
     });
   }
-  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
+  if (
+    ctx.timedOut ||
+    (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError'))
+  ) {
     return new VendorError({
-      vendor: 'twilio',
+      vendor,
       kind: 'timeout',
       message: 'Twilio did not answer in time',
       definite: false,
@@ -77,9 +89,9 @@ export function twilioError(error: unknown, secrets: readonly string[]): VendorE
   }
   const code = error instanceof Error ? causeCode(error) : undefined;
   return new VendorError({
-    vendor: 'twilio',
+    vendor,
     kind: 'unavailable',
     message: code ? `could not reach Twilio (${code})` : 'request failed before Twilio answered',
     definite: code !== undefined && NEVER_SENT.has(code),
   });
-}
+};

@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import {
+  sharedSandbox,
+  startRecordingServer,
+  KEEP_RECENT,
+  trim,
+  type Received,
+  type RecordingServer,
+} from '../../src/vendor-kit/fake-server.js';
 import { countSegments } from './segments.js';
 
 export interface TwilioFakeRequest {
@@ -19,9 +27,7 @@ export interface TwilioErrorBody {
 }
 
 /** A local Twilio Messages API on 127.0.0.1, for tests and --sandbox. Records every request. */
-export interface TwilioFake {
-  url: string;
-  received: TwilioFakeRequest[];
+export interface TwilioFake extends RecordingServer<TwilioFakeRequest> {
   /** Answers the next request with this status and a Twilio-shaped error body (built from the request if a function). */
   failNext(
     status: number,
@@ -29,11 +35,6 @@ export interface TwilioFake {
   ): void;
   /** Prices messages when fetched: micro-USD per segment, or Twilio's own string (e.g. "-0.00790"); null unprices. */
   setPrice(price: number | string | null): void;
-  /** Stalls every answer this long (the message is still created), to force client timeouts. */
-  delayMs: number;
-  /** Lets the process exit while the server is still open. */
-  unref(): void;
-  close(): Promise<void>;
 }
 
 type Message = Record<string, string | number | null | Record<string, string>>;
@@ -57,7 +58,21 @@ function basicUser(header: string | undefined): string | undefined {
   return m?.[1] ? Buffer.from(m[1], 'base64').toString('utf8').split(':')[0] : undefined;
 }
 
-export async function startTwilioFake(): Promise<TwilioFake> {
+/** The form (POST) or query (GET) parameters of a request. */
+function record(r: Received): TwilioFakeRequest {
+  const params = r.method === 'POST' ? new URLSearchParams(r.body) : r.query;
+  return {
+    method: r.method,
+    path: r.path,
+    headers: r.headers,
+    body: r.body,
+    form: Object.fromEntries(params),
+  };
+}
+
+/** Starts a fake Twilio on 127.0.0.1, port 0, keeping the newest `keep` requests and messages. */
+export async function startTwilioFake(o: { keep?: number } = {}): Promise<TwilioFake> {
+  const keep = o.keep ?? KEEP_RECENT;
   const messages = new Map<string, Message>();
   let price: string | null = null;
   let failure: { status: number; body: NonNullable<Parameters<TwilioFake['failNext']>[1]> } | undefined;
@@ -139,64 +154,38 @@ export async function startTwilioFake(): Promise<TwilioFake> {
       uri: `/2010-04-01/Accounts/${account}/Messages/${newSid}.json`,
     };
     messages.set(newSid, message);
+    trim(messages, keep);
     return send(res, 201, message);
   };
 
-  const received: TwilioFakeRequest[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const body = Buffer.concat(chunks).toString('utf8');
-      const params = req.method === 'POST' ? new URLSearchParams(body) : url.searchParams;
-      const r = {
-        method: req.method ?? 'GET',
-        path: url.pathname,
-        headers: req.headers,
-        body,
-        form: Object.fromEntries(params),
-      };
-      received.push(r);
-      setTimeout(() => handle(r, res), fake.delayMs);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-
-  const fake: TwilioFake = {
-    url: `http://127.0.0.1:${port}`,
-    received,
-    delayMs: 0,
-    failNext: (status, body = {}) => {
+  // Every answer stalls delayMs before the message is made, so a client that gives up still sends it.
+  const server = await startRecordingServer<TwilioFakeRequest>(
+    async (req, res, self) => {
+      await self.pause();
+      handle(req, res);
+    },
+    { record, keep },
+  );
+  return Object.assign(server, {
+    failNext: (status: number, body: Parameters<TwilioFake['failNext']>[1] = {}) => {
       failure = { status, body };
     },
-    setPrice: (p) => {
+    setPrice: (p: number | string | null) => {
       price = typeof p === 'number' ? `-${(p / 1e6).toFixed(5)}` : p;
     },
-    unref: () => void server.unref(),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-  return fake;
+  });
 }
 
 /** The sandbox's account: a well-formed SID that no real Twilio account has. */
 export const SANDBOX_ACCOUNT_SID = `AC${'0'.repeat(32)}`;
 const SANDBOX_SEGMENT_MICROS = 7900;
-let shared: Promise<TwilioFake> | undefined;
 
-/** Starts one fake per process for --sandbox; its messages are priced, so reconcile settles them. */
-export async function twilioSandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }> {
-  shared ??= startTwilioFake().then((fake) => {
+/** One fake per process for --sandbox; its messages are priced, so reconcile settles them. */
+export const twilioSandbox = sharedSandbox(
+  async () => {
+    const fake = await startTwilioFake();
     fake.setPrice(SANDBOX_SEGMENT_MICROS);
-    fake.unref(); // the shared sandbox must not keep a stopping leash process alive
     return fake;
-  });
-  const fake = await shared;
-  return { baseUrl: fake.url, secret: { account_sid: SANDBOX_ACCOUNT_SID, auth_token: 'sandbox' } };
-}
+  },
+  { account_sid: SANDBOX_ACCOUNT_SID, auth_token: 'sandbox' },
+);

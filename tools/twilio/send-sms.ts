@@ -1,14 +1,21 @@
+import { createHash } from 'node:crypto';
 import type { MessageInstance } from 'twilio/lib/rest/api/v2010/account/message.js';
 import { z } from 'zod';
 import type { ToolRule } from '../../src/policy/compile.js';
 import { formatUsd } from '../../src/policy/money.js';
 import { defineTool, type Pricing, type Reconciled } from '../../src/pipeline/tool.js';
-import type { TwilioClient } from './client.js';
+import { smsPrices, type TwilioClient } from './client.js';
+import { E164, sender, smsRules, type SmsFacts } from './rules.js';
 import { countSegments, maxChars, segmentPriceMicros } from './segments.js';
+const MAX_BODY = 1600; // Twilio's own limit for one message (error 21617), counted as bodyLength() does
+// The GSM 03.38 extension table (as in segments.ts): each character is sent as two septets.
+const GSM_EXTENSION = /[\f^{}\\[~\]|€]/g;
 
-const E164 = /^\+[1-9]\d{6,14}$/;
-const SERVICE_SID = /^MG[0-9a-fA-F]{32}$/;
-const MAX_BODY = 1600; // Twilio's own limit for one message
+/** A body's length as Twilio counts it against 1600: GSM-7 septets (extension characters two), else UTF-16 units. */
+export function bodyLength(body: string): number {
+  if (countSegments(body).encoding === 'UCS-2') return body.length;
+  return body.length + (body.match(GSM_EXTENSION)?.length ?? 0);
+}
 
 const toField = z
   .string()
@@ -16,11 +23,15 @@ const toField = z
     E164,
     'expected an E.164 phone number: "+", country code and number, no spaces, e.g. "+15551234567"',
   );
+const tooLong = `expected at most ${MAX_BODY} characters as Twilio counts them (€ { } [ ] ~ ^ | \\ and emoji count as two)`;
 const bodyField = z.string().min(1, 'the message body is empty');
+// abort: a megabyte body stops at the cheap length check, before segments are counted.
+const boundedBody = (max: number) =>
+  bodyField.max(max, { abort: true, error: tooLong }).refine((b) => bodyLength(b) <= MAX_BODY, tooLong);
 
 const input = z.strictObject({
   to: toField.describe('Recipient phone number in E.164 format, e.g. "+15551234567".'),
-  body: bodyField.max(MAX_BODY).describe('The text to send.'),
+  body: boundedBody(MAX_BODY).describe('The text to send.'),
 });
 type In = z.infer<typeof input>;
 
@@ -35,33 +46,28 @@ const output = z.object({
 });
 type Out = z.infer<typeof output>;
 
-/** The sender, from the policy only: an E.164 number or a messaging service SID. */
-function sender(from: string | undefined): { from: string } | { messagingServiceSid: string } | undefined {
-  if (from && E164.test(from)) return { from };
-  if (from && SERVICE_SID.test(from)) return { messagingServiceSid: from };
-  return undefined;
-}
-
 function estimate(i: In, pricing: Pricing): number {
-  return countSegments(i.body).segments * segmentPriceMicros(i.to, pricing.smsPriceMicros);
+  return countSegments(i.body).segments * segmentPriceMicros(i.to, smsPrices.read(pricing.prices));
 }
 
-function recipientsSentence(rule: ToolRule): string | undefined {
+function recipientsSentence(ruleOf: ToolRule): string | undefined {
+  const rule = smsRules.of(ruleOf);
   const prefixes = rule.toPrefixes ? `start with ${rule.toPrefixes.join(' or ')}` : undefined;
   const numbers = rule.toNumbers ? `be one of ${[...rule.toNumbers].join(', ')}` : undefined;
   const both = [prefixes, numbers].filter(Boolean).join(' or ');
   return both ? `Recipients must ${both}.` : undefined;
 }
 
-function narrow(rule: ToolRule) {
-  const recipients = recipientsSentence(rule);
+function narrow(ruleOf: ToolRule) {
+  const rule = smsRules.of(ruleOf);
+  const recipients = recipientsSentence(ruleOf);
   const limits = recipients ? [recipients] : [];
-  let body = bodyField.max(MAX_BODY);
+  let body = boundedBody(MAX_BODY);
   let bodyHelp = 'The text to send.';
   if (rule.maxSegments !== undefined) {
     const gsm = Math.min(MAX_BODY, maxChars(rule.maxSegments, 'GSM-7'));
     const ucs = Math.min(MAX_BODY, maxChars(rule.maxSegments, 'UCS-2'));
-    body = bodyField.max(gsm);
+    body = boundedBody(gsm);
     bodyHelp += ` At most ${rule.maxSegments} segment${rule.maxSegments > 1 ? 's' : ''}: ${gsm} plain (GSM-7) characters, or ${ucs} if it has emoji or other Unicode.`;
     limits.push(`At most ${rule.maxSegments} segment${rule.maxSegments > 1 ? 's' : ''}.`);
   }
@@ -101,6 +107,9 @@ function priced(m: MessageInstance, estimateMicros: number, fxRates: Pricing['fx
 const CLOCK_SKEW_MS = 60_000;
 const CALL_WINDOW_MS = 10 * 60_000;
 
+/** What the audit row keeps of a body, so reconcile can recognise the message without storing its text. */
+const bodySha256 = (body: string) => createHash('sha256').update(body, 'utf8').digest('hex');
+
 /** Send one SMS from the policy's pinned sender. Cost is an estimate until Twilio prices it (reconcile). */
 export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
   name: 'send_sms',
@@ -119,20 +128,22 @@ export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
   },
   input,
   output,
-  rules: ['from', 'to_prefixes', 'to_numbers', 'max_segments'],
-  requires: ['from'],
+  rules: [],
+  ownRules: smsRules,
   narrow,
-  validateRule: (rule) =>
-    rule.from === undefined || sender(rule.from)
-      ? []
-      : [`send_sms 'from' must be an E.164 number or a messaging service SID (MG…), got '${rule.from}'`],
-  facts: (i) => ({ phones: [i.to], segments: countSegments(i.body).segments }),
+  facts: (i): SmsFacts => ({ phones: [i.to], segments: countSegments(i.body).segments }),
   estimateCostMicros: (i, _looked, pricing) => estimate(i, pricing),
-  redact: (i) => ({ to: i.to, body_length: i.body.length, segments: countSegments(i.body).segments }),
+  redact: (i) => ({
+    to: i.to,
+    body_length: i.body.length,
+    body_sha256: bodySha256(i.body),
+    segments: countSegments(i.body).segments,
+  }),
 
   async call(ctx, i) {
-    const from = sender(ctx.rule.from);
-    if (!from) throw new Error('send_sms called without a usable sender'); // validateRule refuses such policies when applied
+    const pinned = smsRules.of(ctx.rule).from;
+    const from = sender(pinned);
+    if (!from) throw new Error('send_sms called without a usable sender'); // smsRules refuse such policies when applied
     const cost = estimate(i, ctx.pricing);
     const res = await ctx.client.run((api) =>
       api.messages.createWithHttpInfo({ to: i.to, body: i.body, ...from }),
@@ -144,7 +155,7 @@ export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
         sid: m.sid,
         status: m.status,
         to: m.to,
-        from: m.from || ctx.rule.from || '',
+        from: m.from || pinned || '',
         segments: Number(m.numSegments) || countSegments(i.body).segments,
         estimated_cost_usd: formatUsd(cost).slice(1),
         cost_status: 'pending',
@@ -166,24 +177,37 @@ export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
       return priced(await ctx.client.run((api) => api.messages(sid).fetch()), row.costMicros, fxRates);
     }
     // Twilio takes no idempotency key for messages, so a call whose answer was lost cannot be replayed
-    // safely. Instead look for a message this call would have made: same recipient and sender, same body
-    // length (the audit row keeps no text), created around the audit row's time. None found stays unknown,
-    // holding the reservation, rather than guessing that nothing was sent.
+    // safely. Instead look for the message this call would have made: same recipient and sender, same body
+    // (by hash: the audit row keeps no text), created around the audit row's time, and not already another
+    // row's. None found stays unknown, holding the reservation, rather than guessing that nothing was sent;
+    // more than one stays unknown too, for an operator, rather than guessing which.
     const to = row.request?.to;
-    const bodyLength = row.request?.body_length;
-    const from = sender(ctx.rule.from);
-    if (typeof to !== 'string' || typeof bodyLength !== 'number' || !from) return { outcome: 'unknown' };
+    const bodyHash = row.request?.body_sha256;
+    const from = sender(smsRules.of(ctx.rule).from);
+    if (typeof to !== 'string' || !from) return { outcome: 'unknown' };
+    if (typeof bodyHash !== 'string')
+      return { outcome: 'unknown', note: 'admitted before leash kept body hashes; settle it by hand' };
     const since = row.ts.getTime() - CLOCK_SKEW_MS;
     const recent = await ctx.client.run((api) =>
       api.messages.list({ to, ...('from' in from ? { from: from.from } : {}), limit: 50 }),
     );
-    const match = recent
+    const matches = recent
       .filter((m) =>
         'from' in from ? m.from === from.from : m.messagingServiceSid === from.messagingServiceSid,
       )
-      .filter((m) => m.body.length === bodyLength)
       .filter((m) => m.dateCreated.getTime() >= since && m.dateCreated.getTime() <= since + CALL_WINDOW_MS)
-      .sort((a, b) => a.dateCreated.getTime() - b.dateCreated.getTime())[0];
-    return match ? priced(match, row.reservedMicros, fxRates) : { outcome: 'unknown' };
+      .filter((m) => typeof m.body === 'string' && bodySha256(m.body) === bodyHash);
+    const owned = await ctx.attributed(matches.map((m) => m.sid));
+    const free = matches.filter((m) => !owned.has(m.sid));
+    const [match] = free;
+    if (match && free.length === 1) return priced(match, row.reservedMicros, fxRates);
+    if (free.length > 1)
+      return {
+        outcome: 'unknown',
+        note: `${free.length} messages match (${free.map((m) => m.sid).join(', ')}); settle it by hand`,
+      };
+    return matches.length
+      ? { outcome: 'unknown', note: 'every matching message already belongs to another audit row' }
+      : { outcome: 'unknown' };
   },
 });

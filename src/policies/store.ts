@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
-import { compilePolicy, policyDigest, PolicyFileError, type CompiledPolicy } from './compile.js';
-import { policyFileSchema, type PolicyFile } from './schema.js';
+import { compilePolicy, policyDigest, PolicyFileError, type CompiledPolicy } from '../policy/compile.js';
+import { policyFileSchema, type PolicyFile } from '../policy/schema.js';
 
 export interface AppliedPolicy {
   name: string;

@@ -1,0 +1,69 @@
+import type { AuditDraft, Admission } from '../audit/write.js';
+import type { AuthenticatedKey } from '../keys/authenticate.js';
+import type { ToolRule } from '../policy/compile.js';
+import type { PolicyFacts } from '../policy/evaluate.js';
+import type { VendorHandle } from './clients.js';
+import type { ToolFailure, VendorError } from './errors.js';
+import type { Effect, ToolDefinition } from './tool.js';
+import type { VendorContext } from './vendor-context.js';
+
+/** What a front door hands the pipeline: the presented key, the operation and its arguments, and where it came from. */
+export interface CallRequest {
+  key: string | undefined;
+  /** The tool (or REST operation) name. */
+  tool: string;
+  args: unknown;
+  door: 'mcp' | 'http';
+  /** An idempotency key the caller chose (REST); otherwise one is derived from the audit id. */
+  idempotencyKey?: string | undefined;
+}
+
+export type ToolCallResult =
+  | {
+      ok: true;
+      output: Record<string, unknown>;
+      audit_id: string;
+      sandbox: boolean;
+      remaining_micros: number | null;
+    }
+  | { ok: false; failure: ToolFailure };
+
+/** One call as it moves through the stages; each stage fills in what it learned. */
+export interface CallState {
+  req: CallRequest;
+  id: string;
+  started: number;
+  /** The tool's name as stored (an unknown name is sanitised and capped). */
+  name: string;
+  draft: AuditDraft;
+  tool?: ToolDefinition;
+  key?: AuthenticatedKey;
+  rule?: ToolRule;
+  input?: unknown;
+  handle?: VendorHandle | undefined;
+  vendor?: VendorContext;
+  looked?: unknown;
+  facts?: PolicyFacts;
+  amountMicros?: number | undefined;
+  cost: number;
+  admission?: Admission;
+  admitMs?: number;
+  vendorMs?: number;
+  effect?: Effect<unknown>;
+  vendorError?: VendorError;
+  internalError?: boolean;
+}
+
+/** A stage either continues (undefined) or stops the call with a refusal. */
+export interface Refusal {
+  code: string;
+  /** A sentence for this case; the refusal table's default otherwise. */
+  message?: string;
+  details?: Record<string, unknown>;
+  extra?: Partial<ToolFailure>;
+  /** 'write': record a denied row (default); 'written': the row exists (SQL refused); 'none': cannot be written. */
+  row?: 'write' | 'written' | 'none';
+}
+
+/** A stage may also ask for the call to start over once with a fresh key lookup (the policy moved on). */
+export type StageResult = Refusal | 'restart' | undefined;

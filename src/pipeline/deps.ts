@@ -1,0 +1,66 @@
+import type { Config } from '../config/config.js';
+import type { Logger } from '../config/logger.js';
+import type { Db } from '../db/database.js';
+import { SettleQueue } from '../audit/settle-queue.js';
+import { KeyCache } from '../keys/key-cache.js';
+import { VendorClients } from './clients.js';
+import type { Catalog } from './tool.js';
+
+/** Something an operator may want to hear about (alerts and metrics subscribe to these). */
+export type PipelineEvent =
+  | {
+      type: 'denied';
+      code: string;
+      key_id: string | null;
+      agent: string | null;
+      tool: string;
+      audit_id: string | null;
+      details: Record<string, unknown>;
+    }
+  | { type: 'admitted'; key_id: string; agent: string; tool: string; audit_id: string; cost_micros: number }
+  | {
+      type: 'finished';
+      tool: string;
+      audit_id: string | null;
+      decision: 'allowed' | 'denied';
+      code: string | null;
+      door: string;
+      ms: number;
+      admit_ms: number | null;
+      vendor_ms: number | null;
+    };
+
+export interface PipelineDeps {
+  db: Db;
+  config: Config;
+  catalog: Catalog;
+  sandbox: boolean;
+  log: Logger;
+  clients: VendorClients;
+  /** Authenticated keys, re-checked in SQL at admission. */
+  keys: KeyCache;
+  /** Settles off the answer path; flush it before reading settled rows or shutting down. */
+  settler: SettleQueue;
+  onEvent?: (event: PipelineEvent) => void;
+}
+
+/** Builds the pipeline's dependencies once per process. */
+export function createPipeline(
+  o: Omit<PipelineDeps, 'clients' | 'keys' | 'settler'> & { vendorTimeoutMs?: number; settleDelayMs?: number },
+): PipelineDeps {
+  return {
+    ...o,
+    clients: new VendorClients(o.db, o.config, o.sandbox, o.vendorTimeoutMs ?? 20_000),
+    keys: new KeyCache(o.db),
+    settler: new SettleQueue(o.db, o.log, o.settleDelayMs ?? 20),
+  };
+}
+
+/** Tells subscribers; a subscriber's failure never affects a call. */
+export function emit(deps: PipelineDeps, event: PipelineEvent): void {
+  try {
+    deps.onEvent?.(event);
+  } catch {
+    // Alerts and metrics must never affect a tool call.
+  }
+}

@@ -1,0 +1,91 @@
+import { budgetView } from '../ledger/budget.js';
+import type { CallState, ToolCallResult } from './call-state.js';
+import type { PipelineDeps } from './deps.js';
+import { scrubId, scrubVendorError, VendorError } from './errors.js';
+import { failure, errorName, vendorInfo } from './failure.js';
+
+/** The vendor call, with the server-held credential and an idempotency key derived from the audit row. */
+export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
+  const key = s.key!;
+  const ctx = s.vendor!.callCtx(s.req.idempotencyKey ?? `leash_${s.id}`, () =>
+    budgetView(deps.db, key, key.policy),
+  );
+  const t0 = performance.now();
+  try {
+    s.effect = await s.tool!.call(ctx, s.input, s.looked);
+  } catch (error) {
+    if (error instanceof VendorError) s.vendorError = scrubVendorError(error, s.handle?.secrets);
+    else {
+      deps.log.error('tool call failed', { audit_id: s.id, tool: s.name, error: errorName(error) });
+      s.internalError = true;
+    }
+  }
+  s.vendorMs = performance.now() - t0;
+}
+
+/** Hands the outcome to the settle queue: the answer does not wait for its commit. */
+export function settle(s: CallState, deps: PipelineDeps): void {
+  const latency_ms = Math.round(s.vendorMs ?? 0);
+  if (s.effect) {
+    const e = s.effect;
+    deps.settler.enqueue({
+      id: s.id,
+      outcome: 'succeeded',
+      cost: e.costMicros,
+      cost_status: e.costStatus,
+      patch: {
+        vendor_object_id: e.vendorObjectId,
+        vendor_request_id: scrubId(e.vendorRequestId, s.handle?.secrets),
+        http_status: e.httpStatus,
+        amount: e.amount?.minor,
+        currency: e.amount?.currency.toLowerCase(),
+        latency_ms,
+      },
+    });
+  } else if (s.vendorError) {
+    const e = s.vendorError;
+    deps.settler.enqueue({
+      id: s.id,
+      outcome: e.definite ? 'failed' : 'unknown',
+      cost: 0,
+      cost_status: 'settled',
+      patch: { error: `${e.kind}: ${e.message}`, http_status: e.status, vendor_request_id: e.requestId, latency_ms },
+    });
+  } else {
+    deps.settler.enqueue({
+      id: s.id,
+      outcome: 'unknown',
+      cost: 0,
+      cost_status: 'settled',
+      patch: { error: 'internal error', latency_ms },
+    });
+  }
+}
+
+/** A small structured result: ids, amounts, budget left — never a raw vendor payload, never a secret. */
+export function answer(s: CallState, deps: PipelineDeps): ToolCallResult {
+  const admission = s.admission!;
+  if (s.effect) {
+    const remaining =
+      admission.remaining_micros === null ? null : admission.remaining_micros + (s.cost - s.effect.costMicros);
+    return {
+      ok: true,
+      output: s.effect.output as Record<string, unknown>,
+      audit_id: s.id,
+      sandbox: deps.sandbox,
+      remaining_micros: remaining,
+    };
+  }
+  const e = s.vendorError;
+  if (!e) return failure('internal_error', s.id, `internal error; audit id ${s.id}`);
+  const what = e.definite
+    ? 'nothing was done'
+    : 'the outcome is unknown and will be reconciled; do not repeat this call';
+  return failure(
+    `vendor_${e.kind}`,
+    s.id,
+    `${s.tool?.vendor ?? 'vendor'} ${e.kind === 'rejected' ? 'rejected the call' : `error (${e.kind})`}: ${e.message}; ${what}`,
+    undefined,
+    { retryable: e.definite && e.retryable, vendor: vendorInfo(e) },
+  );
+}

@@ -1,0 +1,211 @@
+import { admit } from '../audit/write.js';
+import { windowsFor } from '../ledger/windows.js';
+import { evaluate as evaluatePolicy } from '../policy/evaluate.js';
+import { canonicalJson } from '../policy/compile.js';
+import { createHash } from 'node:crypto';
+import type { CallState, StageResult } from './call-state.js';
+import type { PipelineDeps } from './deps.js';
+import { scrub, scrubVendorError, VendorError } from './errors.js';
+import { pricingFrom, withoutNulls } from './tool.js';
+import { vendorContext } from './vendor-context.js';
+import { vendorInfo, errorName } from './failure.js';
+
+/** Nesting deeper than this is refused before anything walks it (hashing, validation, storage). */
+const MAX_DEPTH = 32;
+/** Read-only tools get this many times the policy's loop-guard limit: polling is not a loop with an effect. */
+const READ_ONLY_LOOP_FACTOR = 10;
+
+/** Key → key row and policy (cached; SQL re-checks at admission). Unknown, revoked or expired → refused. */
+export async function authenticate(s: CallState, deps: PipelineDeps, fresh: boolean): Promise<StageResult> {
+  let auth;
+  try {
+    auth = await deps.keys.identify(s.req.key, fresh);
+  } catch (error) {
+    deps.log.error('authentication query failed', { tool: s.name, error: errorName(error) });
+    return { code: 'audit_unavailable', row: 'none' };
+  }
+  if (!auth.ok) {
+    s.draft.key_id = auth.keyId;
+    return { code: 'key_invalid' };
+  }
+  const key = auth.key;
+  s.key = key;
+  Object.assign(s.draft, {
+    key_id: key.id,
+    agent: key.agent,
+    run_id: key.run_id,
+    policy: key.policy.name,
+    policy_version: key.policy.version,
+  });
+  if (key.revoked_at) return { code: 'key_revoked', details: { revoked_at: key.revoked_at } };
+  if (key.expires_at && key.expires_at.getTime() <= Date.now())
+    return { code: 'key_expired', details: { expired_at: key.expires_at } };
+  return undefined;
+}
+
+/** The tool exists, the policy allows it, and the arguments parse with its schema (null means omitted). */
+export function validate(s: CallState, deps: PipelineDeps): StageResult {
+  const policy = s.key!.policy; // authenticate ran
+  const args = withoutNulls(s.req.args ?? {});
+  if (depth(args) > MAX_DEPTH) {
+    s.draft.request = { _truncated: true, reason: `nested deeper than ${MAX_DEPTH} levels` };
+    return { code: 'invalid_input', message: `arguments are nested deeper than ${MAX_DEPTH} levels` };
+  }
+  s.draft.args_hash = argsHash(s.name, args);
+  if (!s.tool) {
+    s.draft.request = requestOf(args);
+    return { code: 'unknown_tool', message: `there is no tool named ${s.name}` };
+  }
+  const rule = policy.tools.get(s.tool.name);
+  if (!rule) {
+    return {
+      code: 'tool_not_allowed',
+      message: `policy '${policy.name}' does not allow ${s.tool.name}`,
+      details: { allowed_tools: [...policy.tools.keys()] },
+    };
+  }
+  s.rule = rule;
+  const vendorConfig = s.tool.vendor ? policy.vendors[s.tool.vendor] : undefined;
+  s.draft.account = vendorConfig?.account ?? null;
+  // The tool's own schema: the narrowed one only advertises policy limits, which evaluate() enforces
+  // so that every over-limit call is a denial with its code in the audit log.
+  const parsed = s.tool.input.safeParse(args);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({
+      field: i.path.join('.') || '(input)',
+      problem: i.message,
+    }));
+    s.draft.request = requestOf(args);
+    return {
+      code: 'invalid_input',
+      message: `invalid input for ${s.tool.name}: ${issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`,
+      details: { issues },
+    };
+  }
+  s.input = parsed.data;
+  s.draft.request = s.tool.redact ? s.tool.redact(parsed.data) : requestOf(parsed.data);
+  void deps;
+  return undefined;
+}
+
+/** The vendor client for this policy, and the read-only lookups the policy needs. Failures deny. */
+export async function facts(s: CallState, deps: PipelineDeps): Promise<StageResult> {
+  const tool = s.tool!;
+  try {
+    s.vendor = await vendorContext(deps, tool, s.key!.policy);
+    s.handle = s.vendor.handle;
+  } catch (error) {
+    deps.log.error('vendor credential unavailable', {
+      audit_id: s.id,
+      vendor: tool.vendor ?? null,
+      error: scrub(error instanceof Error ? error.message : 'unknown'),
+    });
+    return {
+      code: 'credential_unavailable',
+      message: `leash has no usable ${tool.vendor ?? 'vendor'} credential for this policy; ask an operator`,
+      details: { vendor: tool.vendor ?? null },
+    };
+  }
+  if (tool.lookup) {
+    try {
+      s.looked = await tool.lookup(s.vendor.lookupCtx, s.input);
+    } catch (error) {
+      if (!(error instanceof VendorError)) {
+        deps.log.error('fact lookup failed', { audit_id: s.id, error: errorName(error) });
+        return { code: 'facts_unavailable' };
+      }
+      const e = scrubVendorError(error, s.handle?.secrets);
+      return {
+        code: 'facts_unavailable',
+        message: `could not look up what this call touches: ${e.message}`,
+        details: { vendor_kind: e.kind, status: e.status ?? null },
+        extra: { retryable: e.retryable, vendor: vendorInfo(e) },
+      };
+    }
+  }
+  s.facts = tool.facts(s.input, s.looked);
+  if (s.facts.amount) {
+    s.draft.amount = s.facts.amount.minor;
+    s.draft.currency = s.facts.amount.currency.toLowerCase();
+  }
+  return undefined;
+}
+
+/** The policy decides, once, on the facts. Pure. */
+export function evaluate(s: CallState, deps: PipelineDeps): StageResult {
+  const key = s.key!;
+  const decision = evaluatePolicy({
+    tool: s.tool!.name,
+    ownRules: s.tool!.ownRules,
+    policy: key.policy,
+    key: { revokedAt: key.revoked_at, expiresAt: key.expires_at },
+    now: new Date(),
+    facts: s.facts ?? {},
+    fxRates: deps.config.fxRates,
+  });
+  if (!decision.allow) return { code: decision.code, message: decision.message, details: decision.details };
+  s.amountMicros = decision.amountMicros;
+  s.cost = s.tool!.estimateCostMicros(s.input, s.looked, pricingFrom(deps.config), decision.amountMicros);
+  return undefined;
+}
+
+/** One durable round trip: key re-check, loop guard, reservations and the audit row. */
+export async function admitStage(s: CallState, deps: PipelineDeps): Promise<StageResult> {
+  const key = s.key!;
+  const tool = s.tool!;
+  const guard = key.policy.loopGuard;
+  const readOnly = tool.annotations.readOnlyHint === true;
+  const t0 = performance.now();
+  let result;
+  try {
+    result = await admit(
+      deps.db,
+      {
+        keyId: key.id,
+        secretHash: key.secret_hash,
+        policyVersion: key.policy.version,
+        cost: s.cost,
+        windows: windowsFor(key.policy, key.id, new Date(), tool.countsAsRequest !== false),
+        loop: guard
+          ? {
+              limit: guard.identicalCalls * (readOnly ? READ_ONLY_LOOP_FACTOR : 1),
+              seconds: guard.windowSeconds,
+            }
+          : null,
+      },
+      s.draft,
+    );
+  } catch (error) {
+    deps.log.error('admission failed', { audit_id: s.id, error: errorName(error) });
+    return { code: 'audit_unavailable', row: 'none' };
+  }
+  s.admitMs = performance.now() - t0;
+  if ('stale' in result) return 'restart';
+  if (!result.admitted) return { code: result.code ?? 'denied', details: result.details, row: 'written' };
+  s.admission = result;
+  return undefined;
+}
+
+/** The loop guard's identity of a call: tool and canonical arguments. */
+export function argsHash(tool: string, args: unknown): string {
+  return createHash('sha256').update(tool).update('\0').update(canonicalJson(args)).digest('hex').slice(0, 32);
+}
+
+function requestOf(args: unknown): Record<string, unknown> {
+  return typeof args === 'object' && args !== null && !Array.isArray(args)
+    ? (args as Record<string, unknown>)
+    : { _value: args ?? null };
+}
+
+/** Depth of nested arrays/objects, without recursion (so hostile nesting cannot overflow the stack). */
+function depth(value: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (d > max) max = d;
+    if (max > MAX_DEPTH) return max;
+    if (typeof v === 'object' && v !== null) for (const c of Object.values(v)) stack.push([c, d + 1]);
+  }
+  return max;
+}

@@ -1,0 +1,145 @@
+import { z } from 'zod';
+import type { Alerts } from '../../admin/alerts.js';
+import type { Db } from '../../db/database.js';
+import { listKeys, revokeKeys, type RevokeTarget } from '../../keys/vault-keys.js';
+import { spendReport, type SpendRow } from '../../ledger/spend.js';
+import { dayStart } from '../../ledger/windows.js';
+
+/**
+ * What the server offers beyond the fixed panels. The console shows a panel only when its flag is true.
+ * Extension point for approvals: when the approvals issue lands, set `approvals: true` here (from whatever
+ * serves pending requests) and add its list/decide routes beside `revoke` in routes.ts; the page already
+ * holds a hidden Approvals panel (id `approvals`) for the script to fill.
+ */
+export interface ConsoleFeatures {
+  approvals: boolean;
+}
+
+const DAYS = 7;
+
+export interface Overview {
+  now: string;
+  today: string;
+  features: ConsoleFeatures;
+  spend: {
+    policies: SpendRow[];
+    /** Per agent today, with the policy (and its daily cap) the agent's spend counts against when it uses one. */
+    agents: (SpendRow & { policy: string | null; cap_micros: number | null })[];
+    /** The last 7 UTC days, oldest first; days without calls are present with zeros. */
+    days: {
+      day: string;
+      held_micros: number;
+      cost_micros: number;
+      reserved_micros: number;
+      requests: number;
+    }[];
+  };
+  /** Active keys, sorted by agent, run and creation; with today's spend against the per-key cap. */
+  keys: {
+    id: string;
+    agent: string;
+    run_id: string | null;
+    policy: string;
+    label: string | null;
+    created_at: Date;
+    expires_at: Date | null;
+    held_micros: number;
+    cap_micros: number | null;
+  }[];
+}
+
+/** The numbers behind the Spend and Keys panels, in one read (four aggregates over recent audit rows). */
+export async function overview(db: Db, features: ConsoleFeatures, now = new Date()): Promise<Overview> {
+  const today = dayStart(now);
+  const weekStart = new Date(today.getTime() - (DAYS - 1) * 86_400_000);
+  const [policies, agents, byKey, days, keys] = await Promise.all([
+    spendReport(db, { by: 'policy' }, now),
+    spendReport(db, { by: 'agent' }, now),
+    spendReport(db, { by: 'key' }, now),
+    spendReport(db, { by: 'day', since: weekStart }, now),
+    listKeys(db, { active: true }),
+  ]);
+  const policyCap = new Map(policies.rows.map((r) => [r.group, r.cap_micros]));
+  // An agent's spend counts against its policy's daily cap; say which one when the agent used exactly one today.
+  const agentPolicies = new Map<string, Set<string>>();
+  for (const r of byKey.rows) {
+    if (!r.agent || !r.policy) continue;
+    let set = agentPolicies.get(r.agent);
+    if (!set) agentPolicies.set(r.agent, (set = new Set()));
+    set.add(r.policy);
+  }
+  const keySpend = new Map(byKey.rows.map((r) => [r.group, r]));
+  const dayRows = new Map(days.rows.map((r) => [r.group, r]));
+  return {
+    now: now.toISOString(),
+    today: today.toISOString(),
+    features,
+    spend: {
+      policies: policies.rows,
+      agents: agents.rows.map((r) => {
+        const only = [...(agentPolicies.get(r.group ?? '') ?? [])];
+        const policy = only.length === 1 ? (only[0] ?? null) : null;
+        return { ...r, policy, cap_micros: policy ? (policyCap.get(policy) ?? null) : null };
+      }),
+      days: Array.from({ length: DAYS }, (_, i) => {
+        const day = new Date(weekStart.getTime() + i * 86_400_000).toISOString().slice(0, 10);
+        const r = dayRows.get(day);
+        return {
+          day,
+          held_micros: r?.held_micros ?? 0,
+          cost_micros: r?.cost_micros ?? 0,
+          reserved_micros: r?.reserved_micros ?? 0,
+          requests: r?.requests ?? 0,
+        };
+      }),
+    },
+    keys: keys
+      .map((k) => ({
+        id: k.id,
+        agent: k.agent,
+        run_id: k.run_id,
+        policy: k.policy,
+        label: k.label,
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+        held_micros: keySpend.get(k.id)?.held_micros ?? 0,
+        cap_micros: keySpend.get(k.id)?.cap_micros ?? null,
+      }))
+      .sort(
+        (a, b) =>
+          a.agent.localeCompare(b.agent) ||
+          (a.run_id ?? '').localeCompare(b.run_id ?? '') ||
+          a.created_at.getTime() - b.created_at.getTime(),
+      ),
+  };
+}
+
+const MAX_REASON = 500;
+
+export const revokeRequest = z
+  .strictObject({
+    key_id: z.string().min(1).max(100).optional(),
+    agent: z.string().min(1).max(200).optional(),
+    run_id: z.string().min(1).max(200).optional(),
+    reason: z.string().max(MAX_REASON, `expected at most ${MAX_REASON} characters`).optional(),
+  })
+  .refine((b) => [b.key_id, b.agent, b.run_id].filter(Boolean).length === 1, {
+    message: 'give exactly one of key_id, agent or run_id',
+  });
+
+/** Revokes a key, a run or an agent (as the admin API does) and alerts; returns the ids revoked now. */
+export async function revokeFromConsole(
+  db: Db,
+  body: z.infer<typeof revokeRequest>,
+  alerts: Alerts | undefined,
+): Promise<string[]> {
+  const target: RevokeTarget = body.key_id
+    ? { id: body.key_id }
+    : body.agent
+      ? { agent: body.agent }
+      : { runId: body.run_id ?? '' };
+  const why = body.reason?.trim() || 'revoked by operator (console)';
+  const revoked = await revokeKeys(db, target, why);
+  if (revoked.length) alerts?.notify({ type: 'key_revoked', key_ids: revoked, by: 'console', reason: why });
+  return revoked;
+}

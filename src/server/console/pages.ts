@@ -1,0 +1,131 @@
+/** The console's two server-rendered pages. Everything dynamic is filled in by console.js with textContent. */
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function layout(title: string, head: string, body: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${escapeHtml(title)}</title>
+<link rel="icon" href="/console/assets/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/console/assets/console.css">
+${head}
+</head>
+<body>
+${body}
+</body>
+</html>
+`;
+}
+
+/** The sign-in form. The token is POSTed in the body, never put in a URL. */
+export function signInPage(o: { error?: string } = {}): string {
+  const error = o.error ? `<p class="error" role="alert" id="signin-error">${escapeHtml(o.error)}</p>` : '';
+  return layout(
+    'Sign in · leash console',
+    '',
+    `<main class="signin">
+  <h1><span class="logo" aria-hidden="true"></span>leash console</h1>
+  <form method="post" action="/console/login" id="signin">
+    <input type="text" name="username" value="leash-admin" autocomplete="username" hidden>
+    <label for="token">Admin token</label>
+    <input id="token" name="token" type="password" autocomplete="current-password" required autofocus spellcheck="false">
+    <button type="submit">Sign in</button>
+  </form>
+  ${error}
+  <p class="hint">Use the server's <code>LEASH_ADMIN_TOKEN</code>; <code>leash demo</code> prints one.</p>
+</main>`,
+  );
+}
+
+/** The console itself: static structure only, with the session's CSRF token for console.js. */
+export function consolePage(csrf: string): string {
+  const token = escapeHtml(csrf);
+  return layout(
+    'leash console',
+    `<meta name="leash-csrf" content="${token}">
+<script src="/console/assets/console.js" defer></script>`,
+    `<a class="skip" href="#live">Skip to live activity</a>
+<header class="topbar">
+  <h1><span class="logo" aria-hidden="true"></span>leash</h1>
+  <span id="status" class="status" role="status" data-state="connecting">Connecting…</span>
+  <form method="post" action="/console/logout" class="signout">
+    <input type="hidden" name="csrf" value="${token}">
+    <button type="submit" class="quiet">Sign out</button>
+  </form>
+</header>
+<noscript><p class="error">The console needs JavaScript (served by leash itself; nothing is loaded from elsewhere).</p></noscript>
+<main class="grid">
+  <section id="live" class="panel live" aria-labelledby="live-h" tabindex="-1">
+    <h2 id="live-h">Live activity</h2>
+    <form id="filters" class="filters" role="search" aria-label="Filter audit rows">
+      <label>Agent <input name="agent" autocomplete="off" spellcheck="false"></label>
+      <label>Run <input name="run" autocomplete="off" spellcheck="false"></label>
+      <label>Tool <input name="tool" autocomplete="off" spellcheck="false"></label>
+      <label>Decision <select name="decision"><option value="">any</option><option value="allowed">allowed</option><option value="denied">denied</option></select></label>
+      <button type="reset" class="quiet">Clear</button>
+    </form>
+    <div class="table-wrap">
+      <table id="audit">
+        <caption class="sr-only">Audit rows, newest first. Choose a time to see a row's details.</caption>
+        <thead><tr><th scope="col">Time</th><th scope="col">Agent</th><th scope="col" class="opt">Run</th><th scope="col">Tool</th><th scope="col">Decision</th><th scope="col" class="opt">Outcome</th><th scope="col" class="num">USD</th></tr></thead>
+        <tbody></tbody>
+      </table>
+    </div>
+    <p id="live-empty" class="empty">No calls yet. They appear here as agents make them.</p>
+  </section>
+  <div class="side">
+    <!-- Approvals: hidden until the server reports the feature (see ConsoleFeatures in api.ts). -->
+    <section id="approvals" class="panel" aria-labelledby="approvals-h" hidden>
+      <h2 id="approvals-h">Approvals</h2>
+      <div id="approval-list"></div>
+    </section>
+    <section id="spend" class="panel" aria-labelledby="spend-h">
+      <h2 id="spend-h">Spend today <small>(UTC)</small></h2>
+      <p class="legend"><span class="swatch spent"></span>settled <span class="swatch reserved"></span>reserved</p>
+      <h3>Policies</h3>
+      <div id="spend-policies" class="bars"></div>
+      <h3>Agents</h3>
+      <div id="spend-agents" class="bars"></div>
+      <h3>Last 7 days</h3>
+      <div id="spend-days" class="days"></div>
+    </section>
+    <section id="keys" class="panel" aria-labelledby="keys-h">
+      <h2 id="keys-h">Active keys</h2>
+      <div id="key-list"></div>
+    </section>
+  </div>
+</main>
+<dialog id="details" aria-labelledby="details-h">
+  <h2 id="details-h">Call details</h2>
+  <dl id="details-body"></dl>
+  <form method="dialog"><button type="submit" autofocus>Close</button></form>
+</dialog>
+<dialog id="confirm" aria-labelledby="confirm-h">
+  <form method="dialog" id="confirm-form">
+    <h2 id="confirm-h">Revoke</h2>
+    <p id="confirm-text"></p>
+    <label for="confirm-reason">Reason (optional)</label>
+    <input id="confirm-reason" name="reason" maxlength="500" autocomplete="off">
+    <p id="confirm-error" class="error" role="alert" hidden></p>
+    <div class="actions">
+      <button type="submit" value="cancel" class="quiet" autofocus>Cancel</button>
+      <button type="submit" value="revoke" class="danger" id="confirm-revoke">Revoke</button>
+    </div>
+  </form>
+</dialog>
+<div id="toast" class="toast" role="status" aria-live="polite"></div>`,
+  );
+}
+
+/** A small page for errors that are not the sign-in form's (a refused cross-site request, a disabled console). */
+export function messagePage(title: string, message: string): string {
+  return layout(
+    `${title} · leash console`,
+    '',
+    `<main class="signin"><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p><p><a href="/console">Back to the console</a></p></main>`,
+  );
+}

@@ -1,0 +1,338 @@
+/**
+ * The console's browser script, served as /console/assets/console.js. Plain JavaScript (no build step, no
+ * framework): it follows the audit stream, polls the overview, and builds every element with textContent,
+ * so no server value is ever parsed as HTML. Kept free of backticks and dollar-brace so it can live in this
+ * template literal.
+ */
+export const CONSOLE_JS = String.raw`(() => {
+  'use strict';
+  const $ = (sel) => document.querySelector(sel);
+  const csrf = $('meta[name="leash-csrf"]').getAttribute('content');
+  const MAX_ROWS = 500;
+
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const kid of kids.flat()) {
+      if (kid === undefined || kid === null || kid === false) continue;
+      el.append(kid instanceof Node ? kid : String(kid));
+    }
+    return el;
+  }
+  const usd = (micros) => {
+    if (micros === null || micros === undefined) return '–';
+    const v = micros / 1e6;
+    return '$' + v.toFixed(v !== 0 && Math.abs(v) < 0.01 ? 4 : 2);
+  };
+  const pad = (n, w) => String(n).padStart(w || 2, '0');
+  const clock = (iso) => {
+    const d = new Date(iso);
+    return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds()) + '.' + pad(d.getMilliseconds(), 3);
+  };
+  const fullTime = (iso) => (iso ? new Date(iso).toLocaleString() + ' (' + iso + ')' : '–');
+  const untilText = (iso) => {
+    if (!iso) return 'no expiry';
+    const ms = new Date(iso).getTime() - Date.now();
+    if (ms <= 0) return 'expired';
+    const m = Math.round(ms / 60000);
+    if (m < 60) return 'expires in ' + m + ' min';
+    const hrs = Math.floor(m / 60);
+    return hrs < 48 ? 'expires in ' + hrs + ' h ' + (m % 60) + ' min' : 'expires ' + new Date(iso).toLocaleDateString();
+  };
+
+  let toastTimer;
+  function toast(text) {
+    const t = $('#toast');
+    t.textContent = text;
+    t.classList.add('show');
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => t.classList.remove('show'), 4000);
+  }
+  function setStatus(state, text) {
+    const s = $('#status');
+    s.dataset.state = state;
+    s.textContent = text;
+  }
+  const signedOut = () => window.location.assign('/console');
+
+  // ---- Live activity: one EventSource per filter; rows keyed by audit id, updated in place when they settle.
+  const rows = new Map();
+  const tbody = $('#audit tbody');
+  let source;
+  let reconnectTimer;
+
+  function filterQuery() {
+    const q = new URLSearchParams();
+    for (const [k, v] of new FormData($('#filters'))) if (String(v).trim()) q.set(k, String(v).trim());
+    return q.toString();
+  }
+  function usdCell(r) {
+    if (r.decision !== 'allowed') return h('td', { class: 'num' }, '–');
+    if (r.cost_status === 'settled' || r.cost_status === 'none') return h('td', { class: 'num' }, usd(r.cost_micros));
+    return h('td', { class: 'num', title: 'estimate, reserved until it settles' },
+      h('span', { class: 'est', text: '~' + usd(r.reserved_micros + r.cost_micros) }));
+  }
+  function rowCells(r) {
+    return [
+      h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': 'Details of the ' + r.tool + ' call at ' + clock(r.ts), onclick: (e) => { e.stopPropagation(); showDetails(r.id); } }, clock(r.ts))),
+      h('td', { text: r.agent }),
+      h('td', { class: 'opt', text: r.run_id || '–' }),
+      h('td', { text: r.tool }),
+      h('td', {}, h('span', { class: 'badge ' + r.decision, text: r.decision }), r.decision !== 'allowed' && r.reason ? h('span', { class: 'reason', text: r.reason }) : null),
+      h('td', { class: 'opt' }, r.decision === 'allowed' ? h('span', { class: 'badge ' + r.outcome, text: r.outcome }) : '–'),
+      usdCell(r),
+    ];
+  }
+  function upsert(r, settled) {
+    const known = rows.get(r.id);
+    if (known) {
+      known.row = r;
+      known.tr.replaceChildren(...rowCells(r));
+      known.tr.dataset.outcome = r.outcome;
+      known.tr.dataset.costStatus = r.cost_status;
+      if (settled) {
+        known.tr.classList.remove('flash');
+        void known.tr.offsetWidth; // restart the animation
+        known.tr.classList.add('flash');
+      }
+      return;
+    }
+    const tr = h('tr', { 'data-audit-id': r.id, 'data-outcome': r.outcome, 'data-cost-status': r.cost_status, onclick: () => showDetails(r.id) }, ...rowCells(r));
+    rows.set(r.id, { row: r, tr });
+    tbody.prepend(tr);
+    while (rows.size > MAX_ROWS) {
+      const oldest = tbody.lastElementChild;
+      if (!oldest) break;
+      rows.delete(oldest.getAttribute('data-audit-id'));
+      oldest.remove();
+    }
+    $('#live-empty').hidden = rows.size > 0;
+  }
+  function connect() {
+    clearTimeout(reconnectTimer);
+    if (source) source.close();
+    rows.clear();
+    tbody.replaceChildren();
+    $('#live-empty').hidden = false;
+    setStatus('connecting', 'Connecting…');
+    source = new EventSource('/console/api/stream?' + filterQuery());
+    const own = source;
+    source.addEventListener('row', (e) => { upsert(JSON.parse(e.data), false); refreshSoon(); });
+    source.addEventListener('settle', (e) => { upsert(JSON.parse(e.data), true); refreshSoon(); });
+    source.addEventListener('ready', () => setStatus('live', 'Live'));
+    source.addEventListener('notice', (e) => setStatus('warn', JSON.parse(e.data).message));
+    source.onerror = () => {
+      if (own !== source) return;
+      setStatus('warn', 'Reconnecting…');
+      // A refused stream (signed out, too many streams) is not retried by the browser: check, then retry.
+      if (source.readyState === EventSource.CLOSED) {
+        checkSession().then((ok) => { if (ok) reconnectTimer = setTimeout(connect, 3000); });
+      }
+    };
+  }
+  async function checkSession() {
+    try {
+      const r = await fetch('/console/api/session', { cache: 'no-store' });
+      if (r.status === 401) { signedOut(); return false; }
+    } catch (e) { /* the server is away; the retry will tell */ }
+    return true;
+  }
+
+  const FIELDS = [
+    ['id', 'Audit id'], ['ts', 'Time'], ['agent', 'Agent'], ['run_id', 'Run'], ['key_id', 'Key'],
+    ['policy', 'Policy'], ['policy_version', 'Policy version'], ['tool', 'Tool'], ['decision', 'Decision'],
+    ['reason', 'Reason'], ['outcome', 'Outcome'], ['cost_status', 'Cost status'], ['cost_micros', 'Cost'],
+    ['reserved_micros', 'Reserved'], ['amount', 'Amount'], ['currency', 'Currency'],
+    ['vendor_object_id', 'Vendor object'], ['latency_ms', 'Latency'], ['sandbox', 'Sandbox'],
+  ];
+  function showDetails(id) {
+    const known = rows.get(id);
+    if (!known) return;
+    const r = known.row;
+    const items = [];
+    for (const [k, label] of FIELDS) {
+      let v = r[k];
+      if (v === null || v === undefined || v === '') v = '–';
+      else if (k === 'ts') v = fullTime(v);
+      else if (k === 'cost_micros' || k === 'reserved_micros') v = usd(v) + ' (' + v + ' micro-USD)';
+      else if (k === 'latency_ms') v = v + ' ms';
+      items.push(h('dt', { text: label }), h('dd', { class: k.endsWith('id') ? 'mono' : '', text: String(v) }));
+    }
+    $('#details-body').replaceChildren(...items);
+    $('#details').showModal();
+  }
+
+  let filterTimer;
+  $('#filters').addEventListener('input', () => { clearTimeout(filterTimer); filterTimer = setTimeout(connect, 350); });
+  $('#filters').addEventListener('submit', (e) => { e.preventDefault(); connect(); });
+  $('#filters').addEventListener('reset', () => setTimeout(connect, 0));
+
+  // ---- Spend and keys: one overview read every 5 s while visible, and soon after calls stream in.
+  let busy = false;
+  let again = false;
+  let soon;
+  let lastKeys = '';
+  let lastSpend = '';
+
+  function refreshSoon() {
+    if (soon) return;
+    soon = setTimeout(() => { soon = undefined; refresh(); }, 1000);
+  }
+  async function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const r = await fetch('/console/api/overview', { cache: 'no-store' });
+      if (r.status === 401) return signedOut();
+      if (!r.ok) throw new Error('overview: HTTP ' + r.status);
+      render(await r.json());
+    } catch (e) {
+      setStatus('warn', 'Cannot reach leash');
+    } finally {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    }
+  }
+  function render(o) {
+    // Approvals (extension point): shown only when the server says approvals exist; filled by their script.
+    $('#approvals').hidden = !(o.features && o.features.approvals);
+    const spendJson = JSON.stringify(o.spend);
+    if (spendJson !== lastSpend) { lastSpend = spendJson; renderSpend(o.spend); }
+    const keysJson = JSON.stringify(o.keys);
+    if (keysJson !== lastKeys) { lastKeys = keysJson; renderKeys(o.keys); }
+  }
+
+  const plural = (n, word) => n + ' ' + word + (n === 1 ? '' : 's');
+  const pct = (part, whole) => Math.max(0, Math.min(100, (part / whole) * 100)) + '%';
+  function bar(label, o) {
+    const scale = o.cap || o.max || 1;
+    const spent = h('span', { class: 'fill spent' });
+    const reserved = h('span', { class: 'fill reserved' });
+    spent.style.width = pct(o.cost, scale);
+    reserved.style.width = pct(o.reserved, scale);
+    const held = o.cost + o.reserved;
+    const value = usd(held) + (o.cap ? ' of ' + usd(o.cap) : '') + (o.reserved ? ' (' + usd(o.reserved) + ' reserved)' : '');
+    return h('div', { class: 'bar' + (o.cap && held >= o.cap ? ' full' : ''), 'data-name': label },
+      h('div', { class: 'bar-head' }, h('span', { class: 'bar-label', text: label }), h('span', { class: 'bar-value', text: value })),
+      h('div', { class: 'track', 'aria-hidden': 'true' }, spent, reserved),
+      o.note ? h('div', { class: 'bar-note', text: o.note }) : null);
+  }
+  function renderSpend(s) {
+    const maxOf = (list) => Math.max(1, ...list.map((r) => r.held_micros));
+    const policies = s.policies.filter((r) => r.group !== null);
+    $('#spend-policies').replaceChildren(...(policies.length ? policies.map((r) => bar(r.group, {
+      cost: r.cost_micros, reserved: r.reserved_micros, cap: r.cap_micros, max: maxOf(policies),
+      note: plural(r.requests, 'call') + ', ' + r.denied + ' denied' + (r.cap_micros ? '' : ', no daily cap'),
+    })) : [h('p', { class: 'empty', text: 'No calls today.' })]));
+    const agents = s.agents.filter((r) => r.group !== null);
+    $('#spend-agents').replaceChildren(...(agents.length ? agents.map((r) => bar(r.group, {
+      cost: r.cost_micros, reserved: r.reserved_micros, cap: r.cap_micros, max: maxOf(agents),
+      note: plural(r.requests, 'call') + ', ' + r.denied + ' denied' + (r.policy ? ' · counts against ' + r.policy + (r.cap_micros ? '’s daily cap' : ' (no daily cap)') : ''),
+    })) : [h('p', { class: 'empty', text: 'No calls today.' })]));
+    // The week as seven columns: settled below, reserved on top, scaled to the busiest day.
+    const dayMax = maxOf(s.days);
+    $('#spend-days').replaceChildren(...s.days.map((d) => {
+      const date = new Date(d.day + 'T00:00:00Z');
+      const name = date.toLocaleDateString([], { weekday: 'short', timeZone: 'UTC' });
+      const full = date.toLocaleDateString([], { weekday: 'long', month: 'long', day: 'numeric', timeZone: 'UTC' });
+      const spent = h('span', { class: 'fill spent' });
+      const reserved = h('span', { class: 'fill reserved' });
+      spent.style.height = pct(d.cost_micros, dayMax);
+      reserved.style.height = pct(d.reserved_micros, dayMax);
+      const summary = full + ': ' + usd(d.held_micros) + ', ' + plural(d.requests, 'call');
+      return h('div', { class: 'day', 'data-day': d.day, title: summary },
+        h('span', { class: 'sr-only', text: summary }),
+        h('span', { class: 'day-value', 'aria-hidden': 'true', text: d.held_micros ? usd(d.held_micros) : '' }),
+        h('span', { class: 'column', 'aria-hidden': 'true' }, reserved, spent),
+        h('span', { class: 'day-name', 'aria-hidden': 'true', text: name }));
+    }));
+  }
+
+  function renderKeys(keys) {
+    const focused = document.activeElement && document.activeElement.getAttribute('data-focus');
+    const byAgent = new Map();
+    for (const k of keys) {
+      if (!byAgent.has(k.agent)) byAgent.set(k.agent, new Map());
+      const runs = byAgent.get(k.agent);
+      const run = k.run_id || '';
+      if (!runs.has(run)) runs.set(run, []);
+      runs.get(run).push(k);
+    }
+    const cards = [];
+    for (const [agent, runs] of byAgent) {
+      const count = [...runs.values()].reduce((n, l) => n + l.length, 0);
+      const runEls = [];
+      for (const [run, list] of runs) {
+        runEls.push(h('div', { class: 'run' },
+          h('div', { class: 'run-head' }, h('span', { text: run ? 'run ' + run : 'no run id' }),
+            run ? h('button', { type: 'button', class: 'small quiet', 'data-focus': 'run:' + run, 'aria-label': 'Revoke run ' + run,
+              onclick: () => askRevoke({ run_id: run }, 'Revoke every active key of run "' + run + '" (' + list.length + ' key' + (list.length === 1 ? '' : 's') + ')? Their next call is refused.') }, 'Revoke run') : null),
+          h('ul', { class: 'keys-list' }, ...list.map((k) => h('li', { 'data-key-id': k.id },
+            h('code', { text: k.id }),
+            h('span', { class: 'meta', text: k.policy + ' · ' + untilText(k.expires_at) + ' · ' + usd(k.held_micros) + (k.cap_micros ? ' of ' + usd(k.cap_micros) : '') + ' today' + (k.label ? ' · ' + k.label : '') }),
+            h('button', { type: 'button', class: 'small danger', 'data-focus': 'key:' + k.id, 'aria-label': 'Revoke key ' + k.id,
+              onclick: () => askRevoke({ key_id: k.id }, 'Revoke key ' + k.id + ' (agent ' + k.agent + (k.run_id ? ', run ' + k.run_id : '') + ')? Its next call is refused.') }, 'Revoke'))))));
+      }
+      cards.push(h('div', { class: 'agent-card', 'data-agent': agent },
+        h('div', { class: 'card-head' }, h('h3', { text: agent }), h('span', { class: 'count', text: count + ' key' + (count === 1 ? '' : 's') }),
+          h('button', { type: 'button', class: 'small quiet', 'data-focus': 'agent:' + agent, 'aria-label': 'Revoke agent ' + agent,
+            onclick: () => askRevoke({ agent }, 'Revoke every active key of agent "' + agent + '" (' + count + ' key' + (count === 1 ? '' : 's') + ')? Their next call is refused.') }, 'Revoke agent')),
+        ...runEls));
+    }
+    $('#key-list').replaceChildren(...(cards.length ? cards : [h('p', { class: 'empty', text: 'No active keys.' })]));
+    if (focused) {
+      const again = [...document.querySelectorAll('[data-focus]')].find((el) => el.getAttribute('data-focus') === focused);
+      if (again) again.focus();
+    }
+  }
+
+  // ---- Revoke: one confirmation dialog, then POST with the session's CSRF token.
+  let pending;
+  function askRevoke(target, text) {
+    pending = target;
+    $('#confirm-text').textContent = text;
+    $('#confirm-reason').value = '';
+    $('#confirm-error').hidden = true;
+    $('#confirm').showModal();
+  }
+  $('#confirm-form').addEventListener('submit', async (e) => {
+    if (!e.submitter || e.submitter.value !== 'revoke' || !pending) return; // Cancel closes the dialog
+    e.preventDefault();
+    const button = $('#confirm-revoke');
+    button.disabled = true;
+    try {
+      const reason = $('#confirm-reason').value.trim();
+      const r = await fetch('/console/api/revoke', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-leash-csrf': csrf },
+        body: JSON.stringify(reason ? Object.assign({}, pending, { reason }) : pending),
+      });
+      if (r.status === 401) return signedOut();
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(body.error || 'HTTP ' + r.status);
+      $('#confirm').close();
+      const n = body.revoked.length;
+      toast(n ? 'Revoked ' + n + ' key' + (n === 1 ? '' : 's') + '.' : 'Nothing to revoke: already revoked or expired.');
+      pending = undefined;
+      refresh();
+    } catch (err) {
+      const el = $('#confirm-error');
+      el.textContent = 'Not revoked: ' + err.message;
+      el.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  connect();
+  refresh();
+  setInterval(() => { if (!document.hidden) refresh(); }, 5000);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
+})();
+`;

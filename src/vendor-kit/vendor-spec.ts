@@ -1,0 +1,48 @@
+import type { z } from 'zod';
+import type { ResolvedCredential, SecretFields } from '../credentials/credentials.js';
+
+/**
+ * A vendor's prices as the config file states them: one top-level key of the config file, its schema, and
+ * the value when the file does not set it. Config validates it once at start; tools read it with `read`.
+ */
+export interface PriceSheet<T = unknown> {
+  /** The config file key, e.g. `sms_price_micros`. */
+  key: string;
+  schema: z.ZodType<T>;
+  /** The prices in effect, from the file's value (undefined when the file does not set it). */
+  resolve(fromFile: T | undefined): T;
+  /** This sheet's prices from the prices config holds. */
+  read(prices: Readonly<Record<string, unknown>>): T;
+}
+
+/** Declares a price sheet; `read` returns exactly what config stored for this key through `resolve`. */
+export function definePriceSheet<T>(o: Omit<PriceSheet<T>, 'read'>): PriceSheet<T> {
+  return {
+    ...o,
+    read(prices) {
+      const value = prices[o.key];
+      // Config stored resolve(schema.parse(file value)) under this key, so the value has this sheet's type.
+      return value === undefined ? o.resolve(undefined) : (value as T);
+    },
+  };
+}
+
+/** What config needs to know of a vendor: the env vars it reads and its prices. No client, no SDK. */
+export interface VendorDeclaration {
+  name: string;
+  env: {
+    /** Env var that points every call to another base URL (a mock, a proxy), e.g. LEASH_<VENDOR>_BASE_URL. */
+    baseUrl: string;
+    /** The vendor's secret fields and the env vars its own docs use for them. */
+    secrets: SecretFields;
+  };
+  pricing?: PriceSheet;
+}
+
+/** A vendor: its declaration, how to build its client from a credential, and its built-in fake for --sandbox. */
+export interface VendorSpec<Client = unknown> extends VendorDeclaration {
+  /** May be async so the vendor SDK is imported on first use, not at startup. */
+  createClient(credential: ResolvedCredential, options: { timeoutMs: number }): Client | Promise<Client>;
+  /** Starts (once per process) a local fake of this vendor for --sandbox. */
+  sandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }>;
+}

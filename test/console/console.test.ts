@@ -1,0 +1,323 @@
+// Covers the operator console in a real browser (system Chromium via playwright-core): sign-in, live audit rows
+// from a real MCP client, revoke from the console, cross-site refusals, and no request leaving leash's origin.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminRoutes } from '../../src/admin/routes.js';
+import { createLogger } from '../../src/config/logger.js';
+import { createPipeline, type PipelineDeps } from '../../src/pipeline/run-tool.js';
+import { createAuthThrottle } from '../../src/server/auth-throttle.js';
+import { consoleRoutes } from '../../src/server/console/routes.js';
+import { startHttpServer, type RunningHttp } from '../../src/server/http.js';
+import { catalog } from '../../tools/index.js';
+import { freshDatabase, type TestDatabase } from '../support/database.js';
+import { applyTestPolicy, keyFor, testConfig } from '../support/governance.js';
+import { startVendors, type Vendors } from '../support/vendors.js';
+import { launchChromium, screenshot } from './browser.js';
+
+const TOKEN = 'console-admin-token-0123456789abcdef';
+let tdb: TestDatabase;
+let vendors: Vendors;
+let deps: PipelineDeps;
+let http: RunningHttp;
+let web: ReturnType<typeof consoleRoutes>;
+let browser: Browser;
+let origin: string;
+/** Every URL any console page asked for, across all tests. */
+const requested: string[] = [];
+
+beforeAll(async () => {
+  tdb = await freshDatabase(12);
+  vendors = await startVendors();
+  const config = testConfig({ ...vendors.env, LEASH_ADMIN_TOKEN: TOKEN });
+  deps = createPipeline({
+    db: tdb.db,
+    config,
+    catalog,
+    sandbox: false,
+    log: createLogger({ logLevel: 'silent' }),
+  });
+  await applyTestPolicy(tdb.db, catalog, {
+    name: 'support',
+    limits: { daily_usd: 5, per_key_daily_usd: 1 },
+    tools: {
+      send_email: { from: 'Support <support@acme.com>', to_domains: ['acme.com'], max_recipients: 2 },
+      get_budget: {},
+    },
+  });
+  const throttle = createAuthThrottle({ maxFailures: 50, windowMs: 60_000 });
+  web = consoleRoutes({ db: tdb.db, config, throttle });
+  http = await startHttpServer(deps, {
+    host: '127.0.0.1',
+    port: 0,
+    routes: [adminRoutes(deps, config, undefined, throttle), web],
+    throttle,
+  });
+  origin = http.url;
+  browser = await launchChromium();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  web?.close();
+  await http?.close();
+  await vendors?.close();
+  await tdb?.close();
+});
+
+async function newPage(
+  viewport = { width: 1280, height: 800 },
+): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport });
+  context.on('request', (r) => requested.push(r.url()));
+  const page = await context.newPage();
+  return { context, page };
+}
+
+async function signIn(page: Page, token = TOKEN) {
+  await page.goto(`${origin}/console`);
+  await page.fill('#token', token);
+  await page.click('#signin button[type=submit]');
+}
+
+async function mcpClient(key: string) {
+  const client = new Client({ name: 'console-test-agent', version: '1.0.0' });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), {
+      requestInit: { headers: { Authorization: `Bearer ${key}` } },
+    }),
+  );
+  return client;
+}
+
+const email = (client: Client, subject: string) =>
+  client.callTool({
+    name: 'send_email',
+    arguments: { to: ['pat@acme.com'], subject, text: 'Your refund is on its way.' },
+  }) as Promise<CallToolResult>;
+const structured = (r: CallToolResult) => r.structuredContent as Record<string, unknown>;
+
+describe('signing in', () => {
+  it('refuses a wrong admin token and sets no session', async () => {
+    const { context, page } = await newPage();
+    await signIn(page, 'not-the-admin-token-but-long-enough');
+    await expect(page.locator('#signin-error').textContent()).resolves.toContain('not the admin token');
+    expect((await context.cookies()).filter((c) => c.name === 'leash_console')).toEqual([]);
+    expect((await page.request.get(`${origin}/console/api/overview`)).status()).toBe(401);
+    await screenshot(page, 'signin-refused');
+    await context.close();
+  });
+
+  it('signs in with the admin token into an HttpOnly, SameSite=Strict session, never putting the token in a URL', async () => {
+    const { context, page } = await newPage();
+    const response = await page.goto(`${origin}/console`);
+    expect(response?.headers()['content-security-policy']).toContain("default-src 'none'");
+    expect(response?.headers()['content-security-policy']).toContain("script-src 'self'");
+    await page.fill('#token', TOKEN);
+    await page.click('#signin button[type=submit]');
+    await page.locator('#status[data-state="live"]').waitFor();
+    const [cookie] = (await context.cookies()).filter((c) => c.name === 'leash_console');
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/console' });
+    expect(await page.evaluate('document.cookie')).toBe('');
+    expect(requested.some((u) => u.includes(TOKEN))).toBe(false);
+    expect(page.url()).toBe(`${origin}/console`);
+
+    await page.click('.signout button');
+    await page.locator('#token').waitFor();
+    expect((await page.request.get(`${origin}/console/api/overview`)).status()).toBe(401);
+    await context.close();
+  });
+});
+
+describe('the signed-in console', () => {
+  let context: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    ({ context, page } = await newPage());
+    await signIn(page);
+    await page.locator('#status[data-state="live"]').waitFor();
+  });
+  afterAll(async () => {
+    await context.close();
+  });
+
+  it('shows a call made by an MCP client within 1 s of its answer, settled', async () => {
+    const key = await keyFor(tdb.db, { policy: 'support', agent: 'mailer', runId: 'ticket-1' });
+    const client = await mcpClient(key.key);
+    const result = await email(client, 'Refund 1');
+    const answeredAt = performance.now();
+    expect(result.isError, JSON.stringify(result)).toBeFalsy();
+    const id = String(structured(result).audit_id);
+    await page
+      .locator(`tr[data-audit-id="${id}"][data-outcome="succeeded"][data-cost-status="settled"]`)
+      .waitFor({ timeout: 1_000 });
+    const seenAfterMs = performance.now() - answeredAt;
+    expect(seenAfterMs).toBeLessThan(1_000);
+    const row = page.locator(`tr[data-audit-id="${id}"]`);
+    await expect(row.textContent()).resolves.toMatch(
+      /mailer.*ticket-1.*send_email.*allowed.*succeeded.*\$0\.0004/,
+    );
+    await client.close();
+  });
+
+  it('shows a call as pending while the vendor works, then updates the same row when it settles', async () => {
+    const key = await keyFor(tdb.db, { policy: 'support', agent: 'slow-mailer', runId: 'ticket-2' });
+    const client = await mcpClient(key.key);
+    vendors.resend.delayMs = 1_500;
+    const startedAt = performance.now();
+    const call = email(client, 'Refund 2');
+    try {
+      const pending = page.locator('tr[data-outcome="pending"]', { hasText: 'slow-mailer' });
+      await pending.waitFor({ timeout: 1_000 });
+      expect(performance.now() - startedAt).toBeLessThan(1_200);
+      await screenshot(page, 'live-pending');
+      const result = await call;
+      const id = String(structured(result).audit_id);
+      await expect(pending.getAttribute('data-audit-id')).resolves.toBe(id);
+      await page.locator(`tr[data-audit-id="${id}"][data-outcome="succeeded"]`).waitFor({ timeout: 1_000 });
+      expect(await page.locator(`tr[data-audit-id="${id}"]`).count()).toBe(1);
+    } finally {
+      vendors.resend.delayMs = 0;
+      await call.catch(() => undefined);
+      await client.close();
+    }
+  });
+
+  it('opens a row’s details from the keyboard, with no secret in them', async () => {
+    const button = page.locator('tr', { hasText: 'slow-mailer' }).locator('button.link');
+    await button.focus();
+    await page.keyboard.press('Enter');
+    const details = page.locator('#details');
+    await details.waitFor({ state: 'visible' });
+    const text = (await details.textContent()) ?? '';
+    expect(text).toContain('slow-mailer');
+    expect(text).toContain('send_email');
+    expect(text).not.toMatch(/lsk_|re_canary|sk_test|canary/i);
+    await screenshot(page, 'details');
+    await page.keyboard.press('Escape');
+    await details.waitFor({ state: 'hidden' });
+  });
+
+  it('filters the live view by agent', async () => {
+    await page.fill('#filters input[name=agent]', 'mailer');
+    await page.locator('#status[data-state="live"]').waitFor();
+    await expect.poll(() => page.locator('#audit tbody tr', { hasText: 'slow-mailer' }).count()).toBe(0);
+    await expect
+      .poll(() => page.locator('#audit tbody tr', { hasText: 'mailer' }).count())
+      .toBeGreaterThan(0);
+    await page.click('#filters button[type=reset]');
+    await expect
+      .poll(() => page.locator('#audit tbody tr', { hasText: 'slow-mailer' }).count())
+      .toBeGreaterThan(0);
+  });
+
+  it('shows today’s spend per policy against its cap and the last 7 days', async () => {
+    const policy = page.locator('#spend-policies .bar[data-name="support"]');
+    await expect.poll(() => policy.textContent(), { timeout: 7_000 }).toContain('of $5.00');
+    await expect(page.locator('#spend-agents .bar[data-name="mailer"]').textContent()).resolves.toContain(
+      'support',
+    );
+    expect(await page.locator('#spend-days .day').count()).toBe(7);
+    expect(await page.locator('#approvals').isHidden()).toBe(true);
+    await screenshot(page, 'console-1280');
+  });
+
+  it('revokes a key with one confirmation, and the agent’s next call is refused key_revoked', async () => {
+    const key = await keyFor(tdb.db, { policy: 'support', agent: 'refund-bot', runId: 'ticket-3' });
+    const client = await mcpClient(key.key);
+    expect((await email(client, 'before')).isError).toBeFalsy();
+    const item = page.locator(`li[data-key-id="${key.id}"]`);
+    await item.waitFor({ timeout: 7_000 });
+    await item.locator('button').click();
+    await page.locator('#confirm').waitFor({ state: 'visible' });
+    await expect(page.locator('#confirm-text').textContent()).resolves.toContain(key.id);
+    await page.fill('#confirm-reason', 'looping on refunds');
+    await screenshot(page, 'revoke-confirm');
+    await page.click('#confirm-revoke');
+    await expect.poll(() => page.locator('#toast').textContent()).toMatch(/Revoked 1 key/);
+    await item.waitFor({ state: 'detached' });
+
+    vendors.reset();
+    const after = await email(client, 'after');
+    expect(after.isError).toBe(true);
+    expect(structured(after).code).toBe('key_revoked');
+    expect(vendors.requests()).toBe(0);
+    await page.locator('tr', { hasText: 'key_revoked' }).first().waitFor({ timeout: 1_000 });
+    await client.close();
+  });
+
+  it('cancelling the confirmation revokes nothing', async () => {
+    const key = await keyFor(tdb.db, { policy: 'support', agent: 'careful-bot', runId: 'ticket-4' });
+    await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))");
+    const card = page.locator('.agent-card[data-agent="careful-bot"]');
+    await card.waitFor({ timeout: 7_000 });
+    await card.locator('.card-head button').click();
+    await page.locator('#confirm').waitFor({ state: 'visible' });
+    await page.keyboard.press('Escape');
+    await page.locator('#confirm').waitFor({ state: 'hidden' });
+    const client = await mcpClient(key.key);
+    expect((await email(client, 'still allowed')).isError).toBeFalsy();
+    await client.close();
+  });
+
+  it('is readable at phone width without sideways scrolling', async () => {
+    const phone = await context.newPage();
+    await phone.setViewportSize({ width: 390, height: 844 });
+    await phone.goto(`${origin}/console`);
+    await phone.locator('#status[data-state="live"]').waitFor();
+    await phone.locator('#audit tbody tr').first().waitFor();
+    const overflow = await phone.evaluate('document.documentElement.scrollWidth - window.innerWidth');
+    expect(overflow).toBeLessThanOrEqual(0);
+    await screenshot(phone, 'console-phone');
+    await phone.close();
+  });
+
+  it('made no request outside the leash origin', () => {
+    expect(requested.length).toBeGreaterThan(10);
+    expect(requested.filter((u) => !u.startsWith(`${origin}/`))).toEqual([]);
+  });
+});
+
+describe('cross-site protection', () => {
+  const post = (path: string, headers: Record<string, string>, body: string) =>
+    fetch(`${origin}${path}`, { method: 'POST', headers, body, redirect: 'manual' });
+
+  it('refuses a sign-in posted from another origin, even with the right token', async () => {
+    const r = await post(
+      '/console/login',
+      { origin: 'http://attacker.example', 'content-type': 'application/x-www-form-urlencoded' },
+      `token=${TOKEN}`,
+    );
+    expect(r.status).toBe(403);
+    expect(r.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('refuses a revoke without the session’s CSRF token, and revokes nothing', async () => {
+    const login = await post(
+      '/console/login',
+      { origin, 'content-type': 'application/x-www-form-urlencoded' },
+      `token=${TOKEN}`,
+    );
+    expect(login.status).toBe(303);
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    const key = await keyFor(tdb.db, { policy: 'support', agent: 'csrf-target', runId: 'ticket-5' });
+    const body = JSON.stringify({ key_id: key.id });
+    const json = { cookie, 'content-type': 'application/json' };
+    expect((await post('/console/api/revoke', { ...json, origin }, body)).status).toBe(403);
+    expect(
+      (
+        await post(
+          '/console/api/revoke',
+          { ...json, origin: 'http://attacker.example', 'x-leash-csrf': 'x' },
+          body,
+        )
+      ).status,
+    ).toBe(403);
+    const client = await mcpClient(key.key);
+    expect((await email(client, 'not revoked')).isError).toBeFalsy();
+    await client.close();
+  });
+});

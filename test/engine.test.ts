@@ -1,0 +1,157 @@
+// Covers the staged engine's guarantees: one database round trip before the vendor, an atomic loop guard,
+// settlement off the answer path, and a cached key that never outlives a revoke, a rotate or a policy change.
+import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/schema.js';
+import { revokeKeys, rotateKey } from '../src/keys/vault-keys.js';
+import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
+import { freshDatabase, type TestDatabase } from './support/database.js';
+import { applyTestPolicy, keyFor, pipelineFor } from './support/governance.js';
+import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
+
+let tdb: TestDatabase;
+let fake: FakeVendor;
+let deps: PipelineDeps;
+let counted: Kysely<Database>;
+/** Every statement the pipeline ran, with how many requests the fake vendor had received by then. */
+const statements: { sql: string; vendorRequests: number }[] = [];
+
+beforeAll(async () => {
+  tdb = await freshDatabase(30);
+  fake = await startFakeVendor();
+  counted = new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: tdb.pool }),
+    log: (e: LogEvent) => void statements.push({ sql: e.query.sql, vendorRequests: fake.received.length }),
+  });
+  deps = pipelineFor(counted, testCatalog(fake));
+  await applyTestPolicy(tdb.db, deps.catalog, {
+    name: 'engine',
+    limits: { daily_usd: 1000, per_key_daily_usd: 1000, hourly_requests: 1000 },
+    tools: { charge_test: { max_amount_usd: 50 } },
+    loop_guard: { identical_calls: 3, window: '10m' },
+  });
+});
+
+afterAll(async () => {
+  await deps.settler.flush();
+  await fake.close();
+  await tdb.close();
+});
+
+beforeEach(() => {
+  fake.received.length = 0;
+  statements.length = 0;
+});
+
+const charge = (cents: number) => ({ amount_cents: cents, customer: 'cus_A' });
+
+async function row(id: string) {
+  return tdb.db.selectFrom('audit_log').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+}
+
+describe('the staged engine', () => {
+  it('makes exactly one database round trip before the vendor call once the key is known', async () => {
+    const key = await keyFor(tdb.db, { policy: 'engine' });
+    expect((await runTool(deps, key.key, 'charge_test', charge(101))).ok).toBe(true);
+    await deps.settler.flush();
+    statements.length = 0;
+    fake.received.length = 0;
+    const r = await runTool(deps, key.key, 'charge_test', charge(102));
+    expect(r.ok).toBe(true);
+    expect(fake.received).toHaveLength(1);
+    const before = statements.filter((s) => s.vendorRequests === 0);
+    expect(before).toHaveLength(1);
+    expect(before[0]?.sql).toContain('leash_admit_call');
+  });
+
+  it('answers before the settle commits, and the settle lands within the batch delay', async () => {
+    const key = await keyFor(tdb.db, { policy: 'engine' });
+    const r = await runTool(deps, key.key, 'charge_test', charge(200));
+    if (!r.ok) throw new Error(r.failure.message);
+    // No settle statement ran on the answer path.
+    expect(statements.some((s) => s.sql.includes('leash_settle'))).toBe(false);
+    await deps.settler.flush();
+    expect(await row(r.audit_id)).toMatchObject({ outcome: 'succeeded', cost_micros: 2_000_000, reserved_micros: 0 });
+  });
+
+  it('admits exactly the loop-guard limit of 20 concurrent identical calls', async () => {
+    const key = await keyFor(tdb.db, { policy: 'engine' });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => runTool(deps, key.key, 'charge_test', charge(300))),
+    );
+    expect(results.filter((r) => r.ok)).toHaveLength(3);
+    const refused = results.filter((r) => !r.ok);
+    expect(refused.every((r) => !r.ok && r.failure.code === 'loop_detected')).toBe(true);
+    expect(fake.received).toHaveLength(3);
+  });
+
+  it('refuses the next call of a cached key after a revoke, and after a rotate with the old secret', async () => {
+    const a = await keyFor(tdb.db, { policy: 'engine' });
+    const b = await keyFor(tdb.db, { policy: 'engine' });
+    expect((await runTool(deps, a.key, 'charge_test', charge(401))).ok).toBe(true);
+    expect((await runTool(deps, b.key, 'charge_test', charge(402))).ok).toBe(true);
+    fake.received.length = 0;
+    await revokeKeys(tdb.db, { id: a.id });
+    const revoked = await runTool(deps, a.key, 'charge_test', charge(403));
+    expect(revoked).toMatchObject({ ok: false, failure: { code: 'key_revoked', retryable: false } });
+    // Also when the policy would refuse the call anyway: the key's state wins, checked in the same statement.
+    const overLimit = await runTool(deps, a.key, 'charge_test', charge(9_999));
+    expect(overLimit).toMatchObject({ ok: false, failure: { code: 'key_revoked' } });
+    await rotateKey(tdb.db, b.id);
+    const old = await runTool(deps, b.key, 'charge_test', charge(404));
+    expect(old).toMatchObject({ ok: false, failure: { code: 'key_invalid' } });
+    expect(fake.received).toHaveLength(0);
+  });
+
+  it('follows a policy change for a cached key on its very next call', async () => {
+    await applyTestPolicy(tdb.db, deps.catalog, {
+      name: 'moving',
+      tools: { charge_test: { max_amount_usd: 50 } },
+    });
+    const key = await keyFor(tdb.db, { policy: 'moving' });
+    expect((await runTool(deps, key.key, 'charge_test', charge(1_000))).ok).toBe(true);
+    await applyTestPolicy(tdb.db, deps.catalog, {
+      name: 'moving',
+      tools: { charge_test: { max_amount_usd: 5 } },
+    });
+    const r = await runTool(deps, key.key, 'charge_test', charge(1_001));
+    expect(r).toMatchObject({ ok: false, failure: { code: 'amount_over_limit' } });
+    if (!r.ok) expect((await row(r.failure.audit_id ?? '')).policy_version).toBe(2);
+    await applyTestPolicy(tdb.db, deps.catalog, {
+      name: 'moving',
+      tools: { charge_test: { max_amount_usd: 50 } },
+    });
+    // And the other way: a call the cached (stricter) version would refuse is decided by the new one.
+    expect((await runTool(deps, key.key, 'charge_test', charge(1_002))).ok).toBe(true);
+  });
+
+  it('keeps every settle of a batch when one of them names an object another row owns', async () => {
+    const key = await keyFor(tdb.db, { policy: 'engine' });
+    const ids: string[] = [];
+    for (const cents of [501, 502, 503]) {
+      const r = await runTool(deps, key.key, 'charge_test', charge(cents));
+      if (!r.ok) throw new Error(r.failure.message);
+      ids.push(r.audit_id);
+    }
+    await deps.settler.flush();
+    const owner = await row(ids[0]!);
+    // Two rows settled again in one batch (outcome unknown → succeeded), the first claiming the object row 0 owns.
+    const again = ids.slice(1);
+    await tdb.db.updateTable('audit_log').set({ outcome: 'unknown' }).where('id', 'in', again).execute();
+    again.forEach((id, i) =>
+      deps.settler.enqueue({
+        id,
+        outcome: 'succeeded',
+        cost: 1,
+        cost_status: 'settled',
+        patch: { vendor_object_id: i === 0 ? (owner.vendor_object_id ?? '') : `eff_batch_${i}` },
+      }),
+    );
+    await deps.settler.flush();
+    const rows = await Promise.all(ids.map(row));
+    expect(rows.map((r) => r.outcome)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(rows[1]?.vendor_object_id).not.toBe(owner.vendor_object_id ?? 'none');
+    expect(rows[2]?.vendor_object_id).toBe('eff_batch_1');
+    expect(rows[1]?.metadata).toMatchObject({ vendor_object_id_conflict: owner.vendor_object_id });
+  });
+});
