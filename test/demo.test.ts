@@ -8,7 +8,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { destroyEmbedded } from '../src/db/embedded.js';
-import { childEnv, LEASH_BIN } from './support/cli.js';
+import { childEnv, LEASH_BIN, runLeash } from './support/cli.js';
 
 let home = '';
 
@@ -69,5 +69,9 @@ describe('leash demo (npm start)', () => {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     }
+    // The demo started the embedded database, so it stopped it on the way out, and said so.
+    const status = await runLeash(['db', 'status', '--json'], childEnv({ LEASH_HOME: home }));
+    expect(JSON.parse(status.stdout)).toMatchObject({ mode: 'embedded', running: false });
+    expect(status.code).toBe(4);
   });
 });

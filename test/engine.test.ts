@@ -7,7 +7,7 @@ import { revokeKeys, rotateKey } from '../src/keys/vault-keys.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor, pipelineFor } from './support/governance.js';
-import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
+import { chargeTest, startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 
 let tdb: TestDatabase;
 let fake: FakeVendor;
@@ -38,7 +38,8 @@ afterAll(async () => {
   await tdb.close();
 });
 
-beforeEach(() => {
+beforeEach(async () => {
+  await deps.settler.flush();
   fake.received.length = 0;
   statements.length = 0;
 });
@@ -61,7 +62,7 @@ describe('the staged engine', () => {
     expect(fake.received).toHaveLength(1);
     const before = statements.filter((s) => s.vendorRequests === 0);
     expect(before).toHaveLength(1);
-    expect(before[0]?.sql).toContain('leash_admit_call');
+    expect(before[0]?.sql).toContain('leash_admission');
   });
 
   it('answers before the settle commits, and the settle lands within the batch delay', async () => {
@@ -71,7 +72,11 @@ describe('the staged engine', () => {
     // No settle statement ran on the answer path.
     expect(statements.some((s) => s.sql.includes('leash_settle'))).toBe(false);
     await deps.settler.flush();
-    expect(await row(r.audit_id)).toMatchObject({ outcome: 'succeeded', cost_micros: 2_000_000, reserved_micros: 0 });
+    expect(await row(r.audit_id)).toMatchObject({
+      outcome: 'succeeded',
+      cost_micros: 2_000_000,
+      reserved_micros: 0,
+    });
   });
 
   it('admits exactly the loop-guard limit of 20 concurrent identical calls', async () => {
@@ -153,5 +158,23 @@ describe('the staged engine', () => {
     expect(rows[1]?.vendor_object_id).not.toBe(owner.vendor_object_id ?? 'none');
     expect(rows[2]?.vendor_object_id).toBe('eff_batch_1');
     expect(rows[1]?.metadata).toMatchObject({ vendor_object_id_conflict: owner.vendor_object_id });
+  });
+
+  it('stores only the length and hash of a sensitive field when the call is invalid', async () => {
+    const catalog = testCatalog(fake);
+    const tools = new Map(catalog.tools);
+    tools.set('charge_test', { ...chargeTest, sensitive: ['customer'] });
+    const sensitiveDeps = pipelineFor(tdb.db, { ...catalog, tools });
+    const key = await keyFor(tdb.db, { policy: 'engine' });
+    const r = await runTool(sensitiveDeps, key.key, 'charge_test', {
+      amount_cents: -1,
+      customer: 'secret code 424242',
+    });
+    expect(r).toMatchObject({ ok: false, failure: { code: 'invalid_input', retryable: true } });
+    if (r.ok) return;
+    const stored = JSON.stringify((await row(r.failure.audit_id ?? '')).request);
+    expect(stored).not.toContain('424242');
+    expect(stored).toContain('"length":18');
+    expect(fake.received).toHaveLength(0);
   });
 });

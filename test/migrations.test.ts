@@ -32,6 +32,7 @@ describe('migrations', () => {
       '2026-11-23-0005-object-unique',
       '2026-11-23-0006-lean-audit',
       '2026-11-23-0007-one-trip',
+      '2026-11-23-0008-approvals',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
+import { formatUsd } from '../policy/money.js';
 import type { PipelineEvent } from '../pipeline/run-tool.js';
 import type { AuthFailure } from '../server/auth-throttle.js';
 
@@ -25,6 +26,18 @@ export type AlertEvent =
     }
   | { type: 'key_revoked'; key_ids: string[]; by: string; reason: string }
   | { type: 'stuck_pending'; rows: number; oldest: string }
+  | {
+      type: 'approval_requested' | 'approval_expired';
+      approval_id: string;
+      agent: string | null;
+      run_id: string | null;
+      key_id: string;
+      tool: string;
+      usd_micros: number;
+      expires_at: string;
+      /** approval_requested: the one-time signed link to the confirmation page (null when links are off). */
+      url?: string | null;
+    }
   | {
       type: 'auth_failures';
       /** Wrong secrets checked, and attempts refused unchecked (429) from addresses already blocked. */
@@ -65,6 +78,10 @@ function text(e: AlertEvent): string {
       return `:warning: leash: key ${e.key_id} (agent ${e.agent ?? '?'}) was denied ${e.denials} times in ${e.window_seconds}s (last: ${e.last_code}). The agent may be looping.`;
     case 'key_revoked':
       return `:lock: leash: revoked ${e.key_ids.length} key(s) via ${e.by}: ${e.key_ids.join(', ')} (${e.reason}).`;
+    case 'approval_requested':
+      return `:raised_hand: leash: ${e.tool} for ${formatUsd(e.usd_micros)} by agent ${e.agent ?? '?'}${e.run_id ? ` (run ${e.run_id})` : ''} is waiting for approval until ${e.expires_at}: ${e.url ?? `leash approvals show ${e.approval_id}`}`;
+    case 'approval_expired':
+      return `:hourglass: leash: approval request ${e.approval_id} (${e.tool} for ${formatUsd(e.usd_micros)}, agent ${e.agent ?? '?'}) expired at ${e.expires_at}.`;
     case 'stuck_pending':
       return `:hourglass: leash: ${e.rows} audit row(s) have been pending or unknown since ${e.oldest}; run 'leash reconcile'.`;
     case 'auth_failures':
@@ -204,7 +221,8 @@ export function startAlerts(o: {
           });
         }
       }
-      if (event.key_id) {
+      // A held call is the documented wait-and-retry flow, not a looping agent.
+      if (event.key_id && event.code !== 'approval_required') {
         const now = Date.now();
         const times = (denials.get(event.key_id) ?? []).filter((t) => now - t < BURST_WINDOW_MS);
         times.push(now);

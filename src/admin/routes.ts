@@ -7,6 +7,7 @@ import type { PipelineDeps } from '../pipeline/run-tool.js';
 import type { AuthThrottle } from '../server/auth-throttle.js';
 import { HttpError, sendJson, tooManyFailures, type RouteHandler } from '../server/http.js';
 import type { Alerts } from './alerts.js';
+import { approvalRoutes } from './approvals.js';
 import { adminReads } from './reads.js';
 
 const MAX_REASON = 500;
@@ -65,6 +66,7 @@ export function adminRoutes(
     }
     const path = url.pathname.replace(/\/+$/, '');
     const method = req.method ?? 'GET';
+    if (await approvalRoutes(deps.db, req, res, url, body)) return true;
 
     const revoke = async (target: RevokeTarget, reason: string | undefined) => {
       const why = reason ?? 'revoked by operator (admin API)';

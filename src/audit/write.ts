@@ -34,6 +34,8 @@ export interface AuditDraft {
 
 export interface Admission {
   admitted: boolean;
+  /** Not admitted: held for a person (code approval_required, details approval_id and expires_at). */
+  held?: boolean;
   code: string | null;
   details: Record<string, unknown>;
   remaining_micros: number | null;
@@ -68,52 +70,6 @@ export function storableDraft(draft: AuditDraft): AuditDraft {
     request,
     metadata,
   };
-}
-
-/** Writes a denied row (policy said no before any budget was touched). Only a database failure makes this throw. */
-export async function recordDenied(
-  db: Db,
-  draft: AuditDraft,
-  code: string,
-  details: Record<string, unknown>,
-): Promise<void> {
-  const safe = storableDraft({ ...draft, metadata: { ...draft.metadata, denial: details } });
-  await db
-    .insertInto('audit_log')
-    .values({
-      ...safe,
-      request: safe.request ? JSON.stringify(safe.request) : null,
-      metadata: JSON.stringify(safe.metadata),
-      budget: '[]',
-      decision: 'denied',
-      reason: safeText(code, MAX_NAME_CHARS).text,
-      outcome: 'none',
-      reserved_micros: 0,
-      cost_micros: 0,
-      cost_status: 'none',
-    })
-    .execute();
-}
-
-/**
- * Admission in one statement and one durable commit: re-check the key, reserve `cost` in every window,
- * count the request and insert the audit row. If this throws, the vendor must not be called.
- */
-export async function admitCall(
-  db: Db,
-  keyId: string,
-  cost: number,
-  windows: BudgetWindow[],
-  draft: AuditDraft,
-): Promise<Admission> {
-  const { rows } = await sql<{
-    r: Admission;
-  }>`select leash_admit(${keyId}, ${cost}::bigint, ${JSON.stringify(windows)}::jsonb, ${JSON.stringify(storableDraft(draft))}::jsonb) as r`.execute(
-    db,
-  );
-  const r = rows[0]?.r;
-  if (!r) throw new Error('admission returned no row');
-  return r;
 }
 
 export interface SettlePatch {
@@ -175,6 +131,8 @@ export interface AdmitRequest {
   windows: BudgetWindow[];
   /** Set for calls with an effect: at most `limit` identical allowed calls per `seconds`. */
   loop: { limit: number; seconds: number } | null;
+  /** Set when policy holds this call for a person: admitted only by consuming an approval for its digest. */
+  approval?: { expiresSeconds: number; usdMicros: number } | undefined;
 }
 
 export type AdmitResult = Admission | { stale: true; policy_version: number };
@@ -192,9 +150,10 @@ export async function admit(db: Db, a: AdmitRequest, draft: AuditDraft): Promise
     windows: a.windows,
     loop_limit: a.loop?.limit ?? null,
     loop_seconds: a.loop?.seconds ?? null,
+    approval: a.approval ? { expires_seconds: a.approval.expiresSeconds, usd_micros: a.approval.usdMicros } : null,
     row: storableDraft(draft),
   };
-  const { rows } = await sql<{ r: AdmitResult }>`select leash_admit_call(${JSON.stringify(payload)}::jsonb) as r`.execute(db);
+  const { rows } = await sql<{ r: AdmitResult }>`call leash_admission(${JSON.stringify(payload)}::jsonb, null)`.execute(db);
   const r = rows[0]?.r;
   if (!r) throw new Error('admission returned no row');
   return r;

@@ -60,6 +60,11 @@ const GROUPS: LazyGroup[] = [
     load: async () => (await import('./audit.js')).auditCommands,
   },
   {
+    name: 'approvals',
+    summary: 'Calls held for a person: list, show, approve, deny',
+    load: async () => (await import('./approvals.js')).approvalsCommands,
+  },
+  {
     name: 'spend',
     summary: 'Spend and requests by agent, key, policy or day, with caps and what is left',
     load: async () => (await import('./spend.js')).spendCommands,

@@ -10,9 +10,14 @@ import { startReconcileLoop } from '../pipeline/reconcile.js';
 import { ruleSpecs } from '../pipeline/tool.js';
 import { createAuthThrottle } from '../server/auth-throttle.js';
 import { startHttpServer } from '../server/http.js';
+import { restRoutes } from '../server/rest.js';
+import { vendorApis } from '../../tools/index.js';
 import { consoleRoutes } from '../server/console/routes.js';
 import { adminRoutes } from '../admin/routes.js';
 import { startAlerts } from '../admin/alerts.js';
+import { linkKey } from '../approvals/link.js';
+import { approvalLinkRoutes } from '../approvals/link-routes.js';
+import { startApprovalLoop, type ApprovalLoop } from '../approvals/loop.js';
 import { embeddedStatus, stopEmbedded } from '../db/embedded.js';
 import { createMetrics, metricsRoute, startMetricsServer } from '../server/metrics.js';
 import { callLog, fanOut, onAlertFailure } from './events.js';
@@ -65,7 +70,13 @@ async function serveHttp(
   const metrics = createMetrics({ db: runtime.handle.db });
   const alertLog = onAlertFailure(runtime.deps.log, metrics.alertDeliveryFailed);
   const alerts = startAlerts({ config, db: runtime.handle.db, log: alertLog });
-  runtime.deps.onEvent = fanOut(alerts.onEvent, metrics.onEvent, callLog(runtime.deps.log));
+  // A held call kicks the approval loop, which announces the request with its signed link.
+  let approvals: ApprovalLoop | undefined;
+  const held = (e: { type: string; code?: string | null }) => {
+    if (e.type === 'denied' && e.code === 'approval_required') approvals?.kick();
+  };
+  runtime.deps.onEvent = fanOut(alerts.onEvent, metrics.onEvent, callLog(runtime.deps.log), held);
+  const signing = linkKey({ linkSecret: config.approvalLinkSecret, adminToken: config.adminToken });
   // One limiter for /mcp and /admin, so wrong vault keys and wrong admin tokens share an address's allowance.
   const throttle = createAuthThrottle({
     maxFailures: config.authFailuresPerMinute,
@@ -86,7 +97,10 @@ async function serveHttp(
       routes: [
         metricsRoute(metrics, config.adminToken, throttle),
         adminRoutes(runtime.deps, config, alerts, throttle),
+        approvalLinkRoutes(runtime.deps.db, signing),
         web,
+        // The vendors' own REST paths at the root (stripe-node has no path-prefix option): `/v1/…`, `/2010-04-01/…`, `/emails`.
+        restRoutes(runtime.deps, { apis: vendorApis, throttle }),
       ],
       throttle,
     });
@@ -105,6 +119,7 @@ async function serveHttp(
         })
       : undefined;
   ctx.io.stderr(`leash serving MCP at ${http.url}/mcp${o.sandbox ? ' (sandbox vendors)' : ''}\n`);
+  ctx.io.stderr(`vendor REST APIs (Stripe, Twilio, Resend SDKs) at base URL ${http.url}\n`);
   if (metricsServer) ctx.io.stderr(`metrics at ${metricsServer.url}\n`);
   if (ctx.jsonMode && !after)
     ctx.json({
@@ -113,12 +128,21 @@ async function serveHttp(
       metrics_url: metricsServer?.url ?? (config.adminToken ? `${http.url}/metrics` : null),
     });
   if (config.adminToken) ctx.io.stderr(`operator console at ${http.url}/console\n`);
+  approvals = startApprovalLoop({
+    db: runtime.deps.db,
+    log: runtime.deps.log,
+    notify: alerts.notify,
+    announce: Boolean(config.alertWebhookUrl),
+    baseUrl: config.publicUrl ?? http.url,
+    linkKey: signing,
+  });
   if (after) await after(http.url);
   await untilSignal(async () => {
     web.close();
     await http.close();
     await metricsServer?.close();
     await reconciler?.stop();
+    await approvals?.stop();
     await alerts.close();
     await runtime.close();
   });
@@ -214,6 +238,7 @@ const demo = command({
         if (v.json) {
           ctx.json({
             url: `${url}/mcp`,
+            proxy_url: url,
             key: key.key,
             key_id: key.id,
             expires_at: key.expires_at,
@@ -233,6 +258,7 @@ const demo = command({
             'leash demo is running (sandbox vendors: no real money or messages).',
             '',
             `  MCP endpoint  ${url}/mcp`,
+            `  vendor SDKs   ${url}  (base URL for stripe-node/-python, twilio-node, resend-node; key = demo key)`,
             `  demo key      ${key.key}`,
             `  key id        ${key.id} (agent demo-agent, expires ${key.expires_at?.toISOString() ?? 'never'})`,
             `  console       ${url}/console`,

@@ -7,6 +7,7 @@ import {
   type CredentialInfo,
 } from '../credentials/credentials.js';
 import { loadMasterKey } from '../credentials/master-key.js';
+import { VendorError } from '../pipeline/errors.js';
 import { withDb } from './with-db.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
 import { catalog } from './runtime.js';
@@ -208,11 +209,6 @@ const remove = command({
   },
 });
 
-/** What a vendor folder may declare to prove a credential with one harmless read (e.g. list one object). */
-interface CredentialCheck {
-  check?: (client: unknown) => Promise<string>;
-}
-
 const check = command({
   name: 'check',
   summary:
@@ -232,21 +228,26 @@ const check = command({
         throw new CliError(message, /^no credential/.test(message) ? EXIT.notFound : EXIT.failure);
       }
     });
-    const probe = (spec as (typeof spec & CredentialCheck) | undefined)?.check;
-    if (!spec || !probe) throw new CliError(`${vendor} declares no credential check`, EXIT.failure);
+    if (!spec?.check) throw new CliError(`${vendor} declares no credential check`, EXIT.failure);
     const started = performance.now();
     let ok = true;
+    let kind: string | null = null;
     let detail: string;
     try {
-      detail = await probe(await spec.createClient(credential, { timeoutMs: 10_000 }));
+      detail = await spec.check(await spec.createClient(credential, { timeoutMs: 10_000 }));
     } catch (error) {
       ok = false;
-      // The client guard scrubs vendor errors already; no form of the secret may reach the terminal either way.
-      detail = error instanceof Error ? `${error.name}: ${error.message}` : 'failed';
-      for (const form of secretForms(credential.secret)) detail = detail.split(form).join('[redacted]');
+      // A VendorError says what went wrong (auth: the vendor refused the credential); anything else by its name.
+      if (error instanceof VendorError) {
+        kind = error.kind;
+        const status = error.status === undefined ? '' : ` (HTTP ${error.status})`;
+        detail = `${error.kind === 'auth' ? 'credential rejected' : error.kind}${status}: ${error.message}`;
+      } else detail = error instanceof Error ? `${error.name}: ${error.message}` : 'failed';
     }
+    // The client guard scrubs vendor errors already; no form of the secret may reach the terminal either way.
+    for (const form of secretForms(credential.secret)) detail = detail.split(form).join('[redacted]');
     const ms = Math.round(performance.now() - started);
-    if (ctx.jsonMode) ctx.json({ vendor, name: v.name, ok, detail, ms });
+    if (ctx.jsonMode) ctx.json({ vendor, name: v.name, ok, kind, detail, ms });
     else ctx.print(`${vendor}/${v.name}: ${ok ? 'works' : 'FAILED'} (${detail}, ${ms} ms)`);
     return ok ? EXIT.ok : EXIT.failure;
   },

@@ -19,6 +19,8 @@ const fileShape = {
     .optional(),
   alert_webhook_url: url.optional(),
   admin_token: z.string().min(24).optional(),
+  approval_link_secret: z.string().min(24).optional(),
+  public_url: url.optional(),
 };
 
 /** The environment leash reads; vendors add their base URL variables. */
@@ -31,6 +33,11 @@ const envShape = {
   LEASH_CONFIG: z.string().min(1).optional(),
   LEASH_MASTER_KEY: z.string().min(1).optional(),
   LEASH_ADMIN_TOKEN: z.string().min(24, 'LEASH_ADMIN_TOKEN must be at least 24 characters').optional(),
+  LEASH_APPROVAL_LINK_SECRET: z
+    .string()
+    .min(24, 'LEASH_APPROVAL_LINK_SECRET must be at least 24 characters')
+    .optional(),
+  LEASH_PUBLIC_URL: url.optional(),
   LEASH_ALERT_WEBHOOK_URL: url.optional(),
   LEASH_VAULT_KEY: z.string().optional(),
   LEASH_LOG: z.enum(['silent', 'error', 'info', 'debug']).optional(),
@@ -47,6 +54,10 @@ export type Config = Readonly<{
   home: string;
   masterKey: string | undefined;
   adminToken: string | undefined;
+  /** Signs approval links (default: derived from the admin token). */
+  approvalLinkSecret: string | undefined;
+  /** Where approvers reach `leash serve` (approval links); default the address it listens on. */
+  publicUrl: string | undefined;
   alertWebhookUrl: string | undefined;
   /** Vendor name → base URL from the vendor's env var (e.g. LEASH_<VENDOR>_BASE_URL). */
   baseUrls: Readonly<Record<string, string>>;
@@ -134,6 +145,8 @@ export function loadConfig(
     home,
     masterKey: e.LEASH_MASTER_KEY,
     adminToken: e.LEASH_ADMIN_TOKEN ?? fromFile.admin_token,
+    approvalLinkSecret: e.LEASH_APPROVAL_LINK_SECRET ?? fromFile.approval_link_secret,
+    publicUrl: e.LEASH_PUBLIC_URL ?? fromFile.public_url,
     alertWebhookUrl: e.LEASH_ALERT_WEBHOOK_URL ?? fromFile.alert_webhook_url,
     baseUrls: Object.freeze(baseUrls),
     vaultKey: e.LEASH_VAULT_KEY,

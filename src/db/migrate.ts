@@ -6,6 +6,7 @@ import * as hotSettle from './migrations/2026-11-22-0004-hot-settle.js';
 import * as objectUnique from './migrations/2026-11-23-0005-object-unique.js';
 import * as leanAudit from './migrations/2026-11-23-0006-lean-audit.js';
 import * as oneTrip from './migrations/2026-11-23-0007-one-trip.js';
+import * as approvals from './migrations/2026-11-23-0008-approvals.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -16,6 +17,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-0005-object-unique': objectUnique,
   '2026-11-23-0006-lean-audit': leanAudit,
   '2026-11-23-0007-one-trip': oneTrip,
+  '2026-11-23-0008-approvals': approvals,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */

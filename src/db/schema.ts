@@ -58,7 +58,7 @@ export interface SpendWindowsTable {
   updated_at: Generated<Date>;
 }
 
-export type Decision = 'allowed' | 'denied';
+export type Decision = 'allowed' | 'denied' | 'held';
 export type Outcome = 'pending' | 'succeeded' | 'failed' | 'unknown' | 'none';
 export type CostStatus = 'none' | 'estimated' | 'pending' | 'settled';
 
@@ -109,6 +109,40 @@ export interface AuditUnsettledTable {
   ts: Date;
 }
 
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used';
+
+/** A call held for a person: bound to one key and the digest of its exact arguments (see src/approvals). */
+export interface ApprovalsTable {
+  id: string;
+  key_id: string;
+  agent: string | null;
+  run_id: string | null;
+  policy: string | null;
+  policy_version: number | null;
+  tool: string;
+  operation: string | null;
+  door: Generated<string>;
+  args_hash: string;
+  request: JSONColumnType<Json, string, string> | null;
+  usd_micros: Generated<number>;
+  amount: number | null;
+  currency: string | null;
+  status: ApprovalStatus;
+  created_at: Generated<Date>;
+  expires_at: Date;
+  decided_at: Date | null;
+  decided_by: string | null;
+  note: string | null;
+  used_at: Date | null;
+  used_by_audit_id: string | null;
+  expired_at: Date | null;
+  expiry_audit_id: string | null;
+  held_audit_id: string;
+  link_nonce_hash: Buffer | null;
+  announced_at: Date | null;
+  expiry_announced_at: Date | null;
+}
+
 /** One window a call reserved in; recorded on its audit row so settlement finds it even across midnight. */
 export interface BudgetWindow {
   scope: string;
@@ -125,4 +159,5 @@ export interface Database {
   spend_windows: SpendWindowsTable;
   audit_log: AuditLogTable;
   audit_unsettled: AuditUnsettledTable;
+  approvals: ApprovalsTable;
 }

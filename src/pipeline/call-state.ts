@@ -1,7 +1,7 @@
 import type { AuditDraft, Admission } from '../audit/write.js';
 import type { AuthenticatedKey } from '../keys/authenticate.js';
 import type { ToolRule } from '../policy/compile.js';
-import type { PolicyFacts } from '../policy/evaluate.js';
+import type { ApprovalNeed, PolicyFacts } from '../policy/evaluate.js';
 import type { VendorHandle } from './clients.js';
 import type { ToolFailure, VendorError } from './errors.js';
 import type { Effect, ToolDefinition } from './tool.js';
@@ -45,6 +45,8 @@ export interface CallState {
   looked?: unknown;
   facts?: PolicyFacts;
   amountMicros?: number | undefined;
+  /** Policy holds this call for a person (see src/approvals). */
+  approval?: ApprovalNeed | undefined;
   cost: number;
   admission?: Admission;
   admitMs?: number;

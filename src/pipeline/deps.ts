@@ -46,7 +46,10 @@ export interface PipelineDeps {
 
 /** Builds the pipeline's dependencies once per process. */
 export function createPipeline(
-  o: Omit<PipelineDeps, 'clients' | 'keys' | 'settler'> & { vendorTimeoutMs?: number; settleDelayMs?: number },
+  o: Omit<PipelineDeps, 'clients' | 'keys' | 'settler'> & {
+    vendorTimeoutMs?: number;
+    settleDelayMs?: number;
+  },
 ): PipelineDeps {
   return {
     ...o,

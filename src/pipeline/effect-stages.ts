@@ -1,3 +1,4 @@
+import { approvalView } from '../approvals/view.js';
 import { budgetView } from '../ledger/budget.js';
 import type { CallState, ToolCallResult } from './call-state.js';
 import type { PipelineDeps } from './deps.js';
@@ -7,9 +8,10 @@ import { failure, errorName, vendorInfo } from './failure.js';
 /** The vendor call, with the server-held credential and an idempotency key derived from the audit row. */
 export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
   const key = s.key!;
-  const ctx = s.vendor!.callCtx(s.req.idempotencyKey ?? `leash_${s.id}`, () =>
-    budgetView(deps.db, key, key.policy),
-  );
+  const ctx = {
+    ...s.vendor!.callCtx(s.req.idempotencyKey ?? `leash_${s.id}`, () => budgetView(deps.db, key, key.policy)),
+    approval: (id: string) => approvalView(deps.db, key.id, id),
+  };
   const t0 = performance.now();
   try {
     s.effect = await s.tool!.call(ctx, s.input, s.looked);
@@ -26,7 +28,22 @@ export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
 /** Hands the outcome to the settle queue: the answer does not wait for its commit. */
 export function settle(s: CallState, deps: PipelineDeps): void {
   const latency_ms = Math.round(s.vendorMs ?? 0);
-  if (s.effect) {
+  if (s.effect?.outcome) {
+    // A vendor error passed through to the caller (REST): nothing is spent; unknown keeps its reservation.
+    const e = s.effect;
+    deps.settler.enqueue({
+      id: s.id,
+      outcome: s.effect.outcome,
+      cost: 0,
+      cost_status: 'settled',
+      patch: {
+        error: `vendor answered HTTP ${e.httpStatus ?? 'error'}`,
+        http_status: e.httpStatus,
+        vendor_request_id: scrubId(e.vendorRequestId, s.handle?.secrets),
+        latency_ms,
+      },
+    });
+  } else if (s.effect) {
     const e = s.effect;
     deps.settler.enqueue({
       id: s.id,
@@ -49,7 +66,12 @@ export function settle(s: CallState, deps: PipelineDeps): void {
       outcome: e.definite ? 'failed' : 'unknown',
       cost: 0,
       cost_status: 'settled',
-      patch: { error: `${e.kind}: ${e.message}`, http_status: e.status, vendor_request_id: e.requestId, latency_ms },
+      patch: {
+        error: `${e.kind}: ${e.message}`,
+        http_status: e.status,
+        vendor_request_id: e.requestId,
+        latency_ms,
+      },
     });
   } else {
     deps.settler.enqueue({
@@ -67,7 +89,9 @@ export function answer(s: CallState, deps: PipelineDeps): ToolCallResult {
   const admission = s.admission!;
   if (s.effect) {
     const remaining =
-      admission.remaining_micros === null ? null : admission.remaining_micros + (s.cost - s.effect.costMicros);
+      admission.remaining_micros === null
+        ? null
+        : admission.remaining_micros + (s.cost - s.effect.costMicros);
     return {
       ok: true,
       output: s.effect.output as Record<string, unknown>,

@@ -31,6 +31,12 @@ async function ownersOf(db: Db, vendor: string, exceptId: string, ids: readonly 
   return new Map(rows.map((r) => [r.vendor_object_id ?? '', r.id]));
 }
 
+/** The idempotency key the caller chose (REST), as the call recorded it. */
+const callerKey = (metadata: unknown): string | undefined => {
+  const key = (metadata as { idempotency_key?: unknown } | null)?.idempotency_key;
+  return typeof key === 'string' ? key : undefined;
+};
+
 const isUniqueViolation = (error: unknown) =>
   typeof error === 'object' && error !== null && 'code' in error && error.code === '23505';
 
@@ -62,6 +68,7 @@ export async function reconcile(
       'a.reserved_micros',
       'a.cost_micros',
       'a.sandbox',
+      'a.metadata',
     ])
     .where('u.ts', '<', sql<Date>`now() - make_interval(secs => ${grace})`)
     .orderBy('u.ts')
@@ -80,7 +87,7 @@ export async function reconcile(
     const before = row.outcome === 'succeeded' ? `succeeded/cost ${row.cost_status}` : row.outcome;
     const note = (after: string, extra?: string) =>
       summary.rows.push({ id: row.id, tool: row.tool, before, after, ...(extra ? { note: extra } : {}) });
-    const tool = deps.catalog.tools.get(row.tool);
+    const tool = deps.catalog.tools.get(row.tool) ?? deps.catalog.endpoints?.get(row.tool);
     if (!tool?.reconcile || !tool.vendor) {
       summary.skipped++;
       note(before, 'tool cannot reconcile');
@@ -108,7 +115,7 @@ export async function reconcile(
     const pending: PendingCall = {
       id: row.id,
       ts: row.ts,
-      idempotencyKey: `leash_${row.id}`,
+      idempotencyKey: callerKey(row.metadata) ?? `leash_${row.id}`,
       request: row.request,
       amount: row.amount,
       vendorObjectId: row.vendor_object_id,

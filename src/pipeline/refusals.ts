@@ -16,22 +16,60 @@ const usd = (v: unknown) => (typeof v === 'number' ? formatUsd(v) : 'nothing');
  * front door — is looked up here for `retryable` and its HTTP status; an unknown code is not retryable.
  */
 export const REFUSALS: Readonly<Record<string, RefusalKind>> = {
-  key_invalid: { retryable: false, http: 401, message: say('the vault key is missing, malformed or not recognised') },
-  key_revoked: { retryable: false, http: 401, message: say('this vault key has been revoked; stop and ask an operator') },
+  key_invalid: {
+    retryable: false,
+    http: 401,
+    message: say('the vault key is missing, malformed or not recognised'),
+  },
+  key_revoked: {
+    retryable: false,
+    http: 401,
+    message: say('this vault key has been revoked; stop and ask an operator'),
+  },
   key_expired: {
     retryable: false,
     http: 401,
     message: say('this vault key has expired; stop and ask an operator for a new one'),
   },
   unknown_tool: { retryable: false, http: 404, message: say('there is no such tool') },
-  tool_not_allowed: { retryable: false, http: 403, message: say("this key's policy does not allow this call") },
+  tool_not_allowed: {
+    retryable: false,
+    http: 403,
+    message: say("this key's policy does not allow this call"),
+  },
+  endpoint_not_allowed: {
+    retryable: false,
+    http: 403,
+    message: say("this key's policy does not allow this endpoint"),
+  },
+  parameter_not_allowed: {
+    retryable: false,
+    http: 403,
+    message: say('a parameter of this request is not allowed by policy'),
+  },
   invalid_input: { retryable: true, http: 400, message: say('the arguments are not valid') },
-  currency_not_supported: { retryable: false, http: 403, message: say('no USD rate is configured for this currency') },
+  currency_not_supported: {
+    retryable: false,
+    http: 403,
+    message: say('no USD rate is configured for this currency'),
+  },
   amount_over_limit: { retryable: false, http: 403, message: say('the amount is over the per-call limit') },
-  customer_not_allowed: { retryable: false, http: 403, message: say("the customer is not on this policy's list") },
-  recipient_not_allowed: { retryable: false, http: 403, message: say('a recipient is not allowed by policy') },
+  customer_not_allowed: {
+    retryable: false,
+    http: 403,
+    message: say("the customer is not on this policy's list"),
+  },
+  recipient_not_allowed: {
+    retryable: false,
+    http: 403,
+    message: say('a recipient is not allowed by policy'),
+  },
   too_many_recipients: { retryable: false, http: 403, message: say('too many recipients for this policy') },
-  too_many_segments: { retryable: false, http: 403, message: say('the message is longer than this policy allows') },
+  too_many_segments: {
+    retryable: false,
+    http: 403,
+    message: say('the message is longer than this policy allows'),
+  },
   loop_detected: {
     retryable: false,
     http: 429,
@@ -52,7 +90,11 @@ export const REFUSALS: Readonly<Record<string, RefusalKind>> = {
     message: (d) =>
       `hourly request cap of ${String(d.cap_requests)} reached; retrying will not help until ${String(d.resets_at)}`,
   },
-  facts_unavailable: { retryable: false, http: 502, message: say('could not look up what this call touches') },
+  facts_unavailable: {
+    retryable: false,
+    http: 502,
+    message: say('could not look up what this call touches'),
+  },
   credential_unavailable: {
     retryable: false,
     http: 503,
@@ -62,6 +104,25 @@ export const REFUSALS: Readonly<Record<string, RefusalKind>> = {
     retryable: true,
     http: 503,
     message: say('the audit log could not be written, so the call was not made; try again later'),
+  },
+  approval_required: {
+    retryable: true,
+    http: 403,
+    message: (d) =>
+      `this call needs a person's approval and was not sent (approval ${String(d.approval_id)}, open until ${String(d.expires_at)}); ` +
+      'wait, check it with get_approval, then call again with exactly the same arguments',
+  },
+  approval_denied: {
+    retryable: false,
+    http: 403,
+    message: (d) =>
+      `a person denied this call (approval ${String(d.approval_id)}${typeof d.note === 'string' && d.note ? `: ${d.note}` : ''})`,
+  },
+  approval_expired: {
+    retryable: false,
+    http: 403,
+    message: (d) =>
+      `the approval request for this call expired at ${String(d.expired_at)} without being used; nothing was sent`,
   },
   internal_error: { retryable: false, http: 500, message: say('internal error') },
 };

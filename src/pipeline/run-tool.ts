@@ -6,6 +6,7 @@ import { emit, type PipelineDeps } from './deps.js';
 import { answer, call, settle } from './effect-stages.js';
 import { errorName, failure } from './failure.js';
 import { admitStage, authenticate, evaluate, facts, validate } from './stages.js';
+import { operationOf } from './tool.js';
 
 export { createPipeline, type PipelineDeps, type PipelineEvent } from './deps.js';
 export type { CallRequest, ToolCallResult } from './call-state.js';
@@ -86,7 +87,13 @@ async function refuse(s: CallState, deps: PipelineDeps, r: Refusal): Promise<Too
   const keyFailed = code.startsWith('key_');
   const message = code === r.code ? r.message : undefined;
   // A caller with no valid key learns nothing, not even the audit id.
-  return failure(code, code === 'key_invalid' ? null : s.id, message, keyFailed ? undefined : details, r.extra);
+  return failure(
+    code,
+    code === 'key_invalid' ? null : s.id,
+    message,
+    keyFailed ? undefined : details,
+    r.extra,
+  );
 }
 
 function finish(s: CallState, deps: PipelineDeps, result: ToolCallResult): ToolCallResult {
@@ -106,7 +113,7 @@ function finish(s: CallState, deps: PipelineDeps, result: ToolCallResult): ToolC
 }
 
 function newState(deps: PipelineDeps, req: CallRequest): CallState {
-  const tool = deps.catalog.tools.get(req.tool);
+  const tool = operationOf(deps.catalog, req.tool, req.door);
   const name = tool?.name ?? safeText(req.tool, MAX_NAME_CHARS).text;
   const id = uuidv7();
   const draft: AuditDraft = {
@@ -126,7 +133,8 @@ function newState(deps: PipelineDeps, req: CallRequest): CallState {
     door: req.door,
     amount: null,
     currency: null,
-    metadata: {},
+    // The caller's own idempotency key, so reconcile replays with the key the vendor saw.
+    metadata: req.idempotencyKey ? { idempotency_key: req.idempotencyKey } : {},
   };
   const s: CallState = { req, id, started: performance.now(), name, draft, cost: 0 };
   if (tool) s.tool = tool;

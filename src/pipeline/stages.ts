@@ -52,11 +52,22 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
     return { code: 'invalid_input', message: `arguments are nested deeper than ${MAX_DEPTH} levels` };
   }
   s.draft.args_hash = argsHash(s.name, args);
+  // REST: default deny — a path no endpoint declares, or one the policy does not list, is refused alike.
+  const rest = s.req.door === 'http';
   if (!s.tool) {
     s.draft.request = requestOf(args);
+    if (rest) return { code: 'endpoint_not_allowed', message: `leash does not allow ${s.name}` };
     return { code: 'unknown_tool', message: `there is no tool named ${s.name}` };
   }
   const rule = policy.tools.get(s.tool.name);
+  if (!rule && rest) {
+    const parsed = s.tool.input.safeParse(args);
+    s.draft.request =
+      parsed.success && s.tool.redact
+        ? s.tool.redact(parsed.data)
+        : withoutSensitive(requestOf(args), ['body']);
+    return { code: 'endpoint_not_allowed', message: `policy '${policy.name}' does not allow ${s.name}` };
+  }
   if (!rule) {
     return {
       code: 'tool_not_allowed',
@@ -75,7 +86,7 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
       field: i.path.join('.') || '(input)',
       problem: i.message,
     }));
-    s.draft.request = requestOf(args);
+    s.draft.request = withoutSensitive(requestOf(args), s.tool.sensitive);
     return {
       code: 'invalid_input',
       message: `invalid input for ${s.tool.name}: ${issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`,
@@ -124,6 +135,8 @@ export async function facts(s: CallState, deps: PipelineDeps): Promise<StageResu
     }
   }
   s.facts = tool.facts(s.input, s.looked);
+  // What policy decided on, so `leash policies replay` can decide the same row under another policy.
+  s.draft.metadata.facts = s.facts;
   if (s.facts.amount) {
     s.draft.amount = s.facts.amount.minor;
     s.draft.currency = s.facts.amount.currency.toLowerCase();
@@ -145,6 +158,7 @@ export function evaluate(s: CallState, deps: PipelineDeps): StageResult {
   });
   if (!decision.allow) return { code: decision.code, message: decision.message, details: decision.details };
   s.amountMicros = decision.amountMicros;
+  s.approval = decision.approval;
   s.cost = s.tool!.estimateCostMicros(s.input, s.looked, pricingFrom(deps.config), decision.amountMicros);
   return undefined;
 }
@@ -172,6 +186,7 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
               seconds: guard.windowSeconds,
             }
           : null,
+        approval: s.approval && { expiresSeconds: s.approval.expiresSeconds, usdMicros: s.amountMicros ?? 0 },
       },
       s.draft,
     );
@@ -181,6 +196,7 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
   }
   s.admitMs = performance.now() - t0;
   if ('stale' in result) return 'restart';
+  // A held call (approval_required) is refused like any other: its row and approval request are written.
   if (!result.admitted) return { code: result.code ?? 'denied', details: result.details, row: 'written' };
   s.admission = result;
   return undefined;
@@ -188,13 +204,33 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
 
 /** The loop guard's identity of a call: tool and canonical arguments. */
 export function argsHash(tool: string, args: unknown): string {
-  return createHash('sha256').update(tool).update('\0').update(canonicalJson(args)).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(tool)
+    .update('\0')
+    .update(canonicalJson(args))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 function requestOf(args: unknown): Record<string, unknown> {
   return typeof args === 'object' && args !== null && !Array.isArray(args)
     ? (args as Record<string, unknown>)
     : { _value: args ?? null };
+}
+
+/** Sensitive fields as their length and sha-256 only (an invalid call's arguments are kept for forensics). */
+function withoutSensitive(
+  request: Record<string, unknown>,
+  fields: readonly string[] = [],
+): Record<string, unknown> {
+  const out = { ...request };
+  for (const f of fields) {
+    const v = out[f];
+    if (v === undefined) continue;
+    const text = typeof v === 'string' ? v : (JSON.stringify(v) ?? '');
+    out[f] = { redacted: true, length: text.length, sha256: createHash('sha256').update(text).digest('hex') };
+  }
+  return out;
 }
 
 /** Depth of nested arrays/objects, without recursion (so hostile nesting cannot overflow the stack). */

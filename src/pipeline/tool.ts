@@ -41,6 +41,18 @@ export interface BudgetView {
   }[];
 }
 
+/** One approval request of this key, as the agent may see it. */
+export interface ApprovalView {
+  approval_id: string;
+  status: 'pending' | 'approved' | 'denied' | 'expired' | 'used';
+  tool: string;
+  usd_micros: number;
+  created_at: string;
+  expires_at: string;
+  decided_at: string | null;
+  note: string | null;
+}
+
 export interface LookupContext<Client> {
   client: Client;
   rule: ToolRule;
@@ -53,6 +65,8 @@ export interface CallContext<Client> extends LookupContext<Client> {
   idempotencyKey: string;
   pricing: Pricing;
   budget(): Promise<BudgetView>;
+  /** This key's own approval request by id (undefined when there is none); set for calls, not for reconcile. */
+  approval?(id: string): Promise<ApprovalView | undefined>;
 }
 
 /** What reconcile adds to a call's context. */
@@ -71,6 +85,8 @@ export interface Effect<Out> {
   vendorRequestId?: string;
   httpStatus?: number;
   amount?: { minor: number; currency: string };
+  /** The vendor answered with an error that still goes back to the caller (REST pass-through): settle it so. */
+  outcome?: 'failed' | 'unknown';
 }
 
 /** The audit row fields reconcile hands back to the tool. */
@@ -137,6 +153,8 @@ export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Cl
   reconcile?(ctx: ReconcileContext<Client>, row: PendingCall): Promise<Reconciled>;
   /** What of the input the audit row keeps. Default: all of it. */
   redact?(input: In): Record<string, unknown>;
+  /** Top-level fields never stored, even when the input is invalid (then only their length and sha-256 are). */
+  sensitive?: readonly string[];
 }
 
 /**
@@ -160,12 +178,23 @@ export function defineTool<In, Facts, Out, Client>(
 export interface Catalog {
   tools: ReadonlyMap<string, ToolDefinition>;
   vendors: ReadonlyMap<string, VendorSpec>;
+  /** The vendors' REST endpoints (`<vendor>:<METHOD> <path>`): called only by the REST front door, never listed as tools. */
+  endpoints?: ReadonlyMap<string, ToolDefinition>;
+}
+
+/** A tool (MCP door) or an endpoint (REST door) by name. */
+export function operationOf(
+  catalog: Catalog,
+  name: string,
+  door: 'mcp' | 'http',
+): ToolDefinition | undefined {
+  return door === 'http' ? catalog.endpoints?.get(name) : catalog.tools.get(name);
 }
 
 /** What the policy compiler needs to know of the catalog: each tool's vendor and rules. */
 export function ruleSpecs(catalog: Catalog): ReadonlyMap<string, ToolRuleSpec> {
   return new Map(
-    [...catalog.tools.values()].map((t) => {
+    [...catalog.tools.values(), ...(catalog.endpoints?.values() ?? [])].map((t) => {
       const spec: ToolRuleSpec = { rules: t.rules };
       if (t.vendor) spec.vendor = t.vendor;
       if (t.ownRules) spec.own = t.ownRules;

@@ -30,6 +30,8 @@ export interface ToolRule {
   credential?: string;
   maxAmountMicros?: number;
   customers?: ReadonlySet<string>;
+  /** Hold for a person above this USD amount, or always (`aboveMicros` undefined); good for `expiresSeconds`. */
+  approval?: { aboveMicros?: number; expiresSeconds: number };
   /** The rule as written; a tool's declared rules compile from it (see rule-set.ts). */
   source: ToolRuleInput;
 }
@@ -47,8 +49,13 @@ export interface CompiledPolicy {
   vendors: Readonly<Record<string, { credential: string; account?: string }>>;
   tools: ReadonlyMap<string, ToolRule>;
   loopGuard?: { identicalCalls: number; windowSeconds: number };
+  /** Some rule holds calls for a person (then `get_approval` is allowed and listed). */
+  approvals: boolean;
   document: PolicyFile;
 }
+
+/** The tool an agent asks where its held call stands; allowed by any policy with an approval rule. */
+export const APPROVAL_TOOL = 'get_approval';
 
 /** Stable JSON (sorted keys) so equal documents have equal digests. */
 export function canonicalJson(value: unknown): string {
@@ -64,30 +71,45 @@ export function canonicalJson(value: unknown): string {
 
 /** Keys a tool's rule may set: `credential`, the generic rules it takes, and its own. */
 function ruleKeys(spec: ToolRuleSpec): string[] {
-  return ['credential', ...spec.rules, ...Object.keys(spec.own?.shape ?? {})];
+  return ['credential', 'approval', ...spec.rules, ...Object.keys(spec.own?.shape ?? {})];
 }
 
-/** Problems with one tool's rule, each naming its path. */
-function ruleProblems(tool: string, rule: ToolRuleInput | null, spec: ToolRuleSpec): string[] {
+/** Problems with one tool's rule, each naming its path (`at`: where the rule is written). */
+function ruleProblems(
+  tool: string,
+  rule: ToolRuleInput | null,
+  spec: ToolRuleSpec,
+  at = `tools.${tool}`,
+): string[] {
   const keys = ruleKeys(spec);
   const problems: string[] = [];
   for (const key of Object.keys(rule ?? {})) {
     if (!keys.includes(key)) {
       const takes = keys.filter((k) => k !== 'credential');
       problems.push(
-        `✖ '${key}' does not apply to ${tool} (rules it takes: ${takes.join(', ') || 'none'})\n  → at tools.${tool}.${key}`,
+        `✖ '${key}' does not apply to ${tool} (rules it takes: ${takes.join(', ') || 'none'})\n  → at ${at}.${key}`,
       );
     }
   }
   for (const key of spec.own?.requires ?? []) {
-    if (rule?.[key] === undefined) problems.push(`✖ ${tool} requires '${key}'\n  → at tools.${tool}.${key}`);
+    if (rule?.[key] === undefined) problems.push(`✖ ${tool} requires '${key}'\n  → at ${at}.${key}`);
   }
-  const shape: Record<string, z.ZodType> = { credential: genericRuleShape.credential, ...spec.own?.shape };
+  const shape: Record<string, z.ZodType> = {
+    credential: genericRuleShape.credential,
+    approval: genericRuleShape.approval,
+    ...spec.own?.shape,
+  };
   for (const key of spec.rules) shape[key] = genericRuleShape[key];
   const parsed = z.object(shape).safeParse(rule ?? {});
   for (const issue of parsed.success ? [] : parsed.error.issues) {
-    problems.push(`✖ ${issue.message}\n  → at ${['tools', tool, ...issue.path.map(String)].join('.')}`);
+    problems.push(`✖ ${issue.message}\n  → at ${[at, ...issue.path.map(String)].join('.')}`);
   }
+  // A tool whose calls carry no amount can only be held `always`.
+  const approval = rule?.approval as { above_usd?: unknown } | undefined; // shape checked just above
+  if (approval?.above_usd !== undefined && !spec.rules.includes('max_amount_usd'))
+    problems.push(
+      `✖ ${tool} moves no money, so approval.above_usd never applies; use approval: { always: true }\n  → at ${at}.approval.above_usd`,
+    );
   return problems;
 }
 
@@ -99,14 +121,39 @@ export function validatePolicy(raw: unknown, catalog: ReadonlyMap<string, ToolRu
   const problems: string[] = [];
   for (const [tool, rule] of Object.entries(doc.tools)) {
     const spec = catalog.get(tool);
-    if (spec) problems.push(...ruleProblems(tool, rule, spec));
-    else
+    if (spec && !tool.includes(':')) problems.push(...ruleProblems(tool, rule, spec));
+    else {
+      const known = [...catalog.keys()].filter((k) => !k.includes(':'));
+      problems.push(`✖ unknown tool '${tool}' (known: ${known.sort().join(', ')})\n  → at tools.${tool}`);
+    }
+  }
+  for (const [vendor, endpoint, rule] of endpointRules(doc)) {
+    const name = `${vendor}:${endpoint}`;
+    const spec = catalog.get(name);
+    const at = `vendors.${vendor}.http["${endpoint}"]`;
+    if (spec?.vendor === vendor) problems.push(...ruleProblems(name, rule, spec, at));
+    else {
+      const known = [...catalog.keys()]
+        .filter((k) => k.startsWith(`${vendor}:`))
+        .map((k) => k.slice(vendor.length + 1));
       problems.push(
-        `✖ unknown tool '${tool}' (known: ${[...catalog.keys()].sort().join(', ')})\n  → at tools.${tool}`,
+        `✖ unknown ${vendor} endpoint '${endpoint}' (leash governs: ${known.sort().join(', ') || 'none'})\n  → at ${at}`,
       );
+    }
   }
   if (problems.length) throw new PolicyFileError(problems.join('\n'));
   return doc;
+}
+
+/** Each vendor's REST endpoints as written: vendor, `METHOD /path`, rule. */
+function endpointRules(doc: PolicyFile): [string, string, ToolRuleInput | null][] {
+  return Object.entries(doc.vendors).flatMap(([vendor, v]) =>
+    Object.entries(v.http ?? {}).map(([endpoint, rule]): [string, string, ToolRuleInput | null] => [
+      vendor,
+      endpoint,
+      rule,
+    ]),
+  );
 }
 
 /** Digest of a validated document; applying an unchanged document creates no new version. */
@@ -126,6 +173,10 @@ function compileRule(rule: ToolRuleInput | null): ToolRule {
   if (r.credential) out.credential = r.credential;
   if (r.max_amount_usd !== undefined) out.maxAmountMicros = usdToMicros(r.max_amount_usd);
   if (r.customers) out.customers = new Set(r.customers);
+  if (r.approval) {
+    out.approval = { expiresSeconds: durationSeconds(r.approval.expires) };
+    if (r.approval.above_usd !== undefined) out.approval.aboveMicros = usdToMicros(r.approval.above_usd);
+  }
   return out;
 }
 
@@ -144,13 +195,25 @@ export function compilePolicy(doc: PolicyFile, version: number): CompiledPolicy 
       ? { credential: v.credential, account: v.account }
       : { credential: v.credential };
   }
+  // REST endpoints compile beside the tools, named `<vendor>:<METHOD> <path>` (a name no tool can have).
+  const tools = new Map([
+    ...Object.entries(doc.tools).map(([tool, rule]): [string, ToolRule] => [tool, compileRule(rule)]),
+    ...endpointRules(doc).map(([vendor, endpoint, rule]): [string, ToolRule] => [
+      `${vendor}:${endpoint}`,
+      compileRule(rule),
+    ]),
+  ]);
+  const approvals = [...tools.values()].some((r) => r.approval);
+  // An agent whose calls may be held can always ask where they stand.
+  if (approvals && !tools.has(APPROVAL_TOOL)) tools.set(APPROVAL_TOOL, { source: {} });
   const compiled: CompiledPolicy = {
     name: doc.name,
     version,
     digest: policyDigest(doc),
     limits,
     vendors,
-    tools: new Map(Object.entries(doc.tools).map(([tool, rule]) => [tool, compileRule(rule)])),
+    tools,
+    approvals,
     document: doc,
   };
   if (doc.loop_guard) {

@@ -124,6 +124,62 @@ describe('evaluate', () => {
   });
 });
 
+describe('approval rules', () => {
+  const held = compilePolicy(
+    validatePolicy(
+      {
+        name: 'held',
+        tools: {
+          issue_refund: { max_amount_usd: 500, approval: { above_usd: 100, expires: '30m' } },
+          send_sms: { from: '+15550001111', approval: { always: true, expires: '2h' } },
+        },
+      },
+      catalog,
+    ),
+    1,
+  );
+  const call = (tool: string, facts: PolicyFacts) => req(tool, facts, { policy: held });
+
+  it.each([
+    ['a refund at the threshold goes through unheld', call('issue_refund', refund(10_000)), undefined],
+    [
+      'a refund over the threshold waits for a person',
+      call('issue_refund', refund(15_000)),
+      { expiresSeconds: 1800, reason: 'above_usd', aboveMicros: 100_000_000 },
+    ],
+    [
+      'a rule with always holds a call that moves no money',
+      call('send_sms', { phones: ['+15551234567'], segments: 1 }),
+      { expiresSeconds: 7200, reason: 'always' },
+    ],
+  ])('%s', (_name, request, approval) => {
+    const d = evaluate(request);
+    expect(d.allow).toBe(true);
+    if (d.allow) expect(d.approval).toEqual(approval);
+  });
+
+  it('checks every other rule first: an amount over the per-call limit is denied, not held', () => {
+    expect(evaluate(call('issue_refund', refund(60_000)))).toMatchObject({ allow: false, code: 'amount_over_limit' });
+  });
+
+  it('lists get_approval for a policy with an approval rule, and not otherwise', () => {
+    expect(held.approvals).toBe(true);
+    expect(held.tools.has('get_approval')).toBe(true);
+    expect(policy.tools.has('get_approval')).toBe(false);
+  });
+
+  it.each([
+    [{ issue_refund: { approval: { expires: '30m' } } }, 'exactly one of above_usd or always'],
+    [{ issue_refund: { approval: { above_usd: 1, always: true } } }, 'exactly one of above_usd or always'],
+    [{ send_sms: { from: '+1555', approval: { above_usd: 5 } } }, 'moves no money'],
+    [{ get_budget: { approval: { above_usd: 5 } } }, 'moves no money'],
+    [{ issue_refund: { approval: { always: true, expires: '8d' } } }, 'at most 7d'],
+    [{ issue_refund: { approval: { always: true, later: 1 } } }, 'later'],
+  ])('rejects the approval rule %j naming %s', (tools, needle) => {
+    expect(() => validatePolicy({ name: 'p', tools }, catalog)).toThrow(needle);
+  });
+});
+
 describe('validatePolicy', () => {
   it('accepts the policy file format as before, tool-declared rules included', () => {
     expect(policy.tools.get('send_sms')?.source).toMatchObject({ from: '+15550001111', max_segments: 3 });

@@ -1,4 +1,4 @@
-import type { CompiledPolicy } from './compile.js';
+import type { CompiledPolicy, ToolRule } from './compile.js';
 import { formatUsd, toMicroUsd } from './money.js';
 import type { RuleDenial, ToolRules } from './rule-set.js';
 import { genericRuleShape } from './schema.js';
@@ -35,8 +35,16 @@ export type DenyCode =
   | 'amount_over_limit'
   | 'customer_not_allowed';
 
+/** An allowed call a person must approve first: held until then, the approval good for `expiresSeconds`. */
+export interface ApprovalNeed {
+  expiresSeconds: number;
+  /** Why, for the audit row and the approver: over the threshold, or always. */
+  reason: 'above_usd' | 'always';
+  aboveMicros?: number;
+}
+
 export type Decision =
-  | { allow: true; amountMicros?: number }
+  | { allow: true; amountMicros?: number; approval?: ApprovalNeed }
   | { allow: false; code: string; message: string; details: Record<string, unknown> };
 
 const deny = (code: DenyCode, message: string, details: Record<string, unknown> = {}): Decision => ({
@@ -116,5 +124,18 @@ export function evaluate(req: EvaluationRequest): Decision {
 
   const own = ownCheck(req);
   if (own) return { allow: false, ...own };
-  return amountMicros === undefined ? { allow: true } : { allow: true, amountMicros };
+  const allowed: Decision = amountMicros === undefined ? { allow: true } : { allow: true, amountMicros };
+  const approval = approvalNeed(rule.approval, amountMicros);
+  return approval ? { ...allowed, approval } : allowed;
+}
+
+/** Whether an otherwise allowed call waits for a person. An amount that cannot be known is held (fail closed). */
+function approvalNeed(
+  rule: ToolRule['approval'],
+  amountMicros: number | undefined,
+): ApprovalNeed | undefined {
+  if (!rule) return undefined;
+  if (rule.aboveMicros === undefined) return { expiresSeconds: rule.expiresSeconds, reason: 'always' };
+  if (amountMicros !== undefined && amountMicros <= rule.aboveMicros) return undefined;
+  return { expiresSeconds: rule.expiresSeconds, reason: 'above_usd', aboveMicros: rule.aboveMicros };
 }

@@ -19,10 +19,25 @@ export const genericRuleShape = {
   max_amount_usd: usd.optional(),
   /** Only these vendor customers (the vendor's customer ids). */
   customers: z.array(z.string().min(1)).min(1).optional(),
+  /**
+   * Hold the call for a person: above an amount (`above_usd`, tools that move money) or `always`; the approval is
+   * good for one identical call until `expires` (default 30m, at most 7d). Applies to every tool.
+   */
+  approval: z
+    .strictObject({
+      above_usd: usd.optional(),
+      always: z.literal(true).optional(),
+      expires: duration.default('30m'),
+    })
+    .refine((a) => (a.above_usd === undefined) !== (a.always === undefined), {
+      message: 'give exactly one of above_usd or always: true',
+    })
+    .refine((a) => durationSeconds(a.expires) <= 7 * 86_400, { message: 'expires is at most 7d' })
+    .optional(),
 };
 
-/** Generic rules a tool may opt into (`credential` applies to all). */
-export type RuleName = Exclude<keyof typeof genericRuleShape, 'credential'>;
+/** Generic rules a tool may opt into (`credential` and `approval` apply to all). */
+export type RuleName = Exclude<keyof typeof genericRuleShape, 'credential' | 'approval'>;
 
 /** One tool's rule as written: generic keys plus the tool's own, checked against the catalog when applied. */
 export type ToolRuleInput = Readonly<Record<string, unknown>>;
@@ -46,7 +61,20 @@ export const policyFileSchema = z.strictObject({
   vendors: z
     .record(
       z.string().regex(/^[a-z][a-z0-9_]*$/, 'a vendor name: lower-case letters, digits and "_"'),
-      z.strictObject({ credential: name.default('default'), account: z.string().min(1).optional() }),
+      z.strictObject({
+        credential: name.default('default'),
+        account: z.string().min(1).optional(),
+        /**
+         * The vendor's REST endpoints a key may call through the REST front door, `METHOD /path/template` → the
+         * same rules as the matching tool (null or {} for none). Default deny: any other endpoint is refused.
+         */
+        http: z
+          .record(
+            z.string().regex(/^(GET|POST|DELETE) \/\S*$/, 'an endpoint like "POST /v1/refunds"'),
+            z.record(z.string(), z.unknown()).nullable(),
+          )
+          .optional(),
+      }),
     )
     .default({}),
   // Each tool's rule is checked against that tool's declared rules by validatePolicy (compile.ts).

@@ -18,6 +18,8 @@ export type RouteHandler = (
   res: ServerResponse,
   url: URL,
   body: () => Promise<unknown>,
+  /** The body's bytes as sent (form-encoded bodies, say), under the same size limit; empty when none. */
+  raw: () => Promise<Buffer>,
 ) => Promise<boolean>;
 
 export interface HttpOptions {
@@ -71,7 +73,19 @@ function nestingDepth(text: string): number {
   return max;
 }
 
-function readBody(req: IncomingMessage): Promise<unknown> {
+function parseBody(raw: Buffer): unknown {
+  if (!raw.length) return undefined;
+  const text = raw.toString('utf8');
+  if (nestingDepth(text) > MAX_DEPTH)
+    throw new HttpError(400, `request body nests deeper than ${MAX_DEPTH} arrays or objects`);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new HttpError(400, 'request body is not valid JSON', -32700);
+  }
+}
+
+function readRaw(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -88,15 +102,7 @@ function readBody(req: IncomingMessage): Promise<unknown> {
     });
     req.on('end', () => {
       if (size > MAX_BODY) return reject(tooLarge());
-      if (!size) return resolve(undefined);
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (nestingDepth(text) > MAX_DEPTH)
-        return reject(new HttpError(400, `request body nests deeper than ${MAX_DEPTH} arrays or objects`));
-      try {
-        resolve(JSON.parse(text) as unknown);
-      } catch {
-        reject(new HttpError(400, 'request body is not valid JSON', -32700));
-      }
+      resolve(Buffer.concat(chunks));
     });
     req.on('error', reject);
   });
@@ -191,9 +197,11 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
         return sendJson(res, 503, { status: 'database unavailable' });
       }
     }
+    let rawPromise: Promise<Buffer> | undefined;
     let bodyPromise: Promise<unknown> | undefined;
-    const body = () => (bodyPromise ??= readBody(req));
-    for (const route of o.routes ?? []) if (await route(req, res, url, body)) return;
+    const raw = () => (rawPromise ??= readRaw(req));
+    const body = () => (bodyPromise ??= raw().then(parseBody));
+    for (const route of o.routes ?? []) if (await route(req, res, url, body, raw)) return;
     if (url.pathname !== '/mcp') return sendJson(res, 404, { error: 'not found' });
     if (req.method !== 'POST') {
       // Stateless server: no standalone SSE stream and no sessions to delete.

@@ -45,4 +45,10 @@ export interface VendorSpec<Client = unknown> extends VendorDeclaration {
   createClient(credential: ResolvedCredential, options: { timeoutMs: number }): Client | Promise<Client>;
   /** Starts (once per process) a local fake of this vendor for --sandbox. */
   sandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }>;
+  /**
+   * `leash vendors check`: one harmless read (never a write) that proves the credential works. Resolves to a
+   * short human summary (never a secret); a failure throws the client's scrubbed VendorError (kind 'auth' for
+   * a bad key).
+   */
+  check?(client: Client): Promise<string>;
 }

@@ -69,8 +69,11 @@ function record(r: Received): FakeRequest {
   return { method: r.method, path: r.path, headers: r.headers, body, raw: r.body, query: r.query };
 }
 
-/** Starts a fake Resend API on 127.0.0.1, port 0, keeping the newest `keep` requests and emails. */
-export async function startResendFake(o: { keep?: number } = {}): Promise<ResendFake> {
+/**
+ * Starts a fake Resend API on 127.0.0.1, port 0, keeping the newest `keep` requests and emails. Every route
+ * needs a bearer key (401 missing_api_key); with `apiKey`, any other key gets Resend's 403 invalid_api_key.
+ */
+export async function startResendFake(o: { keep?: number; apiKey?: string } = {}): Promise<ResendFake> {
   const keep = o.keep ?? KEEP_RECENT;
   const sent: FakeEmail[] = [];
   const byKey = new Map<string, { email: FakeEmail; body: string }>();
@@ -83,8 +86,6 @@ export async function startResendFake(o: { keep?: number } = {}): Promise<Resend
   ];
 
   function send(req: FakeRequest, raw: string): Answer {
-    if (!String(req.headers.authorization ?? '').startsWith('Bearer '))
-      return error(401, 'missing_api_key', 'Missing API key in the authorization header');
     const b = (req.body ?? {}) as Record<string, unknown>; // a JSON object, checked field by field below
     const to = list(b.to);
     if (!str(b.from) || !to || !str(b.subject) || !(str(b.text) || str(b.html)))
@@ -122,6 +123,10 @@ export async function startResendFake(o: { keep?: number } = {}): Promise<Resend
   }
 
   function route(req: FakeRequest, raw: string, query: URLSearchParams): Answer {
+    const key = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''))?.[1];
+    if (!key) return error(401, 'missing_api_key', 'Missing API key in the authorization header');
+    if (o.apiKey !== undefined && key !== o.apiKey)
+      return error(403, 'invalid_api_key', 'API key is invalid');
     if (req.method === 'POST' && req.path === '/emails') return send(req, raw);
     if (req.method === 'GET' && req.path === '/emails') {
       const newest = [...sent].reverse();
@@ -162,4 +167,7 @@ export async function startResendFake(o: { keep?: number } = {}): Promise<Resend
 }
 
 /** --sandbox: one local Resend per process. */
-export const resendSandbox = sharedSandbox(() => startResendFake(), { api_key: 're_sandbox' });
+const SANDBOX_KEY = 're_sandbox';
+export const resendSandbox = sharedSandbox(() => startResendFake({ apiKey: SANDBOX_KEY }), {
+  api_key: SANDBOX_KEY,
+});

@@ -194,6 +194,7 @@ export const sendEmail = defineTool<In, undefined, Out, ResendClient>({
       vendorObjectId: id,
     };
   },
+  sensitive: ['text', 'html'],
   redact: (i) => ({
     to: i.to,
     subject: i.subject,

@@ -1,12 +1,17 @@
 import type Stripe from 'stripe';
+import { VendorError } from '../../src/pipeline/errors.js';
 import { guardClient, type GuardedClient } from '../../src/vendor-kit/client-guard.js';
+import { createForwarder, type Forwarder } from '../../src/vendor-kit/forward.js';
 import type { VendorSpec } from '../../src/vendor-kit/vendor-spec.js';
 import { stripeError } from './errors.js';
+import { STRIPE_RESPONSE_HEADERS } from './http-shape.js';
 import { stripeSandbox } from './sandbox.js';
 
 /** The Stripe SDK behind the client guard, plus the connected account calls are routed to (Stripe-Account header). */
 export interface StripeClient extends GuardedClient<Stripe> {
   account: string | undefined;
+  /** The REST front door's raw pass-through, with this credential (see http.ts). */
+  forward: Forwarder;
 }
 
 /** The real Stripe SDK; a base URL (stripe-mock, a fake, the sandbox) becomes its host/port/protocol. */
@@ -29,10 +34,38 @@ export const stripeVendor: VendorSpec<StripeClient> = {
       secrets: [key],
       timeoutMs,
     });
-    return { run: (call) => guarded.run(call), account: credential.account };
+    const forward = createForwarder({
+      vendor: 'stripe',
+      baseUrl: credential.baseUrl ?? 'https://api.stripe.com',
+      auth: {
+        authorization: `Bearer ${key}`,
+        ...(credential.account ? { 'stripe-account': credential.account } : {}),
+      },
+      secrets: [key],
+      keepHeaders: STRIPE_RESPONSE_HEADERS,
+      timeoutMs,
+    });
+    return { run: (call) => guarded.run(call), account: credential.account, forward };
   },
   sandbox: stripeSandbox,
+  async check(client) {
+    // A PaymentIntent that cannot exist: Stripe authenticates the key before it looks the id up, so "no such
+    // object" proves the key works while reading nothing. A bad key fails as VendorError kind 'auth' (HTTP 401).
+    try {
+      await client.run((stripe) =>
+        stripe.paymentIntents.retrieve(CHECK_PAYMENT_INTENT, {}, requestOptions(client)),
+      );
+    } catch (error) {
+      if (error instanceof VendorError && error.vendorCode === 'resource_missing')
+        return `authenticated${client.account ? ' (connected account)' : ''}`;
+      throw error;
+    }
+    return 'authenticated';
+  },
 };
+
+/** The id `check` reads: well-formed, but no PaymentIntent has it. */
+export const CHECK_PAYMENT_INTENT = 'pi_leash_credential_check';
 
 /** Per-request options: idempotency key and account routing. */
 export function requestOptions(

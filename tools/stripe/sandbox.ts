@@ -60,8 +60,22 @@ function record(r: Received): StripeFakeRequest {
   return { method: r.method, path: r.path, headers: r.headers, form };
 }
 
-/** Starts a fake Stripe on 127.0.0.1, port 0, keeping the newest `keep` requests and refunds (payments all). */
-export async function startStripeFake(seed = true, o: { keep?: number } = {}): Promise<StripeFake> {
+/** Stripe's answer to a key it does not know: 401 with the key masked to its last four characters. */
+const invalidKey = (key: string) => ({
+  error: {
+    type: 'invalid_request_error',
+    message: `Invalid API Key provided: ${key.slice(0, key.indexOf('_', 3) + 1)}${'*'.repeat(Math.max(key.length - 12, 4))}${key.slice(-4)}`,
+  },
+});
+
+/**
+ * Starts a fake Stripe on 127.0.0.1, port 0, keeping the newest `keep` requests and refunds (payments all).
+ * With `secretKey`, any other bearer key gets Stripe's 401 (without it, any key is accepted).
+ */
+export async function startStripeFake(
+  seed = true,
+  o: { keep?: number; secretKey?: string } = {},
+): Promise<StripeFake> {
   const keep = o.keep ?? KEEP_RECENT;
   const payments = new Map<string, FakePayment>();
   const byCharge = new Map<string, FakePayment>();
@@ -136,11 +150,13 @@ export async function startStripeFake(seed = true, o: { keep?: number } = {}): P
       pendingFailure = undefined;
       return send(res, f.status, { error: f.error });
     }
-    if (!/^Bearer \S+/.test(headers.authorization ?? '')) {
+    const bearer = /^Bearer (\S+)/.exec(headers.authorization ?? '')?.[1];
+    if (!bearer) {
       return send(res, 401, {
         error: { type: 'invalid_request_error', message: 'You did not provide an API key.' },
       });
     }
+    if (o.secretKey !== undefined && bearer !== o.secretKey) return send(res, 401, invalidKey(bearer));
     const [, v1, kind, id] = path.split('/');
     if (v1 !== 'v1') return send(res, 404, missing(path));
     if (method === 'GET' && kind === 'payment_intents' && id) {
@@ -260,4 +276,7 @@ export async function startStripeFake(seed = true, o: { keep?: number } = {}): P
 }
 
 /** --sandbox: one local Stripe per process, seeded with demo payments (pi_sandbox_alice, pi_sandbox_bob, pi_sandbox_eve). */
-export const stripeSandbox = sharedSandbox(() => startStripeFake(true), { secret_key: 'sk_test_sandbox' });
+const SANDBOX_KEY = 'sk_test_sandbox';
+export const stripeSandbox = sharedSandbox(() => startStripeFake(true, { secretKey: SANDBOX_KEY }), {
+  secret_key: SANDBOX_KEY,
+});

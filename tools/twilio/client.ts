@@ -3,11 +3,18 @@ import type RequestClient from 'twilio/lib/base/RequestClient.js';
 import { z } from 'zod';
 import { guardClient, type GuardedClient } from '../../src/vendor-kit/client-guard.js';
 import { definePriceSheet, type VendorSpec } from '../../src/vendor-kit/vendor-spec.js';
+import { createForwarder, type Forwarder } from '../../src/vendor-kit/forward.js';
 import { twilioError, TwilioResponseError, type TwilioHttpResponse } from './errors.js';
+import { TWILIO_RESPONSE_HEADERS } from './http-shape.js';
 import { twilioSandbox } from './sandbox.js';
 
 /** The Twilio SDK behind the client guard: whatever a call throws comes out as one scrubbed VendorError. */
-export type TwilioClient = GuardedClient<twilio.Twilio>;
+export type TwilioClient = GuardedClient<twilio.Twilio> & {
+  /** The REST front door's raw pass-through, with this credential (see http.ts). */
+  forward: Forwarder;
+  /** The account calls go to (a subaccount when the credential names one): the REST door puts it in the path. */
+  accountSid: string;
+};
 
 /** micro-USD per SMS segment by destination prefix (config file `sms_price_micros`); `default` when none matches. */
 export const smsPrices = definePriceSheet<Readonly<Record<string, number>>>({
@@ -97,7 +104,28 @@ export const twilioVendor: VendorSpec<TwilioClient> = {
       httpClient: fetchClient(credential.baseUrl, timeoutMs) as unknown as RequestClient,
       ...(credential.account ? { accountSid: credential.account } : {}),
     });
-    return guardClient(api, { vendor: 'twilio', map: twilioError, secrets: [sid, token], timeoutMs });
+    const forward = createForwarder({
+      vendor: 'twilio',
+      baseUrl: credential.baseUrl ?? 'https://api.twilio.com',
+      auth: { authorization: `Basic ${Buffer.from(`${sid}:${token}`).toString('base64')}` },
+      secrets: [sid, token],
+      keepHeaders: TWILIO_RESPONSE_HEADERS,
+      timeoutMs,
+    });
+    const guarded = guardClient(api, {
+      vendor: 'twilio',
+      map: twilioError,
+      secrets: [sid, token],
+      timeoutMs,
+    });
+    return { run: (call) => guarded.run(call), forward, accountSid: credential.account ?? sid };
   },
   sandbox: twilioSandbox,
+  async check(client) {
+    // GET /2010-04-01/Accounts/{sid}.json: the account calls are routed to (a subaccount when one is set).
+    // A bad SID or token fails as VendorError kind 'auth' (HTTP 401). Only name, status and type are reported.
+    const account = await client.run((api) => api.api.v2010.account.fetch());
+    const name = account.friendlyName ? `'${account.friendlyName.slice(0, 64)}'` : 'account';
+    return `authenticated: ${name} (${[account.status, account.type].filter(Boolean).join(', ') || 'no status'})`;
+  },
 };

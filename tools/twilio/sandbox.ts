@@ -42,6 +42,7 @@ type Message = Record<string, string | number | null | Record<string, string>>;
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
 const rfc2822 = (d: Date) => d.toUTCString().replace('GMT', '+0000');
 const MESSAGES = /^\/2010-04-01\/Accounts\/(AC[0-9a-zA-Z]+)\/Messages(?:\/(SM[0-9a-f]{32}))?\.json$/;
+const ACCOUNT = /^\/2010-04-01\/Accounts\/(AC[0-9a-zA-Z]+)\.json$/;
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json', 'twilio-request-id': `RQ${hex(16)}` });
@@ -52,10 +53,30 @@ function twilioError(status: number, code: number, message: string, extra: Parti
   return { code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status, ...extra };
 }
 
-/** The basic-auth user (the account SID) of a request, or undefined. */
-function basicUser(header: string | undefined): string | undefined {
+/** The basic-auth user (the account SID) and password (the auth token) of a request. */
+function basicAuth(header: string | undefined): { user?: string; password?: string } {
   const m = /^Basic (.+)$/.exec(header ?? '');
-  return m?.[1] ? Buffer.from(m[1], 'base64').toString('utf8').split(':')[0] : undefined;
+  if (!m?.[1]) return {};
+  const text = Buffer.from(m[1], 'base64').toString('utf8');
+  const i = text.indexOf(':');
+  return i < 0 ? { user: text } : { user: text.slice(0, i), password: text.slice(i + 1) };
+}
+
+/** The Account resource as Twilio returns it (auth_token included, as the real API does). */
+function accountJson(sid: string, authToken: string | undefined) {
+  const now = rfc2822(new Date());
+  return {
+    sid,
+    owner_account_sid: sid,
+    friendly_name: 'leash fake account',
+    status: 'active',
+    type: 'Full',
+    auth_token: authToken ?? null,
+    date_created: now,
+    date_updated: now,
+    uri: `/2010-04-01/Accounts/${sid}.json`,
+    subresource_uris: { messages: `/2010-04-01/Accounts/${sid}/Messages.json` },
+  };
 }
 
 /** The form (POST) or query (GET) parameters of a request. */
@@ -70,8 +91,11 @@ function record(r: Received): TwilioFakeRequest {
   };
 }
 
-/** Starts a fake Twilio on 127.0.0.1, port 0, keeping the newest `keep` requests and messages. */
-export async function startTwilioFake(o: { keep?: number } = {}): Promise<TwilioFake> {
+/**
+ * Starts a fake Twilio on 127.0.0.1, port 0, keeping the newest `keep` requests and messages. The basic-auth
+ * user must be the account in the path; with `authToken`, the password must be it too (else Twilio's 401).
+ */
+export async function startTwilioFake(o: { keep?: number; authToken?: string } = {}): Promise<TwilioFake> {
   const keep = o.keep ?? KEEP_RECENT;
   const messages = new Map<string, Message>();
   let price: string | null = null;
@@ -91,11 +115,22 @@ export async function startTwilioFake(o: { keep?: number } = {}): Promise<Twilio
       const extra = typeof body === 'function' ? body(req) : body;
       return send(res, status, twilioError(status, extra.code ?? 20500, 'Internal Server Error', extra));
     }
+    const accountRoute = ACCOUNT.exec(req.path);
     const route = MESSAGES.exec(req.path);
-    if (!route) return send(res, 404, twilioError(404, 20404, 'The requested resource was not found'));
-    const [, account = '', sid] = route;
-    if (basicUser(req.headers.authorization) !== account) {
+    if (!route && !accountRoute)
+      return send(res, 404, twilioError(404, 20404, 'The requested resource was not found'));
+    const [, account = '', sid] = route ?? accountRoute ?? [];
+    const auth = basicAuth(req.headers.authorization);
+    if (auth.user !== account) {
       return send(res, 401, twilioError(401, 20003, 'Authentication Error - invalid username'));
+    }
+    if (o.authToken !== undefined && auth.password !== o.authToken) {
+      return send(res, 401, twilioError(401, 20003, 'Authenticate'));
+    }
+    if (accountRoute) {
+      return req.method === 'GET'
+        ? send(res, 200, accountJson(account, auth.password))
+        : send(res, 405, twilioError(405, 20004, 'Method not allowed'));
     }
     if (req.method === 'GET' && sid) {
       const m = messages.get(sid);
@@ -178,14 +213,15 @@ export async function startTwilioFake(o: { keep?: number } = {}): Promise<Twilio
 
 /** The sandbox's account: a well-formed SID that no real Twilio account has. */
 export const SANDBOX_ACCOUNT_SID = `AC${'0'.repeat(32)}`;
+const SANDBOX_AUTH_TOKEN = 'sandbox';
 const SANDBOX_SEGMENT_MICROS = 7900;
 
 /** One fake per process for --sandbox; its messages are priced, so reconcile settles them. */
 export const twilioSandbox = sharedSandbox(
   async () => {
-    const fake = await startTwilioFake();
+    const fake = await startTwilioFake({ authToken: SANDBOX_AUTH_TOKEN });
     fake.setPrice(SANDBOX_SEGMENT_MICROS);
     return fake;
   },
-  { account_sid: SANDBOX_ACCOUNT_SID, auth_token: 'sandbox' },
+  { account_sid: SANDBOX_ACCOUNT_SID, auth_token: SANDBOX_AUTH_TOKEN },
 );

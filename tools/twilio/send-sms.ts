@@ -133,6 +133,7 @@ export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
   narrow,
   facts: (i): SmsFacts => ({ phones: [i.to], segments: countSegments(i.body).segments }),
   estimateCostMicros: (i, _looked, pricing) => estimate(i, pricing),
+  sensitive: ['body'],
   redact: (i) => ({
     to: i.to,
     body_length: i.body.length,

@@ -146,6 +146,50 @@ export async function up(db: Kysely<any>): Promise<void> {
                                 'remaining_micros', min_left);
     end $$;
 
+    -- Admission as one call in two transactions, so the shared window rows are locked only for as long as
+    -- the statement that changes them, not through a WAL flush (calls of one key or policy would otherwise
+    -- queue behind each other's fsync). 1: leash_admit_call, committed asynchronously (locks released at once).
+    -- 2: the key re-checked under its shared lock (a revoke that committed in between undoes the admission),
+    -- committed durably, which flushes the WAL of 1 as well. The caller calls the vendor only after both, so
+    -- no vendor call happens without a durable audit row. A crash between them loses nothing that was acted on:
+    -- 1 is either lost with its reservation, or durable as a pending row that reconcile settles.
+    create procedure leash_admission(p jsonb, inout r jsonb default null) language plpgsql as $$
+    declare
+      k record;
+      w jsonb;
+      a record;
+    begin
+      perform set_config('synchronous_commit', 'off', true);
+      r := leash_admit_call(p);
+      commit;
+      if coalesce((r->>'admitted')::boolean, false) then
+        perform pg_advisory_xact_lock_shared(leash_key_lock_id(p->>'key_id'));
+        select revoked_at, expires_at into k from vault_keys where id = p->>'key_id';
+        if k.revoked_at is not null or (k.expires_at is not null and k.expires_at <= clock_timestamp()) then
+          select id, budget, reserved_micros into a from audit_log where id = (p->'row'->>'id')::uuid for update;
+          for w in select value from jsonb_array_elements(a.budget) loop
+            if w->>'kind' = 'usd_day' then
+              update spend_windows set reserved_micros = reserved_micros - a.reserved_micros
+                where scope = w->>'scope' and kind = 'usd_day' and window_start = (w->>'window_start')::timestamptz;
+            else
+              update spend_windows set requests = requests - 1
+                where scope = w->>'scope' and kind = 'requests_hour' and window_start = (w->>'window_start')::timestamptz;
+            end if;
+          end loop;
+          r := jsonb_build_object('admitted', false, 'ts', r->'ts', 'remaining_micros', null,
+                 'code', case when k.revoked_at is not null then 'key_revoked' else 'key_expired' end,
+                 'details', case when k.revoked_at is not null then jsonb_build_object('revoked_at', k.revoked_at)
+                                 else jsonb_build_object('expired_at', k.expires_at) end);
+          update audit_log set decision = 'denied', reason = r->>'code', outcome = 'none', reserved_micros = 0,
+              usd_micros = 0, cost_status = 'none', budget = '[]',
+              metadata = metadata || jsonb_build_object('denial', r->'details')
+            where id = a.id;
+          delete from audit_unsettled where id = a.id;
+        end if;
+      end if;
+      commit;
+    end $$;
+
     -- Record a refusal decided before admission (policy, input, facts) in one round trip. When the row names a
     -- key, the key is re-checked first: a revoked, expired or unknown key is what the row and the caller see, and
     -- a policy that moved on since the caller evaluated it returns {stale: true} with nothing written.

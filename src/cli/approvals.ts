@@ -1,0 +1,156 @@
+import { userInfo } from 'node:os';
+import {
+  decideApproval,
+  getApproval,
+  listApprovals,
+  MAX_NOTE,
+  type ApprovalRow,
+  type Decision,
+} from '../approvals/store.js';
+import { formatUsd } from '../policy/money.js';
+import { CliError, EXIT, command, intFlag, type CommandGroup, type Context } from './command.js';
+import type { Style } from './output.js';
+import { withDb } from './with-db.js';
+
+const row = (a: ApprovalRow) => ({
+  id: a.id,
+  status: a.status,
+  agent: a.agent,
+  run_id: a.run_id,
+  tool: a.tool,
+  usd: formatUsd(a.usd_micros),
+  created_at: a.created_at,
+  expires_at: a.expires_at,
+  decided_by: a.decided_by,
+  note: a.note,
+});
+
+const statusStyle = (column: string, text: string): Style | undefined =>
+  column !== 'status'
+    ? undefined
+    : text === 'pending'
+      ? 'yellow'
+      : text === 'approved' || text === 'used'
+        ? 'green'
+        : 'red';
+
+/** Who decides from this terminal, unless --by says otherwise. */
+function approver(by: string | undefined): string {
+  if (by) return by;
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return 'cli';
+  }
+}
+
+const list = command({
+  name: 'list',
+  summary: 'List approval requests, newest first.',
+  usage: 'approvals list [--pending] [--limit N] [--json]',
+  help: [
+    '--pending   only requests still waiting for a person',
+    '--limit N   at most N requests (default 100)',
+    '--json      print JSON (money as usd_micros)',
+  ],
+  options: { pending: { type: 'boolean' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+  async run(ctx, v) {
+    const limit = intFlag(v.limit, '--limit');
+    const rows = await withDb(ctx, (db) =>
+      listApprovals(db, { pending: Boolean(v.pending), ...(limit ? { limit } : {}) }),
+    );
+    if (ctx.jsonMode) return void ctx.json(rows);
+    if (!rows.length) return void ctx.print(v.pending ? 'no pending approval requests' : 'no approval requests');
+    ctx.table(
+      rows.map(row),
+      ['id', 'status', 'agent', 'run_id', 'tool', 'usd', 'expires_at', 'decided_by', 'note'],
+      statusStyle,
+    );
+  },
+});
+
+function printOne(ctx: Context, a: ApprovalRow) {
+  if (ctx.jsonMode) return void ctx.json(a);
+  const fields: [string, unknown][] = [
+    ['id', a.id],
+    ['status', a.status],
+    ['tool', a.operation ? `${a.tool} (${a.operation})` : a.tool],
+    ['usd', formatUsd(a.usd_micros)],
+    ['amount', a.amount === null ? null : `${a.amount} ${a.currency ?? ''}`.trim()],
+    ['agent', a.agent],
+    ['run_id', a.run_id],
+    ['key_id', a.key_id],
+    ['policy', a.policy],
+    ['request', a.request],
+    ['created_at', a.created_at],
+    ['expires_at', a.expires_at],
+    ['decided_by', a.decided_by],
+    ['decided_at', a.decided_at],
+    ['note', a.note],
+    ['used_at', a.used_at],
+    ['held_audit_id', a.held_audit_id],
+    ['used_by_audit_id', a.used_by_audit_id],
+  ];
+  for (const [k, value] of fields)
+    ctx.print(
+      `${k.padEnd(17)} ${value instanceof Date ? value.toISOString() : value === null ? '-' : typeof value === 'object' ? JSON.stringify(value) : String(value)}`,
+    );
+}
+
+const show = command({
+  name: 'show',
+  summary: 'Show one approval request: the exact call, its amount, who decided and when.',
+  usage: 'approvals show <id> [--json]',
+  options: { json: { type: 'boolean' } },
+  positionals: { min: 1, max: 1 },
+  async run(ctx, _v, [id]) {
+    const a = await withDb(ctx, (db) => getApproval(db, id ?? ''));
+    if (!a) throw new CliError(`no approval request '${id ?? ''}'`, EXIT.notFound);
+    printOne(ctx, a);
+  },
+});
+
+function decide(decision: Decision) {
+  const verb = decision === 'approved' ? 'approve' : 'deny';
+  return command({
+    name: verb,
+    summary:
+      decision === 'approved'
+        ? "Approve a pending request: the agent's next identical call is admitted once (caps still apply)."
+        : 'Deny a pending request: the identical call is refused approval_denied until the request would expire.',
+    usage: `approvals ${verb} <id> [--note TEXT] [--by NAME] [--json]`,
+    help: [
+      `--note TEXT  why (at most ${MAX_NOTE} characters; the agent sees it)`,
+      '--by NAME    who decides (default cli:<your user name>)',
+      '--json       print the request after the decision',
+    ],
+    options: { note: { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' } },
+    positionals: { min: 1, max: 1 },
+    async run(ctx, v, [id]) {
+      if (v.note !== undefined && v.note.length > MAX_NOTE)
+        throw new CliError(`--note is at most ${MAX_NOTE} characters`, EXIT.usage);
+      const r = await withDb(ctx, (db) => decideApproval(db, id ?? '', decision, approver(v.by), v.note));
+      if (!r.ok) {
+        if (r.reason === 'not_found') throw new CliError(`no approval request '${id ?? ''}'`, EXIT.notFound);
+        const a = r.approval;
+        throw new CliError(
+          r.reason === 'expired'
+            ? `approval request ${id ?? ''} expired at ${a?.expires_at.toISOString() ?? '?'}; it can no longer be decided`
+            : `approval request ${id ?? ''} is already ${a?.status ?? 'decided'}${a?.decided_by ? ` (by ${a.decided_by})` : ''}`,
+        );
+      }
+      if (ctx.jsonMode) return void ctx.json(r.approval);
+      ctx.print(
+        `${decision} ${r.approval.id}: ${r.approval.tool} ${formatUsd(r.approval.usd_micros)} for agent ${r.approval.agent ?? '?'}` +
+          (decision === 'approved'
+            ? `; the next identical call before ${r.approval.expires_at.toISOString()} is admitted once`
+            : ''),
+      );
+    },
+  });
+}
+
+export const approvalsCommands: CommandGroup = {
+  name: 'approvals',
+  commands: [list, show, decide('approved'), decide('denied')],
+};

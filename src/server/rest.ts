@@ -1,0 +1,220 @@
+// The REST front door: the vendors' own API paths (`/v1/refunds`, Twilio `Messages.json`, Resend `/emails`), so an
+// agent keeps its vendor SDK and changes only the base URL and the key. An adapter like the MCP door: request in →
+// runCall → the vendor's answer (or a refusal in the vendor's own error shape) out. Knows no vendor by name.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TrieRouter } from 'hono/router/trie-router';
+import { parseVaultKey } from '../keys/vault-keys.js';
+import { refusalKind } from '../pipeline/refusals.js';
+import { runCall, type PipelineDeps } from '../pipeline/run-tool.js';
+import type { ToolFailure } from '../pipeline/errors.js';
+import {
+  endpointName,
+  restOutput,
+  type Endpoint,
+  type FlatForm,
+  type VendorApi,
+} from '../vendor-kit/rest-api.js';
+import type { AuthThrottle } from './auth-throttle.js';
+import { HttpError, type RouteHandler } from './http.js';
+
+export interface RestDoorOptions {
+  apis: readonly VendorApi[];
+  /** The same limiter as /mcp: wrong vault keys here count against the address's allowance too. */
+  throttle: AuthThrottle;
+}
+
+/** A matched route: the endpoint and the literal suffix each parameter's segment carries (`{Sid}.json`). */
+interface Route {
+  endpoint: Endpoint;
+  suffixes: Record<string, string>;
+}
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** `/v1/charges/{id}` → hono's `/v1/charges/:id`; `{Sid}.json` → `:Sid{[^/]+\.json}` (suffix stripped after matching). */
+function honoPath(template: string): { path: string; suffixes: Record<string, string> } {
+  const suffixes: Record<string, string> = {};
+  const path = template
+    .split('/')
+    .map((segment) => {
+      const m = /^\{(\w+)\}(.*)$/.exec(segment);
+      if (!m) return segment;
+      const [, name = '', suffix = ''] = m;
+      if (!suffix) return `:${name}`;
+      suffixes[name] = suffix;
+      return `:${name}{[^/]+${escape(suffix)}}`;
+    })
+    .join('/');
+  return { path, suffixes };
+}
+
+/** One router per vendor API, built once. */
+function routerFor(api: VendorApi) {
+  const router = new TrieRouter<Route>();
+  for (const endpoint of api.endpoints) {
+    const { path, suffixes } = honoPath(endpoint.path);
+    router.add(endpoint.method, path, { endpoint, suffixes });
+  }
+  return (method: string, path: string) => {
+    const [first] = router.match(method, path)[0];
+    if (!first) return undefined;
+    const [route, raw] = first;
+    const params: Record<string, string> = {};
+    // TrieRouter answers named parameters (a record); the index form is RegExpRouter's only.
+    for (const [name, value] of Object.entries(raw as Record<string, string>)) {
+      const suffix = route.suffixes[name] ?? '';
+      params[name] = decode(suffix ? value.slice(0, -suffix.length) : value);
+    }
+    return { endpoint: route.endpoint, params };
+  };
+}
+
+function decode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** A decoded form or query: flat keys (`metadata[k]` stays one key), a repeated key a list. */
+function flat(params: URLSearchParams): FlatForm {
+  const out: FlatForm = {};
+  for (const [k, v] of params) {
+    const had = out[k];
+    out[k] = had === undefined ? v : Array.isArray(had) ? [...had, v] : [had, v];
+  }
+  return out;
+}
+
+function parseBody(api: VendorApi, req: IncomingMessage, raw: Buffer): unknown {
+  if (!raw.length) return {};
+  const type = (req.headers['content-type'] ?? '').toLowerCase();
+  const text = raw.toString('utf8');
+  if (type.includes('json') || (api.body === 'json' && !type.includes('form'))) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new HttpError(400, 'request body is not valid JSON');
+    }
+  }
+  return flat(new URLSearchParams(text));
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** The status a refusal answers with: the refusal table's, or the vendor's own for a failed lookup or call. */
+function statusOf(f: ToolFailure): number {
+  const vendorStatus = f.vendor?.status;
+  if (f.code === 'facts_unavailable' && vendorStatus && vendorStatus >= 400 && vendorStatus < 500)
+    return vendorStatus;
+  if (f.code === 'vendor_timeout') return 504;
+  if (f.code.startsWith('vendor_')) return 502;
+  return refusalKind(f.code).http;
+}
+
+/** The REST front door as a route of `leash serve`: claims only paths under a vendor API's prefixes. */
+export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler {
+  const apis = o.apis.map((api) => ({ api, match: routerFor(api) }));
+  const owner = (path: string) =>
+    apis.find(({ api }) =>
+      api.prefixes.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`)),
+    );
+
+  function refuse(
+    res: ServerResponse,
+    api: VendorApi,
+    status: number,
+    code: string,
+    message: string,
+    auditId: string | null,
+    extra: Record<string, string> = {},
+  ) {
+    const tagged = `${message} [leash ${code}${auditId ? `, audit id ${auditId}` : ''}]`;
+    const shaped = api.refusal({ status, code, message: tagged });
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      ...(auditId ? { 'leash-audit-id': auditId } : {}),
+      ...shaped.headers,
+      ...extra,
+    });
+    res.end(JSON.stringify(shaped.body));
+  }
+
+  return async (req, res, url, _body, raw) => {
+    const found = owner(url.pathname);
+    if (!found) return false;
+    const { api, match } = found;
+    const method = (req.method ?? 'GET').toUpperCase();
+    // A blocked address is refused before its key is looked at, so guessing on gains nothing.
+    const wait = o.throttle.retryAfter(req);
+    if (wait) {
+      o.throttle.refused(req, 'vault_key');
+      const message = `too many failed authentication attempts from this address; retry after ${wait}s`;
+      refuse(res, api, 429, 'auth_throttled', message, null, { 'retry-after': String(wait) });
+      return true;
+    }
+    const key = api.presentedKey(req.headers);
+    if (!key || !parseVaultKey(key)) {
+      o.throttle.failed(req, 'vault_key');
+      const message = key
+        ? 'malformed vault key'
+        : `present the leash vault key where the ${api.vendor} SDK sends its API key`;
+      refuse(res, api, 401, 'key_invalid', message, null);
+      return true;
+    }
+    const idempotencyKey = req.headers['idempotency-key'];
+    if (
+      idempotencyKey !== undefined &&
+      (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY.test(idempotencyKey))
+    ) {
+      refuse(
+        res,
+        api,
+        400,
+        'invalid_input',
+        'Idempotency-Key must be 1-255 printable ASCII characters',
+        null,
+      );
+      return true;
+    }
+    let body: unknown;
+    try {
+      body = parseBody(api, req, await raw());
+    } catch (error) {
+      if (!(error instanceof HttpError)) throw error;
+      refuse(res, api, error.status, 'invalid_input', error.message, null);
+      return true;
+    }
+    const headers: Record<string, string> = {};
+    for (const h of api.forwardHeaders) {
+      const v = req.headers[h];
+      if (typeof v === 'string') headers[h] = v;
+    }
+    const matched = match(method, url.pathname);
+    const result = await runCall(deps, {
+      key,
+      // An unmatched path still goes through the pipeline: it is refused (endpoint_not_allowed) with an audit row.
+      tool: matched?.endpoint.name ?? endpointName(api.vendor, method, url.pathname),
+      args: { params: matched?.params ?? {}, query: flat(url.searchParams), body, headers },
+      door: 'http',
+      idempotencyKey,
+    });
+    if (!result.ok) {
+      const f = result.failure;
+      if (f.code === 'key_invalid') o.throttle.failed(req, 'vault_key');
+      refuse(res, api, statusOf(f), f.code, f.message, f.audit_id);
+      return true;
+    }
+    const out = restOutput.parse(result.output);
+    res.writeHead(out.status, {
+      'content-type': 'application/json',
+      ...out.headers,
+      'cache-control': 'no-store',
+      'leash-audit-id': result.audit_id,
+    });
+    res.end(out.body);
+    return true;
+  };
+}

@@ -1,0 +1,157 @@
+// Resend's own REST API as leash's second front door: send an email (send_email's rules: pinned sender,
+// to_domains/to_addresses, max_recipients — counting cc and bcc) and read one, with the server-held key.
+import { z } from 'zod';
+import type { ToolRules } from '../../src/policy/rule-set.js';
+import type { CallContext } from '../../src/pipeline/tool.js';
+import type { ForwardedResponse } from '../../src/vendor-kit/forward.js';
+import {
+  defineEndpoint,
+  encodeForm,
+  forwardedEffect,
+  jsonObject,
+  type RestRequest,
+  type VendorApi,
+} from '../../src/vendor-kit/rest-api.js';
+import { emailPrices, type ResendClient } from './client.js';
+import { resendPresentedKey, resendRefusal } from './http-shape.js';
+import { emailRules, type EmailFacts } from './rules.js';
+import { sendEmail } from './send-email.js';
+
+const REQUEST_ID = 'x-request-id';
+/** The tag send_email puts on each email, so reconcile finds it (tag values: letters, digits, _ and -). */
+const CALL_TAG = 'leash_call';
+const TAG_VALUE = /^[A-Za-z0-9_-]{1,256}$/;
+
+function send(
+  ctx: CallContext<ResendClient>,
+  method: string,
+  path: string,
+  req: RestRequest<unknown>,
+  json?: unknown,
+  idempotencyKey?: string,
+): Promise<ForwardedResponse> {
+  const headers: Record<string, string> = {};
+  if (json !== undefined) headers['content-type'] = 'application/json';
+  if (idempotencyKey) headers['idempotency-key'] = idempotencyKey;
+  return ctx.client.forward({
+    method,
+    path,
+    query: new URLSearchParams(encodeForm(req.query)),
+    ...(json !== undefined ? { body: JSON.stringify(json) } : {}),
+    headers,
+  });
+}
+
+const addresses = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(50)]);
+const emailBody = z.looseObject({
+  from: z.string().min(1).optional(),
+  to: addresses,
+  cc: addresses.optional(),
+  bcc: addresses.optional(),
+  subject: z.string().min(1),
+  tags: z.array(z.object({ name: z.string(), value: z.string() })).optional(),
+});
+type EmailBody = z.infer<typeof emailBody>;
+type ProxiedEmailFacts = EmailFacts & { sender: string | null };
+
+const list = (v: string | string[] | undefined) => (v === undefined ? [] : typeof v === 'string' ? [v] : v);
+/** Every recipient once (to, cc and bcc), compared without case: each is checked and priced. */
+function recipients(b: EmailBody): string[] {
+  const seen = new Set<string>();
+  return [...list(b.to), ...list(b.cc), ...list(b.bcc)].filter((a) => {
+    const k = a.toLowerCase();
+    return seen.has(k) ? false : (seen.add(k), true);
+  });
+}
+
+/** send_email's rules, plus what only a raw request can try: another sender. */
+const proxiedEmailRules: ToolRules = {
+  shape: emailRules.shape,
+  ...(emailRules.requires ? { requires: emailRules.requires } : {}),
+  check(rule, facts) {
+    const f = facts as ProxiedEmailFacts; // the facts this endpoint's `facts` built
+    const pinned = emailRules.of(rule).from;
+    if (f.sender !== null && f.sender !== pinned)
+      return {
+        code: 'parameter_not_allowed',
+        message: `this policy sends only from ${pinned ?? '(none)'}, not ${f.sender}`,
+        details: { parameter: 'from', required: pinned ?? null },
+      };
+    return emailRules.check(rule, f);
+  },
+};
+
+const createEmail = defineEndpoint<EmailBody, undefined, ResendClient>({
+  vendor: 'resend',
+  method: 'POST',
+  path: '/emails',
+  description: 'Send an email (as send_email; cc and bcc count as recipients).',
+  body: emailBody,
+  rules: [],
+  ownRules: proxiedEmailRules,
+  facts: (req): ProxiedEmailFacts => ({ emails: recipients(req.body), sender: req.body.from ?? null }),
+  estimateCostMicros: (req, _l, pricing) => emailPrices.read(pricing.prices) * recipients(req.body).length,
+  async call(ctx, req) {
+    const from = req.body.from ?? emailRules.of(ctx.rule).from;
+    const tag = TAG_VALUE.test(ctx.idempotencyKey) ? [{ name: CALL_TAG, value: ctx.idempotencyKey }] : [];
+    const json = { ...req.body, from, tags: [...(req.body.tags ?? []), ...tag] };
+    const res = await send(ctx, 'POST', '/emails', req, json, ctx.idempotencyKey);
+    const m = res.status < 300 ? jsonObject(res.body) : undefined;
+    return forwardedEffect(res, {
+      read: false,
+      requestIdHeader: REQUEST_ID,
+      costMicros: emailPrices.read(ctx.pricing.prices) * recipients(req.body).length,
+      objectId: typeof m?.id === 'string' ? m.id : undefined,
+    });
+  },
+  // The audit row keeps what send_email's reconcile reads (to, subject), never the bodies.
+  reconcile: (ctx, row) => sendEmail.reconcile!(ctx, row),
+  redact: (req) => {
+    const b = req.body;
+    const { html, text, ...rest } = b;
+    return {
+      ...rest,
+      to: list(b.to),
+      ...(typeof text === 'string' ? { text_length: text.length } : {}),
+      ...(typeof html === 'string' ? { html_length: html.length } : {}),
+    };
+  },
+  sensitive: ['body'],
+});
+
+const readEmail = defineEndpoint<Record<string, unknown>, undefined, ResendClient>({
+  vendor: 'resend',
+  method: 'GET',
+  path: '/emails/{id}',
+  description: 'Retrieve an email.',
+  body: z.looseObject({}),
+  rules: [],
+  facts: () => ({}),
+  async call(ctx, req) {
+    const res = await send(ctx, 'GET', `/emails/${encodeURIComponent(req.params.id ?? '')}`, req);
+    return forwardedEffect(res, { read: true, requestIdHeader: REQUEST_ID });
+  },
+});
+
+/** Resend's REST front door at the root (resend-node's `baseUrl` option or RESEND_BASE_URL). */
+export const resendApi: VendorApi = {
+  vendor: 'resend',
+  // Every top-level collection of Resend's API: anything under them not declared here is refused.
+  prefixes: [
+    '/emails',
+    '/domains',
+    '/api-keys',
+    '/audiences',
+    '/contacts',
+    '/broadcasts',
+    '/webhooks',
+    '/templates',
+    '/segments',
+    '/topics',
+  ],
+  endpoints: [createEmail, readEmail],
+  presentedKey: resendPresentedKey,
+  forwardHeaders: [],
+  body: 'json',
+  refusal: resendRefusal,
+};
