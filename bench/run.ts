@@ -8,6 +8,7 @@ import { runAuditVolume } from './audit-volume.js';
 import { runCaps } from './caps.js';
 import { runColdStart } from './cold-start.js';
 import { runOverhead } from './overhead.js';
+import { runProxy } from './proxy.js';
 import { runRevoke } from './revoke.js';
 import { repoRoot, type Result } from './support.js';
 
@@ -21,7 +22,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    'Usage: npm run bench [-- --full] [-- --only overhead,cold-start,caps,revoke,audit]\n\n' +
+    'Usage: npm run bench [-- --full] [-- --only overhead,proxy,cold-start,caps,revoke,audit]\n\n' +
       'Short run by default (under 3 minutes); --full uses the sizes BENCHMARKS.md reports (~10 minutes).\n',
   );
   process.exit(0);
@@ -52,6 +53,7 @@ async function step(name: string, run: () => Promise<AnyResult[]>) {
 }
 
 await step('overhead', () => runOverhead({ calls: full ? 2000 : 400, concurrencies: [1, 16, 64], log }));
+await step('proxy', () => runProxy({ calls: full ? 2000 : 400, concurrencies: [1, 16], log }));
 await step('cold-start', () => runColdStart({ runs: full ? 9 : 5, log }));
 await step('caps', () => runCaps({ replicas: 4, calls: 500 }));
 await step('revoke', () => runRevoke({ via: ['cli', 'admin'] }));

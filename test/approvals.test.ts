@@ -34,7 +34,10 @@ const POLICY = {
 beforeAll(async () => {
   tdb = await freshDatabase(16);
   fake = await startStripeFake(false);
-  const config = testConfig({ STRIPE_SECRET_KEY: 'sk_test_canary_approvals_1', LEASH_STRIPE_BASE_URL: fake.url });
+  const config = testConfig({
+    STRIPE_SECRET_KEY: 'sk_test_canary_approvals_1',
+    LEASH_STRIPE_BASE_URL: fake.url,
+  });
   deps = pipelineFor(tdb.db, catalog, config);
   await applyTestPolicy(tdb.db, catalog, POLICY);
   env = { DATABASE_URL: tdb.url, LEASH_HOME: '/nonexistent/leash-approvals', LEASH_LOG: 'silent' };
@@ -72,19 +75,31 @@ describe('approvals', () => {
   it('holds a $150 refund under above_usd 100: nothing is refunded, the row is held and get_approval says pending', async () => {
     const p = fake.addPayment({ customer: 'cus_A', amount: 20_000 });
     const key = await keyFor(tdb.db, { policy: 'held-refunds' });
-    const r = await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_000 });
+    const r = await runTool(deps, key.key, 'issue_refund', {
+      payment_intent: p.payment_intent,
+      amount: 15_000,
+    });
     const { approval_id, expires_at } = approvalOf(r);
     expect(new Date(expires_at).getTime()).toBeGreaterThan(Date.now() + 29 * 60_000);
     if (!r.ok) expect(r.failure.message).toContain('same arguments');
     expect(refunds()).toHaveLength(0);
-    const row = await tdb.db.selectFrom('audit_log').selectAll().where('id', '=', r.ok ? '' : (r.failure.audit_id ?? '')).executeTakeFirstOrThrow();
+    const row = await tdb.db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('id', '=', r.ok ? '' : (r.failure.audit_id ?? ''))
+      .executeTakeFirstOrThrow();
     expect(row).toMatchObject({ decision: 'held', reason: 'approval_required', reserved_micros: 0 });
     expect(await status(key.key, approval_id)).toBe('pending');
     // Asking again with the same arguments while it waits is the same request, not a new one.
-    const again = approvalOf(await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_000 }));
+    const again = approvalOf(
+      await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_000 }),
+    );
     expect(again.approval_id).toBe(approval_id);
     // A refund at or under the threshold is not held.
-    expect((await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 10_000 })).ok).toBe(true);
+    expect(
+      (await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 10_000 }))
+        .ok,
+    ).toBe(true);
   });
 
   it('lists get_approval for a policy with an approval rule', () => {
@@ -101,7 +116,15 @@ describe('approvals', () => {
     const pending = await cliJson(['approvals', 'list', '--pending']);
     expect(pending.code).toBe(0);
     expect((pending.body as unknown as { id: string }[]).map((a) => a.id)).toContain(approval_id);
-    const ok = await cliJson(['approvals', 'approve', approval_id, '--note', 'customer called', '--by', 'alice']);
+    const ok = await cliJson([
+      'approvals',
+      'approve',
+      approval_id,
+      '--note',
+      'customer called',
+      '--by',
+      'alice',
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.body).toMatchObject({ status: 'approved', decided_by: 'alice', note: 'customer called' });
     expect(await status(key.key, approval_id)).toBe('approved');
@@ -112,14 +135,37 @@ describe('approvals', () => {
     expect(admitted.ok, JSON.stringify(admitted)).toBe(true);
     expect(refunds()).toHaveLength(1);
     expect(await status(key.key, approval_id)).toBe('used');
-    const used = await tdb.db.selectFrom('approvals').selectAll().where('id', '=', approval_id).executeTakeFirstOrThrow();
+    const used = await tdb.db
+      .selectFrom('approvals')
+      .selectAll()
+      .where('id', '=', approval_id)
+      .executeTakeFirstOrThrow();
     expect(used).toMatchObject({ status: 'used', used_by_audit_id: admitted.ok ? admitted.audit_id : '' });
-    const row = await tdb.db.selectFrom('audit_log').select(['decision', 'metadata']).where('id', '=', admitted.ok ? admitted.audit_id : '').executeTakeFirstOrThrow();
-    expect(row.metadata).toMatchObject({ approval: { id: approval_id, decided_by: 'alice', note: 'customer called' } });
+    const row = await tdb.db
+      .selectFrom('audit_log')
+      .select(['decision', 'metadata'])
+      .where('id', '=', admitted.ok ? admitted.audit_id : '')
+      .executeTakeFirstOrThrow();
+    expect(row.metadata).toMatchObject({
+      approval: { id: approval_id, decided_by: 'alice', note: 'customer called' },
+    });
 
     const next = approvalOf(await runTool(deps, key.key, 'issue_refund', args));
     expect(next.approval_id).not.toBe(approval_id);
     expect(refunds()).toHaveLength(1);
+
+    // Who approved, when and why: in audit query (the held row and the admitted one) and in the tail.
+    const query = await cli(['audit', 'query', '--key', key.id, '--wide'], env);
+    expect(query.stdout).toContain('approved by alice');
+    expect(query.stdout).toContain('customer called');
+    const held = await cliJson(['audit', 'query', '--key', key.id, '--decision', 'held']);
+    const heldRows = held.body as unknown as { decision: string; approval: { id: string; status: string } }[];
+    expect(heldRows.find((r) => r.approval.id === approval_id)).toMatchObject({
+      decision: 'held',
+      approval: { status: 'approved' },
+    });
+    const tail = await cli(['audit', 'tail', '-n', '10', '--run', 'run-1'], env);
+    expect(tail.stdout).toMatch(/allowed .* approved by alice at \S+: customer called/);
 
     const shown = await cliJson(['approvals', 'show', approval_id]);
     expect(shown.body).toMatchObject({ status: 'used', decided_by: 'alice' });
@@ -134,7 +180,9 @@ describe('approvals', () => {
     const { approval_id } = approvalOf(await runTool(deps, key.key, 'issue_refund', args));
     expect((await cli(['approvals', 'approve', approval_id], env)).code).toBe(0);
     fake.received.length = 0;
-    const results = await Promise.all(Array.from({ length: 10 }, () => runTool(deps, key.key, 'issue_refund', args)));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => runTool(deps, key.key, 'issue_refund', args)),
+    );
     await deps.settler.flush();
     expect(results.filter((r) => r.ok)).toHaveLength(1);
     expect(results.filter((r) => !r.ok && r.failure.code === 'approval_required')).toHaveLength(9);
@@ -149,11 +197,17 @@ describe('approvals', () => {
     const p = fake.addPayment({ customer: 'cus_A', amount: 50_000 });
     const key = await keyFor(tdb.db, { policy: 'held-refunds' });
     const other = await keyFor(tdb.db, { policy: 'held-refunds' });
-    const { approval_id } = approvalOf(await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_000 }));
+    const { approval_id } = approvalOf(
+      await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_000 }),
+    );
     expect((await cli(['approvals', 'approve', approval_id], env)).code).toBe(0);
-    const changed = approvalOf(await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_001 }));
+    const changed = approvalOf(
+      await runTool(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_001 }),
+    );
     expect(changed.approval_id).not.toBe(approval_id);
-    const otherKey = approvalOf(await runTool(deps, other.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_000 }));
+    const otherKey = approvalOf(
+      await runTool(deps, other.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 15_000 }),
+    );
     expect(otherKey.approval_id).not.toBe(approval_id);
     expect(refunds()).toHaveLength(0);
     // get_approval shows a key only its own requests.
@@ -166,7 +220,10 @@ describe('approvals', () => {
     await applyTestPolicy(tdb.db, catalog, { ...POLICY, name: 'held-capped', limits: { daily_usd: 200 } });
     const p = fake.addPayment({ customer: 'cus_A', amount: 50_000 });
     const key = await keyFor(tdb.db, { policy: 'held-capped' });
-    expect((await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 9_000 })).ok).toBe(true);
+    expect(
+      (await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 9_000 }))
+        .ok,
+    ).toBe(true);
     const args = { payment_intent: p.payment_intent, amount: 15_000 };
     const { approval_id } = approvalOf(await runTool(deps, key.key, 'issue_refund', args));
     expect((await cli(['approvals', 'approve', approval_id], env)).code).toBe(0);
@@ -189,12 +246,17 @@ describe('approvals', () => {
 
     const args2 = { payment_intent: p.payment_intent, amount: 14_000 };
     const second = approvalOf(await runTool(deps, key.key, 'issue_refund', args2));
-    await tdb.pool.query(`update approvals set expires_at = now() - interval '1 second' where id = $1`, [second.approval_id]);
+    await tdb.pool.query(`update approvals set expires_at = now() - interval '1 second' where id = $1`, [
+      second.approval_id,
+    ]);
     expect(await status(key.key, second.approval_id)).toBe('expired');
     const late = await cli(['approvals', 'approve', second.approval_id], env);
     expect(late.code).toBe(1);
     expect(late.stderr).toContain('expired');
-    expect(await runTool(deps, key.key, 'issue_refund', args2)).toMatchObject({ ok: false, failure: { code: 'approval_expired' } });
+    expect(await runTool(deps, key.key, 'issue_refund', args2)).toMatchObject({
+      ok: false,
+      failure: { code: 'approval_expired' },
+    });
     // Told once: the next identical call opens a new request.
     const fresh = approvalOf(await runTool(deps, key.key, 'issue_refund', args2));
     expect(fresh.approval_id).not.toBe(second.approval_id);

@@ -20,7 +20,7 @@ afterAll(async () => {
 });
 
 const parse = (s: string) =>
-  JSON.parse(s) as { running: boolean; port?: number; pid?: number; dataDir: string };
+  JSON.parse(s) as { running: boolean; port?: number; pid?: number; data_dir: string };
 
 describe('leash db (embedded)', () => {
   it('reports a stopped, uninitialised server before anything starts it', async () => {
@@ -41,7 +41,7 @@ describe('leash db (embedded)', () => {
     expect(sa.port).toBeGreaterThan(0);
     expect(sb.port).toBe(sa.port);
     expect(sb.pid).toBe(sa.pid);
-    const pidFile = await readFile(join(sa.dataDir, 'postmaster.pid'), 'utf8');
+    const pidFile = await readFile(join(sa.data_dir, 'postmaster.pid'), 'utf8');
     expect(Number.parseInt(pidFile, 10)).toBe(sa.pid);
     const status = await runLeash(['db', 'status', '--json'], env);
     expect(status.code).toBe(0);
@@ -79,6 +79,6 @@ describe('leash db (embedded)', () => {
     expect(help.stdout).toContain('Usage: leash db');
     const bad = await runLeash(['db', 'explode'], env);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain("unknown command 'explode'");
+    expect(bad.stderr).toContain("unknown command 'db explode'");
   });
 });

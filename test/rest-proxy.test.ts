@@ -193,6 +193,27 @@ describe('stripe-node', () => {
     expect(vendors.requests()).toBe(0);
   });
 
+  it('takes the key as curl -u sends it, answers a read, and refuses a DELETE in Stripe’s error shape', async () => {
+    const p = vendors.stripe.addPayment({ customer: 'cus_bob', amount: 700 });
+    const key = await keyFor(tdb.db, { policy: 'proxy' });
+    const auth = { authorization: `Basic ${Buffer.from(`${key.key}:`).toString('base64')}` };
+    const base = replicas[1]!.url;
+    const read = await fetch(`${base}/v1/payment_intents/${p.payment_intent}`, { headers: auth });
+    const text = await read.text();
+    seen.push(text, JSON.stringify([...read.headers]));
+    expect(read.status).toBe(200);
+    expect(JSON.parse(text)).toMatchObject({ id: p.payment_intent, customer: 'cus_bob' });
+    expect(read.headers.get('request-id')).toMatch(/^req_/);
+    expect(read.headers.get('leash-audit-id')).toBeTruthy();
+    vendors.reset();
+    const del = await fetch(`${base}/v1/customers/cus_bob`, { method: 'DELETE', headers: auth });
+    expect(del.status).toBe(403);
+    expect(await del.json()).toMatchObject({
+      error: { type: 'invalid_request_error', code: 'endpoint_not_allowed' },
+    });
+    expect(vendors.requests()).toBe(0);
+  });
+
   it('answers an unknown vault key with 401 as StripeAuthenticationError', async () => {
     const e = await caught(
       stripeFor('lsk_aaaaaaaaaaaa_' + 'a'.repeat(52)).refunds.create({ charge: 'ch_x' }),

@@ -13,8 +13,8 @@ export function adminReads(db: Db) {
     async audit(q: URLSearchParams): Promise<Answer> {
       try {
         const decision = q.get('decision');
-        if (decision !== null && decision !== 'allowed' && decision !== 'denied')
-          return bad('decision: expected allowed or denied');
+        if (decision !== null && decision !== 'allowed' && decision !== 'denied' && decision !== 'held')
+          return bad('decision: expected allowed, denied or held');
         const limitText = q.get('limit');
         const limit = limitText !== null && /^\d{1,15}$/.test(limitText) ? Number(limitText) : undefined;
         if (limitText !== null && (limit === undefined || limit < 1))

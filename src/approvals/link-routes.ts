@@ -20,7 +20,10 @@ const HEADERS = {
 };
 
 const esc = (s: string) =>
-  s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
+  s.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
+  );
 
 function page(res: ServerResponse, status: number, title: string, body: string) {
   res.writeHead(status, HEADERS);
@@ -36,7 +39,10 @@ function page(res: ServerResponse, status: number, title: string, body: string) 
 function summary(a: ApprovalRow): string {
   const rows: [string, string][] = [
     ['Call', a.operation ? `${a.tool} (${a.operation})` : a.tool],
-    ['Amount', `${formatUsd(a.usd_micros)}${a.amount !== null ? ` (${a.amount} ${a.currency ?? ''} minor units)` : ''}`],
+    [
+      'Amount',
+      `${formatUsd(a.usd_micros)}${a.amount !== null ? ` (${a.amount} ${a.currency ?? ''} minor units)` : ''}`,
+    ],
     ['Agent', `${a.agent ?? '?'}${a.run_id ? `, run ${a.run_id}` : ''}`],
     ['Key', a.key_id],
     ['Policy', a.policy ?? '?'],
@@ -67,28 +73,13 @@ function sameOrigin(req: IncomingMessage): boolean {
   }
 }
 
-function readForm(req: IncomingMessage): Promise<URLSearchParams | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_FORM) chunks.push(c);
-    });
-    req.on('end', () =>
-      resolve(size > MAX_FORM ? undefined : new URLSearchParams(Buffer.concat(chunks).toString('utf8'))),
-    );
-    req.on('error', reject);
-  });
-}
-
 /**
  * The page a signed link from an `approval_requested` alert opens: `GET /approvals/<id>?t=<token>` shows the
  * call with Approve / Deny (and changes nothing); the form's POST decides once, spending the link in the same
  * update. A tampered, replayed or expired link is refused with a page that says which.
  */
 export function approvalLinkRoutes(db: Db, key: Buffer | undefined): RouteHandler {
-  return async (req, res, url) => {
+  return async (req, res, url, _body, raw) => {
     const m = /^\/approvals\/([0-9a-f-]{36})$/i.exec(url.pathname);
     if (!m?.[1]) return false;
     const id = m[1];
@@ -124,11 +115,15 @@ export function approvalLinkRoutes(db: Db, key: Buffer | undefined): RouteHandle
       return true;
     }
     if (!sameOrigin(req)) return refused(403, 'This form can only be sent from its own page.');
-    const form = await readForm(req);
+    const bytes = await raw();
+    const form = bytes.length <= MAX_FORM ? new URLSearchParams(bytes.toString('utf8')) : undefined;
     const decision = form?.get('decision');
     if (!form || (decision !== 'approve' && decision !== 'deny'))
       return refused(400, 'Choose Approve or Deny on the page.');
-    const by = form.get('by')?.trim().slice(0, MAX_BY - 14);
+    const by = form
+      .get('by')
+      ?.trim()
+      .slice(0, MAX_BY - 14);
     const note = form.get('note')?.trim().slice(0, MAX_NOTE) || undefined;
     const r = await decideApproval(
       db,

@@ -1,7 +1,10 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** The secret links are signed with: a dedicated one, else derived from the admin token; none → no links. */
-export function linkKey(o: { linkSecret?: string | undefined; adminToken?: string | undefined }): Buffer | undefined {
+export function linkKey(o: {
+  linkSecret?: string | undefined;
+  adminToken?: string | undefined;
+}): Buffer | undefined {
   const base = o.linkSecret ?? o.adminToken;
   return base === undefined ? undefined : createHmac('sha256', 'leash approval links').update(base).digest();
 }
@@ -18,7 +21,10 @@ function mac(key: Buffer, id: string, nonce: string, expiresAt: Date): Buffer {
 /** A fresh one-time token for a request: `<nonce>.<HMAC over id, nonce, expiry>`, and the nonce's hash to store. */
 export function mintLinkToken(key: Buffer, id: string, expiresAt: Date): { token: string; hash: Buffer } {
   const nonce = randomBytes(24).toString('base64url');
-  return { token: `${nonce}.${mac(key, id, nonce, expiresAt).toString('base64url')}`, hash: nonceHash(nonce) };
+  return {
+    token: `${nonce}.${mac(key, id, nonce, expiresAt).toString('base64url')}`,
+    hash: nonceHash(nonce),
+  };
 }
 
 /**

@@ -11,7 +11,11 @@ export interface ApprovalLoop {
   stop(): Promise<void>;
 }
 
-const event = (type: 'approval_requested' | 'approval_expired', a: ApprovalRow, url?: string | null): AlertEvent => ({
+const event = (
+  type: 'approval_requested' | 'approval_expired',
+  a: ApprovalRow,
+  url?: string | null,
+): AlertEvent => ({
   type,
   approval_id: a.id,
   agent: a.agent,

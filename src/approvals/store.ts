@@ -70,7 +70,11 @@ export type Decision = 'approved' | 'denied';
 
 export type DecideResult =
   | { ok: true; approval: ApprovalRow }
-  | { ok: false; reason: 'not_found' | 'expired' | 'already_decided' | 'link_invalid'; approval?: ApprovalRow };
+  | {
+      ok: false;
+      reason: 'not_found' | 'expired' | 'already_decided' | 'link_invalid';
+      approval?: ApprovalRow;
+    };
 
 /**
  * Approves or denies a pending, unexpired request in one conditional update (a second approver, an expired
@@ -141,7 +145,8 @@ export async function claimUnannounced(
         returning ${COLUMNS}`.execute(tx);
     for (const row of rows) {
       const hash = arm(row);
-      if (hash) await sql`update approvals set link_nonce_hash = ${hash} where id = ${row.id}::uuid`.execute(tx);
+      if (hash)
+        await sql`update approvals set link_nonce_hash = ${hash} where id = ${row.id}::uuid`.execute(tx);
     }
     return rows;
   });

@@ -24,7 +24,19 @@ export const AUDIT_COLUMNS = [
   'policy_version',
 ] as const;
 
-export type AuditRow = Pick<Selectable<AuditLogTable>, (typeof AUDIT_COLUMNS)[number]>;
+/** A call held for a person: its request, and who decided it, when and why (from the row's metadata). */
+export interface AuditApproval {
+  id: string;
+  status: string;
+  decided_by?: string | null;
+  decided_at?: string | null;
+  note?: string | null;
+  expires_at?: string | null;
+}
+
+export type AuditRow = Pick<Selectable<AuditLogTable>, (typeof AUDIT_COLUMNS)[number]> & {
+  approval: AuditApproval | null;
+};
 
 export const DEFAULT_AUDIT_LIMIT = 100;
 export const MAX_AUDIT_LIMIT = 10_000;
@@ -61,15 +73,18 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function auditQuery(db: Kysely<Database>, filter: AuditFilter, ids?: readonly string[]) {
   const dir = filter.order ?? 'desc';
   const limit = Math.min(Math.max(Math.trunc(filter.limit ?? DEFAULT_AUDIT_LIMIT), 1), MAX_AUDIT_LIMIT);
-  let q = db.selectFrom('audit_log').select(AUDIT_COLUMNS);
+  let q = db
+    .selectFrom('audit_log')
+    .select(AUDIT_COLUMNS)
+    .select(sql<AuditApproval | null>`metadata->'approval'`.as('approval'));
   if (ids) q = q.where('id', '=', sql<string>`any(${[...ids]}::uuid[])`);
   if (filter.agent !== undefined) q = q.where('agent', '=', filter.agent);
   if (filter.run !== undefined) q = q.where('run_id', '=', filter.run);
   if (filter.keyId !== undefined) q = q.where('key_id', '=', filter.keyId);
   if (filter.tool !== undefined) q = q.where('tool', '=', filter.tool);
   if (filter.decision !== undefined) {
-    if (filter.decision !== 'allowed' && filter.decision !== 'denied')
-      throw new RangeError(`decision must be 'allowed' or 'denied'`);
+    if (filter.decision !== 'allowed' && filter.decision !== 'denied' && filter.decision !== 'held')
+      throw new RangeError(`decision must be 'allowed', 'denied' or 'held'`);
     // A literal, not a parameter, so the planner can match the partial index `where decision = 'denied'`.
     q = q.where('decision', '=', sql.lit(filter.decision));
   }

@@ -54,7 +54,8 @@ export function storableDraft(draft: AuditDraft): AuditDraft {
   if (draft.request) {
     const r = safeJson(draft.request, MAX_REQUEST_BYTES);
     request = r.value;
-    if (r.altered) Object.assign(metadata, { request_sanitized: true, args_sha256: r.sha256 });
+    // A hash the caller took of the arguments before redacting them wins over the hash of what is stored.
+    if (r.altered) Object.assign(metadata, { request_sanitized: true, args_sha256: metadata.args_sha256 ?? r.sha256 });
   }
   return {
     ...draft,
@@ -150,7 +151,9 @@ export async function admit(db: Db, a: AdmitRequest, draft: AuditDraft): Promise
     windows: a.windows,
     loop_limit: a.loop?.limit ?? null,
     loop_seconds: a.loop?.seconds ?? null,
-    approval: a.approval ? { expires_seconds: a.approval.expiresSeconds, usd_micros: a.approval.usdMicros } : null,
+    approval: a.approval
+      ? { expires_seconds: a.approval.expiresSeconds, usd_micros: a.approval.usdMicros }
+      : null,
     row: storableDraft(draft),
   };
   const { rows } = await sql<{ r: AdmitResult }>`call leash_admission(${JSON.stringify(payload)}::jsonb, null)`.execute(db);

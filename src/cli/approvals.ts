@@ -9,7 +9,7 @@ import {
 } from '../approvals/store.js';
 import { formatUsd } from '../policy/money.js';
 import { CliError, EXIT, command, intFlag, type CommandGroup, type Context } from './command.js';
-import type { Style } from './output.js';
+import { cellText, type Style } from './output.js';
 import { withDb } from './with-db.js';
 
 const row = (a: ApprovalRow) => ({
@@ -60,7 +60,8 @@ const list = command({
       listApprovals(db, { pending: Boolean(v.pending), ...(limit ? { limit } : {}) }),
     );
     if (ctx.jsonMode) return void ctx.json(rows);
-    if (!rows.length) return void ctx.print(v.pending ? 'no pending approval requests' : 'no approval requests');
+    if (!rows.length)
+      return void ctx.print(v.pending ? 'no pending approval requests' : 'no approval requests');
     ctx.table(
       rows.map(row),
       ['id', 'status', 'agent', 'run_id', 'tool', 'usd', 'expires_at', 'decided_by', 'note'],
@@ -91,10 +92,7 @@ function printOne(ctx: Context, a: ApprovalRow) {
     ['held_audit_id', a.held_audit_id],
     ['used_by_audit_id', a.used_by_audit_id],
   ];
-  for (const [k, value] of fields)
-    ctx.print(
-      `${k.padEnd(17)} ${value instanceof Date ? value.toISOString() : value === null ? '-' : typeof value === 'object' ? JSON.stringify(value) : String(value)}`,
-    );
+  for (const [k, value] of fields) ctx.print(`${k.padEnd(17)} ${cellText(value)}`);
 }
 
 const show = command({

@@ -42,8 +42,8 @@ function usdFlag(value: string, flag: string): number {
 }
 
 function decisionFlag(value: string | undefined): AuditFilter['decision'] {
-  if (value === undefined || value === 'allowed' || value === 'denied') return value;
-  throw new CliError(`--decision must be 'allowed' or 'denied', got '${value}'`, EXIT.usage);
+  if (value === undefined || value === 'allowed' || value === 'denied' || value === 'held') return value;
+  throw new CliError(`--decision must be 'allowed', 'denied' or 'held', got '${value}'`, EXIT.usage);
 }
 
 /** What a row cost or holds: "$0.30", "$0.50 held" while only reserved, "-" for a call that cost nothing. */
@@ -54,7 +54,16 @@ function costText(r: AuditRow): string {
 }
 
 function decisionText(r: AuditRow): string {
+  if (r.decision === 'held') return `held:${r.approval?.status ?? 'pending'}`;
   return r.decision === 'denied' ? `denied:${r.reason ?? '?'}` : 'allowed';
+}
+
+/** Who approved or denied a held call (or the approval an admitted call used), when, and their note. */
+export function approvalText(r: AuditRow): string | null {
+  const a = r.approval;
+  if (!a?.decided_by) return null;
+  const verb = a.status === 'denied' ? 'denied' : 'approved';
+  return `${verb} by ${a.decided_by}${a.decided_at ? ` at ${a.decided_at}` : ''}${a.note ? `: ${a.note}` : ''}`;
 }
 
 /**
@@ -72,6 +81,7 @@ export function formatAuditLine(r: AuditRow, label?: string): string {
     col(r.outcome, 9),
     col(costText(r), 10),
     r.vendor_object_id ?? '-',
+    approvalText(r) ?? '',
   ]
     .join('  ')
     .trimEnd();
@@ -92,7 +102,8 @@ export const AUDIT_LINE_HEADER = [
 /** A tail line with its decision in red (denied) or green (allowed), when colour is on. */
 function colourLine(line: string, r: AuditRow, on: boolean): string {
   const text = decisionText(r);
-  return on ? line.replace(text, paint(text, r.decision === 'denied' ? 'red' : 'green', true)) : line;
+  const colour = r.decision === 'denied' ? 'red' : r.decision === 'held' ? 'yellow' : 'green';
+  return on ? line.replace(text, paint(text, colour, true)) : line;
 }
 
 /** JSON-safe row: dates as ISO strings, money as integer micros. */
@@ -100,7 +111,7 @@ function jsonRow(r: AuditRow): Record<string, unknown> {
   return { ...r, ts: r.ts.toISOString() };
 }
 
-function csvField(v: AuditRow[keyof AuditRow]): string {
+function csvField(v: AuditRow[(typeof AUDIT_COLUMNS)[number]]): string {
   let s = v === null ? '' : v instanceof Date ? v.toISOString() : String(v);
   // Text a spreadsheet would run as a formula (agent and run names are operator-chosen) is defused.
   if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
@@ -215,13 +226,13 @@ const query = command({
   name: 'query',
   summary: 'Find audit rows by agent, run, key, tool, decision, time and amount (newest first).',
   usage:
-    'audit query [--agent A] [--run R] [--key K] [--tool T] [--decision allowed|denied] [--since T] [--until T] [--min-usd D] [--limit N] [--format table|json|csv] [--json] [--wide]',
+    'audit query [--agent A] [--run R] [--key K] [--tool T] [--decision allowed|denied|held] [--since T] [--until T] [--min-usd D] [--limit N] [--format table|json|csv] [--json] [--wide]',
   help: [
     '--agent A                   only this agent',
     '--run R                     only this run id',
     '--key K                     only this vault key id',
     '--tool T                    only this tool, e.g. issue_refund',
-    '--decision allowed|denied   only allowed or only denied calls',
+    '--decision allowed|denied|held  only allowed, denied, or held (waiting for a person) calls',
     '--since T                   from T: 2026-11-20T14:30:00Z, 2026-11-20 (UTC), or ago: 30m, 2h, 7d',
     '--until T                   before T (same forms as --since)',
     '--min-usd D                 only calls costing or holding at least D dollars, e.g. 100 or 0.30',
@@ -277,6 +288,7 @@ const query = command({
           reserved: r.reserved_micros > 0 ? formatUsd(r.reserved_micros) : '-',
           vendor_object_id: r.vendor_object_id,
           id: r.id,
+          approval: approvalText(r),
         })),
         [
           'ts',
@@ -289,8 +301,17 @@ const query = command({
           'reserved',
           'vendor_object_id',
           'id',
+          // Who approved or denied a held call, only when some row has one.
+          ...(rows.some((r) => approvalText(r)) ? ['approval'] : []),
         ],
-        (column, text) => (column !== 'decision' ? undefined : text.startsWith('denied') ? 'red' : 'green'),
+        (column, text) =>
+          column !== 'decision'
+            ? undefined
+            : text.startsWith('denied')
+              ? 'red'
+              : text.startsWith('held')
+                ? 'yellow'
+                : 'green',
       );
     return EXIT.ok;
   },

@@ -71,9 +71,9 @@ async function serveHttp(
   const alertLog = onAlertFailure(runtime.deps.log, metrics.alertDeliveryFailed);
   const alerts = startAlerts({ config, db: runtime.handle.db, log: alertLog });
   // A held call kicks the approval loop, which announces the request with its signed link.
-  let approvals: ApprovalLoop | undefined;
+  const approvals: { loop?: ApprovalLoop } = {}; // started once the server knows its URL
   const held = (e: { type: string; code?: string | null }) => {
-    if (e.type === 'denied' && e.code === 'approval_required') approvals?.kick();
+    if (e.type === 'denied' && e.code === 'approval_required') approvals.loop?.kick();
   };
   runtime.deps.onEvent = fanOut(alerts.onEvent, metrics.onEvent, callLog(runtime.deps.log), held);
   const signing = linkKey({ linkSecret: config.approvalLinkSecret, adminToken: config.adminToken });
@@ -128,7 +128,7 @@ async function serveHttp(
       metrics_url: metricsServer?.url ?? (config.adminToken ? `${http.url}/metrics` : null),
     });
   if (config.adminToken) ctx.io.stderr(`operator console at ${http.url}/console\n`);
-  approvals = startApprovalLoop({
+  approvals.loop = startApprovalLoop({
     db: runtime.deps.db,
     log: runtime.deps.log,
     notify: alerts.notify,
@@ -142,7 +142,7 @@ async function serveHttp(
     await http.close();
     await metricsServer?.close();
     await reconciler?.stop();
-    await approvals?.stop();
+    await approvals.loop?.stop();
     await alerts.close();
     await runtime.close();
   });

@@ -65,7 +65,7 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
     s.draft.request =
       parsed.success && s.tool.redact
         ? s.tool.redact(parsed.data)
-        : withoutSensitive(requestOf(args), ['body']);
+        : rawRequest(s, args);
     return { code: 'endpoint_not_allowed', message: `policy '${policy.name}' does not allow ${s.name}` };
   }
   if (!rule) {
@@ -86,7 +86,7 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
       field: i.path.join('.') || '(input)',
       problem: i.message,
     }));
-    s.draft.request = withoutSensitive(requestOf(args), s.tool.sensitive);
+    s.draft.request = rawRequest(s, args);
     return {
       code: 'invalid_input',
       message: `invalid input for ${s.tool.name}: ${issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`,
@@ -216,6 +216,12 @@ function requestOf(args: unknown): Record<string, unknown> {
   return typeof args === 'object' && args !== null && !Array.isArray(args)
     ? (args as Record<string, unknown>)
     : { _value: args ?? null };
+}
+
+/** Arguments that did not parse, as stored: sensitive fields hashed, and the sha-256 of all of them kept. */
+function rawRequest(s: CallState, args: unknown): Record<string, unknown> {
+  s.draft.metadata.args_sha256 = createHash('sha256').update(canonicalJson(args)).digest('hex');
+  return withoutSensitive(requestOf(args), s.tool?.sensitive);
 }
 
 /** Sensitive fields as their length and sha-256 only (an invalid call's arguments are kept for forensics). */

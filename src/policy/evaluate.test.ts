@@ -159,7 +159,10 @@ describe('approval rules', () => {
   });
 
   it('checks every other rule first: an amount over the per-call limit is denied, not held', () => {
-    expect(evaluate(call('issue_refund', refund(60_000)))).toMatchObject({ allow: false, code: 'amount_over_limit' });
+    expect(evaluate(call('issue_refund', refund(60_000)))).toMatchObject({
+      allow: false,
+      code: 'amount_over_limit',
+    });
   });
 
   it('lists get_approval for a policy with an approval rule, and not otherwise', () => {

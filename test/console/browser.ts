@@ -42,8 +42,8 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS, timeout: 20_000 });
 }
 
-/** Saves a full-page screenshot under test-artifacts/console/ (not committed). */
+/** Saves a screenshot of the viewport under test-artifacts/console/ (not committed). */
 export async function screenshot(page: Page, name: string): Promise<void> {
   await mkdir(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: false });
 }

@@ -1,11 +1,13 @@
 // Covers the operator console in a real browser (system Chromium via playwright-core): sign-in, live audit rows
-// from a real MCP client, revoke from the console, cross-site refusals, and no request leaving leash's origin.
+// from a real MCP client, revoke and approvals from the console, cross-site refusals, and no request leaving
+// leash's origin.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRoutes } from '../../src/admin/routes.js';
+import { getApproval } from '../../src/approvals/store.js';
 import { createLogger } from '../../src/config/logger.js';
 import { createPipeline, type PipelineDeps } from '../../src/pipeline/run-tool.js';
 import { createAuthThrottle } from '../../src/server/auth-throttle.js';
@@ -45,6 +47,16 @@ beforeAll(async () => {
     tools: {
       send_email: { from: 'Support <support@acme.com>', to_domains: ['acme.com'], max_recipients: 2 },
       get_budget: {},
+    },
+  });
+  await applyTestPolicy(tdb.db, catalog, {
+    name: 'gated',
+    tools: {
+      send_email: {
+        from: 'Support <support@acme.com>',
+        to_domains: ['acme.com'],
+        approval: { always: true, expires: '30m' },
+      },
     },
   });
   const throttle = createAuthThrottle({ maxFailures: 50, windowMs: 60_000 });
@@ -98,6 +110,12 @@ const email = (client: Client, subject: string) =>
     arguments: { to: ['pat@acme.com'], subject, text: 'Your refund is on its way.' },
   }) as Promise<CallToolResult>;
 const structured = (r: CallToolResult) => r.structuredContent as Record<string, unknown>;
+function approvalId(r: CallToolResult): string {
+  const s = structured(r) as { details?: { approval_id?: unknown }; approval_id?: unknown };
+  const id = s.details?.approval_id ?? s.approval_id;
+  expect(typeof id, JSON.stringify(r)).toBe('string');
+  return String(id);
+}
 
 describe('signing in', () => {
   it('refuses a wrong admin token and sets no session', async () => {
@@ -221,7 +239,6 @@ describe('the signed-in console', () => {
       'support',
     );
     expect(await page.locator('#spend-days .day').count()).toBe(7);
-    expect(await page.locator('#approvals').isHidden()).toBe(true);
     await screenshot(page, 'console-1280');
   });
 
@@ -260,6 +277,48 @@ describe('the signed-in console', () => {
     await page.locator('#confirm').waitFor({ state: 'hidden' });
     const client = await mcpClient(key.key);
     expect((await email(client, 'still allowed')).isError).toBeFalsy();
+    await client.close();
+  });
+
+  it('approves a held call with a note, and the agent’s identical call then goes through', async () => {
+    const key = await keyFor(tdb.db, { policy: 'gated', agent: 'gated-bot', runId: 'ticket-6' });
+    const client = await mcpClient(key.key);
+    vendors.reset();
+    const held = await email(client, 'Big refund');
+    expect(structured(held)).toMatchObject({ code: 'approval_required' });
+    const id = approvalId(held);
+    const card = page.locator(`article[data-approval-id="${id}"]`);
+    await card.waitFor({ timeout: 7_000 });
+    await expect(card.textContent()).resolves.toMatch(/send_email.*gated-bot.*Big refund/s);
+    await card.locator('input').fill('customer called');
+    await screenshot(page, 'approval');
+    await card.locator('button[data-decide="approve"]').click();
+    await card.waitFor({ state: 'detached' });
+    await expect.poll(() => page.locator('#toast').textContent()).toMatch(/Approved/);
+    expect(await getApproval(tdb.db, id)).toMatchObject({
+      status: 'approved',
+      decided_by: 'console',
+      note: 'customer called',
+    });
+    expect(vendors.requests()).toBe(0);
+    const again = await email(client, 'Big refund');
+    expect(again.isError, JSON.stringify(again)).toBeFalsy();
+    expect(vendors.resend.received.length).toBe(1);
+    await client.close();
+  });
+
+  it('denies a held call from the console, and nothing reaches the vendor', async () => {
+    const key = await keyFor(tdb.db, { policy: 'gated', agent: 'gated-bot', runId: 'ticket-7' });
+    const client = await mcpClient(key.key);
+    vendors.reset();
+    const id = approvalId(await email(client, 'Suspicious refund'));
+    const card = page.locator(`article[data-approval-id="${id}"]`);
+    await card.waitFor({ timeout: 7_000 });
+    await card.locator('button[data-decide="deny"]').click();
+    await card.waitFor({ state: 'detached' });
+    expect(await getApproval(tdb.db, id)).toMatchObject({ status: 'denied', decided_by: 'console' });
+    expect((await email(client, 'Suspicious refund')).isError).toBe(true);
+    expect(vendors.requests()).toBe(0);
     await client.close();
   });
 

@@ -12,7 +12,8 @@ const narrowed = compilePolicy(
     {
       name: 'narrow',
       tools: {
-        issue_refund: { max_amount_usd: 50, customers: ['cus_A'] },
+        // An approval rule lists get_approval without naming it.
+        issue_refund: { max_amount_usd: 50, customers: ['cus_A'], approval: { above_usd: 20 } },
         get_payment: { customers: ['cus_A'] },
         send_sms: { from: '+15550001111', to_prefixes: ['+1'], max_segments: 2 },
         send_email: { from: 'Support <support@acme.com>', to_domains: ['acme.com'], max_recipients: 2 },
@@ -33,6 +34,7 @@ const bare = compilePolicy(
         send_sms: { from: '+15550001111' },
         send_email: { from: 'a@acme.com' },
         get_budget: {},
+        get_approval: {},
       },
     },
     ruleSpecs(catalog),

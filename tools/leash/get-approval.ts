@@ -4,11 +4,7 @@ import { VendorError } from '../../src/pipeline/errors.js';
 import { defineTool, type ApprovalView } from '../../src/pipeline/tool.js';
 
 const input = z.strictObject({
-  approval_id: z
-    .string()
-    .min(1)
-    .max(100)
-    .describe('the approval_id an approval_required refusal returned'),
+  approval_id: z.string().min(1).max(100).describe('the approval_id an approval_required refusal returned'),
 });
 
 const output = z.object({

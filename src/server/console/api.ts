@@ -1,18 +1,56 @@
 import { z } from 'zod';
 import type { Alerts } from '../../admin/alerts.js';
+import { decideApproval, listApprovals, MAX_NOTE, type ApprovalRow } from '../../approvals/store.js';
 import type { Db } from '../../db/database.js';
 import { listKeys, revokeKeys, type RevokeTarget } from '../../keys/vault-keys.js';
 import { spendReport, type SpendRow } from '../../ledger/spend.js';
 import { dayStart } from '../../ledger/windows.js';
 
 /**
- * What the server offers beyond the fixed panels. The console shows a panel only when its flag is true.
- * Extension point for approvals: when the approvals issue lands, set `approvals: true` here (from whatever
- * serves pending requests) and add its list/decide routes beside `revoke` in routes.ts; the page already
- * holds a hidden Approvals panel (id `approvals`) for the script to fill.
+ * What the server offers beyond the fixed panels; the console shows a panel only when its flag is true.
+ * `approvals`: pending approval requests, approved or denied from the console (on unless turned off).
  */
 export interface ConsoleFeatures {
   approvals: boolean;
+}
+
+/** A pending approval request as the console shows it: the held call's details, never the link's nonce. */
+export type ConsoleApproval = Pick<
+  ApprovalRow,
+  | 'id'
+  | 'tool'
+  | 'operation'
+  | 'agent'
+  | 'run_id'
+  | 'key_id'
+  | 'policy'
+  | 'usd_micros'
+  | 'amount'
+  | 'currency'
+  | 'request'
+  | 'created_at'
+  | 'expires_at'
+>;
+
+const MAX_PENDING_SHOWN = 50;
+
+async function pendingApprovals(db: Db): Promise<ConsoleApproval[]> {
+  const rows = await listApprovals(db, { pending: true, limit: MAX_PENDING_SHOWN });
+  return rows.map((a) => ({
+    id: a.id,
+    tool: a.tool,
+    operation: a.operation,
+    agent: a.agent,
+    run_id: a.run_id,
+    key_id: a.key_id,
+    policy: a.policy,
+    usd_micros: a.usd_micros,
+    amount: a.amount,
+    currency: a.currency,
+    request: a.request,
+    created_at: a.created_at,
+    expires_at: a.expires_at,
+  }));
 }
 
 const DAYS = 7;
@@ -21,6 +59,8 @@ export interface Overview {
   now: string;
   today: string;
   features: ConsoleFeatures;
+  /** Pending approval requests, oldest first (empty when the feature is off). */
+  approvals: ConsoleApproval[];
   spend: {
     policies: SpendRow[];
     /** Per agent today, with the policy (and its daily cap) the agent's spend counts against when it uses one. */
@@ -52,12 +92,13 @@ export interface Overview {
 export async function overview(db: Db, features: ConsoleFeatures, now = new Date()): Promise<Overview> {
   const today = dayStart(now);
   const weekStart = new Date(today.getTime() - (DAYS - 1) * 86_400_000);
-  const [policies, agents, byKey, days, keys] = await Promise.all([
+  const [policies, agents, byKey, days, keys, approvals] = await Promise.all([
     spendReport(db, { by: 'policy' }, now),
     spendReport(db, { by: 'agent' }, now),
     spendReport(db, { by: 'key' }, now),
     spendReport(db, { by: 'day', since: weekStart }, now),
     listKeys(db, { active: true }),
+    features.approvals ? pendingApprovals(db) : [],
   ]);
   const policyCap = new Map(policies.rows.map((r) => [r.group, r.cap_micros]));
   // An agent's spend counts against its policy's daily cap; say which one when the agent used exactly one today.
@@ -74,6 +115,7 @@ export async function overview(db: Db, features: ConsoleFeatures, now = new Date
     now: now.toISOString(),
     today: today.toISOString(),
     features,
+    approvals: approvals.reverse(),
     spend: {
       policies: policies.rows,
       agents: agents.rows.map((r) => {
@@ -142,4 +184,25 @@ export async function revokeFromConsole(
   const revoked = await revokeKeys(db, target, why);
   if (revoked.length) alerts?.notify({ type: 'key_revoked', key_ids: revoked, by: 'console', reason: why });
   return revoked;
+}
+
+export const decisionRequest = z.strictObject({
+  note: z.string().max(MAX_NOTE, `expected at most ${MAX_NOTE} characters`).optional(),
+});
+
+/** Approves or denies a pending request from the console; the answer says why nothing changed, if so. */
+export async function decideFromConsole(
+  db: Db,
+  id: string,
+  decision: 'approved' | 'denied',
+  note: string | undefined,
+): Promise<{ status: number; body: unknown }> {
+  const r = await decideApproval(db, id, decision, 'console', note?.trim() || undefined);
+  if (r.ok) return { status: 200, body: { approval: { id: r.approval.id, status: r.approval.status } } };
+  if (r.reason === 'not_found') return { status: 404, body: { error: 'no such approval request' } };
+  const error =
+    r.reason === 'expired'
+      ? 'the request has expired and can no longer be decided'
+      : `the request is already ${r.approval?.status ?? 'decided'}`;
+  return { status: 409, body: { error } };
 }

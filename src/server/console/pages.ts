@@ -78,9 +78,10 @@ export function consolePage(csrf: string): string {
     <p id="live-empty" class="empty">No calls yet. They appear here as agents make them.</p>
   </section>
   <div class="side">
-    <!-- Approvals: hidden until the server reports the feature (see ConsoleFeatures in api.ts). -->
+    <!-- Approvals: hidden unless the server reports the feature (ConsoleFeatures in api.ts). -->
     <section id="approvals" class="panel" aria-labelledby="approvals-h" hidden>
-      <h2 id="approvals-h">Approvals</h2>
+      <h2 id="approvals-h">Approvals <small id="approvals-count"></small></h2>
+      <p id="approvals-empty" class="empty">No calls are waiting for a person.</p>
       <div id="approval-list"></div>
     </section>
     <section id="spend" class="panel" aria-labelledby="spend-h">

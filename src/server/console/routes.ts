@@ -6,7 +6,14 @@ import type { Config } from '../../config/config.js';
 import type { Db } from '../../db/database.js';
 import type { AuthThrottle } from '../auth-throttle.js';
 import { HttpError, type RouteHandler } from '../http.js';
-import { overview, revokeFromConsole, revokeRequest, type ConsoleFeatures } from './api.js';
+import {
+  decideFromConsole,
+  decisionRequest,
+  overview,
+  revokeFromConsole,
+  revokeRequest,
+  type ConsoleFeatures,
+} from './api.js';
 import { consolePage, messagePage, signInPage } from './pages.js';
 import { CONSOLE_JS } from './script.js';
 import {
@@ -60,7 +67,7 @@ const streamFilter = z.object({
  */
 export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void } {
   const sessions = o.sessions ?? createSessionStore();
-  const features: ConsoleFeatures = { approvals: false, ...o.features };
+  const features: ConsoleFeatures = { approvals: true, ...o.features };
   const maxStreams = o.maxStreams ?? 32;
   const hops = o.config.trustProxyHops;
   let streams = 0;
@@ -142,13 +149,24 @@ export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void
     if (method === 'GET' && url.pathname === '/console/api/overview')
       return sendJsonSafe(res, 200, await overview(o.db, features));
     if (method === 'GET' && url.pathname === '/console/api/stream') return stream(res, session, url);
-    if (method === 'POST' && url.pathname === '/console/api/revoke') {
-      const csrf = req.headers['x-leash-csrf'];
-      if (!sameOrigin(req, hops) || !secretEquals(typeof csrf === 'string' ? csrf : undefined, session.csrf))
-        return sendJsonSafe(res, 403, { error: 'cross-site request refused' });
+    if (method !== 'POST')
+      return sendJsonSafe(res, 404, { error: `no console route ${method} ${url.pathname}` });
+    // Every change must come from this origin and carry the session's CSRF token.
+    const csrf = req.headers['x-leash-csrf'];
+    if (!sameOrigin(req, hops) || !secretEquals(typeof csrf === 'string' ? csrf : undefined, session.csrf))
+      return sendJsonSafe(res, 403, { error: 'cross-site request refused' });
+    if (url.pathname === '/console/api/revoke') {
       const parsed = revokeRequest.safeParse(await body());
       if (!parsed.success) return sendJsonSafe(res, 400, { error: z.prettifyError(parsed.error) });
       return sendJsonSafe(res, 200, { revoked: await revokeFromConsole(o.db, parsed.data, o.alerts) });
+    }
+    const decide = /^\/console\/api\/approvals\/([^/]+)\/(approve|deny)$/.exec(url.pathname);
+    if (features.approvals && decide?.[1] && decide[2]) {
+      const parsed = decisionRequest.safeParse((await body()) ?? {});
+      if (!parsed.success) return sendJsonSafe(res, 400, { error: z.prettifyError(parsed.error) });
+      const decision = decide[2] === 'approve' ? 'approved' : 'denied';
+      const r = await decideFromConsole(o.db, decide[1], decision, parsed.data.note);
+      return sendJsonSafe(res, r.status, r.body);
     }
     sendJsonSafe(res, 404, { error: `no console route ${method} ${url.pathname}` });
   }

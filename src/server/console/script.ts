@@ -200,8 +200,8 @@ export const CONSOLE_JS = String.raw`(() => {
     }
   }
   function render(o) {
-    // Approvals (extension point): shown only when the server says approvals exist; filled by their script.
     $('#approvals').hidden = !(o.features && o.features.approvals);
+    if (o.features && o.features.approvals) renderApprovals(o.approvals || []);
     const spendJson = JSON.stringify(o.spend);
     if (spendJson !== lastSpend) { lastSpend = spendJson; renderSpend(o.spend); }
     const keysJson = JSON.stringify(o.keys);
@@ -289,6 +289,63 @@ export const CONSOLE_JS = String.raw`(() => {
     if (focused) {
       const again = [...document.querySelectorAll('[data-focus]')].find((el) => el.getAttribute('data-focus') === focused);
       if (again) again.focus();
+    }
+  }
+
+  // ---- Approvals: cards keyed by request id, kept across refreshes so a note being typed survives.
+  const approvalCards = new Map();
+  function renderApprovals(list) {
+    const ids = new Set(list.map((a) => a.id));
+    for (const [id, card] of approvalCards) if (!ids.has(id)) { card.remove(); approvalCards.delete(id); }
+    const box = $('#approval-list');
+    for (const a of list) {
+      let card = approvalCards.get(a.id);
+      if (!card) { card = approvalCard(a); approvalCards.set(a.id, card); }
+      box.append(card); // oldest first: append in order moves each to its place
+      card.querySelector('.expiry').textContent = untilText(a.expires_at);
+    }
+    $('#approvals-count').textContent = list.length ? '(' + list.length + ' waiting)' : '';
+    $('#approvals-empty').hidden = list.length > 0;
+  }
+  function approvalCard(a) {
+    const args = [];
+    for (const [k, v] of Object.entries(a.request || {})) {
+      args.push(h('dt', { text: k }), h('dd', { class: 'mono', text: typeof v === 'string' ? v : JSON.stringify(v) }));
+    }
+    const note = h('input', { maxlength: '500', autocomplete: 'off', 'aria-label': 'Note for the ' + a.tool + ' request of ' + (a.agent || 'unknown agent') });
+    const error = h('p', { class: 'error', role: 'alert', hidden: true });
+    const amount = a.amount !== null && a.currency ? ' · ' + a.amount + ' ' + String(a.currency).toUpperCase() + ' (minor units)' : '';
+    const card = h('article', { class: 'agent-card approval', 'data-approval-id': a.id },
+      h('div', { class: 'card-head' }, h('h3', { text: a.tool }), h('span', { class: 'count', text: usd(a.usd_micros) + amount })),
+      h('p', { class: 'meta' }, 'agent ' + (a.agent || '–') + (a.run_id ? ', run ' + a.run_id : '') + ', key ' + a.key_id + (a.policy ? ', policy ' + a.policy : '') + ' · ', h('span', { class: 'expiry' })),
+      args.length ? h('dl', { class: 'args' }, ...args) : null,
+      h('label', { class: 'note' }, 'Note ', note),
+      error,
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'small danger', 'data-decide': 'deny', onclick: () => decide(a, 'deny', note, error, card) }, 'Deny'),
+        h('button', { type: 'button', class: 'small', 'data-decide': 'approve', onclick: () => decide(a, 'approve', note, error, card) }, 'Approve')));
+    return card;
+  }
+  async function decide(a, action, note, error, card) {
+    for (const b of card.querySelectorAll('button')) b.disabled = true;
+    try {
+      const text = note.value.trim();
+      const r = await fetch('/console/api/approvals/' + encodeURIComponent(a.id) + '/' + action, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-leash-csrf': csrf },
+        body: JSON.stringify(text ? { note: text } : {}),
+      });
+      if (r.status === 401) return signedOut();
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(body.error || 'HTTP ' + r.status);
+      approvalCards.delete(a.id);
+      card.remove();
+      toast((action === 'approve' ? 'Approved' : 'Denied') + ' the ' + a.tool + ' request of ' + (a.agent || 'unknown agent') + '.');
+      refresh();
+    } catch (err) {
+      error.textContent = 'Not decided: ' + err.message;
+      error.hidden = false;
+      for (const b of card.querySelectorAll('button')) b.disabled = false;
     }
   }
 

@@ -114,6 +114,12 @@ tr.flash { animation: flash 1.5s ease-out; }
 .keys-list li button { margin-left: auto; }
 .keys-list .meta { color: var(--muted); }
 
+.approval .meta { margin: 4px 0; font-size: 12.5px; color: var(--muted); overflow-wrap: anywhere; }
+.approval .args { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 2px 10px; margin: 6px 0; font-size: 12.5px; }
+.approval .args dt { color: var(--muted); }
+.approval .args dd { margin: 0; overflow-wrap: anywhere; }
+.approval .note { display: grid; gap: 2px; font-size: 12px; color: var(--muted); }
+.approval .actions { display: flex; gap: 8px; justify-content: flex-end; margin-top: 8px; }
 dialog { border: 1px solid var(--line); border-radius: 10px; background: var(--card); color: var(--fg); max-width: min(560px, 94vw); width: 100%; padding: 18px; }
 dialog::backdrop { background: rgba(0, 0, 0, .45); }
 dialog dl { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 4px 14px; margin: 0 0 14px; }
