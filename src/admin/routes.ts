@@ -1,11 +1,11 @@
-import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { Config } from '../config/config.js';
 import { listKeys, revokeKeys, type RevokeTarget } from '../keys/vault-keys.js';
 import type { PipelineDeps } from '../pipeline/run-tool.js';
 import type { AuthThrottle } from '../server/auth-throttle.js';
-import { HttpError, sendJson, tooManyFailures, type RouteHandler } from '../server/http.js';
+import { HttpError, sendJson, type RouteHandler } from '../server/http.js';
+import { adminAuthorized } from './admin-auth.js';
 import type { Alerts } from './alerts.js';
 import { approvalRoutes } from './approvals.js';
 import { adminReads } from './reads.js';
@@ -22,12 +22,6 @@ const revokeBody = z
   .refine((b) => [b.key_id, b.agent, b.run_id].filter(Boolean).length === 1, {
     message: 'give exactly one of key_id, agent or run_id',
   });
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
-function tokenMatches(presented: string | undefined, expected: string): boolean {
-  return presented !== undefined && timingSafeEqual(digest(presented), digest(expected));
-}
 
 /**
  * The operator API under /admin on `leash serve`, behind its own token (LEASH_ADMIN_TOKEN; never a vault key).
@@ -47,23 +41,7 @@ export function adminRoutes(
       return true;
     }
     // The same per-address limit as vault keys (shared with /mcp when serve passes one throttle to both).
-    const wait = throttle?.retryAfter(req) ?? 0;
-    if (wait) {
-      throttle?.refused(req, 'admin_token');
-      tooManyFailures(res, wait, false);
-      return true;
-    }
-    const presented = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    if (!tokenMatches(presented, config.adminToken)) {
-      if (presented !== undefined) throttle?.failed(req, 'admin_token');
-      sendJson(
-        res,
-        401,
-        { error: 'admin token required' },
-        { 'www-authenticate': 'Bearer realm="leash-admin"' },
-      );
-      return true;
-    }
+    if (!adminAuthorized(req, res, config.adminToken, throttle)) return true;
     const path = url.pathname.replace(/\/+$/, '');
     const method = req.method ?? 'GET';
     if (await approvalRoutes(deps.db, req, res, url, body)) return true;

@@ -2,8 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import { compiledFromStored } from '../policies/store.js';
 import type { CompiledPolicy } from '../policy/compile.js';
-import { hashSecret, parseVaultKey } from './vault-keys.js';
-import { timingSafeEqual } from 'node:crypto';
+import { parseVaultKey, secretMatches } from './vault-keys.js';
 
 export interface AuthenticatedKey {
   id: string;
@@ -45,12 +44,7 @@ export async function authenticate(db: Db, presented: string | undefined): Promi
     join policy_versions v on v.policy = k.policy and v.version = coalesce(k.policy_version, p.latest_version)
     where k.id = ${parsed.id}`.execute(db);
   const row = rows[0];
-  const presentedHash = hashSecret(parsed.secret);
-  if (
-    !row ||
-    row.secret_hash.length !== presentedHash.length ||
-    !timingSafeEqual(row.secret_hash, presentedHash)
-  )
+  if (!row || !secretMatches(parsed.secret, row.secret_hash))
     return { ok: false, keyId: row ? parsed.id : null };
   return {
     ok: true,
@@ -61,7 +55,7 @@ export async function authenticate(db: Db, presented: string | undefined): Promi
       policy: compiledFromStored(row.policy, row.version, row.document),
       expires_at: row.expires_at,
       revoked_at: row.revoked_at,
-      secret_hash: presentedHash.toString('hex'),
+      secret_hash: row.secret_hash.toString('hex'),
     },
   };
 }

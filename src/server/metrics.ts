@@ -1,6 +1,5 @@
 // Prometheus metrics for `leash serve`: per-call counters and latencies from pipeline events, budget and
 // unsettled-row gauges read from Postgres at scrape time (so every replica reports the shared state).
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
@@ -8,7 +7,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Db } from '../db/database.js';
 import type { PipelineEvent } from '../pipeline/deps.js';
 import type { AuthThrottle } from './auth-throttle.js';
-import { sendJson, tooManyFailures, type RouteHandler } from './http.js';
+import { adminAuthorized } from '../admin/admin-auth.js';
+import { sendJson, type RouteHandler } from './http.js';
 
 /** Seconds: admission is ~1 ms, vendor calls 50 ms – 20 s. */
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
@@ -127,8 +127,6 @@ export function createMetrics(o: { db: Db }): Metrics {
   };
 }
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
 async function answer(metrics: Metrics, res: ServerResponse) {
   const text = await metrics.render();
   res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
@@ -152,23 +150,7 @@ export function metricsRoute(
       });
       return true;
     }
-    const wait = throttle?.retryAfter(req) ?? 0;
-    if (wait) {
-      throttle?.refused(req, 'admin_token');
-      tooManyFailures(res, wait, false);
-      return true;
-    }
-    const presented = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    if (presented === undefined || !timingSafeEqual(digest(presented), digest(adminToken))) {
-      if (presented !== undefined) throttle?.failed(req, 'admin_token');
-      sendJson(
-        res,
-        401,
-        { error: 'admin token required' },
-        { 'www-authenticate': 'Bearer realm="leash-admin"' },
-      );
-      return true;
-    }
+    if (!adminAuthorized(req, res, adminToken, throttle)) return true;
     await answer(metrics, res);
     return true;
   };

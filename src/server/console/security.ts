@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { tokenMatches } from '../../admin/admin-auth.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** Everything the console loads comes from its own origin; no inline script or style, no frames, no plugins. */
@@ -45,12 +45,8 @@ export function sendJsonSafe(res: ServerResponse, status: number, body: unknown)
   send(res, status, 'application/json; charset=utf-8', JSON.stringify(body));
 }
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
-/** Compares secrets in constant time (hashing first makes the lengths equal). */
-export function secretEquals(presented: string | undefined, expected: string): boolean {
-  return presented !== undefined && timingSafeEqual(digest(presented), digest(expected));
-}
+/** Compares secrets in constant time (the admin API's comparison). */
+export const secretEquals = tokenMatches;
 
 /**
  * True when a state-changing request comes from a page of this origin: its Origin's host is the Host it was
