@@ -1,7 +1,6 @@
 // Covers the REST front door: the real stripe-node, twilio-node and resend-node SDKs pointed at two spawned
 // `leash serve` replicas (vault key as API key) in front of the vendor fakes — limits, default deny, shared caps,
 // revoke, vendor-shaped refusals and no canary credential anywhere.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -13,39 +12,17 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { validatePolicy } from '../src/policy/compile.js';
 import { ruleSpecs } from '../src/pipeline/tool.js';
 import { catalog } from '../tools/index.js';
-import { childEnv, LEASH_BIN, runLeash } from './support/cli.js';
+import { childEnv, runLeash } from './support/cli.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor } from './support/governance.js';
+import { auditRows as rowsOf, caught as catchSdk, startServe, type Served } from './support/rest.js';
 import { CANARIES, containsCanary, startVendors, type Vendors } from './support/vendors.js';
 
 let tdb: TestDatabase;
 let vendors: Vendors;
-const replicas: { child: ChildProcess; url: string; port: number; log: () => string }[] = [];
+const replicas: Served[] = [];
 /** Every answer any SDK got (bodies and headers), for the canary check. */
 const seen: string[] = [];
-
-async function startServe(): Promise<(typeof replicas)[number]> {
-  const child = spawn(process.execPath, [LEASH_BIN, 'serve', '--port', '0', '--reconcile-every', '0'], {
-    env: childEnv({
-      DATABASE_URL: tdb.url,
-      LEASH_HOME: '/nonexistent/leash-rest-home',
-      LEASH_LOG: 'debug',
-      ...vendors.env,
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stdout?.on('data', (c: Buffer) => (err += c.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
-      const found = /serving MCP at (\S+)\/mcp/.exec(err)?.[1];
-      if (found) resolve(found);
-    });
-    child.on('exit', (code) => reject(new Error(`leash serve exited ${String(code)}: ${err}`)));
-  });
-  return { child, url, port: Number(new URL(url).port), log: () => err };
-}
 
 const POLICY = {
   name: 'proxy',
@@ -84,16 +61,11 @@ beforeAll(async () => {
     tools: { issue_refund: {} },
     vendors: { stripe: { http: { 'POST /v1/refunds': {} } } },
   });
-  replicas.push(await startServe(), await startServe());
+  replicas.push(await startServe(tdb.url, vendors.env), await startServe(tdb.url, vendors.env));
 }, 60_000);
 
 afterAll(async () => {
-  for (const r of replicas) {
-    if (r.child.exitCode !== null) continue;
-    const exited = new Promise((res) => r.child.once('exit', res));
-    r.child.kill('SIGTERM');
-    await exited;
-  }
+  await Promise.all(replicas.map((r) => r.stop()));
   await vendors?.close();
   await tdb?.close();
 });
@@ -108,29 +80,8 @@ const stripeFor = (key: string, replica = 0) =>
     maxNetworkRetries: 0,
   });
 
-/** Catches what an SDK throws, keeping what the agent would see for the canary check. */
-async function caught(p: Promise<unknown>): Promise<Record<string, unknown>> {
-  try {
-    const ok = await p;
-    seen.push(JSON.stringify(ok));
-    return { ok };
-  } catch (error) {
-    seen.push(JSON.stringify(error), String(error));
-    return error as Record<string, unknown>;
-  }
-}
-
-const auditRows = (keyId: string) =>
-  tdb.pool
-    .query<{
-      tool: string;
-      door: string;
-      operation: string | null;
-      decision: string;
-      reason: string | null;
-      metadata: Record<string, unknown>;
-    }>(`select * from audit_log where key_id = $1 order by ts`, [keyId])
-    .then((r) => r.rows);
+const caught = (p: Promise<unknown>) => catchSdk(p, seen);
+const auditRows = (keyId: string) => rowsOf(tdb.pool, keyId);
 
 describe('stripe-node', () => {
   it('refunds within the limits and answers with Stripe’s own refund object, passing the agent’s Idempotency-Key on', async () => {

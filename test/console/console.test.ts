@@ -322,6 +322,20 @@ describe('the signed-in console', () => {
     await client.close();
   });
 
+  it('filters the live view to held calls', async () => {
+    await page.selectOption('#filters select[name="decision"]', 'held');
+    try {
+      const rows = page.locator('#audit tbody tr');
+      await rows.filter({ hasText: 'gated-bot' }).first().waitFor({ timeout: 2_000 });
+      await expect.poll(() => rows.filter({ hasText: 'mailer' }).count()).toBe(0);
+      const badges = await page.locator('#audit tbody tr .badge').allTextContents();
+      expect(badges.length).toBeGreaterThan(0);
+      expect(new Set(badges)).toEqual(new Set(['held']));
+    } finally {
+      await page.selectOption('#filters select[name="decision"]', '');
+    }
+  });
+
   it('is readable at phone width without sideways scrolling', async () => {
     const phone = await context.newPage();
     await phone.setViewportSize({ width: 390, height: 844 });

@@ -26,6 +26,22 @@ export interface StripeFakeRequest {
   form: URLSearchParams;
 }
 
+/** A PaymentIntent made by `POST /v1/payment_intents` (Stripe's shape; no charge until it is captured). */
+export interface FakeIntent {
+  id: string;
+  object: 'payment_intent';
+  amount: number;
+  amount_capturable: number;
+  amount_received: number;
+  capture_method: string;
+  currency: string;
+  customer: string | null;
+  latest_charge: null;
+  status: 'requires_capture' | 'requires_payment_method';
+  created: number;
+  livemode: false;
+}
+
 /** A local Stripe API subset (payment intents, charges, refunds) on a real HTTP server, recording what it got. */
 export interface StripeFake extends RecordingServer<StripeFakeRequest> {
   payments: Map<string, FakePayment>;
@@ -33,6 +49,8 @@ export interface StripeFake extends RecordingServer<StripeFakeRequest> {
     string,
     { id: string; amount: number; payment_intent: string; charge: string; params: string }
   >;
+  /** Created PaymentIntents, by idempotency key (or id when none was sent), each with the params that made it. */
+  intents: Map<string, { intent: FakeIntent; params: string }>;
   addPayment(p: Partial<FakePayment> & { amount: number }): FakePayment;
   /** Answer the next request (to `path`, when given) with this status and a Stripe-shaped error body. */
   failNext(status: number, error: Record<string, unknown>, path?: string): void;
@@ -44,6 +62,24 @@ function send(res: ServerResponse, status: number, body: unknown) {
   res.writeHead(status, { 'content-type': 'application/json', 'request-id': rid('req') });
   res.end(JSON.stringify(body));
 }
+
+const idempotencyMismatch = (res: ServerResponse) =>
+  send(res, 400, {
+    error: {
+      type: 'idempotency_error',
+      message:
+        'Keys for idempotent requests can only be used with the same parameters they were first used with.',
+    },
+  });
+
+const badParam = (param: string) => ({
+  error: {
+    type: 'invalid_request_error',
+    code: 'parameter_missing',
+    param,
+    message: `Missing required param: ${param}.`,
+  },
+});
 
 const missing = (id: string) => ({
   error: {
@@ -80,6 +116,7 @@ export async function startStripeFake(
   const payments = new Map<string, FakePayment>();
   const byCharge = new Map<string, FakePayment>();
   const refunds: StripeFake['refunds'] = new Map();
+  const intents: StripeFake['intents'] = new Map();
   let pendingFailure:
     { status: number; error: Record<string, unknown>; path: string | undefined } | undefined;
 
@@ -120,6 +157,7 @@ export async function startStripeFake(
   const fake: StripeFake = Object.assign(server, {
     payments,
     refunds,
+    intents,
     addPayment(p: Partial<FakePayment> & { amount: number }) {
       const full: FakePayment = {
         payment_intent: p.payment_intent ?? rid('pi'),
@@ -161,6 +199,8 @@ export async function startStripeFake(
     if (v1 !== 'v1') return send(res, 404, missing(path));
     if (method === 'GET' && kind === 'payment_intents' && id) {
       const p = payments.get(id);
+      const made = p ? undefined : [...intents.values()].find((i) => i.intent.id === id);
+      if (made) return send(res, 200, made.intent);
       return p
         ? send(
             res,
@@ -177,25 +217,41 @@ export async function startStripeFake(
       const p = byCharge.get(id);
       return p ? send(res, 200, chargeJson(p)) : send(res, 404, missing(id));
     }
+    const key = String(headers['idempotency-key'] ?? '');
+    const params = [...form.entries()]
+      .sort()
+      .map(([k, v]) => `${k}=${v}`)
+      .join('&');
+    if (method === 'POST' && kind === 'payment_intents' && !id) {
+      const seen = key ? intents.get(key) : undefined;
+      if (seen) return seen.params === params ? send(res, 200, seen.intent) : idempotencyMismatch(res);
+      const amount = Number(form.get('amount'));
+      const cur = form.get('currency');
+      if (!Number.isInteger(amount) || amount < 1) return send(res, 400, badParam('amount'));
+      if (!cur) return send(res, 400, badParam('currency'));
+      const manual = form.get('capture_method') === 'manual';
+      const intent: FakeIntent = {
+        id: rid('pi'),
+        object: 'payment_intent',
+        amount,
+        amount_capturable: manual ? amount : 0,
+        amount_received: 0,
+        capture_method: form.get('capture_method') ?? 'automatic_async',
+        currency: cur.toLowerCase(),
+        customer: form.get('customer'),
+        latest_charge: null,
+        // Kept simple: a manual-capture intent is taken as authorised and waiting to be captured.
+        status: manual ? 'requires_capture' : 'requires_payment_method',
+        created: Math.floor(Date.now() / 1000),
+        livemode: false,
+      };
+      intents.set(key || intent.id, { intent, params });
+      trim(intents, keep);
+      return send(res, 200, intent);
+    }
     if (method === 'POST' && kind === 'refunds' && !id) {
-      const key = String(headers['idempotency-key'] ?? '');
-      const params = [...form.entries()]
-        .sort()
-        .map(([k, v]) => `${k}=${v}`)
-        .join('&');
       const seen = key ? refunds.get(key) : undefined;
-      if (seen) {
-        if (seen.params !== params) {
-          return send(res, 400, {
-            error: {
-              type: 'idempotency_error',
-              message:
-                'Keys for idempotent requests can only be used with the same parameters they were first used with.',
-            },
-          });
-        }
-        return send(res, 200, refundJson(seen));
-      }
+      if (seen) return seen.params === params ? send(res, 200, refundJson(seen)) : idempotencyMismatch(res);
       const piId = form.get('payment_intent');
       const chId = form.get('charge');
       const p = piId ? payments.get(piId) : chId ? byCharge.get(chId) : undefined;

@@ -65,7 +65,7 @@ export function consolePage(csrf: string): string {
       <label>Agent <input name="agent" autocomplete="off" spellcheck="false"></label>
       <label>Run <input name="run" autocomplete="off" spellcheck="false"></label>
       <label>Tool <input name="tool" autocomplete="off" spellcheck="false"></label>
-      <label>Decision <select name="decision"><option value="">any</option><option value="allowed">allowed</option><option value="denied">denied</option></select></label>
+      <label>Decision <select name="decision"><option value="">any</option><option value="allowed">allowed</option><option value="denied">denied</option><option value="held">held</option></select></label>
       <button type="reset" class="quiet">Clear</button>
     </form>
     <div class="table-wrap">

@@ -56,7 +56,7 @@ const streamFilter = z.object({
   agent: filterText,
   run: filterText,
   tool: filterText,
-  decision: z.enum(['allowed', 'denied']).optional(),
+  decision: z.enum(['allowed', 'denied', 'held']).optional(),
 });
 
 /**
