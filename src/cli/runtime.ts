@@ -17,7 +17,14 @@ export async function openRuntime(
 ): Promise<Runtime> {
   const handle = await openDatabase(config, o.poolMax ? { poolMax: o.poolMax } : {});
   const log = createLogger(config);
-  const deps = createPipeline({ db: handle.db, config, catalog, sandbox: o.sandbox, log });
+  const deps = createPipeline({
+    db: handle.db,
+    config,
+    catalog,
+    sandbox: o.sandbox,
+    log,
+    vendorTimeoutMs: config.vendorTimeoutMs,
+  });
   return {
     handle,
     deps,

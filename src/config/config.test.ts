@@ -16,6 +16,16 @@ function withFile(content: unknown): Record<string, string> {
 }
 
 describe('loadConfig', () => {
+  it('takes the vendor call timeout from LEASH_VENDOR_TIMEOUT_MS, 20 s by default, and names a bad value', () => {
+    expect(loadConfig({ LEASH_HOME: '/nonexistent' }).vendorTimeoutMs).toBe(20_000);
+    expect(loadConfig({ LEASH_HOME: '/nonexistent', LEASH_VENDOR_TIMEOUT_MS: '1500' }).vendorTimeoutMs).toBe(
+      1500,
+    );
+    expect(() => loadConfig({ LEASH_HOME: '/nonexistent', LEASH_VENDOR_TIMEOUT_MS: 'soon' })).toThrow(
+      /LEASH_VENDOR_TIMEOUT_MS/,
+    );
+  });
+
   it('reads each vendor base URL and secret from the env vars its folder declares', () => {
     const config = loadConfig({
       LEASH_HOME: '/nonexistent',

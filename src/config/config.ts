@@ -44,6 +44,7 @@ const envShape = {
   LEASH_DB_POOL_MAX: z.coerce.number().int().min(1).max(200).optional(),
   LEASH_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).optional(),
   LEASH_TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).optional(),
+  LEASH_VENDOR_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).optional(),
 };
 
 type FileValues = z.infer<z.ZodObject<typeof fileShape>>;
@@ -68,6 +69,8 @@ export type Config = Readonly<{
   authFailuresPerMinute: number;
   /** Proxies in front of `leash serve` that append X-Forwarded-For (0: the socket's peer is the client). */
   trustProxyHops: number;
+  /** How long a vendor call may take before its outcome is `unknown` (reconcile settles it). */
+  vendorTimeoutMs: number;
   /** USD per one unit of a currency, e.g. { EUR: 1.08 }. USD is always 1. */
   fxRates: Readonly<Record<string, number>>;
   /** Vendor prices by price-sheet key (e.g. `sms_price_micros`), validated and defaulted by the vendor's sheet. */
@@ -154,6 +157,7 @@ export function loadConfig(
     poolMax: e.LEASH_DB_POOL_MAX ?? 10,
     authFailuresPerMinute: e.LEASH_AUTH_FAILURES_PER_MINUTE ?? 20,
     trustProxyHops: e.LEASH_TRUST_PROXY_HOPS ?? 0,
+    vendorTimeoutMs: e.LEASH_VENDOR_TIMEOUT_MS ?? 20_000,
     fxRates: Object.freeze({ ...fromFile.fx_rates, USD: 1 }),
     prices: Object.freeze(prices),
     vendorEnv: Object.freeze(vendorEnv),
