@@ -1,6 +1,6 @@
 // Covers audit rows under hostile agent input: NULs, lone surrogates, huge arguments, unknown tools and invalid
 // input all leave a denied row (and an alert event) through the real pipeline, real Postgres and a fake Resend.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { canonicalJson } from '../src/policy/compile.js';
 import type { PipelineDeps, PipelineEvent } from '../src/pipeline/run-tool.js';
@@ -13,6 +13,7 @@ import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './
 
 const NUL = String.fromCharCode(0);
 const FROM = 'Support <support@acme.com>';
+const AUDIT_KEY = Buffer.alloc(32, 0x2b);
 const catalog: Catalog = {
   tools: new Map([['send_email', sendEmail]]),
   vendors: new Map([['resend', resendVendor]]),
@@ -28,7 +29,11 @@ const events: PipelineEvent[] = [];
 beforeAll(async () => {
   tdb = await freshDatabase();
   fake = await startResendFake();
-  const config = testConfig({ RESEND_API_KEY: 're_hostile_test_key_123', LEASH_RESEND_BASE_URL: fake.url });
+  const config = testConfig({
+    RESEND_API_KEY: 're_hostile_test_key_123',
+    LEASH_RESEND_BASE_URL: fake.url,
+    LEASH_AUDIT_KEY: AUDIT_KEY.toString('base64'),
+  });
   deps = { ...pipelineFor(tdb.db, catalog, config), onEvent: (e) => events.push(e) };
   await applyTestPolicy(tdb.db, catalog, {
     name: 'hostile',
@@ -167,7 +172,7 @@ describe('calls refused before policy', () => {
     expect(stored.subject?.length).toBeLessThan(2100);
     expect(stored.subject).toContain('[truncated, 5000 chars]');
     // The email body is sensitive: an invalid call keeps only its length and hash, never the text.
-    expect(stored.text).toMatchObject({ redacted: true, length: 2 });
+    expect(stored.text).toMatchObject({ redacted: true, length: 2, sha256: hmac(`t${NUL}`) });
     expect(d.row.metadata).toMatchObject({
       request_sanitized: true,
       args_sha256: sha256(args),
@@ -230,6 +235,11 @@ describe('fuzzed calls', () => {
   });
 });
 
+/** What the audit log keeps of agent text: HMAC-SHA256 under the audit key. */
+function hmac(text: string): string {
+  return createHmac('sha256', AUDIT_KEY).update(text, 'utf8').digest('hex');
+}
+
 function sha256(v: unknown): string {
-  return createHash('sha256').update(canonicalJson(v)).digest('hex');
+  return hmac(canonicalJson(v));
 }

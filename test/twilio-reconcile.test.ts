@@ -1,5 +1,6 @@
-// Covers one vendor object per audit row: send_sms keeps a body hash (not the body), reconcile matches lost messages on it, never credits a SID twice, leaves ambiguous rows unknown, and the database refuses a second owner.
-import { createHash, randomUUID } from 'node:crypto';
+// Covers one vendor object per audit row: send_sms keeps a keyed body hash (not the body), reconcile matches lost messages on it, never credits a SID twice, leaves ambiguous rows unknown, and the database refuses a second owner.
+import { createHash, createHmac, randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { settleCall } from '../src/audit/write.js';
 import { reconcile } from '../src/pipeline/reconcile.js';
@@ -13,6 +14,8 @@ import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './
 
 const ACCOUNT_SID = `AC${'5e'.repeat(16)}`;
 const FROM = '+15550001111';
+const AUDIT_KEY = Buffer.alloc(32, 0x5a);
+const hmac = (s: string) => createHmac('sha256', AUDIT_KEY).update(s, 'utf8').digest('hex');
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 
 /** send_sms with the old matching: the earliest message to the recipient with the same body length, owned or not. */
@@ -50,6 +53,7 @@ beforeAll(async () => {
     TWILIO_ACCOUNT_SID: ACCOUNT_SID,
     TWILIO_AUTH_TOKEN: 'tok_twilio_reconcile_test',
     LEASH_TWILIO_BASE_URL: fake.url,
+    LEASH_AUDIT_KEY: AUDIT_KEY.toString('hex'),
   });
   deps = pipelineFor(tdb.db, catalog, config, []);
   const sms = { from: FROM, to_prefixes: ['+1'] };
@@ -108,7 +112,7 @@ async function sendRefused(to: string, body: string, tool = 'send_sms') {
 const settleLost = () => new Promise((res) => setTimeout(res, 900)).then(() => (fake.delayMs = 0));
 
 describe('send_sms audit row', () => {
-  it('keeps a SHA-256 of the body, never the body itself', async () => {
+  it('keeps the HMAC-SHA256 of the body under the audit key, never the body or its plain SHA-256', async () => {
     const body = 'Your code is 482913';
     const r = await send('send_sms', '+15550100001', body);
     if (!r.ok) throw new Error(r.failure.message);
@@ -116,9 +120,10 @@ describe('send_sms audit row', () => {
     expect(row.request).toMatchObject({
       to: '+15550100001',
       body_length: body.length,
-      body_sha256: sha256(body),
+      body_sha256: hmac(body),
     });
     expect(JSON.stringify(row)).not.toContain('482913');
+    expect(JSON.stringify(row)).not.toContain(sha256(body));
   });
 });
 
@@ -152,6 +157,25 @@ describe('send_sms reconcile by body hash', () => {
     expect(row.vendor_object_id).toMatch(/^SM[0-9a-f]{32}$/);
     expect(row.vendor_object_id).not.toBe(earlier.output.sid);
     expect(await owners(earlier.output.sid)).toEqual([earlier.audit_id]);
+  });
+
+  it('leaves a row written before the audit key (a plain SHA-256 body hash) unknown, without crashing', async () => {
+    const to = '+15550100007';
+    const body = 'Your code is 555555';
+    const lost = await sendLost(to, body);
+    await settleLost();
+    // As an upgraded server finds it: the body hash taken before hashes were keyed.
+    await sql`update audit_log set request = jsonb_set(request, '{body_sha256}', to_jsonb(${sha256(body)}::text)) where id = ${lost}::uuid`.execute(
+      tdb.db,
+    );
+
+    const summary = await reconcile(deps, { graceSeconds: 0 });
+    expect(summary.rows.find((x) => x.id === lost)).toMatchObject({ after: 'unknown' });
+    expect(await auditRow(lost)).toMatchObject({
+      outcome: 'unknown',
+      vendor_object_id: null,
+      reserved_micros: 8300,
+    });
   });
 
   it('leaves both rows unknown, and says why, when two lost calls match the same messages', async () => {
@@ -200,9 +224,15 @@ describe('one vendor object, one audit row', () => {
     if (!first.ok) throw new Error(first.failure.message);
     const lost = await sendRefused('+15550100006', 'Hello twice');
     await expect(
-      settleCall(tdb.db, lost ?? '', 'succeeded', 8300, 'settled', {
-        vendor_object_id: String(first.output.sid),
-      }),
+      settleCall(
+        tdb.db,
+        lost ?? '',
+        'succeeded',
+        8300,
+        'settled',
+        { vendor_object_id: String(first.output.sid) },
+        deps.auditHash,
+      ),
     ).rejects.toMatchObject({ code: '23505' });
 
     const read = (id: string) => ({

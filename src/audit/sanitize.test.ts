@@ -1,11 +1,16 @@
 // Covers making agent-controlled text storable in Postgres text/jsonb: escapes, per-string and per-value caps, hashes.
-import { createHash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from '../policy/compile.js';
-import { MAX_REQUEST_BYTES, MAX_STRING_CHARS, safeJson, safeText } from './sanitize.js';
+import { auditHasher } from './audit-hash.js';
+import { MAX_REQUEST_BYTES, MAX_STRING_CHARS, safeJson as safeJsonUnder, safeText } from './sanitize.js';
 
 const NUL = String.fromCharCode(0);
-const sha = (v: unknown) => createHash('sha256').update(canonicalJson(v)).digest('hex');
+const KEY = Buffer.alloc(32, 3);
+const h = auditHasher(KEY);
+// The hash a cut value keeps: HMAC-SHA256 of its canonical JSON under the audit key.
+const sha = (v: unknown) => createHmac('sha256', KEY).update(canonicalJson(v)).digest('hex');
+const safeJson = (v: Record<string, unknown>) => safeJsonUnder(v, h);
 
 describe('safeText', () => {
   it.each([
@@ -39,7 +44,7 @@ describe('safeJson', () => {
     expect(safeJson(v)).toEqual({ value: v, altered: false });
   });
 
-  it('escapes strings and keys at any depth and keeps the sha-256 of the original', () => {
+  it('escapes strings and keys at any depth and keeps the keyed hash of the original', () => {
     const v = { [`k${NUL}`]: [{ deep: `x${NUL}\udfff` }], subject: 'ok' };
     const r = safeJson(v);
     expect(r.value).toEqual({ 'k\\u0000': [{ deep: 'x\\u0000\ufffd' }], subject: 'ok' });

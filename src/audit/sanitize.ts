@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { canonicalJson } from '../policy/compile.js';
+import type { AuditHasher } from './audit-hash.js';
 
 /** Longest string kept per value; longer ones are cut and marked. */
 export const MAX_STRING_CHARS = 2048;
@@ -100,15 +100,18 @@ function cleanObject(value: object, depth: number, w: Walk): Record<string, unkn
   return out;
 }
 
-/** sha-256 (hex) of a value's canonical JSON (sorted keys), so a cut value can still be matched to its original. */
-export function sha256Of(value: unknown): string {
+/**
+ * The audit hash (HMAC-SHA256 under the audit key, hex) of a value's canonical JSON (sorted keys), so a cut value
+ * can still be matched to its original by whoever holds the key.
+ */
+export function sha256Of(value: unknown, h: AuditHasher): string {
   let json: string;
   try {
     json = canonicalJson(value);
   } catch {
     json = String(value); // a cycle or absurd depth: hash what can be hashed rather than fail the audit write
   }
-  return createHash('sha256').update(json).digest('hex');
+  return h.hash(json);
 }
 
 export interface SafeJson {
@@ -116,7 +119,7 @@ export interface SafeJson {
   value: Record<string, unknown>;
   /** True when anything was escaped, cut or summarised. */
   altered: boolean;
-  /** sha-256 of the canonical JSON of the value as given (before any change); set when altered. */
+  /** Audit hash (keyed sha-256) of the canonical JSON of the value as given (before any change); set when altered. */
   sha256?: string;
 }
 
@@ -124,21 +127,27 @@ export interface SafeJson {
  * Makes an object (a request, metadata) safe for a jsonb column whatever it holds: strings pass `safeText`,
  * depth is bounded, and if the JSON would exceed `maxBytes` the value becomes `{ _truncated, bytes, sha256, keys }`.
  */
-export function safeJson(value: Record<string, unknown>, maxBytes = MAX_REQUEST_BYTES): SafeJson {
+export function safeJson(
+  value: Record<string, unknown>,
+  h: AuditHasher,
+  maxBytes = MAX_REQUEST_BYTES,
+): SafeJson {
   const w: Walk = { altered: false, seen: 0 };
   let obj: Record<string, unknown>;
   try {
     obj = cleanObject(value, 0, w);
   } catch (error) {
     if (!(error instanceof TooLarge)) throw error;
-    return summary(value);
+    return summary(value, h);
   }
-  if (Buffer.byteLength(JSON.stringify(obj)) > maxBytes) return summary(value);
-  return w.altered ? { value: obj, altered: true, sha256: sha256Of(value) } : { value: obj, altered: false };
+  if (Buffer.byteLength(JSON.stringify(obj)) > maxBytes) return summary(value, h);
+  return w.altered
+    ? { value: obj, altered: true, sha256: sha256Of(value, h) }
+    : { value: obj, altered: false };
 }
 
-function summary(value: Record<string, unknown>): SafeJson {
-  const sha256 = sha256Of(value);
+function summary(value: Record<string, unknown>, h: AuditHasher): SafeJson {
+  const sha256 = sha256Of(value, h);
   let bytes: number | null = null;
   try {
     bytes = Buffer.byteLength(canonicalJson(value));

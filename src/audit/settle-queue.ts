@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
+import type { AuditHasher } from './audit-hash.js';
 import { storablePatch, type SettlePatch } from './write.js';
 
 export interface SettleItem {
@@ -24,12 +25,13 @@ export class SettleQueue {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
+    private readonly hasher: AuditHasher,
     private readonly maxDelayMs = 20,
     private readonly maxBatch = 256,
   ) {}
 
   enqueue(item: SettleItem): void {
-    this.items.push({ ...item, patch: storablePatch(item.patch) });
+    this.items.push({ ...item, patch: storablePatch(item.patch, this.hasher) });
     if (this.items.length >= this.maxBatch) this.schedule(0);
     else this.timer ??= this.schedule(this.maxDelayMs);
   }

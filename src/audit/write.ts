@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { BudgetWindow } from '../db/schema.js';
+import type { AuditHasher } from './audit-hash.js';
 import {
   MAX_METADATA_BYTES,
   MAX_NAME_CHARS,
@@ -46,13 +47,13 @@ const SHORT = 256;
 /**
  * The draft as it can be stored whatever the agent sent: every text jsonb-safe and capped, the request at most
  * MAX_REQUEST_BYTES and the metadata MAX_METADATA_BYTES. When the request had to change, metadata keeps the
- * sha-256 of the original (`args_sha256`) and `request_sanitized`.
+ * audit hash (HMAC-SHA256 under the audit key) of the original (`args_sha256`) and `request_sanitized`.
  */
-export function storableDraft(draft: AuditDraft): AuditDraft {
-  const metadata = safeJson(draft.metadata, MAX_METADATA_BYTES).value;
+export function storableDraft(draft: AuditDraft, h: AuditHasher): AuditDraft {
+  const metadata = safeJson(draft.metadata, h, MAX_METADATA_BYTES).value;
   let request: Record<string, unknown> | null = null;
   if (draft.request) {
-    const r = safeJson(draft.request, MAX_REQUEST_BYTES);
+    const r = safeJson(draft.request, h, MAX_REQUEST_BYTES);
     request = r.value;
     // A hash the caller took of the arguments before redacting them wins over the hash of what is stored.
     if (r.altered) Object.assign(metadata, { request_sanitized: true, args_sha256: metadata.args_sha256 ?? r.sha256 });
@@ -94,7 +95,7 @@ export interface Settlement {
 }
 
 /** The patch with every vendor-provided text jsonb-safe and capped (an error message echoing the agent's input included). */
-export function storablePatch(patch: SettlePatch): SettlePatch {
+export function storablePatch(patch: SettlePatch, h: AuditHasher): SettlePatch {
   const out: SettlePatch = { ...patch };
   if (patch.vendor_request_id !== undefined)
     out.vendor_request_id = safeText(patch.vendor_request_id, SHORT).text;
@@ -102,7 +103,7 @@ export function storablePatch(patch: SettlePatch): SettlePatch {
     out.vendor_object_id = safeText(patch.vendor_object_id, SHORT).text;
   if (patch.error !== undefined) out.error = safeText(patch.error).text;
   if (patch.currency !== undefined) out.currency = safeText(patch.currency, 16).text;
-  if (patch.metadata !== undefined) out.metadata = safeJson(patch.metadata, MAX_METADATA_BYTES).value;
+  if (patch.metadata !== undefined) out.metadata = safeJson(patch.metadata, h, MAX_METADATA_BYTES).value;
   return out;
 }
 
@@ -114,10 +115,11 @@ export async function settleCall(
   costMicros: number,
   costStatus: 'settled' | 'pending',
   patch: SettlePatch,
+  h: AuditHasher,
 ): Promise<Settlement> {
   const { rows } = await sql<{
     r: Settlement;
-  }>`select leash_settle(${id}::uuid, ${outcome}, ${costMicros}::bigint, ${costStatus}, ${JSON.stringify(storablePatch(patch))}::jsonb) as r`.execute(
+  }>`select leash_settle(${id}::uuid, ${outcome}, ${costMicros}::bigint, ${costStatus}, ${JSON.stringify(storablePatch(patch, h))}::jsonb) as r`.execute(
     db,
   );
   return rows[0]?.r ?? { settled: false, reason: 'no_row' };
@@ -142,7 +144,12 @@ export type AdmitResult = Admission | { stale: true; policy_version: number };
  * The one round trip before the vendor: re-check the key (secret, revoke, expiry, policy version), the loop
  * guard, reservations in every window and the audit row, committed durably. If this throws, do not call the vendor.
  */
-export async function admit(db: Db, a: AdmitRequest, draft: AuditDraft): Promise<AdmitResult> {
+export async function admit(
+  db: Db,
+  a: AdmitRequest,
+  draft: AuditDraft,
+  h: AuditHasher,
+): Promise<AdmitResult> {
   const payload = {
     key_id: a.keyId,
     secret_hash: a.secretHash,
@@ -154,7 +161,7 @@ export async function admit(db: Db, a: AdmitRequest, draft: AuditDraft): Promise
     approval: a.approval
       ? { expires_seconds: a.approval.expiresSeconds, usd_micros: a.approval.usdMicros }
       : null,
-    row: storableDraft(draft),
+    row: storableDraft(draft, h),
   };
   const { rows } = await sql<{ r: AdmitResult }>`call leash_admission(${JSON.stringify(payload)}::jsonb, null)`.execute(db);
   const r = rows[0]?.r;
@@ -175,15 +182,16 @@ export async function recordDenial(
   draft: AuditDraft,
   code: string,
   details: Record<string, unknown>,
+  h: AuditHasher,
   key?: { secretHash: string; policyVersion: number },
 ): Promise<DenialResult> {
-  const safe = storableDraft(draft);
+  const safe = storableDraft(draft, h);
   const payload = {
     key_id: safe.key_id,
     secret_hash: key?.secretHash ?? null,
     policy_version: key?.policyVersion ?? null,
     code: safeText(code, MAX_NAME_CHARS).text,
-    details: safeJson(details, MAX_METADATA_BYTES).value,
+    details: safeJson(details, h, MAX_METADATA_BYTES).value,
     row: safe,
   };
   const { rows } = await sql<{ r: DenialResult }>`select leash_record_denial(${JSON.stringify(payload)}::jsonb) as r`.execute(db);

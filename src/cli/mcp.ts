@@ -1,7 +1,7 @@
 import { runStdio } from '../server/stdio.js';
 import { CliError, EXIT, command, type CommandGroup } from './command.js';
 import { callLog } from './events.js';
-import { openRuntime } from './runtime.js';
+import { openRuntime, warnIfUnkeyed } from './runtime.js';
 
 const mcp = command({
   name: '',
@@ -14,6 +14,7 @@ const mcp = command({
     const config = ctx.config();
     if (!config.vaultKey)
       throw new CliError('set LEASH_VAULT_KEY to the vault key (lsk_…) this agent should use', EXIT.usage);
+    warnIfUnkeyed(ctx, config);
     const runtime = await openRuntime(config, { sandbox: Boolean(v.sandbox), poolMax: 4 });
     // One JSON line per call on stderr at LEASH_LOG=info (stdout is the protocol).
     runtime.deps.onEvent = callLog(runtime.deps.log);

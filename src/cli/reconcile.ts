@@ -3,6 +3,7 @@ import { reconcile } from '../pipeline/reconcile.js';
 import { formatUsd, parseUsd, UsdInputError } from '../policy/money.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
 import { openRuntime } from './runtime.js';
+import { auditHasher } from '../audit/audit-hash.js';
 import { withDb } from './with-db.js';
 
 const reconcileCmd = command({
@@ -81,9 +82,15 @@ async function settleByHand(
       .executeTakeFirst();
     if (!row) throw new CliError(`no audit row ${id}`, EXIT.notFound);
     const micros = costMicros ?? (row.reserved_micros || row.cost_micros);
-    return settleCall(db, id, outcome, outcome === 'succeeded' ? micros : 0, 'settled', {
-      metadata: { settled_by: 'operator (leash reconcile --settle)' },
-    });
+    return settleCall(
+      db,
+      id,
+      outcome,
+      outcome === 'succeeded' ? micros : 0,
+      'settled',
+      { metadata: { settled_by: 'operator (leash reconcile --settle)' } },
+      auditHasher(ctx.config().auditKey),
+    );
   });
   if (v.json) ctx.json(result);
   else if (result.settled) ctx.print(`${id} settled: ${outcome}, cost ${formatUsd(result.cost_micros ?? 0)}`);

@@ -1,8 +1,10 @@
+import { UNKEYED_WARNING } from '../audit/audit-hash.js';
 import type { Config } from '../config/config.js';
 import { createLogger } from '../config/logger.js';
 import { openDatabase, type DbHandle } from '../db/database.js';
 import { createPipeline, type PipelineDeps } from '../pipeline/run-tool.js';
 import { catalog } from '../../tools/index.js';
+import type { Context } from './command.js';
 
 export interface Runtime {
   handle: DbHandle;
@@ -34,6 +36,11 @@ export async function openRuntime(
       await handle.close();
     },
   };
+}
+
+/** Servers say once, at start, when the audit log's hashes are unkeyed (hashing is no control: they still start). */
+export function warnIfUnkeyed(ctx: Context, config: Config): void {
+  if (!config.auditKey) ctx.warn(UNKEYED_WARNING);
 }
 
 export { catalog };

@@ -22,7 +22,7 @@ import { embeddedStatus, stopEmbedded } from '../db/embedded.js';
 import { createMetrics, metricsRoute, startMetricsServer } from '../server/metrics.js';
 import { callLog, fanOut, onAlertFailure } from './events.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
-import { catalog, openRuntime } from './runtime.js';
+import { catalog, openRuntime, warnIfUnkeyed } from './runtime.js';
 
 const serveOptions = {
   host: { type: 'string', default: '127.0.0.1' },
@@ -168,6 +168,7 @@ const serve = command({
     const every = Number(v['reconcile-every']);
     if (!Number.isFinite(every) || every < 0)
       throw new CliError('--reconcile-every must be a number of seconds (0 turns it off)', EXIT.usage);
+    warnIfUnkeyed(ctx, ctx.config());
     await serveHttp(ctx, {
       host: v.host,
       port: parsePort(v.port),

@@ -3,6 +3,8 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { VendorDeclaration } from '../vendor-kit/vendor-spec.js';
+import { deriveAuditKey } from '../audit/audit-hash.js';
+import { CredentialError, decodeKey, masterKeyPath } from '../credentials/master-key.js';
 import { catalog } from '../../tools/index.js';
 
 /** Error for a configuration that cannot be used; its message is already readable. */
@@ -32,6 +34,12 @@ const envShape = {
   LEASH_HOME: z.string().min(1).optional(),
   LEASH_CONFIG: z.string().min(1).optional(),
   LEASH_MASTER_KEY: z.string().min(1).optional(),
+  LEASH_AUDIT_KEY: z
+    .string()
+    .trim()
+    .transform((t) => (/^(?:[0-9a-f]{2})+$/i.test(t) ? Buffer.from(t, 'hex') : Buffer.from(t, 'base64')))
+    .refine((k) => k.length >= 32, 'LEASH_AUDIT_KEY must be at least 32 bytes (64 hex characters or base64)')
+    .optional(),
   LEASH_ADMIN_TOKEN: z.string().min(24, 'LEASH_ADMIN_TOKEN must be at least 24 characters').optional(),
   LEASH_APPROVAL_LINK_SECRET: z
     .string()
@@ -54,6 +62,13 @@ export type Config = Readonly<{
   databaseUrl: string | undefined;
   home: string;
   masterKey: string | undefined;
+  /**
+   * HMAC key for the hashes the audit log keeps of agent arguments: LEASH_AUDIT_KEY, else derived from the master
+   * key (LEASH_MASTER_KEY or $LEASH_HOME/master.key), else undefined ("unkeyed": a public key, brute-forceable).
+   */
+  auditKey: Buffer | undefined;
+  /** Where auditKey came from. */
+  auditKeySource: 'LEASH_AUDIT_KEY' | 'master key' | 'none';
   adminToken: string | undefined;
   /** Signs approval links (default: derived from the admin token). */
   approvalLinkSecret: string | undefined;
@@ -111,6 +126,28 @@ function readFile(file: string, schema: z.ZodType): Record<string, unknown> {
   return parsed.data as Record<string, unknown>; // a strict object schema parses to an object
 }
 
+/** LEASH_AUDIT_KEY, else HKDF of the master key (env or the file `leash init` writes), else none. */
+function auditKeyOf(
+  e: EnvValues,
+  home: string,
+): { auditKey: Buffer | undefined; auditKeySource: Config['auditKeySource'] } {
+  if (e.LEASH_AUDIT_KEY) return { auditKey: e.LEASH_AUDIT_KEY, auditKeySource: 'LEASH_AUDIT_KEY' };
+  const file = masterKeyPath({ home });
+  // A master key that is there but unusable fails loudly: silently unkeyed, replicas would disagree on digests.
+  try {
+    let master: Buffer | undefined;
+    if (e.LEASH_MASTER_KEY) master = decodeKey(e.LEASH_MASTER_KEY, 'LEASH_MASTER_KEY');
+    else if (existsSync(file)) master = decodeKey(readFileSync(file, 'utf8'), file);
+    return master
+      ? { auditKey: deriveAuditKey(master), auditKeySource: 'master key' }
+      : { auditKey: undefined, auditKeySource: 'none' };
+  } catch (error) {
+    if (error instanceof CredentialError) throw new ConfigError(`invalid configuration: ${error.message}`);
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError(`invalid configuration: cannot read the master key ${file} (${code})`);
+  }
+}
+
 /**
  * Parses env (and the optional config file) once; the result is frozen. Throws ConfigError. Vendor variables
  * and price keys come from the vendors' declarations (the tool catalog unless given).
@@ -147,6 +184,7 @@ export function loadConfig(
     databaseUrl: e.DATABASE_URL,
     home,
     masterKey: e.LEASH_MASTER_KEY,
+    ...auditKeyOf(e, home),
     adminToken: e.LEASH_ADMIN_TOKEN ?? fromFile.admin_token,
     approvalLinkSecret: e.LEASH_APPROVAL_LINK_SECRET ?? fromFile.approval_link_secret,
     publicUrl: e.LEASH_PUBLIC_URL ?? fromFile.public_url,

@@ -8,14 +8,15 @@ export class CredentialError extends Error {
   override name = 'CredentialError';
 }
 
-function decodeKey(text: string, where: string): Buffer {
+/** A 32-byte key written as 64 hex characters or base64. Throws CredentialError (naming `where`, never the key). */
+export function decodeKey(text: string, where: string): Buffer {
   const t = text.trim();
   const key = /^[0-9a-f]{64}$/i.test(t) ? Buffer.from(t, 'hex') : Buffer.from(t, 'base64');
   if (key.length !== 32) throw new CredentialError(`${where} must be 32 bytes (64 hex characters or base64)`);
   return key;
 }
 
-export function masterKeyPath(config: Config): string {
+export function masterKeyPath(config: Pick<Config, 'home'>): string {
   return join(config.home, 'master.key');
 }
 

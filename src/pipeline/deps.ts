@@ -1,6 +1,7 @@
 import type { Config } from '../config/config.js';
 import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
+import { auditHasher, type AuditHasher } from '../audit/audit-hash.js';
 import { SettleQueue } from '../audit/settle-queue.js';
 import { KeyCache } from '../keys/key-cache.js';
 import { VendorClients } from './clients.js';
@@ -41,21 +42,25 @@ export interface PipelineDeps {
   keys: KeyCache;
   /** Settles off the answer path; flush it before reading settled rows or shutting down. */
   settler: SettleQueue;
+  /** HMAC under the audit key for every hash the audit log keeps of agent arguments (same key on every replica). */
+  auditHash: AuditHasher;
   onEvent?: (event: PipelineEvent) => void;
 }
 
 /** Builds the pipeline's dependencies once per process. */
 export function createPipeline(
-  o: Omit<PipelineDeps, 'clients' | 'keys' | 'settler'> & {
+  o: Omit<PipelineDeps, 'clients' | 'keys' | 'settler' | 'auditHash'> & {
     vendorTimeoutMs?: number;
     settleDelayMs?: number;
   },
 ): PipelineDeps {
+  const auditHash = auditHasher(o.config.auditKey);
   return {
     ...o,
     clients: new VendorClients(o.db, o.config, o.sandbox, o.vendorTimeoutMs ?? 20_000),
     keys: new KeyCache(o.db),
-    settler: new SettleQueue(o.db, o.log, o.settleDelayMs ?? 20),
+    settler: new SettleQueue(o.db, o.log, auditHash, o.settleDelayMs ?? 20),
+    auditHash,
   };
 }
 

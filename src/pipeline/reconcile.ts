@@ -132,6 +132,7 @@ export async function reconcile(
             Promise.reject(new Error('no budget during reconcile')),
           ),
           attributed: async (ids) => new Set((await ownersOf(deps.db, vendor, row.id, ids)).keys()),
+          auditHash: deps.auditHash,
         },
         pending,
       );
@@ -145,18 +146,34 @@ export async function reconcile(
         summary.still_unknown++;
         note(before, `${claimed ?? ''} already belongs to audit row ${owner}; not credited twice`);
       } else if (result.outcome === 'succeeded') {
-        await settleCall(deps.db, row.id, 'succeeded', result.costMicros, result.costStatus, {
-          vendor_object_id: result.vendorObjectId,
-          amount: result.amount?.minor,
-          currency: result.amount?.currency.toLowerCase(),
-        });
+        await settleCall(
+          deps.db,
+          row.id,
+          'succeeded',
+          result.costMicros,
+          result.costStatus,
+          {
+            vendor_object_id: result.vendorObjectId,
+            amount: result.amount?.minor,
+            currency: result.amount?.currency.toLowerCase(),
+          },
+          deps.auditHash,
+        );
         if (row.outcome === 'succeeded') summary.priced++;
         else summary.succeeded++;
         note(result.costStatus === 'pending' ? 'succeeded/cost pending' : 'succeeded');
       } else if (result.outcome === 'failed') {
-        await settleCall(deps.db, row.id, 'failed', 0, 'settled', {
-          error: scrub(result.error, vc.handle?.secrets),
-        });
+        await settleCall(
+          deps.db,
+          row.id,
+          'failed',
+          0,
+          'settled',
+          {
+            error: scrub(result.error, vc.handle?.secrets),
+          },
+          deps.auditHash,
+        );
         summary.failed++;
         note('failed');
       } else {

@@ -64,7 +64,7 @@ async function refuse(s: CallState, deps: PipelineDeps, r: Refusal): Promise<Too
   if (r.row !== 'written') {
     try {
       const key = s.key ? { secretHash: s.key.secret_hash, policyVersion: s.key.policy.version } : undefined;
-      const written = await recordDenial(deps.db, s.draft, code, details, key);
+      const written = await recordDenial(deps.db, s.draft, code, details, deps.auditHash, key);
       if ('stale' in written) return 'restart';
       if (written.code !== code) {
         if (s.req.key) deps.keys.forget(s.req.key);

@@ -2,7 +2,7 @@ import { admit } from '../audit/write.js';
 import { windowsFor } from '../ledger/windows.js';
 import { evaluate as evaluatePolicy } from '../policy/evaluate.js';
 import { canonicalJson } from '../policy/compile.js';
-import { createHash } from 'node:crypto';
+import type { AuditHasher } from '../audit/audit-hash.js';
 import type { CallState, StageResult } from './call-state.js';
 import type { PipelineDeps } from './deps.js';
 import { scrub, scrubVendorError, VendorError } from './errors.js';
@@ -51,7 +51,8 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
     s.draft.request = { _truncated: true, reason: `nested deeper than ${MAX_DEPTH} levels` };
     return { code: 'invalid_input', message: `arguments are nested deeper than ${MAX_DEPTH} levels` };
   }
-  s.draft.args_hash = argsHash(s.name, args);
+  const h = deps.auditHash;
+  s.draft.args_hash = argsHash(s.name, args, h);
   // REST: default deny — a path no endpoint declares, or one the policy does not list, is refused alike.
   const rest = s.req.door === 'http';
   if (!s.tool) {
@@ -64,8 +65,8 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
     const parsed = s.tool.input.safeParse(args);
     s.draft.request =
       parsed.success && s.tool.redact
-        ? s.tool.redact(parsed.data)
-        : rawRequest(s, args);
+        ? s.tool.redact(parsed.data, h)
+        : rawRequest(s, args, h);
     return { code: 'endpoint_not_allowed', message: `policy '${policy.name}' does not allow ${s.name}` };
   }
   if (!rule) {
@@ -86,7 +87,7 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
       field: i.path.join('.') || '(input)',
       problem: i.message,
     }));
-    s.draft.request = rawRequest(s, args);
+    s.draft.request = rawRequest(s, args, h);
     return {
       code: 'invalid_input',
       message: `invalid input for ${s.tool.name}: ${issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`,
@@ -94,8 +95,7 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
     };
   }
   s.input = parsed.data;
-  s.draft.request = s.tool.redact ? s.tool.redact(parsed.data) : requestOf(parsed.data);
-  void deps;
+  s.draft.request = s.tool.redact ? s.tool.redact(parsed.data, h) : requestOf(parsed.data);
   return undefined;
 }
 
@@ -189,6 +189,7 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
         approval: s.approval && { expiresSeconds: s.approval.expiresSeconds, usdMicros: s.amountMicros ?? 0 },
       },
       s.draft,
+      deps.auditHash,
     );
   } catch (error) {
     deps.log.error('admission failed', { audit_id: s.id, error: errorName(error) });
@@ -202,14 +203,12 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
   return undefined;
 }
 
-/** The loop guard's identity of a call: tool and canonical arguments. */
-export function argsHash(tool: string, args: unknown): string {
-  return createHash('sha256')
-    .update(tool)
-    .update('\0')
-    .update(canonicalJson(args))
-    .digest('hex')
-    .slice(0, 32);
+/**
+ * The loop guard's (and approvals') identity of a call: the audit hash of tool and canonical arguments, cut to 32
+ * hex characters. Keyed, yet the same on every replica that holds the same audit key.
+ */
+export function argsHash(tool: string, args: unknown, h: AuditHasher): string {
+  return h.hash(`${tool}\0${canonicalJson(args)}`).slice(0, 32);
 }
 
 function requestOf(args: unknown): Record<string, unknown> {
@@ -218,15 +217,16 @@ function requestOf(args: unknown): Record<string, unknown> {
     : { _value: args ?? null };
 }
 
-/** Arguments that did not parse, as stored: sensitive fields hashed, and the sha-256 of all of them kept. */
-function rawRequest(s: CallState, args: unknown): Record<string, unknown> {
-  s.draft.metadata.args_sha256 = createHash('sha256').update(canonicalJson(args)).digest('hex');
-  return withoutSensitive(requestOf(args), s.tool?.sensitive);
+/** Arguments that did not parse, as stored: sensitive fields hashed, and the audit hash of all of them kept. */
+function rawRequest(s: CallState, args: unknown, h: AuditHasher): Record<string, unknown> {
+  s.draft.metadata.args_sha256 = h.hash(canonicalJson(args));
+  return withoutSensitive(requestOf(args), h, s.tool?.sensitive);
 }
 
-/** Sensitive fields as their length and sha-256 only (an invalid call's arguments are kept for forensics). */
+/** Sensitive fields as their length and audit hash only (an invalid call's arguments are kept for forensics). */
 function withoutSensitive(
   request: Record<string, unknown>,
+  h: AuditHasher,
   fields: readonly string[] = [],
 ): Record<string, unknown> {
   const out = { ...request };
@@ -234,7 +234,7 @@ function withoutSensitive(
     const v = out[f];
     if (v === undefined) continue;
     const text = typeof v === 'string' ? v : (JSON.stringify(v) ?? '');
-    out[f] = { redacted: true, length: text.length, sha256: createHash('sha256').update(text).digest('hex') };
+    out[f] = { redacted: true, length: text.length, sha256: h.hash(text) };
   }
   return out;
 }

@@ -1,5 +1,6 @@
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { z } from 'zod';
+import type { AuditHasher } from '../audit/audit-hash.js';
 import type { Config } from '../config/config.js';
 import type { ToolRule, ToolRuleSpec } from '../policy/compile.js';
 import type { PolicyFacts } from '../policy/evaluate.js';
@@ -7,7 +8,7 @@ import type { ToolRules } from '../policy/rule-set.js';
 import type { RuleName } from '../policy/schema.js';
 import type { VendorSpec } from '../vendor-kit/vendor-spec.js';
 
-export type { VendorSpec };
+export type { AuditHasher, VendorSpec };
 
 /** Prices and rates the cost estimates use (from config). A vendor reads its own with its PriceSheet. */
 export interface Pricing {
@@ -73,6 +74,8 @@ export interface CallContext<Client> extends LookupContext<Client> {
 export interface ReconcileContext<Client> extends CallContext<Client> {
   /** Of these vendor object ids, those another audit row already owns: never credit one of them again. */
   attributed(ids: readonly string[]): Promise<ReadonlySet<string>>;
+  /** The hash `redact` stored (HMAC under the audit key), to match a vendor object to the row. */
+  auditHash: AuditHasher;
 }
 
 /** What a successful vendor call produced. */
@@ -151,9 +154,12 @@ export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Cl
   call(ctx: CallContext<Client>, input: In, looked: Facts): Promise<Effect<Out>>;
   /** Settles a call left pending/unknown, or a cost left pending: replay idempotently or look the object up. */
   reconcile?(ctx: ReconcileContext<Client>, row: PendingCall): Promise<Reconciled>;
-  /** What of the input the audit row keeps. Default: all of it. */
-  redact?(input: In): Record<string, unknown>;
-  /** Top-level fields never stored, even when the input is invalid (then only their length and sha-256 are). */
+  /**
+   * What of the input the audit row keeps. Default: all of it. Hash what must be matched later (an SMS body) with
+   * `h` (HMAC under the server's audit key), never a plain sha-256: a short secret's plain hash can be brute-forced.
+   */
+  redact?(input: In, h: AuditHasher): Record<string, unknown>;
+  /** Top-level fields never stored, even when the input is invalid (then only their length and audit hash are). */
   sensitive?: readonly string[];
 }
 

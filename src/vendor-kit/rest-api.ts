@@ -6,6 +6,7 @@ import type { RuleName } from '../policy/schema.js';
 import type { ToolRules } from '../policy/rule-set.js';
 import type { PolicyFacts } from '../policy/evaluate.js';
 import type {
+  AuditHasher,
   CallContext,
   Effect,
   LookupContext,
@@ -97,7 +98,7 @@ export interface EndpointSpec<Body, Facts, Client> {
   ) => number;
   call: (ctx: CallContext<Client>, req: RestRequest<Body>, looked: Facts) => Promise<Effect<RestOutput>>;
   reconcile?: (ctx: ReconcileContext<Client>, row: PendingCall) => Promise<Reconciled>;
-  redact?: (req: RestRequest<Body>) => Record<string, unknown>;
+  redact?: (req: RestRequest<Body>, h: AuditHasher) => Record<string, unknown>;
 }
 
 /** Declares an endpoint: a ToolDefinition named after the route, read-only for GET, in no MCP list. */

@@ -1,6 +1,5 @@
 // Twilio's own REST API as leash's second front door: Messages create (send_sms's rules: pinned sender,
 // to_prefixes/to_numbers, max_segments) and read, forwarded to the real account with the server-held token.
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ToolRules } from '../../src/policy/rule-set.js';
 import type { CallContext } from '../../src/pipeline/tool.js';
@@ -87,7 +86,6 @@ const messageRules: ToolRules = {
 };
 
 const segmentsOf = (b: MessageBody) => countSegments(b.Body).segments;
-const bodySha256 = (body: string) => createHash('sha256').update(body, 'utf8').digest('hex');
 
 const createMessage = defineEndpoint<MessageBody, undefined, TwilioClient>({
   vendor: 'twilio',
@@ -127,12 +125,12 @@ const createMessage = defineEndpoint<MessageBody, undefined, TwilioClient>({
   },
   // The audit row keeps what send_sms's reconcile reads (to, body hash), never the text.
   reconcile: (ctx, row) => sendSms.reconcile!(ctx, row),
-  redact: (req) => {
+  redact: (req, h) => {
     const { Body, ...rest } = req.body;
     return {
       to: req.body.To,
       body_length: Body.length,
-      body_sha256: bodySha256(Body),
+      body_sha256: h.hash(Body), // the audit key's HMAC, as send_sms keeps it
       segments: segmentsOf(req.body),
       params: req.params,
       body: rest,

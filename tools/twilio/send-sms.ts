@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { MessageInstance } from 'twilio/lib/rest/api/v2010/account/message.js';
 import { z } from 'zod';
 import type { ToolRule } from '../../src/policy/compile.js';
@@ -107,9 +106,6 @@ function priced(m: MessageInstance, estimateMicros: number, fxRates: Pricing['fx
 const CLOCK_SKEW_MS = 60_000;
 const CALL_WINDOW_MS = 10 * 60_000;
 
-/** What the audit row keeps of a body, so reconcile can recognise the message without storing its text. */
-const bodySha256 = (body: string) => createHash('sha256').update(body, 'utf8').digest('hex');
-
 /** Send one SMS from the policy's pinned sender. Cost is an estimate until Twilio prices it (reconcile). */
 export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
   name: 'send_sms',
@@ -134,10 +130,12 @@ export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
   facts: (i): SmsFacts => ({ phones: [i.to], segments: countSegments(i.body).segments }),
   estimateCostMicros: (i, _looked, pricing) => estimate(i, pricing),
   sensitive: ['body'],
-  redact: (i) => ({
+  // The body's HMAC under the audit key, so reconcile can recognise the message without its text being kept or
+  // brute-forceable (a one-time code) from the audit table.
+  redact: (i, h) => ({
     to: i.to,
     body_length: i.body.length,
-    body_sha256: bodySha256(i.body),
+    body_sha256: h.hash(i.body),
     segments: countSegments(i.body).segments,
   }),
 
@@ -197,7 +195,7 @@ export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
         'from' in from ? m.from === from.from : m.messagingServiceSid === from.messagingServiceSid,
       )
       .filter((m) => m.dateCreated.getTime() >= since && m.dateCreated.getTime() <= since + CALL_WINDOW_MS)
-      .filter((m) => typeof m.body === 'string' && bodySha256(m.body) === bodyHash);
+      .filter((m) => typeof m.body === 'string' && ctx.auditHash.hash(m.body) === bodyHash);
     const owned = await ctx.attributed(matches.map((m) => m.sid));
     const free = matches.filter((m) => !owned.has(m.sid));
     const [match] = free;
