@@ -78,16 +78,14 @@ export async function startBareServer(o: BareServerOptions): Promise<BareServer>
     { timeoutMs },
   );
   const stripe = o.stripeUrl
-    ? (
-        await stripeVendor.createClient(
-          {
-            vendor: 'stripe',
-            name: 'bench',
-            secret: { secret_key: o.stripeSecretKey ?? 'sk_test_bench' },
-            baseUrl: o.stripeUrl,
-          },
-          { timeoutMs },
-        )
+    ? await stripeVendor.createClient(
+        {
+          vendor: 'stripe',
+          name: 'bench',
+          secret: { secret_key: o.stripeSecretKey ?? 'sk_test_bench' },
+          baseUrl: o.stripeUrl,
+        },
+        { timeoutMs },
       )
     : undefined;
 
@@ -132,7 +130,9 @@ export async function startBareServer(o: BareServerOptions): Promise<BareServer>
         'issue_refund',
         { description: 'Refund a Stripe payment.', inputSchema: refundInput },
         async ({ payment_intent, amount }) => {
-          const r = await stripe.run((s) => s.refunds.create({ payment_intent, ...(amount ? { amount } : {}) }));
+          const r = await stripe.run((s) =>
+            s.refunds.create({ payment_intent, ...(amount ? { amount } : {}) }),
+          );
           return text({ refund_id: r.id, status: r.status, amount: r.amount, currency: r.currency });
         },
       );
@@ -141,8 +141,12 @@ export async function startBareServer(o: BareServerOptions): Promise<BareServer>
         'issue_refund_lookup',
         { description: 'Read a Stripe payment, then refund it.', inputSchema: refundInput },
         async ({ payment_intent, amount }) => {
-          const pi = await stripe.run((s) => s.paymentIntents.retrieve(payment_intent, { expand: ['latest_charge'] }));
-          const r = await stripe.run((s) => s.refunds.create({ payment_intent: pi.id, ...(amount ? { amount } : {}) }));
+          const pi = await stripe.run((s) =>
+            s.paymentIntents.retrieve(payment_intent, { expand: ['latest_charge'] }),
+          );
+          const r = await stripe.run((s) =>
+            s.refunds.create({ payment_intent: pi.id, ...(amount ? { amount } : {}) }),
+          );
           return text({ refund_id: r.id, status: r.status, amount: r.amount, currency: r.currency });
         },
       );

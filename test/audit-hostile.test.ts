@@ -75,7 +75,11 @@ const count = async () =>
 async function deniedCall(tool: string, args: unknown, presented = key) {
   const r = await settledRun(deps, presented, tool, args);
   if (r.ok) throw new Error('expected a denial');
-  return { failure: r.failure, row: await row(r.failure.audit_id), event: events.filter((e) => e.type !== 'finished').at(-1) };
+  return {
+    failure: r.failure,
+    row: await row(r.failure.audit_id),
+    event: events.filter((e) => e.type !== 'finished').at(-1),
+  };
 }
 
 describe('denials with text Postgres cannot hold', () => {

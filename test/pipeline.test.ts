@@ -137,7 +137,12 @@ describe('runTool', () => {
         .select(['decision', 'reason', 'outcome', 'reserved_micros'])
         .where('id', '=', r.failure.audit_id ?? '00000000-0000-0000-0000-000000000000')
         .executeTakeFirstOrThrow();
-      expect(row).toEqual({ decision: 'denied', reason: 'invalid_input', outcome: 'none', reserved_micros: 0 });
+      expect(row).toEqual({
+        decision: 'denied',
+        reason: 'invalid_input',
+        outcome: 'none',
+        reserved_micros: 0,
+      });
     }
     expect(fake.received).toHaveLength(0);
   });

@@ -167,7 +167,10 @@ describe('issue_refund', () => {
       },
       '/v1/refunds',
     );
-    const r = await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 1 });
+    const r = await settledRun(deps, key.key, 'issue_refund', {
+      payment_intent: p.payment_intent,
+      amount: 1,
+    });
     expect(r).toMatchObject({
       ok: false,
       failure: { code: 'vendor_rejected', vendor: { code: 'charge_already_refunded', status: 400 } },
@@ -184,7 +187,10 @@ describe('issue_refund', () => {
     const p = fake.addPayment({ customer: 'cus_A', amount: 2000 });
     const key = await keyFor(tdb.db, { policy: 'refunds' });
     fake.delayMs = 800; // the client gives up at 300 ms; the fake still refunds
-    const r = await settledRun(deps, key.key, 'issue_refund', { payment_intent: p.payment_intent, amount: 700 });
+    const r = await settledRun(deps, key.key, 'issue_refund', {
+      payment_intent: p.payment_intent,
+      amount: 700,
+    });
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
     await new Promise((res) => setTimeout(res, 1000));
     fake.delayMs = 0;

@@ -77,7 +77,10 @@ async function policySpent(policy: string) {
 describe('send_sms', () => {
   it('sends from the policy sender with the canary account and leaves the cost pending at the estimate', async () => {
     const key = await keyFor(tdb.db, { policy: 'sms' });
-    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15557654321', body: 'Your order shipped.' });
+    const r = await settledRun(deps, key.key, 'send_sms', {
+      to: '+15557654321',
+      body: 'Your order shipped.',
+    });
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(fake.received).toHaveLength(1);
@@ -174,7 +177,12 @@ describe('send_sms', () => {
 
   it('states the policy limits in the narrowed schema', () => {
     const narrowed = sendSms.narrow?.({
-      source: { from: '+15550001111', to_prefixes: ['+1', '+44'], to_numbers: ['+33612345678'], max_segments: 3 },
+      source: {
+        from: '+15550001111',
+        to_prefixes: ['+1', '+44'],
+        to_numbers: ['+33612345678'],
+        max_segments: 3,
+      },
     });
     expect(narrowed?.limits).toEqual([
       'Recipients must start with +1 or +44 or be one of +33612345678.',

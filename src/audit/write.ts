@@ -56,7 +56,8 @@ export function storableDraft(draft: AuditDraft, h: AuditHasher): AuditDraft {
     const r = safeJson(draft.request, h, MAX_REQUEST_BYTES);
     request = r.value;
     // A hash the caller took of the arguments before redacting them wins over the hash of what is stored.
-    if (r.altered) Object.assign(metadata, { request_sanitized: true, args_sha256: metadata.args_sha256 ?? r.sha256 });
+    if (r.altered)
+      Object.assign(metadata, { request_sanitized: true, args_sha256: metadata.args_sha256 ?? r.sha256 });
   }
   return {
     ...draft,
@@ -163,15 +164,16 @@ export async function admit(
       : null,
     row: storableDraft(draft, h),
   };
-  const { rows } = await sql<{ r: AdmitResult }>`call leash_admission(${JSON.stringify(payload)}::jsonb, null)`.execute(db);
+  const { rows } = await sql<{
+    r: AdmitResult;
+  }>`call leash_admission(${JSON.stringify(payload)}::jsonb, null)`.execute(db);
   const r = rows[0]?.r;
   if (!r) throw new Error('admission returned no row');
   return r;
 }
 
 export type DenialResult =
-  | { code: string; details: Record<string, unknown> }
-  | { stale: true; policy_version: number };
+  { code: string; details: Record<string, unknown> } | { stale: true; policy_version: number };
 
 /**
  * Writes a refusal decided before admission. With `key`, the key is re-checked in the same statement: a revoked,
@@ -194,7 +196,9 @@ export async function recordDenial(
     details: safeJson(details, h, MAX_METADATA_BYTES).value,
     row: safe,
   };
-  const { rows } = await sql<{ r: DenialResult }>`select leash_record_denial(${JSON.stringify(payload)}::jsonb) as r`.execute(db);
+  const { rows } = await sql<{
+    r: DenialResult;
+  }>`select leash_record_denial(${JSON.stringify(payload)}::jsonb) as r`.execute(db);
   const r = rows[0]?.r;
   if (!r) throw new Error('denial returned no row');
   return r;

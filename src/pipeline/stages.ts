@@ -64,9 +64,7 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
   if (!rule && rest) {
     const parsed = s.tool.input.safeParse(args);
     s.draft.request =
-      parsed.success && s.tool.redact
-        ? s.tool.redact(parsed.data, h)
-        : rawRequest(s, args, h);
+      parsed.success && s.tool.redact ? s.tool.redact(parsed.data, h) : rawRequest(s, args, h);
     return { code: 'endpoint_not_allowed', message: `policy '${policy.name}' does not allow ${s.name}` };
   }
   if (!rule) {

@@ -70,7 +70,8 @@ export function createMcpServer(deps: PipelineDeps, key: () => string | undefine
     } catch {
       throw new McpError(ErrorCode.InternalError, refusalKind('audit_unavailable').message({}));
     }
-    const refused = (code: string) => new McpError(ErrorCode.InvalidRequest, `${code}: ${refusalKind(code).message({})}`);
+    const refused = (code: string) =>
+      new McpError(ErrorCode.InvalidRequest, `${code}: ${refusalKind(code).message({})}`);
     if (!auth.ok) throw refused('key_invalid');
     if (auth.key.revoked_at) throw refused('key_revoked');
     if (auth.key.expires_at && auth.key.expires_at.getTime() <= Date.now()) throw refused('key_expired');

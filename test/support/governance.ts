@@ -5,7 +5,12 @@ import type { Db } from '../../src/db/database.js';
 import { mintKey, type MintOptions } from '../../src/keys/vault-keys.js';
 import { validatePolicy } from '../../src/policy/compile.js';
 import { applyPolicy } from '../../src/policies/store.js';
-import { createPipeline, runTool, type PipelineDeps, type ToolCallResult } from '../../src/pipeline/run-tool.js';
+import {
+  createPipeline,
+  runTool,
+  type PipelineDeps,
+  type ToolCallResult,
+} from '../../src/pipeline/run-tool.js';
 import { ruleSpecs, type Catalog } from '../../src/pipeline/tool.js';
 
 export function testConfig(env: Record<string, string> = {}): Config {
