@@ -1,7 +1,7 @@
 // Covers approvals through the pipeline: a refund over the threshold is held, approved by the CLI and admitted once
 // (under concurrency too), bound to its exact arguments, still under the daily cap; denial and expiry.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { PipelineDeps, ToolCallResult } from '../src/pipeline/run-tool.js';
+import type { PipelineDeps, PipelineEvent, ToolCallResult } from '../src/pipeline/run-tool.js';
 import { runTool } from '../src/pipeline/run-tool.js';
 import type { Catalog } from '../src/pipeline/tool.js';
 import { toolsForPolicy } from '../src/server/tool-list.js';
@@ -21,6 +21,8 @@ let tdb: TestDatabase;
 let fake: StripeFake;
 let deps: PipelineDeps;
 let env: Record<string, string>;
+/** What the pipeline told its subscribers (metrics, the call log, alerts). */
+const events: PipelineEvent[] = [];
 const catalog: Catalog = {
   tools: new Map([issueRefund, getPayment, getBudget, getApproval].map((t) => [t.name, t])),
   vendors: new Map([['stripe', stripeVendor]]),
@@ -38,7 +40,7 @@ beforeAll(async () => {
     STRIPE_SECRET_KEY: 'sk_test_canary_approvals_1',
     LEASH_STRIPE_BASE_URL: fake.url,
   });
-  deps = pipelineFor(tdb.db, catalog, config);
+  deps = { ...pipelineFor(tdb.db, catalog, config), onEvent: (e) => void events.push(e) };
   await applyTestPolicy(tdb.db, catalog, POLICY);
   env = { DATABASE_URL: tdb.url, LEASH_HOME: '/nonexistent/leash-approvals', LEASH_LOG: 'silent' };
 });
@@ -89,6 +91,11 @@ describe('approvals', () => {
       .where('id', '=', r.ok ? '' : (r.failure.audit_id ?? ''))
       .executeTakeFirstOrThrow();
     expect(row).toMatchObject({ decision: 'held', reason: 'approval_required', reserved_micros: 0 });
+    // Metrics and the call log see it as held too, not as a denial.
+    expect(events.find((e) => e.type === 'finished' && e.audit_id === row.id)).toMatchObject({
+      decision: 'held',
+      code: 'approval_required',
+    });
     expect(await status(key.key, approval_id)).toBe('pending');
     // Asking again with the same arguments while it waits is the same request, not a new one.
     const again = approvalOf(

@@ -23,7 +23,7 @@ export type PipelineEvent =
       type: 'finished';
       tool: string;
       audit_id: string | null;
-      decision: 'allowed' | 'denied';
+      decision: 'allowed' | 'denied' | 'held';
       code: string | null;
       door: string;
       ms: number;

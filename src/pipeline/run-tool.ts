@@ -102,7 +102,12 @@ function finish(s: CallState, deps: PipelineDeps, result: ToolCallResult): ToolC
     type: 'finished',
     tool: s.name,
     audit_id: result.ok ? result.audit_id : result.failure.audit_id,
-    decision: s.admission ? 'allowed' : 'denied',
+    // A call waiting for a person is neither allowed nor refused: it is held, as its audit row says.
+    decision: s.admission
+      ? 'allowed'
+      : !result.ok && result.failure.code === 'approval_required'
+        ? 'held'
+        : 'denied',
     code: result.ok ? null : result.failure.code,
     door: s.req.door,
     ms,
