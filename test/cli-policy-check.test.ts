@@ -139,6 +139,26 @@ describe('leash policies test', () => {
     expect(after.rows).toEqual(before.rows);
   });
 
+  it('says a call would be held for approval above the threshold', async () => {
+    const held = join(home, 'held.yaml');
+    await writeFile(
+      held,
+      'name: refunds\ntools:\n  issue_refund: { max_amount_usd: 500, approval: { above_usd: 100, expires: 30m } }\n',
+    );
+    const call = (cents: number) =>
+      `{"tool":"issue_refund","args":{"payment_intent":"pi_1"},"facts":{"amount":{"minor":${cents},"currency":"usd"}}}`;
+    const over = await leash('policies', 'test', held, '--call', call(15_000), '--json');
+    expect(over.code, over.stderr).toBe(0);
+    expect(JSON.parse(over.stdout)).toMatchObject({
+      decision: 'allow',
+      approval_required: { expires_seconds: 1800 },
+    });
+    const text = await leash('policies', 'test', held, '--call', call(15_000));
+    expect(text.stdout).toContain('held: a person must approve this exact call first');
+    const under = await leash('policies', 'test', held, '--call', call(5_000), '--json');
+    expect(JSON.parse(under.stdout)).toMatchObject({ decision: 'allow', approval_required: null });
+  });
+
   it('denies with the code and reason, exit 1', async () => {
     const r = await leash(
       'policies',

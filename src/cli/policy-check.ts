@@ -46,7 +46,13 @@ function parseCall(text: string): CallSpec {
 }
 
 type Verdict =
-  | { decision: 'allow'; amount_micros: number | null; estimated_cost_micros: number | null }
+  | {
+      decision: 'allow';
+      amount_micros: number | null;
+      estimated_cost_micros: number | null;
+      /** Set when a person must approve the call first: it would be held, then admitted once approved. */
+      approval_required: { expires_seconds: number } | null;
+    }
   | { decision: 'deny'; code: string; message: string; details: Record<string, unknown> }
   | { decision: 'undecidable'; message: string; rules: string[] };
 
@@ -112,7 +118,12 @@ export function decideCall(
   } catch {
     // The estimate may need looked-up data the test was not given; the decision stands without it.
   }
-  return { decision: 'allow', amount_micros: d.amountMicros ?? null, estimated_cost_micros: cost };
+  return {
+    decision: 'allow',
+    amount_micros: d.amountMicros ?? null,
+    estimated_cost_micros: cost,
+    approval_required: d.approval ? { expires_seconds: d.approval.expiresSeconds } : null,
+  };
 }
 
 export const testCommand = command({
@@ -164,6 +175,10 @@ export const testCommand = command({
       ctx.print(
         `allow: ${call.tool} under policy '${policy.name}'${money.length ? ` (${money.join(', ')})` : ''}`,
       );
+      if (verdict.approval_required)
+        ctx.print(
+          `held: a person must approve this exact call first (the approval is good for ${verdict.approval_required.expires_seconds}s)`,
+        );
       ctx.print(`note: ${RULES_ONLY}`);
     } else if (verdict.decision === 'deny') {
       ctx.print(`deny ${verdict.code}: ${verdict.message}`);
