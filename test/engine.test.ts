@@ -1,8 +1,11 @@
 // Covers the staged engine's guarantees: one database round trip before the vendor, an atomic loop guard,
 // settlement off the answer path, and a cached key that never outlives a revoke, a rotate or a policy change.
-import { Kysely, PostgresDialect, type LogEvent } from 'kysely';
+import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/schema.js';
+import { uuidv7 } from '../src/audit/uuid.js';
+import { admit } from '../src/audit/write.js';
+import { authenticate } from '../src/keys/authenticate.js';
 import { revokeKeys, rotateKey } from '../src/keys/vault-keys.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
@@ -176,5 +179,50 @@ describe('the staged engine', () => {
     expect(stored).not.toContain('424242');
     expect(stored).toContain('"length":18');
     expect(fake.received).toHaveLength(0);
+  });
+
+  it('returns from admission only after a transaction that waits for the WAL flush of the audit row', async () => {
+    const key = await keyFor(tdb.db, { policy: 'engine' });
+    const auth = await authenticate(tdb.db, key.key);
+    if (!auth.ok) throw new Error('the key did not authenticate');
+    const id = uuidv7();
+    const r = await admit(
+      tdb.db,
+      {
+        keyId: auth.key.id,
+        secretHash: auth.key.secret_hash,
+        policyVersion: auth.key.policy.version,
+        cost: 0,
+        windows: [],
+        loop: null,
+      },
+      {
+        id,
+        key_id: auth.key.id,
+        agent: auth.key.agent,
+        run_id: auth.key.run_id,
+        policy: auth.key.policy.name,
+        policy_version: auth.key.policy.version,
+        tool: 'charge_test',
+        vendor: 'testvendor',
+        operation: 'POST /effects',
+        account: null,
+        request: {},
+        args_hash: 'durability-check',
+        sandbox: false,
+        amount: null,
+        currency: null,
+        metadata: {},
+      },
+      deps.auditHash,
+    );
+    expect(r).toMatchObject({ admitted: true });
+    // The audit row is written by an asynchronously committed transaction; admission ends with a second one that
+    // writes a WAL record and commits synchronously, so by the time it returns the WAL is flushed past both.
+    const lsn = 'durable_lsn' in r ? r.durable_lsn : undefined;
+    expect(lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    const { rows } = await sql<{ flushed: boolean }>`
+      select pg_current_wal_flush_lsn() >= ${lsn}::pg_lsn as flushed`.execute(tdb.db);
+    expect(rows[0]?.flushed).toBe(true);
   });
 });

@@ -40,6 +40,8 @@ export interface Admission {
   code: string | null;
   details: Record<string, unknown>;
   remaining_micros: number | null;
+  /** Admitted: a WAL position written by admission's last, synchronously committed transaction (after the audit row). */
+  durable_lsn?: string;
 }
 
 const SHORT = 256;
@@ -70,6 +72,8 @@ export function storableDraft(draft: AuditDraft, h: AuditHasher): AuditDraft {
     operation: safeColumn(draft.operation, SHORT),
     account: safeColumn(draft.account, SHORT),
     currency: safeColumn(draft.currency, 16),
+    // The row is built with jsonb_populate_record, which does not apply column defaults to missing keys.
+    door: draft.door ?? 'mcp',
     request,
     metadata,
   };

@@ -139,16 +139,22 @@ export async function revokeKeys(
   });
 }
 
-/** New secret for the same key identity and history; the old secret stops working at once. */
+/**
+ * New secret for the same key identity and history. Takes the key's admission lock exclusively, like revoke, so once
+ * this returns no call presenting the old secret is admitted (admission re-checks the secret under that lock).
+ */
 export async function rotateKey(db: Db, id: string): Promise<string> {
   const secret = newSecret();
-  const row = await db
-    .updateTable('vault_keys')
-    .set({ secret_hash: hashSecret(secret), rotated_at: sql<Date>`now()` })
-    .where('id', '=', id)
-    .where('revoked_at', 'is', null)
-    .returning('id')
-    .executeTakeFirst();
+  const row = await db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(leash_key_lock_id(${id}))`.execute(trx);
+    return trx
+      .updateTable('vault_keys')
+      .set({ secret_hash: hashSecret(secret), rotated_at: sql<Date>`now()` })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .returning('id')
+      .executeTakeFirst();
+  });
   if (!row) throw new KeyError(`no active key '${id}'`);
   return `lsk_${id}_${secret}`;
 }

@@ -164,8 +164,13 @@ export async function up(db: Kysely<any>): Promise<void> {
       commit;
       if coalesce((r->>'admitted')::boolean, false) then
         perform pg_advisory_xact_lock_shared(leash_key_lock_id(p->>'key_id'));
-        select revoked_at, expires_at into k from vault_keys where id = p->>'key_id';
-        if k.revoked_at is not null or (k.expires_at is not null and k.expires_at <= clock_timestamp()) then
+        -- A transaction that writes no WAL commits without waiting for the flush (even with an xid), so write one
+        -- record: this commit then waits for the WAL to be flushed past it, and so past transaction 1's audit row.
+        r := r || jsonb_build_object('durable_lsn', pg_logical_emit_message(true, 'leash.admitted', p->'row'->>'id')::text);
+        select revoked_at, expires_at, secret_hash into k from vault_keys where id = p->>'key_id';
+        -- Rotated (rotate takes the same lock exclusively), revoked or expired since transaction 1: undo it.
+        if k.secret_hash is distinct from decode(p->>'secret_hash', 'hex')
+           or k.revoked_at is not null or (k.expires_at is not null and k.expires_at <= clock_timestamp()) then
           select id, budget, reserved_micros into a from audit_log where id = (p->'row'->>'id')::uuid for update;
           for w in select value from jsonb_array_elements(a.budget) loop
             if w->>'kind' = 'usd_day' then
@@ -177,9 +182,12 @@ export async function up(db: Kysely<any>): Promise<void> {
             end if;
           end loop;
           r := jsonb_build_object('admitted', false, 'ts', r->'ts', 'remaining_micros', null,
-                 'code', case when k.revoked_at is not null then 'key_revoked' else 'key_expired' end,
+                 'durable_lsn', r->'durable_lsn',
+                 'code', case when k.secret_hash is distinct from decode(p->>'secret_hash', 'hex') then 'key_invalid'
+                              when k.revoked_at is not null then 'key_revoked' else 'key_expired' end,
                  'details', case when k.revoked_at is not null then jsonb_build_object('revoked_at', k.revoked_at)
-                                 else jsonb_build_object('expired_at', k.expires_at) end);
+                                 when k.expires_at is not null then jsonb_build_object('expired_at', k.expires_at)
+                                 else '{}'::jsonb end);
           update audit_log set decision = 'denied', reason = r->>'code', outcome = 'none', reserved_micros = 0,
               usd_micros = 0, cost_status = 'none', budget = '[]',
               metadata = metadata || jsonb_build_object('denial', r->'details')
