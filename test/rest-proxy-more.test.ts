@@ -219,9 +219,11 @@ describe('reconcile of a proxied write', () => {
     expect(second.rows.find((r) => r.id === row!.id)).toBeUndefined();
     const posts = vendors.stripe.received.filter((r) => r.method === 'POST' && r.path === '/v1/refunds');
     expect(posts).toHaveLength(2);
-    // stripe-node sends its own Idempotency-Key on every POST; leash forwards and replays with exactly that one.
+    // stripe-node sends its own Idempotency-Key on every POST; leash forwards it namespaced to the vault key and
+    // replays with exactly the key Stripe saw.
     const sent = row!.metadata.idempotency_key;
-    expect(sent).toMatch(/^stripe-node-retry-/);
+    expect(row!.metadata.agent_idempotency_key).toMatch(/^stripe-node-retry-/);
+    expect(sent).toBe(`leash_${key.id}_${String(row!.metadata.agent_idempotency_key)}`);
     expect(posts.map((r) => r.headers['idempotency-key'])).toEqual([sent, sent]);
     expect(p.amount_refunded).toBe(1200);
     expect(
@@ -256,7 +258,7 @@ describe('payment intents', () => {
       customer: 'cus_bob',
       capture_method: 'manual',
     });
-    expect(got?.headers['idempotency-key']).toBe('order-7-authorise');
+    expect(got?.headers['idempotency-key']).toBe(`leash_${key.id}_order-7-authorise`);
     const row = await settledRow(key.id, 'succeeded');
     expect(row).toMatchObject({ decision: 'allowed', usd_micros: 15_000_000, cost_micros: 15_000_000 });
     const spend = await keySpend(tdb.pool, key.id);

@@ -98,7 +98,8 @@ describe('stripe-node', () => {
     expect(refund.lastResponse.requestId).toMatch(/^req_/);
     const post = vendors.stripe.received.find((r) => r.method === 'POST');
     expect(post?.path).toBe('/v1/refunds');
-    expect(post?.headers['idempotency-key']).toBe('agent-chosen-key-1');
+    // Namespaced to the vault key, so keys sharing the credential never share Stripe's idempotency cache.
+    expect(post?.headers['idempotency-key']).toBe(`leash_${key.id}_agent-chosen-key-1`);
     expect(post?.headers.authorization).toBe(`Bearer ${CANARIES.STRIPE_SECRET_KEY}`);
     const [row] = await auditRows(key.id);
     expect(row).toMatchObject({
@@ -107,7 +108,90 @@ describe('stripe-node', () => {
       operation: 'POST /v1/refunds',
       decision: 'allowed',
     });
-    expect(row?.metadata.idempotency_key).toBe('agent-chosen-key-1');
+    expect(row?.metadata).toMatchObject({
+      idempotency_key: `leash_${key.id}_agent-chosen-key-1`,
+      agent_idempotency_key: 'agent-chosen-key-1',
+    });
+  });
+
+  it('gives two vault keys that send the same Idempotency-Key a refund each, never one replayed to the other', async () => {
+    const p = vendors.stripe.addPayment({ customer: 'cus_alice', amount: 5000 });
+    const [a, b] = [await keyFor(tdb.db, { policy: 'proxy' }), await keyFor(tdb.db, { policy: 'proxy' })];
+    const params = { payment_intent: p.payment_intent, amount: 300 };
+    const first = await stripeFor(a.key).refunds.create(params, { idempotencyKey: 'shared-order-9' });
+    const second = await stripeFor(b.key, 1).refunds.create(params, { idempotencyKey: 'shared-order-9' });
+    expect(second.id).not.toBe(first.id);
+    expect(p.amount_refunded).toBe(600);
+    const posts = vendors.stripe.received.filter((r) => r.method === 'POST');
+    expect(posts.map((r) => r.headers['idempotency-key'])).toEqual([
+      `leash_${a.id}_shared-order-9`,
+      `leash_${b.id}_shared-order-9`,
+    ]);
+    // The same key's own retry still dedupes at Stripe.
+    const again = await stripeFor(a.key).refunds.create(params, { idempotencyKey: 'shared-order-9' });
+    expect(again.id).toBe(first.id);
+    expect(p.amount_refunded).toBe(600);
+  });
+
+  it('refuses a query string on a write (POST /v1/refunds?n=1) with 400 invalid_input in Stripe’s shape and a row', async () => {
+    const p = vendors.stripe.addPayment({ customer: 'cus_alice', amount: 5000 });
+    const key = await keyFor(tdb.db, { policy: 'proxy' });
+    const res = await fetch(`${replicas[0]!.url}/v1/refunds?n=1`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ payment_intent: p.payment_intent, amount: '100' }).toString(),
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_input' });
+    expect(body.error.message).toMatch(/query parameters are not allowed/);
+    expect(vendors.requests()).toBe(0);
+    expect((await auditRows(key.id)).map((r) => [r.decision, r.reason])).toEqual([
+      ['denied', 'invalid_input'],
+    ]);
+  });
+
+  it('audits what the door refuses itself — a bad Idempotency-Key, an unreadable body, an oversized body — one row each', async () => {
+    const key = await keyFor(tdb.db, { policy: 'proxy' });
+    const base = replicas[0]!.url;
+    const auth = { authorization: `Bearer ${key.key}` };
+    const form = { ...auth, 'content-type': 'application/x-www-form-urlencoded' };
+    const cases = [
+      {
+        init: { method: 'POST', headers: { ...form, 'idempotency-key': 'has a space' }, body: 'charge=ch_1' },
+        path: '/v1/refunds',
+        status: 400,
+        problem: /Idempotency-Key/,
+      },
+      {
+        init: {
+          method: 'POST',
+          headers: { ...auth, 'content-type': 'application/json' },
+          body: '{"to": ',
+        },
+        path: '/emails',
+        status: 400,
+        problem: /not valid JSON/,
+      },
+      {
+        init: { method: 'POST', headers: form, body: Buffer.alloc((1 << 20) + 10, 'a') },
+        path: '/v1/refunds',
+        status: 413,
+        problem: /over \d+ bytes/,
+      },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const res = await fetch(base + c.path, c.init);
+      const text = await res.text();
+      expect(res.status, text).toBe(c.status);
+      expect(text).toMatch(c.problem);
+      expect(text).toMatch(/invalid_input, audit id [0-9a-f-]{36}/);
+      const rows = await auditRows(key.id);
+      expect(rows).toHaveLength(i + 1);
+      expect(rows[i]).toMatchObject({ decision: 'denied', reason: 'invalid_input', door: 'http' });
+      expect(res.headers.get('leash-audit-id')).toBe(rows[i]!.id);
+    }
+    expect(vendors.requests()).toBe(0);
   });
 
   it('refuses stripe.transfers.create with 403 endpoint_not_allowed, sends Stripe nothing, and audits the denial', async () => {
@@ -238,6 +322,78 @@ describe('resend-node', () => {
     expect(r.error).toMatchObject({ statusCode: 403 });
     expect(r.error?.message).toMatch(/recipient_not_allowed/);
     expect(vendors.requests()).toBe(0);
+  });
+
+  it('refuses a comma-joined recipient string (one address must be one entry) and sends Resend nothing', async () => {
+    const key = await keyFor(tdb.db, { policy: 'proxy' });
+    const resend = resendFor(key.key);
+    for (const field of ['to', 'cc', 'bcc', 'replyTo'] as const) {
+      const r = await resend.emails.send({
+        from: 'Support <support@acme.com>',
+        to: 'pat@acme.com',
+        [field]: 'victim@evil.example, ok@acme.com',
+        subject: 'Hi',
+        text: 'hello',
+      });
+      seen.push(JSON.stringify(r));
+      expect(r.error, field).toMatchObject({ statusCode: 400 });
+      expect(r.error?.message).toMatch(/invalid_input/);
+      expect(r.error?.message).toMatch(/expected an email address/);
+    }
+    expect(vendors.requests()).toBe(0);
+    const rows = await auditRows(key.id);
+    expect(rows.map((r) => [r.decision, r.reason])).toEqual(Array(4).fill(['denied', 'invalid_input']));
+  });
+
+  it('refuses free-form headers, attachments by remote path and scheduled sending with 400 and a row each', async () => {
+    const key = await keyFor(tdb.db, { policy: 'proxy' });
+    const resend = resendFor(key.key);
+    const email = { from: 'Support <support@acme.com>', to: 'pat@acme.com', subject: 'Hi', text: 'hello' };
+    const tries = [
+      { headers: { Bcc: 'leak@evil.example' } },
+      { attachments: [{ filename: 'x.pdf', path: 'https://evil.example/x.pdf' }] },
+      { scheduledAt: 'in 1 hour' },
+    ];
+    for (const extra of tries) {
+      const r = await resend.emails.send({ ...email, ...extra });
+      seen.push(JSON.stringify(r));
+      expect(r.error, JSON.stringify(extra)).toMatchObject({ statusCode: 400 });
+      expect(r.error?.message).toMatch(/are not allowed|is not allowed/);
+    }
+    // Attachments with their content inline are still sent.
+    const ok = await resend.emails.send({
+      ...email,
+      attachments: [{ filename: 'a.txt', content: Buffer.from('hi').toString('base64') }],
+    });
+    expect(ok.error).toBeNull();
+    expect(vendors.resend.received).toHaveLength(1);
+    const rows = await auditRows(key.id);
+    expect(rows.map((r) => [r.decision, r.reason])).toEqual([
+      ['denied', 'invalid_input'],
+      ['denied', 'invalid_input'],
+      ['denied', 'invalid_input'],
+      ['allowed', null],
+    ]);
+  });
+
+  it('refuses a query string on POST /emails with 400 invalid_input and a row', async () => {
+    const key = await keyFor(tdb.db, { policy: 'proxy' });
+    const res = await fetch(`${replicas[0]!.url}/emails?n=1`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        from: 'Support <support@acme.com>',
+        to: 'pat@acme.com',
+        subject: 'Hi',
+        text: 'x',
+      }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toMatch(/query parameters are not allowed[\s\S]*invalid_input/);
+    expect(vendors.requests()).toBe(0);
+    expect((await auditRows(key.id)).map((r) => [r.decision, r.reason])).toEqual([
+      ['denied', 'invalid_input'],
+    ]);
   });
 });
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { AuditDraft, Admission } from '../audit/write.js';
 import type { AuthenticatedKey } from '../keys/authenticate.js';
 import type { ToolRule } from '../policy/compile.js';
@@ -16,6 +17,21 @@ export interface CallRequest {
   door: 'mcp' | 'http';
   /** An idempotency key the caller chose (REST); otherwise one is derived from the audit id. */
   idempotencyKey?: string | undefined;
+  /** What the door itself found wrong (a bad header, an unreadable or oversized body): validate refuses with these. */
+  issues?: readonly { field: string; problem: string }[] | undefined;
+}
+
+/** Vendors take idempotency keys of at most 255 characters (Stripe). */
+const MAX_VENDOR_IDEMPOTENCY_KEY = 255;
+
+/**
+ * The idempotency key the vendor gets for a caller's own: namespaced to the vault key, so two keys sharing one
+ * credential never share (or replay) each other's requests; deterministic, so the caller's retries still dedupe.
+ */
+export function vendorIdempotencyKey(keyId: string, callerKey: string): string {
+  const key = `leash_${keyId}_${callerKey}`;
+  if (key.length <= MAX_VENDOR_IDEMPOTENCY_KEY) return key;
+  return `leash_${keyId}_h${createHash('sha256').update(callerKey).digest('base64url')}`;
 }
 
 export type ToolCallResult =

@@ -1,6 +1,6 @@
 import { approvalView } from '../approvals/view.js';
 import { budgetView } from '../ledger/budget.js';
-import type { CallState, ToolCallResult } from './call-state.js';
+import { vendorIdempotencyKey, type CallState, type ToolCallResult } from './call-state.js';
 import type { PipelineDeps } from './deps.js';
 import { scrubId, scrubVendorError, VendorError } from './errors.js';
 import { failure, errorName, vendorInfo } from './failure.js';
@@ -9,7 +9,10 @@ import { failure, errorName, vendorInfo } from './failure.js';
 export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
   const key = s.key!;
   const ctx = {
-    ...s.vendor!.callCtx(s.req.idempotencyKey ?? `leash_${s.id}`, () => budgetView(deps.db, key, key.policy)),
+    ...s.vendor!.callCtx(
+      s.req.idempotencyKey ? vendorIdempotencyKey(key.id, s.req.idempotencyKey) : `leash_${s.id}`,
+      () => budgetView(deps.db, key, key.policy),
+    ),
     approval: (id: string) => approvalView(deps.db, key.id, id),
   };
   const t0 = performance.now();

@@ -31,7 +31,7 @@ async function ownersOf(db: Db, vendor: string, exceptId: string, ids: readonly 
   return new Map(rows.map((r) => [r.vendor_object_id ?? '', r.id]));
 }
 
-/** The idempotency key the caller chose (REST), as the call recorded it. */
+/** The idempotency key the vendor saw for a caller-chosen one (REST: namespaced to the vault key), as recorded. */
 const callerKey = (metadata: unknown): string | undefined => {
   const key = (metadata as { idempotency_key?: unknown } | null)?.idempotency_key;
   return typeof key === 'string' ? key : undefined;

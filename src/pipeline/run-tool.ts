@@ -138,8 +138,8 @@ function newState(deps: PipelineDeps, req: CallRequest): CallState {
     door: req.door,
     amount: null,
     currency: null,
-    // The caller's own idempotency key, so reconcile replays with the key the vendor saw.
-    metadata: req.idempotencyKey ? { idempotency_key: req.idempotencyKey } : {},
+    // The caller's own idempotency key; authenticate adds the namespaced one the vendor sees (reconcile replays it).
+    metadata: req.idempotencyKey ? { agent_idempotency_key: req.idempotencyKey } : {},
   };
   const s: CallState = { req, id, started: performance.now(), name, draft, cost: 0 };
   if (tool) s.tool = tool;

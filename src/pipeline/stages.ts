@@ -3,7 +3,7 @@ import { windowsFor } from '../ledger/windows.js';
 import { evaluate as evaluatePolicy } from '../policy/evaluate.js';
 import { canonicalJson } from '../policy/compile.js';
 import type { AuditHasher } from '../audit/audit-hash.js';
-import type { CallState, StageResult } from './call-state.js';
+import { vendorIdempotencyKey, type CallState, type StageResult } from './call-state.js';
 import type { PipelineDeps } from './deps.js';
 import { scrub, scrubVendorError, VendorError } from './errors.js';
 import { pricingFrom, withoutNulls } from './tool.js';
@@ -37,6 +37,13 @@ export async function authenticate(s: CallState, deps: PipelineDeps, fresh: bool
     policy: key.policy.name,
     policy_version: key.policy.version,
   });
+  // The caller's key, namespaced to this vault key as the vendor gets it; reconcile replays with exactly that.
+  if (s.req.idempotencyKey)
+    s.draft.metadata = {
+      ...s.draft.metadata,
+      idempotency_key: vendorIdempotencyKey(key.id, s.req.idempotencyKey),
+      agent_idempotency_key: s.req.idempotencyKey,
+    };
   if (key.revoked_at) return { code: 'key_revoked', details: { revoked_at: key.revoked_at } };
   if (key.expires_at && key.expires_at.getTime() <= Date.now())
     return { code: 'key_expired', details: { expired_at: key.expires_at } };
@@ -79,12 +86,15 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
   s.draft.account = vendorConfig?.account ?? null;
   // The tool's own schema: the narrowed one only advertises policy limits, which evaluate() enforces
   // so that every over-limit call is a denial with its code in the audit log.
-  const parsed = s.tool.input.safeParse(args);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({
-      field: i.path.join('.') || '(input)',
-      problem: i.message,
-    }));
+  // A door's own finding (a bad header, an unreadable or oversized body) is the call's only issue.
+  const parsed = s.req.issues?.length ? undefined : s.tool.input.safeParse(args);
+  if (!parsed?.success) {
+    const issues = s.req.issues?.length
+      ? s.req.issues
+      : parsed!.error.issues.map((i) => ({
+          field: i.path.join('.') || '(input)',
+          problem: i.message,
+        }));
     s.draft.request = rawRequest(s, args, h);
     return {
       code: 'invalid_input',

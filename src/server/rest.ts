@@ -164,28 +164,26 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
       refuse(res, api, 401, 'key_invalid', message, null);
       return true;
     }
-    const idempotencyKey = req.headers['idempotency-key'];
-    if (
-      idempotencyKey !== undefined &&
-      (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY.test(idempotencyKey))
-    ) {
-      refuse(
-        res,
-        api,
-        400,
-        'invalid_input',
-        'Idempotency-Key must be 1-255 printable ASCII characters',
-        null,
-      );
-      return true;
-    }
-    let body: unknown;
+    // What the door finds wrong itself is still a call by this key: the pipeline refuses it (invalid_input) with a
+    // row, and the answer keeps the status the vendor would give (400, 413).
+    const issues: { field: string; problem: string }[] = [];
+    let status = 400;
+    const header = req.headers['idempotency-key'];
+    let idempotencyKey: string | undefined;
+    if (header === undefined || (typeof header === 'string' && IDEMPOTENCY_KEY.test(header)))
+      idempotencyKey = header;
+    else
+      issues.push({
+        field: 'Idempotency-Key header',
+        problem: 'Idempotency-Key must be 1-255 printable ASCII characters',
+      });
+    let body: unknown = {};
     try {
       body = parseBody(api, req, await raw());
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
-      refuse(res, api, error.status, 'invalid_input', error.message, null);
-      return true;
+      if (error.status === 413) status = 413;
+      issues.push({ field: 'body', problem: error.message });
     }
     const headers: Record<string, string> = {};
     for (const h of api.forwardHeaders) {
@@ -200,7 +198,15 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
       args: { params: matched?.params ?? {}, query: flat(url.searchParams), body, headers },
       door: 'http',
       idempotencyKey,
+      ...(issues.length ? { issues } : {}),
     });
+    if (!result.ok && issues.length && result.failure.code === 'invalid_input') {
+      const f = result.failure;
+      // An over-limit body was not read to its end: the connection is not reused.
+      const close: Record<string, string> = status === 413 ? { connection: 'close' } : {};
+      refuse(res, api, status, f.code, f.message, f.audit_id, close);
+      return true;
+    }
     if (!result.ok) {
       const f = result.failure;
       if (f.code === 'key_invalid') o.throttle.failed(req, 'vault_key');

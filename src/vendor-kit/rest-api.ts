@@ -24,6 +24,11 @@ export type HttpMethod = 'GET' | 'POST' | 'DELETE';
 export const flatForm = z.record(z.string(), z.union([z.string(), z.array(z.string())]));
 export type FlatForm = z.infer<typeof flatForm>;
 
+/** A write's query: none at all. */
+const noQuery = flatForm.refine((q) => Object.keys(q).length === 0, {
+  error: 'query parameters are not allowed on this endpoint; send every parameter in the request body',
+});
+
 /** The agent's request as the pipeline sees it: path parameters, query, body and the headers a vendor forwards. */
 export interface RestRequest<Body> {
   params: Record<string, string>;
@@ -107,7 +112,9 @@ export function defineEndpoint<Body, Facts, Client>(o: EndpointSpec<Body, Facts,
   const read = o.method === 'GET';
   const input = z.strictObject({
     params: o.params ?? z.record(z.string(), z.string()),
-    query: flatForm,
+    // A write's parameters go in its body, which policy reads: a query string (never read, and a way to make each
+    // identical call look new to the loop guard) is refused, not forwarded.
+    query: read ? flatForm : noQuery,
     body: o.body,
     headers: z.record(z.string(), z.string()),
   });

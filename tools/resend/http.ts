@@ -15,7 +15,7 @@ import {
 import { emailPrices, type ResendClient } from './client.js';
 import { resendPresentedKey, resendRefusal } from './http-shape.js';
 import { emailRules, type EmailFacts } from './rules.js';
-import { sendEmail } from './send-email.js';
+import { address, sendEmail } from './send-email.js';
 
 const REQUEST_ID = 'x-request-id';
 /** The tag send_email puts on each email, so reconcile finds it (tag values: letters, digits, _ and -). */
@@ -42,14 +42,30 @@ function send(
   });
 }
 
-const addresses = z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(50)]);
+// Recipients as send_email takes them: one address per entry (never "a@x.com, b@y.com", which would pass a
+// domain rule on its last address alone), a string or a list of them.
+const addresses = z.union([address, z.array(address).min(1).max(50)]);
+/** A field leash does not forward: what it would do cannot be checked by policy. */
+const refused = (why: string) => z.undefined({ error: why }).optional();
 const emailBody = z.looseObject({
   from: z.string().min(1).optional(),
   to: addresses,
   cc: addresses.optional(),
   bcc: addresses.optional(),
+  reply_to: addresses.optional(),
   subject: z.string().min(1),
   tags: z.array(z.object({ name: z.string(), value: z.string() })).optional(),
+  headers: refused('custom headers are not allowed: they can add recipients or senders policy does not see'),
+  scheduled_at: refused(
+    'scheduled sending is not allowed: a scheduled email can be rescheduled or cancelled outside leash',
+  ),
+  attachments: z
+    .array(
+      z.looseObject({
+        path: refused('attachments by remote path are not allowed: send the content itself'),
+      }),
+    )
+    .optional(),
 });
 type EmailBody = z.infer<typeof emailBody>;
 type ProxiedEmailFacts = EmailFacts & { sender: string | null };

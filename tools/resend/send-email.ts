@@ -13,7 +13,7 @@ const MAX_SUBJECT = 998; // RFC 5322 line length; Resend publishes no lower limi
 // Resend takes up to 40 MB per email; bodies are bounded to the HTTP front door's 1 MB so stdio accepts no more.
 const MAX_BODY = 1_000_000;
 // No `abort` on these checks: an aborted branch would hide its message inside the `to` union's "Invalid input".
-const address = z
+export const address = z
   .email({ error: 'expected an email address' })
   .max(MAX_ADDRESS, `expected an email address of at most ${MAX_ADDRESS} characters`)
   .refine(
