@@ -9,7 +9,14 @@ import { resendVendor } from '../tools/resend/client.js';
 import { startResendFake, type ResendFake } from '../tools/resend/sandbox.js';
 import { sendEmail } from '../tools/resend/send-email.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './support/governance.js';
+import {
+  applyTestPolicy,
+  keyFor,
+  pipelineFor,
+  testConfig,
+  settledRun,
+  readAuditRow,
+} from './support/governance.js';
 
 const NUL = String.fromCharCode(0);
 const FROM = 'Support <support@acme.com>';
@@ -54,12 +61,7 @@ beforeEach(() => {
   events.length = 0;
 });
 
-const row = (id: string | null) =>
-  tdb.db
-    .selectFrom('audit_log')
-    .selectAll()
-    .where('id', '=', id ?? '')
-    .executeTakeFirstOrThrow();
+const row = (id: string | null) => readAuditRow(tdb.db, id);
 
 const count = async () =>
   Number(

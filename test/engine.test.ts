@@ -9,7 +9,7 @@ import { authenticate } from '../src/keys/authenticate.js';
 import { revokeKeys, rotateKey } from '../src/keys/vault-keys.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor } from './support/governance.js';
+import { applyTestPolicy, keyFor, pipelineFor, readAuditRow } from './support/governance.js';
 import { chargeTest, startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 
 let tdb: TestDatabase;
@@ -49,9 +49,7 @@ beforeEach(async () => {
 
 const charge = (cents: number) => ({ amount_cents: cents, customer: 'cus_A' });
 
-async function row(id: string) {
-  return tdb.db.selectFrom('audit_log').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-}
+const row = (id: string) => readAuditRow(tdb.db, id);
 
 describe('the staged engine', () => {
   it('makes exactly one database round trip before the vendor call once the key is known', async () => {

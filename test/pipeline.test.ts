@@ -6,7 +6,7 @@ import { reconcile, startReconcileLoop } from '../src/pipeline/reconcile.js';
 import type { PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { cli } from './support/run-cli.js';
-import { applyTestPolicy, keyFor, pipelineFor, settledRun } from './support/governance.js';
+import { applyTestPolicy, keyFor, pipelineFor, settledRun, readAuditRow } from './support/governance.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 
 let tdb: TestDatabase;
@@ -48,13 +48,7 @@ const charge = (cents: number, customer = 'cus_A', extra: Record<string, unknown
   ...extra,
 });
 
-async function auditRow(id: string | null) {
-  return tdb.db
-    .selectFrom('audit_log')
-    .selectAll()
-    .where('id', '=', id ?? '')
-    .executeTakeFirstOrThrow();
-}
+const auditRow = (id: string | null) => readAuditRow(tdb.db, id);
 
 describe('runTool', () => {
   it('calls the vendor once with an idempotency key derived from the audit row and settles the cost', async () => {

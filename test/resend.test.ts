@@ -11,7 +11,14 @@ import { resendVendor } from '../tools/resend/client.js';
 import { startResendFake, type ResendFake } from '../tools/resend/sandbox.js';
 import { sendEmail } from '../tools/resend/send-email.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './support/governance.js';
+import {
+  applyTestPolicy,
+  keyFor,
+  pipelineFor,
+  testConfig,
+  settledRun,
+  readAuditRow,
+} from './support/governance.js';
 
 const CANARY = `canary-${randomUUID()}`;
 const FROM = 'Support <support@acme.com>';
@@ -46,12 +53,7 @@ beforeEach(() => {
   fake.delayMs = 0;
 });
 
-const auditRow = (id: string | null) =>
-  tdb.db
-    .selectFrom('audit_log')
-    .selectAll()
-    .where('id', '=', id ?? '')
-    .executeTakeFirstOrThrow();
+const auditRow = (id: string | null) => readAuditRow(tdb.db, id);
 
 async function send(args: Record<string, unknown>) {
   const key = await keyFor(tdb.db, { policy: 'support-email' });

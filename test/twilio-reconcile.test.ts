@@ -10,7 +10,14 @@ import { twilioVendor, type TwilioClient } from '../tools/twilio/client.js';
 import { startTwilioFake, type TwilioFake } from '../tools/twilio/sandbox.js';
 import { sendSms } from '../tools/twilio/send-sms.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './support/governance.js';
+import {
+  applyTestPolicy,
+  keyFor,
+  pipelineFor,
+  testConfig,
+  settledRun,
+  readAuditRow,
+} from './support/governance.js';
 
 const ACCOUNT_SID = `AC${'5e'.repeat(16)}`;
 const FROM = '+15550001111';
@@ -75,12 +82,7 @@ beforeEach(() => {
   fake.setPrice(null);
 });
 
-const auditRow = (id: string | null) =>
-  tdb.db
-    .selectFrom('audit_log')
-    .selectAll()
-    .where('id', '=', id ?? '')
-    .executeTakeFirstOrThrow();
+const auditRow = (id: string | null) => readAuditRow(tdb.db, id);
 
 const owners = async (sid: unknown) =>
   (

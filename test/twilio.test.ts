@@ -8,7 +8,14 @@ import { twilioVendor } from '../tools/twilio/client.js';
 import { startTwilioFake, type TwilioFake } from '../tools/twilio/sandbox.js';
 import { sendSms } from '../tools/twilio/send-sms.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './support/governance.js';
+import {
+  applyTestPolicy,
+  keyFor,
+  pipelineFor,
+  testConfig,
+  settledRun,
+  readAuditRow,
+} from './support/governance.js';
 
 const ACCOUNT_SID = `AC${randomBytes(16).toString('hex')}`;
 const AUTH_TOKEN = `tok_canary_${randomBytes(12).toString('hex')}`;
@@ -56,13 +63,7 @@ beforeEach(() => {
   fake.setPrice(null);
 });
 
-async function auditRow(id: string | null) {
-  return tdb.db
-    .selectFrom('audit_log')
-    .selectAll()
-    .where('id', '=', id ?? '')
-    .executeTakeFirstOrThrow();
-}
+const auditRow = (id: string | null) => readAuditRow(tdb.db, id);
 
 async function policySpent(policy: string) {
   const row = await tdb.db

@@ -56,3 +56,12 @@ export async function settledRun(
   await deps.settler.flush();
   return r;
 }
+
+/** One audit row by id (an id of null finds nothing and throws, like a missing row). */
+export function readAuditRow(db: Db, id: string | null) {
+  return db
+    .selectFrom('audit_log')
+    .selectAll()
+    .where('id', '=', id ?? '')
+    .executeTakeFirstOrThrow();
+}
