@@ -204,7 +204,12 @@ export interface BenchDatabase {
  */
 export async function startDatabase(): Promise<BenchDatabase> {
   const given = process.env.DATABASE_URL;
-  if (given) return { url: given, home: undefined, postgresPid: undefined, cleanup: async () => {} };
+  if (given) {
+    // The postmaster's pid of a server started by hand (e.g. with pg_stat_statements), for CPU accounting.
+    const pid = Number(process.env.LEASH_BENCH_POSTGRES_PID);
+    const postgresPid = Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    return { url: given, home: undefined, postgresPid, cleanup: async () => {} };
+  }
   const home = await mkdtemp(join(tmpdir(), 'leash-bench-'));
   try {
     const server = await ensureEmbedded(home);

@@ -33,6 +33,7 @@ describe('migrations', () => {
       '2026-11-23-0006-lean-audit',
       '2026-11-23-0007-one-trip',
       '2026-11-23-0008-approvals',
+      '2026-11-23-0009-batch-admission',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);

@@ -145,17 +145,9 @@ export interface AdmitRequest {
 
 export type AdmitResult = Admission | { stale: true; policy_version: number };
 
-/**
- * The one round trip before the vendor: re-check the key (secret, revoke, expiry, policy version), the loop
- * guard, reservations in every window and the audit row, committed durably. If this throws, do not call the vendor.
- */
-export async function admit(
-  db: Db,
-  a: AdmitRequest,
-  draft: AuditDraft,
-  h: AuditHasher,
-): Promise<AdmitResult> {
-  const payload = {
+/** The JSON admission takes for one call (leash_admit_call's payload). */
+export function admissionPayload(a: AdmitRequest, draft: AuditDraft, h: AuditHasher) {
+  return {
     key_id: a.keyId,
     secret_hash: a.secretHash,
     policy_version: a.policyVersion,
@@ -168,11 +160,44 @@ export async function admit(
       : null,
     row: storableDraft(draft, h),
   };
+}
+
+/**
+ * Admits calls in one round trip and one durable commit (`leash_admit_batch`): for each, in order, the key
+ * re-check (secret, revoke, expiry, policy version), the loop guard, reservations in every window and the audit row.
+ * Results come back in the order given. If this throws, call no vendor for any of them.
+ */
+export async function admitBatch(
+  db: Db,
+  payloads: readonly ReturnType<typeof admissionPayload>[],
+): Promise<AdmitResult[]> {
+  if (payloads.length === 1) {
+    // A call alone: the single-call procedure (two transactions, the window rows held only until the first, which
+    // commits asynchronously; the second re-checks the key and flushes) decides it the same way for less work.
+    const one = await sql<{
+      r: AdmitResult;
+    }>`call leash_admission(${JSON.stringify(payloads[0])}::jsonb, null)`.execute(db);
+    const r = one.rows[0]?.r;
+    if (!r) throw new Error('admission returned no result');
+    return [r];
+  }
   const { rows } = await sql<{
-    r: AdmitResult;
-  }>`call leash_admission(${JSON.stringify(payload)}::jsonb, null)`.execute(db);
+    r: AdmitResult[];
+  }>`select leash_admit_batch(${JSON.stringify(payloads)}::jsonb) as r`.execute(db);
   const r = rows[0]?.r;
-  if (!r) throw new Error('admission returned no row');
+  if (!Array.isArray(r) || r.length !== payloads.length) throw new Error('admission returned no result');
+  return r;
+}
+
+/** Admits one call (a batch of one). If this throws, do not call the vendor. */
+export async function admit(
+  db: Db,
+  a: AdmitRequest,
+  draft: AuditDraft,
+  h: AuditHasher,
+): Promise<AdmitResult> {
+  const [r] = await admitBatch(db, [admissionPayload(a, draft, h)]);
+  if (!r) throw new Error('admission returned no result');
   return r;
 }
 

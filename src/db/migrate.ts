@@ -7,6 +7,7 @@ import * as objectUnique from './migrations/2026-11-23-0005-object-unique.js';
 import * as leanAudit from './migrations/2026-11-23-0006-lean-audit.js';
 import * as oneTrip from './migrations/2026-11-23-0007-one-trip.js';
 import * as approvals from './migrations/2026-11-23-0008-approvals.js';
+import * as batchAdmission from './migrations/2026-11-23-0009-batch-admission.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -18,6 +19,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-0006-lean-audit': leanAudit,
   '2026-11-23-0007-one-trip': oneTrip,
   '2026-11-23-0008-approvals': approvals,
+  '2026-11-23-0009-batch-admission': batchAdmission,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */

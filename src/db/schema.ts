@@ -109,6 +109,13 @@ export interface AuditUnsettledTable {
   ts: Date;
 }
 
+/** One vendor object, one audit row: which row owns each object id a call created. */
+export interface AuditObjectsTable {
+  vendor: string;
+  object_id: string;
+  audit_id: string;
+}
+
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used';
 
 /** A call held for a person: bound to one key and the digest of its exact arguments (see src/approvals). */
@@ -159,5 +166,6 @@ export interface Database {
   spend_windows: SpendWindowsTable;
   audit_log: AuditLogTable;
   audit_unsettled: AuditUnsettledTable;
+  audit_objects: AuditObjectsTable;
   approvals: ApprovalsTable;
 }

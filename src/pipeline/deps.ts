@@ -2,6 +2,7 @@ import type { Config } from '../config/config.js';
 import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
 import { auditHasher, type AuditHasher } from '../audit/audit-hash.js';
+import { AdmissionQueue } from '../audit/admission-queue.js';
 import { SettleQueue } from '../audit/settle-queue.js';
 import { KeyCache } from '../keys/key-cache.js';
 import { VendorClients } from './clients.js';
@@ -40,6 +41,8 @@ export interface PipelineDeps {
   clients: VendorClients;
   /** Authenticated keys, re-checked in SQL at admission. */
   keys: KeyCache;
+  /** Admits concurrent calls together (one round trip and one durable commit per batch). */
+  admissions: AdmissionQueue;
   /** Settles off the answer path; flush it before reading settled rows or shutting down. */
   settler: SettleQueue;
   /** HMAC under the audit key for every hash the audit log keeps of agent arguments (same key on every replica). */
@@ -49,7 +52,7 @@ export interface PipelineDeps {
 
 /** Builds the pipeline's dependencies once per process. */
 export function createPipeline(
-  o: Omit<PipelineDeps, 'clients' | 'keys' | 'settler' | 'auditHash'> & {
+  o: Omit<PipelineDeps, 'clients' | 'keys' | 'admissions' | 'settler' | 'auditHash'> & {
     vendorTimeoutMs?: number;
     settleDelayMs?: number;
   },
@@ -59,6 +62,7 @@ export function createPipeline(
     ...o,
     clients: new VendorClients(o.db, o.config, o.sandbox, o.vendorTimeoutMs ?? 20_000),
     keys: new KeyCache(o.db),
+    admissions: new AdmissionQueue(o.db, auditHash),
     settler: new SettleQueue(o.db, o.log, auditHash, o.settleDelayMs ?? 20),
     auditHash,
   };

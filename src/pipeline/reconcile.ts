@@ -17,18 +17,17 @@ export interface ReconcileSummary {
   rows: { id: string; tool: string; before: string; after: string; note?: string }[];
 }
 
-/** Which of these vendor object ids another audit row already owns (the unique index audit_vendor_object). */
+/** Which of these vendor object ids another audit row already owns (table audit_objects). */
 async function ownersOf(db: Db, vendor: string, exceptId: string, ids: readonly string[]) {
   if (!ids.length) return new Map<string, string>();
   const rows = await db
-    .selectFrom('audit_log')
-    .select(['id', 'vendor_object_id'])
+    .selectFrom('audit_objects')
+    .select(['audit_id', 'object_id'])
     .where('vendor', '=', vendor)
-    .where('vendor_object_id', 'in', ids)
-    .where('operation', 'not like', 'GET %')
-    .where('id', '<>', exceptId)
+    .where('object_id', 'in', ids)
+    .where('audit_id', '<>', exceptId)
     .execute();
-  return new Map(rows.map((r) => [r.vendor_object_id ?? '', r.id]));
+  return new Map(rows.map((r) => [r.object_id, r.audit_id]));
 }
 
 /** The idempotency key the vendor saw for a caller-chosen one (REST: namespaced to the vault key), as recorded. */

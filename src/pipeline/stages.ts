@@ -1,4 +1,3 @@
-import { admit } from '../audit/write.js';
 import { windowsFor } from '../ledger/windows.js';
 import { evaluate as evaluatePolicy } from '../policy/evaluate.js';
 import { canonicalJson } from '../policy/compile.js';
@@ -180,8 +179,7 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
   const t0 = performance.now();
   let result;
   try {
-    result = await admit(
-      deps.db,
+    result = await deps.admissions.admit(
       {
         keyId: key.id,
         secretHash: key.secret_hash,
@@ -197,7 +195,6 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
         approval: s.approval && { expiresSeconds: s.approval.expiresSeconds, usdMicros: s.amountMicros ?? 0 },
       },
       s.draft,
-      deps.auditHash,
     );
   } catch (error) {
     deps.log.error('admission failed', { audit_id: s.id, error: errorName(error) });

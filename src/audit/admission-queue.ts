@@ -1,0 +1,80 @@
+import type { Db } from '../db/database.js';
+import type { AuditHasher } from './audit-hash.js';
+import {
+  admissionPayload,
+  admitBatch,
+  type AdmitRequest,
+  type AdmitResult,
+  type AuditDraft,
+} from './write.js';
+
+interface Waiting {
+  payload: ReturnType<typeof admissionPayload>;
+  resolve(r: AdmitResult): void;
+  reject(e: unknown): void;
+}
+
+/**
+ * Admits the calls of this process in batches: a call goes at once when no batch is being admitted, and calls that
+ * arrive meanwhile go together in the next one (at most `maxBatch`, with `maxInFlight` batches at a time). No call
+ * waits for a timer: under load batches grow, idle a batch is one call. One round trip, one durable commit and one
+ * update per window row serve a whole batch, and each call is still decided on its own, in order
+ * (`leash_admission_batch`).
+ *
+ * A batch that fails is retried one call at a time, so one call's failure never refuses another; a call whose own
+ * admission fails rejects, and its vendor is not called.
+ */
+export class AdmissionQueue {
+  private waiting: Waiting[] = [];
+  private inFlight = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly hasher: AuditHasher,
+    private readonly maxBatch = 64,
+    private readonly maxInFlight = 2,
+  ) {}
+
+  admit(a: AdmitRequest, draft: AuditDraft): Promise<AdmitResult> {
+    // Built (and sanitised) here, so a draft that cannot be stored fails this call alone.
+    const payload = admissionPayload(a, draft, this.hasher);
+    return new Promise<AdmitResult>((resolve, reject) => {
+      this.waiting.push({ payload, resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.maxInFlight && this.waiting.length) {
+      const batch = this.waiting.splice(0, this.maxBatch);
+      this.inFlight++;
+      void this.run(batch).finally(() => {
+        this.inFlight--;
+        this.pump();
+      });
+    }
+  }
+
+  private async run(batch: Waiting[]): Promise<void> {
+    try {
+      const results = await admitBatch(
+        this.db,
+        batch.map((w) => w.payload),
+      );
+      batch.forEach((w, i) => w.resolve(results[i]!));
+    } catch (error) {
+      if (batch.length === 1) {
+        batch[0]!.reject(error);
+        return;
+      }
+      await Promise.all(
+        batch.map((w) =>
+          admitBatch(this.db, [w.payload]).then(
+            ([r]) => w.resolve(r!),
+            (e: unknown) => w.reject(e),
+          ),
+        ),
+      );
+    }
+  }
+}
