@@ -17,481 +17,61 @@ export async function up(db: Kysely<any>): Promise<void> {
              || lpad(extract(epoch from p_start - timestamptz '1970-01-01 00:00:00+00')::bigint::text, 12, '0') || p_scope
     $$;
 
-    -- One call's reservations, one window at a time in the order given (leash_admit_call's loop, unchanged): all or
-    -- nothing. Returns {ok, code, details, remaining_micros}.
-    create function leash_reserve_each(p_windows jsonb, p_cost bigint) returns jsonb language plpgsql as $$
-    declare
-      w jsonb;
-      cap bigint;
-      left_after bigint;
-      done jsonb := '[]';
-      min_left bigint;
-      code text;
-      details jsonb := '{}';
-      now_ts timestamptz := clock_timestamp();
-    begin
-      for w in select value from jsonb_array_elements(p_windows) loop
-        cap := (w->>'cap')::bigint;
-        if w->>'kind' = 'usd_day' then
-          if p_cost > cap then
-            left_after := null;
-          else
-            insert into spend_windows as s (scope, kind, window_start, reserved_micros)
-              values (w->>'scope', 'usd_day', (w->>'window_start')::timestamptz, p_cost)
-              on conflict (scope, kind, window_start) do update
-                set reserved_micros = s.reserved_micros + excluded.reserved_micros, updated_at = now_ts
-                where s.spent_micros + s.reserved_micros + excluded.reserved_micros <= cap
-              returning cap - s.spent_micros - s.reserved_micros into left_after;
-          end if;
-          if left_after is null then
-            code := 'budget_exceeded';
-            select jsonb_build_object('scope', w->>'scope', 'cap_micros', cap,
-                     'remaining_micros', greatest(cap - coalesce(max(s.spent_micros + s.reserved_micros), 0), 0),
-                     'requested_micros', p_cost, 'window', 'day', 'resets_at',
-                     (w->>'window_start')::timestamptz + interval '1 day')
-              into details from spend_windows s
-              where s.scope = w->>'scope' and s.kind = 'usd_day' and s.window_start = (w->>'window_start')::timestamptz;
-            exit;
-          end if;
-          min_left := least(coalesce(min_left, left_after), left_after);
-        else
-          if cap < 1 then
-            left_after := null;
-          else
-            insert into spend_windows as s (scope, kind, window_start, requests)
-              values (w->>'scope', 'requests_hour', (w->>'window_start')::timestamptz, 1)
-              on conflict (scope, kind, window_start) do update
-                set requests = s.requests + 1, updated_at = now_ts
-                where s.requests + 1 <= cap
-              returning cap - s.requests into left_after;
-          end if;
-          if left_after is null then
-            code := 'request_limit_exceeded';
-            details := jsonb_build_object('scope', w->>'scope', 'cap_requests', cap, 'window', 'hour',
-                         'resets_at', (w->>'window_start')::timestamptz + interval '1 hour');
-            exit;
-          end if;
-        end if;
-        done := done || jsonb_build_array(w);
-      end loop;
-      if code is not null then
-        -- Give back what this call took in the windows before the one that refused it.
-        for w in select value from jsonb_array_elements(done) loop
-          if w->>'kind' = 'usd_day' then
-            update spend_windows set reserved_micros = reserved_micros - p_cost
-              where scope = w->>'scope' and kind = 'usd_day' and window_start = (w->>'window_start')::timestamptz;
-          else
-            update spend_windows set requests = requests - 1
-              where scope = w->>'scope' and kind = 'requests_hour' and window_start = (w->>'window_start')::timestamptz;
-          end if;
-        end loop;
-        return jsonb_build_object('ok', false, 'code', code, 'details', details);
-      end if;
-      return jsonb_build_object('ok', true, 'remaining_micros', min_left);
-    end $$;
-
-    -- Admit a batch of calls, one by one, in one statement and one transaction. p: a JSON array of admission payloads, each as
-    -- leash_admit_call takes it: {key_id, secret_hash (hex), policy_version, cost, windows, row, loop_limit,
-    -- loop_seconds, approval}. Returns their results in the same order: {admitted, code, details, ts,
-    -- remaining_micros[, held][, durable_lsn]}, or {stale: true, policy_version} (nothing written for that call).
-    --
-    -- Each call is decided as leash_admit_call decides it, in order, against what the calls before it left. First
-    -- every advisory lock the batch needs, in one global order: key locks shared, in key id order (revoke and
-    -- rotate take them exclusively in the same order, and wait for this transaction to end, durably); then approval
-    -- and loop-guard locks by id. The keys are read once; key, approval and loop-guard decisions are made per call;
-    -- then the reservations of all remaining calls at once — one conditional update per window row, in
-    -- leash_window_order — and only when one of those would pass a cap, the calls one by one (leash_reserve_each),
-    -- after locking the rest of the batch's window rows in the same order. Then every audit row in one statement.
-    -- The caller commits synchronously: window rows are held through one WAL flush per batch (not per call), and
-    -- no vendor is called before that commit returns.
+    -- Admit a batch one call at a time, exactly as each would be admitted alone (leash_admit_call), in order and in
+    -- one transaction: for batches with a call held for a person, or whose calls would pass a cap together. Every
+    -- lock the calls will take is taken first, in the one global order — key locks shared in key id order (as
+    -- revoke and rotate take them exclusively), approval and loop-guard locks by id, then the window rows (created
+    -- when missing) in leash_window_order — so batches, single admissions, settles and revokes cannot deadlock.
     create function leash_admit_batch_each(p jsonb) returns jsonb language plpgsql as $$
     declare
-      cnt integer;
-      i integer;
-      j integer;
-      x jsonb;
-      it record;
-      kid text;
-      lk bigint;
       w record;
-      wj jsonb;
-      keys jsonb;
-      k jsonb;
-      code text;
-      details jsonb;
-      now_ts timestamptz;
-      p_row jsonb;
-      p_hash text;
-      n integer;
-      appr approvals%rowtype;
-      held_expires timestamptz;
-      -- per call
-      c_state text[];        -- stale | held | refused | candidate | admitted
-      c_code text[];
-      c_details jsonb[];
-      c_row jsonb[];
-      c_ts timestamptz[];
-      c_ndb integer[];       -- identical allowed calls already committed (loop guard), null without a guard
-      c_consume jsonb[];     -- the approved request this call would spend
-      c_left bigint[];
-      c_res jsonb[];
-      looped jsonb;
-      lkey text;
-      -- the optimistic pass
-      agg jsonb := '{}';
-      wkey text;
-      a jsonb;
-      left_after bigint;
-      ok boolean := true;
-      cum jsonb := '{}';
-      rr jsonb;
-      audit_rows jsonb[] := '{}';
-      admitted_keys text[] := '{}';
+      res jsonb := '[]';
       lsn text;
     begin
-      if jsonb_typeof(p) is distinct from 'array' or jsonb_array_length(p) = 0 then
-        raise exception 'admission batch must be a non-empty array';
-      end if;
-      -- Whatever the server's default: this transaction's commit waits for its WAL to be flushed.
-      if current_setting('synchronous_commit') = 'off' then
-        perform set_config('synchronous_commit', 'on', true);
-      end if;
-      cnt := jsonb_array_length(p);
-      c_state := array_fill(null::text, array[cnt]);
-      c_code := c_state;
-      c_details := array_fill(null::jsonb, array[cnt]);
-      c_row := c_details;
-      c_consume := c_details;
-      c_res := c_details;
-      c_ts := array_fill(null::timestamptz, array[cnt]);
-      c_ndb := array_fill(null::integer, array[cnt]);
-      c_left := array_fill(null::bigint, array[cnt]);
-
-      -- 1. Advisory locks, in the global order.
-      for kid in select distinct x0->>'key_id' from jsonb_array_elements(p) x0 order by 1 loop
-        perform pg_advisory_xact_lock_shared(leash_key_lock_id(kid));
+      perform pg_advisory_xact_lock_shared(leash_key_lock_id(s.k))
+        from (select distinct x->>'key_id' as k from jsonb_array_elements(p) x order by 1) s;
+      perform pg_advisory_xact_lock(s.l)
+        from (select distinct hashtextextended('leash:approval:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0) as l
+                from jsonb_array_elements(p) x
+                where jsonb_typeof(x->'approval') = 'object' and x->'row'->>'args_hash' is not null
+              order by 1) s;
+      perform pg_advisory_xact_lock(s.l)
+        from (select distinct hashtextextended('leash:loop:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0) as l
+                from jsonb_array_elements(p) x where x->>'loop_limit' is not null order by 1) s;
+      for w in
+        select d.scope, d.kind, d.ws from (
+          select distinct wj->>'scope' as scope, wj->>'kind' as kind, (wj->>'window_start')::timestamptz as ws
+            from jsonb_array_elements(p) x, jsonb_array_elements(x->'windows') wj) d
+        order by leash_window_order(d.scope, d.kind, d.ws) collate "C"
+      loop
+        insert into spend_windows (scope, kind, window_start) values (w.scope, w.kind, w.ws)
+          on conflict (scope, kind, window_start) do nothing;
+        perform 1 from spend_windows s
+          where s.scope = w.scope and s.kind = w.kind and s.window_start = w.ws for update;
       end loop;
-      if cnt = 1 then
-        x := p->0;
-        if jsonb_typeof(x->'approval') = 'object' and x->'row'->>'args_hash' is not null then
-          perform pg_advisory_xact_lock(hashtextextended('leash:approval:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0));
-        end if;
-        if x->>'loop_limit' is not null then
-          perform pg_advisory_xact_lock(hashtextextended('leash:loop:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0));
-        end if;
-      else
-        for lk in
-          select distinct hashtextextended('leash:approval:' || (x0->>'key_id') || ':' || (x0->'row'->>'args_hash'), 0)
-            from jsonb_array_elements(p) x0
-            where jsonb_typeof(x0->'approval') = 'object' and x0->'row'->>'args_hash' is not null
-          order by 1
-        loop
-          perform pg_advisory_xact_lock(lk);
-        end loop;
-        for lk in
-          select distinct hashtextextended('leash:loop:' || (x0->>'key_id') || ':' || (x0->'row'->>'args_hash'), 0)
-            from jsonb_array_elements(p) x0 where x0->>'loop_limit' is not null
-          order by 1
-        loop
-          perform pg_advisory_xact_lock(lk);
-        end loop;
-      end if;
-
-      -- 2. The keys, read once (locked against revoke and rotate above).
-      select coalesce(jsonb_object_agg(kk.id, jsonb_build_object(
-               'secret_hash', encode(kk.secret_hash, 'hex'), 'revoked_at', kk.revoked_at, 'expires_at', kk.expires_at,
-               'version', coalesce(kk.policy_version, pp.latest_version))), '{}')
-        into keys
-        from vault_keys kk join policies pp on pp.name = kk.policy
-        where kk.id in (select x0->>'key_id' from jsonb_array_elements(p) x0);
-
-      -- 3. Per call, in order: key, approval, and the loop guard's committed count.
-      for i in 1 .. cnt loop
-        x := p->(i - 1);
-        code := null;
-        details := '{}';
-        now_ts := clock_timestamp();
-        p_row := x->'row';
-        p_hash := p_row->>'args_hash';
-        k := keys->(x->>'key_id');
-        c_ts[i] := now_ts;
-
-        if k is null or k->>'secret_hash' <> lower(x->>'secret_hash') then
-          code := 'key_invalid';
-          p_row := p_row || jsonb_build_object('agent', null, 'run_id', null, 'policy', null, 'policy_version', null);
-        elsif k->>'revoked_at' is not null then
-          code := 'key_revoked';
-          details := jsonb_build_object('revoked_at', k->'revoked_at');
-        elsif k->>'expires_at' is not null and (k->>'expires_at')::timestamptz <= now_ts then
-          code := 'key_expired';
-          details := jsonb_build_object('expired_at', k->'expires_at');
-        elsif (k->>'version')::integer <> (x->>'policy_version')::integer then
-          c_state[i] := 'stale';
-          c_res[i] := jsonb_build_object('stale', true, 'policy_version', (k->>'version')::integer);
-          continue;
-        end if;
-
-        -- Approval: the latest request for this key and digest decides (calls of one key and digest are
-        -- serialised by the lock above, and a request created earlier in this batch is seen here).
-        if code is null and jsonb_typeof(x->'approval') = 'object' then
-          if p_hash is null then
-            raise exception 'approval needs the arguments digest';
-          end if;
-          select * into appr from approvals ap
-            where ap.key_id = x->>'key_id' and ap.args_hash = p_hash
-            order by ap.created_at desc limit 1
-            for update;
-          if found and appr.status = 'approved' and appr.expires_at > now_ts then
-            c_consume[i] := jsonb_build_object('id', appr.id, 'decided_by', appr.decided_by,
-                              'decided_at', appr.decided_at, 'note', appr.note);
-          elsif found and appr.status = 'pending' and appr.expires_at > now_ts then
-            c_state[i] := 'held';
-            c_details[i] := jsonb_build_object('approval_id', appr.id, 'expires_at', appr.expires_at);
-          elsif found and appr.status = 'denied' and appr.expires_at > now_ts then
-            code := 'approval_denied';
-            details := jsonb_build_object('approval_id', appr.id, 'decided_by', appr.decided_by,
-                         'decided_at', appr.decided_at, 'note', appr.note, 'until', appr.expires_at);
-          elsif found and appr.status in ('pending', 'approved', 'expired') and appr.expires_at <= now_ts
-                and appr.expiry_audit_id is null then
-            update approvals set status = 'expired', expiry_audit_id = (p_row->>'id')::uuid,
-                expired_at = coalesce(expired_at, now_ts)
-              where id = appr.id;
-            code := 'approval_expired';
-            details := jsonb_build_object('approval_id', appr.id, 'expired_at', appr.expires_at);
-          else
-            held_expires := now_ts + make_interval(secs => (x->'approval'->>'expires_seconds')::integer);
-            insert into approvals (id, key_id, agent, run_id, policy, policy_version, tool, operation, door,
-                                   args_hash, request, usd_micros, amount, currency, status, created_at, expires_at,
-                                   held_audit_id)
-              values ((p_row->>'id')::uuid, x->>'key_id', p_row->>'agent', p_row->>'run_id', p_row->>'policy',
-                      (p_row->>'policy_version')::integer, p_row->>'tool', p_row->>'operation',
-                      coalesce(p_row->>'door', 'mcp'), p_hash, p_row->'request',
-                      coalesce((x->'approval'->>'usd_micros')::bigint, 0), (p_row->>'amount')::bigint,
-                      p_row->>'currency', 'pending', now_ts, held_expires, (p_row->>'id')::uuid);
-            c_state[i] := 'held';
-            c_details[i] := jsonb_build_object('approval_id', (p_row->>'id')::uuid, 'expires_at', held_expires);
-          end if;
-        end if;
-        c_row[i] := p_row;
-        if c_state[i] = 'held' then
-          continue;
-        end if;
-        if code is not null then
-          c_state[i] := 'refused';
-          c_code[i] := code;
-          c_details[i] := details;
-          continue;
-        end if;
-        if x->>'loop_limit' is not null then
-          select count(*)::int into n from audit_log al
-            where al.key_id = x->>'key_id' and al.args_hash = p_hash and al.decision = 'allowed'
-              and al.ts > now_ts - make_interval(secs => (x->>'loop_seconds')::integer);
-          c_ndb[i] := n;
-        end if;
-        c_state[i] := 'candidate';
+      for w in select e.x from jsonb_array_elements(p) with ordinality as e(x, n) order by e.n loop
+        res := res || jsonb_build_array(leash_admit_call(w.x));
       end loop;
-
-      -- 4a. Optimistic: the loop guard counting earlier candidates as admitted, then every remaining call's
-      --     reservations at once, one conditional update per window row.
-      looped := '{}';
-      for i in 1 .. cnt loop
-        continue when c_state[i] is distinct from 'candidate';
-        x := p->(i - 1);
-        if c_ndb[i] is not null then
-          lkey := (x->>'key_id') || '|' || (x->'row'->>'args_hash');
-          n := c_ndb[i] + coalesce((looped->>lkey)::integer, 0);
-          if n >= (x->>'loop_limit')::integer then
-            c_state[i] := 'refused';
-            c_code[i] := 'loop_detected';
-            c_details[i] := jsonb_build_object('identical_calls', n, 'limit', (x->>'loop_limit')::integer,
-                                               'window_seconds', (x->>'loop_seconds')::integer);
-            continue;
-          end if;
-          looped := looped || jsonb_build_object(lkey, coalesce((looped->>lkey)::integer, 0) + 1);
-        end if;
-        for wj in select value from jsonb_array_elements(x->'windows') loop
-          wkey := leash_window_order(wj->>'scope', wj->>'kind', (wj->>'window_start')::timestamptz);
-          a := agg->wkey;
-          if a is null then
-            a := wj || jsonb_build_object('sum', 0, 'calls', 0);
-          elsif (a->>'cap')::bigint <> (wj->>'cap')::bigint then
-            ok := false;  -- two caps for one window in one batch: decide one by one
-          end if;
-          agg := agg || jsonb_build_object(wkey, a || jsonb_build_object(
-                   'sum', (a->>'sum')::bigint + (x->>'cost')::bigint, 'calls', (a->>'calls')::integer + 1));
-        end loop;
-      end loop;
-      for wkey in select key from jsonb_each(agg) order by key collate "C" loop
-        exit when not ok;
-        a := agg->wkey;
-        left_after := null;
-        if a->>'kind' = 'usd_day' then
-          if (a->>'sum')::bigint <= (a->>'cap')::bigint then
-            insert into spend_windows as s (scope, kind, window_start, reserved_micros)
-              values (a->>'scope', 'usd_day', (a->>'window_start')::timestamptz, (a->>'sum')::bigint)
-              on conflict (scope, kind, window_start) do update
-                set reserved_micros = s.reserved_micros + excluded.reserved_micros, updated_at = clock_timestamp()
-                where s.spent_micros + s.reserved_micros + excluded.reserved_micros <= (a->>'cap')::bigint
-              returning (a->>'cap')::bigint - s.spent_micros - s.reserved_micros into left_after;
-          end if;
-        elsif (a->>'calls')::integer <= (a->>'cap')::bigint then
-          insert into spend_windows as s (scope, kind, window_start, requests)
-            values (a->>'scope', 'requests_hour', (a->>'window_start')::timestamptz, (a->>'calls')::integer)
-            on conflict (scope, kind, window_start) do update
-              set requests = s.requests + excluded.requests, updated_at = clock_timestamp()
-              where s.requests + excluded.requests <= (a->>'cap')::bigint
-            returning (a->>'cap')::bigint - s.requests into left_after;
-        end if;
-        if left_after is null then
-          ok := false;
-        else
-          agg := agg || jsonb_build_object(wkey, a || jsonb_build_object('applied', true, 'left', left_after));
-        end if;
-      end loop;
-
-      if ok then
-        -- Each call's remaining budget: what its USD windows had left once it and the calls before it reserved.
-        for i in 1 .. cnt loop
-          continue when c_state[i] is distinct from 'candidate';
-          x := p->(i - 1);
-          for wj in select value from jsonb_array_elements(x->'windows') loop
-            continue when wj->>'kind' <> 'usd_day';
-            wkey := leash_window_order(wj->>'scope', wj->>'kind', (wj->>'window_start')::timestamptz);
-            a := agg->wkey;
-            cum := cum || jsonb_build_object(wkey, coalesce((cum->>wkey)::bigint, 0) + (x->>'cost')::bigint);
-            left_after := (a->>'left')::bigint + (a->>'sum')::bigint - (cum->>wkey)::bigint;
-            c_left[i] := least(coalesce(c_left[i], left_after), left_after);
-          end loop;
-          c_state[i] := 'admitted';
-        end loop;
-      else
-        -- 4b. A cap is in reach: give back what the optimistic pass took, lock every window row of the batch in
-        --     the global order (continuing it), and decide the calls one by one.
-        for wkey in select key from jsonb_each(agg) order by key collate "C" loop
-          a := agg->wkey;
-          if a->>'applied' = 'true' then
-            if a->>'kind' = 'usd_day' then
-              update spend_windows set reserved_micros = reserved_micros - (a->>'sum')::bigint
-                where scope = a->>'scope' and kind = 'usd_day' and window_start = (a->>'window_start')::timestamptz;
-            else
-              update spend_windows set requests = requests - (a->>'calls')::integer
-                where scope = a->>'scope' and kind = 'requests_hour' and window_start = (a->>'window_start')::timestamptz;
-            end if;
-          end if;
-        end loop;
-        for w in
-          select d.scope, d.kind, d.ws from (
-            select distinct w0->>'scope' as scope, w0->>'kind' as kind, (w0->>'window_start')::timestamptz as ws
-              from jsonb_array_elements(p) x0, jsonb_array_elements(x0->'windows') w0) d
-          order by leash_window_order(d.scope, d.kind, d.ws) collate "C"
-        loop
-          insert into spend_windows (scope, kind, window_start) values (w.scope, w.kind, w.ws)
-            on conflict (scope, kind, window_start) do nothing;
-          perform 1 from spend_windows s where s.scope = w.scope and s.kind = w.kind and s.window_start = w.ws for update;
-        end loop;
-        looped := '{}';
-        for i in 1 .. cnt loop
-          continue when c_state[i] is distinct from 'candidate' and c_code[i] is distinct from 'loop_detected';
-          x := p->(i - 1);
-          c_state[i] := 'candidate';
-          c_code[i] := null;
-          c_details[i] := null;
-          if c_ndb[i] is not null then
-            lkey := (x->>'key_id') || '|' || (x->'row'->>'args_hash');
-            n := c_ndb[i] + coalesce((looped->>lkey)::integer, 0);
-            if n >= (x->>'loop_limit')::integer then
-              c_state[i] := 'refused';
-              c_code[i] := 'loop_detected';
-              c_details[i] := jsonb_build_object('identical_calls', n, 'limit', (x->>'loop_limit')::integer,
-                                                 'window_seconds', (x->>'loop_seconds')::integer);
-              continue;
-            end if;
-          end if;
-          rr := leash_reserve_each(x->'windows', (x->>'cost')::bigint);
-          if (rr->>'ok')::boolean then
-            c_state[i] := 'admitted';
-            c_left[i] := (rr->>'remaining_micros')::bigint;
-            if c_ndb[i] is not null then
-              looped := looped || jsonb_build_object(lkey, coalesce((looped->>lkey)::integer, 0) + 1);
-            end if;
-          else
-            c_state[i] := 'refused';
-            c_code[i] := rr->>'code';
-            c_details[i] := rr->'details';
-          end if;
-        end loop;
-      end if;
-
-      -- 5. The audit rows, in one statement; approvals spent by admitted calls.
-      for i in 1 .. cnt loop
-        continue when c_state[i] = 'stale';
-        x := p->(i - 1);
-        p_row := c_row[i];
-        if c_state[i] = 'held' then
-          audit_rows := audit_rows || (p_row || jsonb_build_object(
-            'ts', c_ts[i], 'decision', 'held', 'reason', 'approval_required', 'outcome', 'none',
-            'reserved_micros', 0, 'cost_micros', 0, 'usd_micros', 0, 'cost_status', 'none', 'budget', '[]'::jsonb,
-            'door', coalesce(p_row->>'door', 'mcp'),
-            'sandbox', coalesce((p_row->>'sandbox')::boolean, false),
-            'metadata', coalesce(p_row->'metadata', '{}') || jsonb_build_object('approval', jsonb_build_object(
-                          'id', c_details[i]->'approval_id', 'status', 'pending',
-                          'expires_at', c_details[i]->'expires_at'))));
-          c_res[i] := jsonb_build_object('admitted', false, 'held', true, 'code', 'approval_required',
-                        'details', c_details[i], 'ts', c_ts[i], 'remaining_micros', null);
-          continue;
-        end if;
-        if c_state[i] = 'admitted' and c_consume[i] is not null then
-          update approvals set status = 'used', used_at = c_ts[i], used_by_audit_id = (p_row->>'id')::uuid
-            where id = (c_consume[i]->>'id')::uuid;
-          p_row := p_row || jsonb_build_object('metadata', coalesce(p_row->'metadata', '{}') || jsonb_build_object(
-                     'approval', c_consume[i] || jsonb_build_object('status', 'used')));
-        end if;
-        audit_rows := audit_rows || (p_row || jsonb_build_object(
-          'ts', c_ts[i],
-          'decision', case when c_state[i] = 'admitted' then 'allowed' else 'denied' end,
-          'reason', c_code[i],
-          'outcome', case when c_state[i] = 'admitted' then 'pending' else 'none' end,
-          'reserved_micros', case when c_state[i] = 'admitted' then (x->>'cost')::bigint else 0 end,
-          'cost_micros', 0,
-          'usd_micros', case when c_state[i] = 'admitted' then (x->>'cost')::bigint else 0 end,
-          'cost_status', case when c_state[i] = 'admitted' and (x->>'cost')::bigint > 0 then 'estimated' else 'none' end,
-          'budget', case when c_state[i] = 'admitted' then coalesce(x->'windows', '[]') else '[]' end,
-          'door', coalesce(p_row->>'door', 'mcp'),
-          'sandbox', coalesce((p_row->>'sandbox')::boolean, false),
-          'metadata', coalesce(p_row->'metadata', '{}')
-                      || case when c_state[i] = 'admitted' then '{}' else jsonb_build_object('denial', c_details[i]) end));
-        if c_state[i] = 'admitted' then
-          admitted_keys := admitted_keys || (x->>'key_id');
-          c_res[i] := jsonb_build_object('admitted', true, 'code', null, 'details', '{}'::jsonb, 'ts', c_ts[i],
-                                         'remaining_micros', c_left[i]);
-        else
-          c_res[i] := jsonb_build_object('admitted', false, 'code', c_code[i], 'details', c_details[i],
-                                         'ts', c_ts[i], 'remaining_micros', null);
-        end if;
-      end loop;
-      if cardinality(audit_rows) > 0 then
-        insert into audit_log select * from jsonb_populate_recordset(null::audit_log, to_jsonb(audit_rows));
-      end if;
-      if cardinality(admitted_keys) > 0 then
-        insert into audit_unsettled (id, ts)
-          select (c_row[g]->>'id')::uuid, c_ts[g] from generate_subscripts(c_state, 1) g where c_state[g] = 'admitted';
-      end if;
       -- The caller's commit (synchronous) flushes the WAL past this position, so past every row written here.
-      if cardinality(admitted_keys) > 0 then
-        lsn := pg_current_wal_insert_lsn()::text;
-        for i in 1 .. cnt loop
-          if c_state[i] = 'admitted' then
-            c_res[i] := c_res[i] || jsonb_build_object('durable_lsn', lsn);
-          end if;
-        end loop;
-      end if;
-      return to_jsonb(c_res);
+      lsn := pg_current_wal_insert_lsn()::text;
+      select jsonb_agg(case when (r->>'admitted')::boolean then r || jsonb_build_object('durable_lsn', lsn) else r end
+                       order by n)
+        into res from jsonb_array_elements(res) with ordinality as e(r, n);
+      return res;
     end $$;
 
-    -- Admit a batch (see leash_admit_batch_each for what is decided and in which order). The usual case in a few
-    -- set-based statements: every lock, every call's key and loop-guard decision in one query, one conditional
-    -- update per window row for all calls still in, every audit row in one insert. Batches with a call held for a
-    -- person, or whose calls would pass a cap together, are decided one by one by leash_admit_batch_each instead.
+    -- Admit a batch of calls in one statement and one transaction, each decided as it would be alone
+    -- (leash_admit_call), in order, against what the calls before it left. p: a JSON array of leash_admit_call
+    -- payloads {key_id, secret_hash (hex), policy_version, cost, windows, row, loop_limit, loop_seconds, approval}.
+    -- Returns their results in the same order: {admitted, code, details, ts, remaining_micros[, held][, durable_lsn]},
+    -- or {stale: true, policy_version} with nothing written for that call. The caller commits synchronously, so
+    -- window rows are held through one WAL flush per batch, and calls no vendor before that commit returns.
+    --
+    -- The usual case in a few set-based statements: the locks in the global order (keys shared, as revoke and
+    -- rotate take them exclusively; then loop guards), every call's key and loop-guard decision in one query, one
+    -- conditional update per window row for all calls still in (in leash_window_order), every audit row in one
+    -- insert. A batch with a call held for a person, or whose calls would pass a cap together, is decided one call
+    -- at a time by leash_admit_batch_each instead (the reservations taken here are given back first).
     create function leash_admit_batch(p jsonb) returns jsonb language plpgsql as $$
     declare
       c_code text[];

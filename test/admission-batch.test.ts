@@ -1,0 +1,354 @@
+// Covers batched admission (leash_admit_batch): each call of a batch is decided as a call on its own would be, in
+// order, against what the calls before it left — caps, the loop guard, keys, stale policies and approvals — and a
+// batch returns only after its rows are flushed. Also: concurrent batches over two pools, with scopes whose names
+// are prefixes of each other and settles running at the same time, neither deadlock nor pass a cap.
+import pg from 'pg';
+import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/schema.js';
+import { AdmissionQueue } from '../src/audit/admission-queue.js';
+import { SettleQueue } from '../src/audit/settle-queue.js';
+import { uuidv7 } from '../src/audit/uuid.js';
+import {
+  admissionPayload,
+  admitBatch,
+  type AdmitRequest,
+  type AdmitResult,
+  type AuditDraft,
+} from '../src/audit/write.js';
+import { createLogger } from '../src/config/logger.js';
+import { authenticate } from '../src/keys/authenticate.js';
+import { revokeKeys } from '../src/keys/vault-keys.js';
+import { windowsFor } from '../src/ledger/windows.js';
+import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
+import { freshDatabase, type TestDatabase } from './support/database.js';
+import { applyTestPolicy, keyFor, pipelineFor, readAuditRow } from './support/governance.js';
+import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
+
+let tdb: TestDatabase;
+let fake: FakeVendor;
+let deps: PipelineDeps;
+
+const USD = 1_000_000;
+
+beforeAll(async () => {
+  tdb = await freshDatabase(30);
+  fake = await startFakeVendor();
+  deps = pipelineFor(tdb.db, testCatalog(fake));
+  const policy = (name: string, limits: Record<string, number>, loop = false) =>
+    applyTestPolicy(tdb.db, deps.catalog, {
+      name,
+      limits,
+      tools: { charge_test: { max_amount_usd: 50 } },
+      ...(loop ? { loop_guard: { identical_calls: 3, window: '10m' } } : {}),
+    });
+  await policy('near-cap', { daily_usd: 10, per_key_daily_usd: 10, hourly_requests: 1000 });
+  await policy('roomy', { daily_usd: 100, per_key_daily_usd: 100, hourly_requests: 1000 });
+  await policy('looping', { daily_usd: 100, hourly_requests: 1000 }, true);
+  await policy('a', { daily_usd: 5, per_key_daily_usd: 5, hourly_requests: 10_000 });
+  await policy('a2', { daily_usd: 5, per_key_daily_usd: 5, hourly_requests: 10_000 });
+});
+
+afterAll(async () => {
+  await deps.settler.flush();
+  await fake.close();
+  await tdb.close();
+});
+
+type Authed = Extract<Awaited<ReturnType<typeof authenticate>>, { ok: true }>['key'];
+
+async function authed(policy: string): Promise<Authed> {
+  const minted = await keyFor(tdb.db, { policy });
+  const auth = await authenticate(tdb.db, minted.key);
+  if (!auth.ok) throw new Error('the key did not authenticate');
+  return auth.key;
+}
+
+/** One admission payload for key k: cost in micro-USD, a digest, and optionally a loop guard or an approval. */
+function call(
+  k: Authed,
+  o: {
+    cost: number;
+    hash?: string;
+    loop?: boolean;
+    approval?: boolean;
+    secretHash?: string;
+    policyVersion?: number;
+  },
+) {
+  const guard = k.policy.loopGuard;
+  const request: AdmitRequest = {
+    keyId: k.id,
+    secretHash: o.secretHash ?? k.secret_hash,
+    policyVersion: o.policyVersion ?? k.policy.version,
+    cost: o.cost,
+    windows: windowsFor(k.policy, k.id, new Date(), true),
+    loop: o.loop && guard ? { limit: guard.identicalCalls, seconds: guard.windowSeconds } : null,
+    approval: o.approval ? { expiresSeconds: 600, usdMicros: o.cost } : undefined,
+  };
+  const draft: AuditDraft = {
+    id: uuidv7(),
+    key_id: k.id,
+    agent: k.agent,
+    run_id: k.run_id,
+    policy: k.policy.name,
+    policy_version: k.policy.version,
+    tool: 'charge_test',
+    vendor: 'testvendor',
+    operation: 'POST /effects',
+    account: null,
+    request: { n: o.cost },
+    args_hash: o.hash ?? uuidv7(),
+    sandbox: false,
+    amount: null,
+    currency: null,
+    metadata: {},
+  };
+  return admissionPayload(request, draft, deps.auditHash);
+}
+
+const codes = (rs: AdmitResult[]) => rs.map((r) => ('stale' in r ? 'stale' : r.admitted ? 'ok' : r.code));
+const remaining = (rs: AdmitResult[]) => rs.map((r) => ('stale' in r ? null : r.remaining_micros));
+
+async function reserved(scope: string): Promise<{ usd: number; requests: number }> {
+  const rows = await tdb.db.selectFrom('spend_windows').selectAll().where('scope', '=', scope).execute();
+  return {
+    usd: rows.filter((r) => r.kind === 'usd_day').reduce((a, r) => a + Number(r.reserved_micros), 0),
+    requests: rows.filter((r) => r.kind === 'requests_hour').reduce((a, r) => a + Number(r.requests), 0),
+  };
+}
+
+describe('a batch of admissions', () => {
+  it('admits every call that fits, each told what its windows had left after it', async () => {
+    const k = await authed('roomy');
+    const batch = Array.from({ length: 5 }, () => call(k, { cost: 2 * USD }));
+    const rs = await admitBatch(tdb.db, batch);
+    expect(codes(rs)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok']);
+    expect(remaining(rs)).toEqual([98, 96, 94, 92, 90].map((u) => u * USD));
+    expect(await reserved(`key:${k.id}`)).toEqual({ usd: 10 * USD, requests: 0 });
+    expect(await reserved('policy:roomy')).toEqual({ usd: 10 * USD, requests: 5 });
+    const rows = await Promise.all(batch.map((b) => readAuditRow(tdb.db, b.row.id)));
+    expect(rows.map((r) => [r.decision, r.outcome, Number(r.reserved_micros)])).toEqual(
+      batch.map(() => ['allowed', 'pending', 2 * USD]),
+    );
+    const unsettled = await tdb.db
+      .selectFrom('audit_unsettled')
+      .select('id')
+      .where(
+        'id',
+        'in',
+        batch.map((b) => b.row.id),
+      )
+      .execute();
+    expect(unsettled).toHaveLength(5);
+  });
+
+  it('decides calls one by one when together they would pass a cap: the ones that fit, in order', async () => {
+    const k = await authed('near-cap');
+    // $10 a day: six calls of $1.50 fit ($9), the next two do not, a last one of $1 does ($10).
+    const batch = [
+      ...Array.from({ length: 8 }, () => call(k, { cost: 1.5 * USD })),
+      call(k, { cost: 1 * USD }),
+    ];
+    const rs = await admitBatch(tdb.db, batch);
+    expect(codes(rs)).toEqual([
+      'ok',
+      'ok',
+      'ok',
+      'ok',
+      'ok',
+      'ok',
+      'budget_exceeded',
+      'budget_exceeded',
+      'ok',
+    ]);
+    expect(remaining(rs)).toEqual(
+      [8.5, 7, 5.5, 4, 2.5, 1, null, null, 0].map((u) => (u === null ? null : u * USD)),
+    );
+    const refused = rs[6];
+    expect(refused && !('stale' in refused) ? refused.details : {}).toMatchObject({
+      cap_micros: 10 * USD,
+      remaining_micros: 1 * USD,
+      requested_micros: 1.5 * USD,
+    });
+    expect(await reserved(`key:${k.id}`)).toEqual({ usd: 10 * USD, requests: 0 });
+    expect(await reserved('policy:near-cap')).toEqual({ usd: 10 * USD, requests: 7 });
+    const denied = await readAuditRow(tdb.db, batch[7]!.row.id);
+    expect(denied).toMatchObject({ decision: 'denied', reason: 'budget_exceeded', outcome: 'none' });
+    expect(Number(denied.reserved_micros)).toBe(0);
+  });
+
+  it('counts identical calls admitted earlier in the batch against the loop guard', async () => {
+    const k = await authed('looping');
+    const [first] = await admitBatch(tdb.db, [call(k, { cost: 0, hash: 'same-args', loop: true })]);
+    expect(first).toMatchObject({ admitted: true });
+    const batch = [
+      ...Array.from({ length: 4 }, () => call(k, { cost: 0, hash: 'same-args', loop: true })),
+      call(k, { cost: 0, hash: 'other-args', loop: true }),
+    ];
+    const rs = await admitBatch(tdb.db, batch);
+    // Limit 3 in 10 minutes, one already committed: two more pass, then every identical call is refused.
+    expect(codes(rs)).toEqual(['ok', 'ok', 'loop_detected', 'loop_detected', 'ok']);
+    const refused = rs[2];
+    expect(refused && !('stale' in refused) ? refused.details : {}).toEqual({
+      identical_calls: 3,
+      limit: 3,
+      window_seconds: 600,
+    });
+  });
+
+  it('refuses each call on its own key: revoked, wrong secret, and a stale policy writes nothing', async () => {
+    const good = await authed('roomy');
+    const revoked = await authed('roomy');
+    await revokeKeys(tdb.db, { id: revoked.id }, 'test');
+    const batch = [
+      call(revoked, { cost: USD }),
+      call(good, { cost: USD }),
+      call(good, { cost: USD, secretHash: '00'.repeat(32) }),
+      call(good, { cost: USD, policyVersion: good.policy.version + 1 }),
+    ];
+    const rs = await admitBatch(tdb.db, batch);
+    expect(codes(rs)).toEqual(['key_revoked', 'ok', 'key_invalid', 'stale']);
+    expect(rs[3]).toEqual({ stale: true, policy_version: good.policy.version });
+    const revokedRow = await readAuditRow(tdb.db, batch[0]!.row.id);
+    const denial = (revokedRow.metadata as { denial?: { revoked_at?: unknown } }).denial;
+    expect(typeof denial?.revoked_at).toBe('string');
+    const invalid = await readAuditRow(tdb.db, batch[2]!.row.id);
+    expect(invalid).toMatchObject({ decision: 'denied', reason: 'key_invalid', agent: null, policy: null });
+    const stale = await tdb.db
+      .selectFrom('audit_log')
+      .select('id')
+      .where('id', '=', batch[3]!.row.id)
+      .execute();
+    expect(stale).toHaveLength(0);
+  });
+
+  it('holds identical calls needing a person on one request, and spends an approval on one call only', async () => {
+    const k = await authed('roomy');
+    const held = await admitBatch(tdb.db, [
+      call(k, { cost: USD, hash: 'needs-a-person', approval: true }),
+      call(k, { cost: USD, hash: 'needs-a-person', approval: true }),
+    ]);
+    expect(codes(held)).toEqual(['approval_required', 'approval_required']);
+    const ids = held.map((r) => (!('stale' in r) ? r.details.approval_id : undefined));
+    expect(ids[0]).toBeDefined();
+    expect(ids[1]).toBe(ids[0]);
+    await tdb.db
+      .updateTable('approvals')
+      .set({ status: 'approved', decided_by: 'test', decided_at: new Date() })
+      .where('id', '=', String(ids[0]))
+      .execute();
+    const after = await admitBatch(tdb.db, [
+      call(k, { cost: USD, hash: 'needs-a-person', approval: true }),
+      call(k, { cost: USD, hash: 'needs-a-person', approval: true }),
+    ]);
+    // The first spends the approval; the second asks again (a new request), as two calls in a row would.
+    expect(codes(after)).toEqual(['ok', 'approval_required']);
+    const approval = await tdb.db
+      .selectFrom('approvals')
+      .selectAll()
+      .where('id', '=', String(ids[0]))
+      .executeTakeFirstOrThrow();
+    expect(approval.status).toBe('used');
+  });
+
+  it('returns only once the WAL is flushed past every row of the batch', async () => {
+    const k = await authed('roomy');
+    const rs = await admitBatch(tdb.db, [call(k, { cost: 0 }), call(k, { cost: 0 }), call(k, { cost: 0 })]);
+    const lsns = rs.map((r) => (!('stale' in r) ? r.durable_lsn : undefined));
+    expect(new Set(lsns).size).toBe(1);
+    expect(lsns[0]).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    const { rows } = await sql<{ flushed: boolean }>`
+      select pg_current_wal_flush_lsn() >= ${lsns[0]}::pg_lsn as flushed`.execute(tdb.db);
+    expect(rows[0]?.flushed).toBe(true);
+  });
+});
+
+describe('concurrent batches', () => {
+  it('neither deadlock nor pass a cap across two pools, with settles running and scope names that prefix others', async () => {
+    const other = new pg.Pool({ connectionString: tdb.url, max: 8 });
+    const otherDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: other }) });
+    try {
+      const keys = [await authed('a'), await authed('a2'), await authed('a'), await authed('a2')];
+      const queues = [
+        new AdmissionQueue(tdb.db, deps.auditHash),
+        new AdmissionQueue(otherDb, deps.auditHash),
+      ];
+      const log = createLogger({ logLevel: 'silent' }, () => undefined);
+      const settlers = [
+        new SettleQueue(tdb.db, log, deps.auditHash, 5),
+        new SettleQueue(otherDb, log, deps.auditHash, 5),
+      ];
+      // $5 a day per policy (and per key) at $0.10 a call: exactly 50 admitted per policy, whatever the interleaving.
+      const results = await Promise.all(
+        Array.from({ length: 240 }, async (_, i) => {
+          const k = keys[i % 4]!;
+          const p = call(k, { cost: 0.1 * USD });
+          const q = i % 2;
+          const r = await queues[q]!.admit(
+            {
+              keyId: p.key_id,
+              secretHash: p.secret_hash,
+              policyVersion: p.policy_version,
+              cost: p.cost,
+              windows: p.windows,
+              loop: null,
+            },
+            p.row,
+          );
+          if (!('stale' in r) && r.admitted) {
+            settlers[q]!.enqueue({
+              id: p.row.id,
+              outcome: 'succeeded',
+              cost: p.cost,
+              cost_status: 'settled',
+              patch: {},
+            });
+          }
+          return { policy: k.policy.name, r };
+        }),
+      );
+      await Promise.all(settlers.map((s) => s.flush()));
+      const admitted = (name: string) =>
+        results.filter((x) => x.policy === name && !('stale' in x.r) && x.r.admitted).length;
+      expect(admitted('a')).toBe(50);
+      expect(admitted('a2')).toBe(50);
+      expect(
+        results.filter((x) => 'stale' in x.r || (!x.r.admitted && x.r.code !== 'budget_exceeded')),
+      ).toEqual([]);
+      const spent = await tdb.db
+        .selectFrom('spend_windows')
+        .select(['scope', 'spent_micros', 'reserved_micros'])
+        .where('kind', '=', 'usd_day')
+        .where('scope', 'in', ['policy:a', 'policy:a2'])
+        .execute();
+      expect(spent.map((s) => [s.scope, Number(s.spent_micros), Number(s.reserved_micros)]).sort()).toEqual([
+        ['policy:a', 5 * USD, 0],
+        ['policy:a2', 5 * USD, 0],
+      ]);
+    } finally {
+      await otherDb.destroy();
+    }
+  });
+
+  it('admits calls that arrive together in one batch statement, and each call still gets its own answer', async () => {
+    const statements: string[] = [];
+    const counted = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: tdb.pool }),
+      log: (e: LogEvent) => void statements.push(e.query.sql),
+    });
+    const batchedDeps = pipelineFor(counted, testCatalog(fake));
+    const minted = await keyFor(tdb.db, { policy: 'roomy' });
+    const rs = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        runTool(batchedDeps, minted.key, 'charge_test', { amount_cents: 100 + i, customer: 'cus_A' }),
+      ),
+    );
+    await batchedDeps.settler.flush();
+    expect(rs.every((r) => r.ok)).toBe(true);
+    expect(new Set(rs.map((r) => (r.ok ? r.audit_id : undefined))).size).toBe(24);
+    const admissions = statements.filter((s) => /leash_admit_batch|leash_admission/.test(s));
+    expect(admissions.some((s) => s.includes('leash_admit_batch'))).toBe(true);
+    expect(admissions.length).toBeLessThan(24);
+  });
+});
