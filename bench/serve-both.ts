@@ -3,6 +3,7 @@
 // Prints one JSON line (ServeBothReady) on stdout when ready; exits on SIGTERM/SIGINT.
 //
 //   DATABASE_URL=postgres://… node dist/bench/serve-both.js
+import { writeFileSync } from 'node:fs';
 import { createLogger } from '../src/config/logger.js';
 import { loadConfig } from '../src/config/config.js';
 import { openDatabase } from '../src/db/database.js';
@@ -104,7 +105,23 @@ async function main(): Promise<void> {
     policy: doc.name,
     expiresAt: new Date(Date.now() + 24 * 3600_000),
   });
-  const deps = createPipeline({ db: handle.db, config, catalog, sandbox: false, log: createLogger(config) });
+  // LEASH_BENCH_PHASES=<file>: where leash's time per call goes (whole call, admission, vendor), written at exit.
+  const phases: { ms: number[]; admit: number[]; vendor: number[] } = { ms: [], admit: [], vendor: [] };
+  const deps = createPipeline({
+    db: handle.db,
+    config,
+    catalog,
+    sandbox: false,
+    log: createLogger(config),
+    ...(process.env.LEASH_BENCH_PHASES && {
+      onEvent: (e) => {
+        if (e.type !== 'finished' || e.decision !== 'allowed') return;
+        phases.ms.push(e.ms);
+        if (e.admit_ms !== null) phases.admit.push(e.admit_ms);
+        if (e.vendor_ms !== null) phases.vendor.push(e.vendor_ms);
+      },
+    }),
+  });
   const leash = await startHttpServer(deps, { host: '127.0.0.1', port: 0 });
   const bare = await startBareServer({
     twilioUrl: twilio.url,
@@ -135,6 +152,18 @@ async function main(): Promise<void> {
     process.stdin.once('end', resolve);
     process.stdin.resume();
   });
+  if (process.env.LEASH_BENCH_PHASES) {
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? null;
+    writeFileSync(
+      process.env.LEASH_BENCH_PHASES,
+      JSON.stringify({
+        calls: phases.ms.length,
+        p50_ms: median(phases.ms),
+        p50_admit_ms: median(phases.admit),
+        p50_vendor_ms: median(phases.vendor),
+      }) + '\n',
+    );
+  }
   await Promise.allSettled([leash.close(), bare.close()]);
   await Promise.allSettled([handle.close(), stripe.close(), twilio.close(), resend.close()]);
   process.exit(0);

@@ -370,82 +370,100 @@ export async function up(db: Kysely<any>): Promise<void> {
                                 'reserved_micros', new_reserved, 'cost_status', new_status);
     end $$;
 
-    -- Settles lock window rows in the same global order as admissions (leash_window_order), so neither can
-    -- deadlock the other whatever the scope names.
+    -- Settle many calls (asynchronous commit: a lost settle leaves the row pending for reconcile), set-based: the
+    -- rows locked in id order, each row's new outcome and cost, the object ids it creates claimed (an id another
+    -- row owns goes to metadata.vendor_object_id_conflict), every row updated in one statement (a HOT update: no
+    -- indexed column changes), then each window row changed once, in leash_window_order, as admissions lock them.
+    -- Items: {id, outcome, cost, cost_status, patch}; for one id given twice, the last wins. Returns rows settled.
     create or replace function leash_settle_batch(p_items jsonb) returns integer language plpgsql as $$
     declare
-      it jsonb;
-      r audit_log%rowtype;
-      w jsonb;
-      new_reserved bigint;
-      new_cost bigint;
-      new_status text;
-      deltas jsonb := '{}';
-      dkey text;
-      d jsonb;
-      settled integer := 0;
+      settled integer;
+      deltas jsonb;
+      d record;
     begin
       perform set_config('synchronous_commit', 'off', true);
-      for it in select value from jsonb_array_elements(p_items) order by value->>'id' loop
-        select * into r from audit_log where id = (it->>'id')::uuid for update;
-        if not found or r.decision <> 'allowed'
-           or (r.outcome not in ('pending', 'unknown') and r.cost_status <> 'pending') then
-          continue;
-        end if;
-        if it->>'outcome' = 'unknown' then
-          new_reserved := r.reserved_micros; new_cost := r.cost_micros; new_status := r.cost_status;
-        elsif it->>'outcome' = 'failed' then
-          new_reserved := 0; new_cost := 0; new_status := 'none';
-        else
-          new_reserved := 0;
-          new_cost := (it->>'cost')::bigint;
-          new_status := case when new_cost = 0 and it->>'cost_status' = 'settled' then 'settled'
-                             else it->>'cost_status' end;
-        end if;
-        -- One vendor object, one row (the unique index would otherwise abort the whole batch).
-        if not leash_claim_object(r.vendor, it->'patch'->>'vendor_object_id', r.operation, r.id) then
-          it := jsonb_set(it, '{patch}', (it->'patch') - 'vendor_object_id' || jsonb_build_object('metadata',
-                  coalesce(it->'patch'->'metadata', '{}') || jsonb_build_object('vendor_object_id_conflict',
-                  it->'patch'->>'vendor_object_id')));
-        end if;
-        for w in select value from jsonb_array_elements(r.budget) loop
-          if w->>'kind' = 'usd_day' then
-            dkey := leash_window_order(w->>'scope', 'usd_day', (w->>'window_start')::timestamptz);
-            d := coalesce(deltas->dkey, jsonb_build_object('scope', w->>'scope', 'window_start', w->>'window_start',
-                                                          'reserved', 0, 'spent', 0));
-            deltas := deltas || jsonb_build_object(dkey, d || jsonb_build_object(
-              'reserved', (d->>'reserved')::bigint + (r.reserved_micros - new_reserved),
-              'spent', (d->>'spent')::bigint + (new_cost - r.cost_micros)));
-          end if;
-        end loop;
-        update audit_log set
-          outcome = it->>'outcome',
-          reserved_micros = new_reserved,
-          cost_micros = new_cost,
-          cost_status = new_status,
-          settled_at = case when it->>'outcome' = 'unknown' then settled_at else clock_timestamp() end,
-          vendor_request_id = coalesce(it->'patch'->>'vendor_request_id', vendor_request_id),
-          vendor_object_id = coalesce(it->'patch'->>'vendor_object_id', vendor_object_id),
-          http_status = coalesce((it->'patch'->>'http_status')::integer, http_status),
-          error = coalesce(it->'patch'->>'error', error),
-          amount = coalesce((it->'patch'->>'amount')::bigint, amount),
-          currency = coalesce(it->'patch'->>'currency', currency),
-          latency_ms = coalesce((it->'patch'->>'latency_ms')::integer, latency_ms),
-          metadata = metadata || coalesce(it->'patch'->'metadata', '{}')
-        where id = r.id;
-        if it->>'outcome' not in ('pending', 'unknown') and new_status <> 'pending' then
-          delete from audit_unsettled where id = r.id;
-        end if;
-        settled := settled + 1;
-      end loop;
+      with items as (
+        select distinct on (x.id) x.id, x.outcome, x.cost, x.cost_status, coalesce(x.patch, '{}') as patch
+          from rows from (jsonb_to_recordset(p_items)
+                          as (id uuid, outcome text, cost bigint, cost_status text, patch jsonb))
+               with ordinality as x(id, outcome, cost, cost_status, patch, n)
+          order by x.id, x.n desc
+      ), locked as (
+        select a.id, a.vendor, a.operation, a.reserved_micros, a.cost_micros, a.cost_status, a.budget,
+               i.outcome, i.cost, i.cost_status as given_status, i.patch
+          from audit_log a join items i on i.id = a.id
+          where a.decision = 'allowed' and (a.outcome in ('pending', 'unknown') or a.cost_status = 'pending')
+          order by a.id
+          for update of a
+      ), computed as (
+        select l.*,
+               case when l.outcome = 'unknown' then l.reserved_micros else 0 end as new_reserved,
+               case when l.outcome = 'unknown' then l.cost_micros when l.outcome = 'failed' then 0 else l.cost end
+                 as new_cost,
+               case when l.outcome = 'unknown' then l.cost_status when l.outcome = 'failed' then 'none'
+                    when l.cost = 0 and l.given_status = 'settled' then 'settled' else l.given_status end as new_status,
+               l.patch->>'vendor_object_id' is not null and l.vendor is not null
+                 and l.operation not like 'GET %' as creates
+          from locked l
+      ), claimed as (
+        insert into audit_objects (vendor, object_id, audit_id)
+          select c.vendor, c.patch->>'vendor_object_id', c.id from computed c where c.creates order by c.id
+          on conflict (vendor, object_id) do nothing
+          returning audit_id
+      ), owned as (
+        select c.id,
+               not c.creates or c.id in (select audit_id from claimed) or exists (
+                 select 1 from audit_objects o
+                   where o.vendor = c.vendor and o.object_id = c.patch->>'vendor_object_id' and o.audit_id = c.id) as ok
+          from computed c
+      ), upd as (
+        update audit_log a set
+            outcome = c.outcome,
+            reserved_micros = c.new_reserved,
+            cost_micros = c.new_cost,
+            cost_status = c.new_status,
+            settled_at = case when c.outcome = 'unknown' then a.settled_at else clock_timestamp() end,
+            vendor_request_id = coalesce(c.patch->>'vendor_request_id', a.vendor_request_id),
+            vendor_object_id = case when o.ok then coalesce(c.patch->>'vendor_object_id', a.vendor_object_id)
+                                    else a.vendor_object_id end,
+            http_status = coalesce((c.patch->>'http_status')::integer, a.http_status),
+            error = coalesce(c.patch->>'error', a.error),
+            amount = coalesce((c.patch->>'amount')::bigint, a.amount),
+            currency = coalesce(c.patch->>'currency', a.currency),
+            latency_ms = coalesce((c.patch->>'latency_ms')::integer, a.latency_ms),
+            metadata = a.metadata || coalesce(c.patch->'metadata', '{}')
+                       || case when o.ok then '{}'::jsonb
+                               else jsonb_build_object('vendor_object_id_conflict', c.patch->>'vendor_object_id') end
+          from computed c join owned o on o.id = c.id
+          where a.id = c.id
+          returning a.id, c.budget, c.reserved_micros - c.new_reserved as give_back, c.new_cost - c.cost_micros as spend,
+                    c.outcome, c.new_status
+      ), gone as (
+        delete from audit_unsettled u using upd
+          where u.id = upd.id and upd.outcome not in ('pending', 'unknown') and upd.new_status <> 'pending'
+      )
+      select (select count(*)::integer from upd),
+             (select coalesce(jsonb_agg(jsonb_build_object('scope', g.scope, 'ws', g.ws, 'give_back', g.give_back,
+                                                           'spend', g.spend)), '[]'::jsonb)
+                from (select b->>'scope' as scope, (b->>'window_start')::timestamptz as ws,
+                             sum(upd.give_back) as give_back, sum(upd.spend) as spend
+                        from upd, jsonb_array_elements(upd.budget) b
+                        where b->>'kind' = 'usd_day'
+                        group by 1, 2) g)
+        into settled, deltas;
 
-      for dkey in select key from jsonb_each(deltas) order by key collate "C" loop
-        d := deltas->dkey;
+      for d in
+        select value->>'scope' as scope, (value->>'ws')::timestamptz as ws, (value->>'give_back')::bigint as give_back,
+               (value->>'spend')::bigint as spend
+          from jsonb_array_elements(deltas)
+          order by leash_window_order(value->>'scope', 'usd_day', (value->>'ws')::timestamptz) collate "C"
+      loop
+        continue when d.give_back = 0 and d.spend = 0;
         update spend_windows
-          set reserved_micros = reserved_micros - (d->>'reserved')::bigint,
-              spent_micros = greatest(spent_micros + (d->>'spent')::bigint, 0),
+          set reserved_micros = reserved_micros - d.give_back,
+              spent_micros = greatest(spent_micros + d.spend, 0),
               updated_at = now()
-          where scope = d->>'scope' and kind = 'usd_day' and window_start = (d->>'window_start')::timestamptz;
+          where scope = d.scope and kind = 'usd_day' and window_start = d.ws;
       end loop;
       return settled;
     end $$;
