@@ -47,6 +47,7 @@ beforeAll(async () => {
   await policy('looping', { daily_usd: 100, hourly_requests: 1000 }, true);
   await policy('a', { daily_usd: 5, per_key_daily_usd: 5, hourly_requests: 10_000 });
   await policy('a2', { daily_usd: 5, per_key_daily_usd: 5, hourly_requests: 10_000 });
+  await policy('capped-loop', { daily_usd: 1, per_key_daily_usd: 100, hourly_requests: 100_000 }, true);
 });
 
 afterAll(async () => {
@@ -326,6 +327,41 @@ describe('concurrent batches', () => {
         ['policy:a', 5 * USD, 0],
         ['policy:a2', 5 * USD, 0],
       ]);
+    } finally {
+      await otherDb.destroy();
+    }
+  });
+
+  it('do not deadlock single admissions when a batch near its cap falls back, with refused calls of other keys', async () => {
+    // A batch of [k1: more than the policy has left, k2: refused by the loop guard] locks the policy's row, finds
+    // the cap and takes the one-by-one path; meanwhile single admissions of k2 lock k2's rows, then the policy's.
+    // Every lock in one order: no deadlock (the batch locked k2's rows before the policy's).
+    const other = new pg.Pool({ connectionString: tdb.url, max: 8 });
+    const otherDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: other }) });
+    try {
+      const k1 = await authed('capped-loop');
+      const k2 = await authed('capped-loop');
+      await admitBatch(tdb.db, [call(k2, { cost: 0, hash: 'looping', loop: true })]);
+      await admitBatch(tdb.db, [call(k2, { cost: 0, hash: 'looping', loop: true })]);
+      await admitBatch(tdb.db, [call(k2, { cost: 0, hash: 'looping', loop: true })]);
+      // $0.50 of the policy's $1 reserved (never settled): a $0.60 call finds the policy's row and is refused there.
+      await admitBatch(tdb.db, [call(k1, { cost: 0.5 * USD })]);
+      const failures: unknown[] = [];
+      for (let round = 0; round < 25; round++) {
+        await Promise.all([
+          admitBatch(tdb.db, [
+            call(k1, { cost: 0.6 * USD }),
+            call(k2, { cost: 0, hash: 'looping', loop: true }),
+          ]).then(
+            (rs) => expect(codes(rs)).toEqual(['budget_exceeded', 'loop_detected']),
+            (e: unknown) => failures.push(e),
+          ),
+          ...Array.from({ length: 3 }, () =>
+            admitBatch(otherDb, [call(k2, { cost: 0 })]).catch((e: unknown) => failures.push(e)),
+          ),
+        ]);
+      }
+      expect(failures).toEqual([]);
     } finally {
       await otherDb.destroy();
     }

@@ -221,29 +221,30 @@ describe('one vendor object, one audit row', () => {
     expect(await owners(first.output.sid)).toEqual([first.audit_id]);
   });
 
-  it('is kept by the database for calls that create objects, not for reads of one object', async () => {
+  it('is enforced by the database for calls that create objects, not for reads of one object', async () => {
     const first = await send('send_sms', '+15550100006', 'Hello once');
     if (!first.ok) throw new Error(first.failure.message);
     const lost = await sendRefused('+15550100006', 'Hello twice');
-    // Settling another row with an object id the first row owns records the id as a conflict, not as the row's.
-    const settled = await settleCall(
-      tdb.db,
-      lost ?? '',
-      'succeeded',
-      8300,
-      'settled',
-      { vendor_object_id: String(first.output.sid) },
-      deps.auditHash,
-    );
-    expect(settled).toMatchObject({ settled: true, outcome: 'succeeded' });
-    expect(await owners(first.output.sid)).toEqual([first.audit_id]);
+    await expect(
+      settleCall(
+        tdb.db,
+        lost ?? '',
+        'succeeded',
+        8300,
+        'settled',
+        { vendor_object_id: String(first.output.sid) },
+        deps.auditHash,
+      ),
+    ).rejects.toMatchObject({ code: '23505' });
+    // The refused settle changed nothing: the row is still waiting, and the object still has one owner.
     const lostRow = await tdb.db
       .selectFrom('audit_log')
-      .select(['vendor_object_id', 'metadata'])
+      .select(['outcome', 'vendor_object_id'])
       .where('id', '=', lost ?? '')
       .executeTakeFirstOrThrow();
+    expect(lostRow.outcome).not.toBe('succeeded');
     expect(lostRow.vendor_object_id).toBeNull();
-    expect(lostRow.metadata).toMatchObject({ vendor_object_id_conflict: String(first.output.sid) });
+    expect(await owners(first.output.sid)).toEqual([first.audit_id]);
     const claims = await tdb.db
       .selectFrom('audit_objects')
       .select('audit_id')

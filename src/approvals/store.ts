@@ -121,8 +121,13 @@ export async function expireDue(db: Db): Promise<ApprovalRow[]> {
   const { rows } = await sql<ApprovalRow>`
     update approvals set status = 'expired', expired_at = coalesce(expired_at, clock_timestamp()),
         expiry_announced_at = clock_timestamp(), link_nonce_hash = null
-      where (status in ('pending', 'approved') and expires_at <= clock_timestamp())
-         or (status = 'expired' and expiry_announced_at is null)
+      where id in (
+        -- Locked in id order, so two sweeps (or a sweep and an admission) never wait on each other in a circle.
+        select id from approvals
+          where (status in ('pending', 'approved') and expires_at <= clock_timestamp())
+             or (status = 'expired' and expiry_announced_at is null)
+          order by id
+          for update)
       returning ${COLUMNS}`.execute(db);
   return rows;
 }

@@ -39,6 +39,9 @@ export class AdmissionQueue {
   admit(a: AdmitRequest, draft: AuditDraft): Promise<AdmitResult> {
     // Built (and sanitised) here, so a draft that cannot be stored fails this call alone.
     const payload = admissionPayload(a, draft, this.hasher);
+    // A call that needs a person's approval goes alone, as before batching: its approval request is read and
+    // written per call, and no transaction then holds more than one request's row.
+    if (payload.approval) return admitBatch(this.db, [payload]).then(([r]) => r!);
     return new Promise<AdmitResult>((resolve, reject) => {
       this.waiting.push({ payload, resolve, reject });
       this.pump();

@@ -84,8 +84,8 @@ export interface AuditLogTable {
   currency: string | null;
   vendor_request_id: string | null;
   /**
-   * The object the call made (refund, message, email). Unique per vendor among calls that create objects
-   * (index audit_vendor_object; reads, whose operation starts with `GET `, may share one): one object, one row.
+   * The object the call made (refund, message, email). Unique per vendor among calls that create objects (the
+   * owner is claimed in audit_objects; reads, whose operation starts with `GET `, may share one): one object, one row.
    */
   vendor_object_id: string | null;
   http_status: number | null;

@@ -79,6 +79,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       c_ts timestamptz[];
       c_version integer[];
       w record;
+      back record;
       left_after bigint;
       applied jsonb := '[]';
       lsn text;
@@ -150,17 +151,27 @@ export async function up(db: Kysely<any>): Promise<void> {
         from decided;
 
       -- The reservations of every call still in, at once: one conditional update per window row, in the global
-      -- order. If one would pass its cap, give back what was taken and decide the calls one by one.
+      -- order. Window rows only refused calls name are locked all the same (so the rows this takes are always a
+      -- prefix, in that order, of what leash_admit_batch_each takes). If one would pass its cap, give back what
+      -- was taken and decide the calls one by one.
       for w in
         select g.* from (
           select wj->>'scope' as scope, wj->>'kind' as kind, (wj->>'window_start')::timestamptz as ws,
-                 min((wj->>'cap')::bigint) as cap, max((wj->>'cap')::bigint) as cap_max,
-                 sum((t.x->>'cost')::bigint) as total, count(*)::integer as calls
+                 min((wj->>'cap')::bigint) filter (where c_code[t.n::integer] is null) as cap,
+                 max((wj->>'cap')::bigint) filter (where c_code[t.n::integer] is null) as cap_max,
+                 coalesce(sum((t.x->>'cost')::bigint) filter (where c_code[t.n::integer] is null), 0) as total,
+                 (count(*) filter (where c_code[t.n::integer] is null))::integer as calls
             from jsonb_array_elements(p) with ordinality as t(x, n), jsonb_array_elements(t.x->'windows') wj
-            where c_code[t.n::integer] is null
             group by 1, 2, 3) g
         order by leash_window_order(g.scope, g.kind, g.ws) collate "C"
       loop
+        if w.calls = 0 then
+          insert into spend_windows (scope, kind, window_start) values (w.scope, w.kind, w.ws)
+            on conflict (scope, kind, window_start) do nothing;
+          perform 1 from spend_windows s
+            where s.scope = w.scope and s.kind = w.kind and s.window_start = w.ws for update;
+          continue;
+        end if;
         left_after := null;
         if w.cap = w.cap_max and w.kind = 'usd_day' and w.total <= w.cap then
           insert into spend_windows as s (scope, kind, window_start, reserved_micros)
@@ -178,16 +189,17 @@ export async function up(db: Kysely<any>): Promise<void> {
             returning w.cap - s.requests into left_after;
         end if;
         if left_after is null then
-          for w in select value->>'scope' as scope, value->>'kind' as kind, (value->>'window_start')::timestamptz as ws,
-                          (value->>'total')::bigint as total, (value->>'calls')::integer as calls
-                     from jsonb_array_elements(applied)
+          for back in select value->>'scope' as scope, value->>'kind' as kind,
+                             (value->>'window_start')::timestamptz as ws,
+                             (value->>'total')::bigint as total, (value->>'calls')::integer as calls
+                        from jsonb_array_elements(applied)
           loop
-            if w.kind = 'usd_day' then
-              update spend_windows set reserved_micros = reserved_micros - w.total
-                where scope = w.scope and kind = 'usd_day' and window_start = w.ws;
+            if back.kind = 'usd_day' then
+              update spend_windows set reserved_micros = reserved_micros - back.total
+                where scope = back.scope and kind = 'usd_day' and window_start = back.ws;
             else
-              update spend_windows set requests = requests - w.calls
-                where scope = w.scope and kind = 'requests_hour' and window_start = w.ws;
+              update spend_windows set requests = requests - back.calls
+                where scope = back.scope and kind = 'requests_hour' and window_start = back.ws;
             end if;
           end loop;
           return leash_admit_batch_each(p);
@@ -283,7 +295,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     create function leash_claim_object(p_vendor text, p_object text, p_operation text, p_audit uuid) returns boolean
       language plpgsql as $$
     begin
-      if p_object is null or p_vendor is null or p_operation like 'GET %' then
+      if p_object is null or p_vendor is null or coalesce(p_operation, '') like 'GET %' then
         return true;
       end if;
       insert into audit_objects (vendor, object_id, audit_id) values (p_vendor, p_object, p_audit)
@@ -295,8 +307,8 @@ export async function up(db: Kysely<any>): Promise<void> {
                      where o.vendor = p_vendor and o.object_id = p_object and o.audit_id = p_audit);
     end $$;
 
-    -- Settle one call (reconcile): as before, and an object id another row owns goes to
-    -- metadata.vendor_object_id_conflict instead of failing.
+    -- Settle one call (reconcile): as before; an object id another row owns fails the settle (unique_violation),
+    -- leaving the row as it was.
     create or replace function leash_settle(p_id uuid, p_outcome text, p_cost bigint, p_cost_status text, p_patch jsonb)
     returns jsonb language plpgsql as $$
     declare
@@ -330,10 +342,10 @@ export async function up(db: Kysely<any>): Promise<void> {
         new_status := case when p_cost = 0 and p_cost_status = 'settled' then 'settled' else p_cost_status end;
       end if;
 
+      -- Reconcile must not credit one object to two rows: refuse, as the unique index did (the caller reports it).
       if not leash_claim_object(r.vendor, p_patch->>'vendor_object_id', r.operation, r.id) then
-        p_patch := p_patch - 'vendor_object_id' || jsonb_build_object('metadata',
-                     coalesce(p_patch->'metadata', '{}') || jsonb_build_object('vendor_object_id_conflict',
-                     p_patch->>'vendor_object_id'));
+        raise exception 'vendor object % already belongs to another audit row', p_patch->>'vendor_object_id'
+          using errcode = 'unique_violation';
       end if;
 
       for w in select value from jsonb_array_elements(r.budget) loop
@@ -403,11 +415,12 @@ export async function up(db: Kysely<any>): Promise<void> {
                case when l.outcome = 'unknown' then l.cost_status when l.outcome = 'failed' then 'none'
                     when l.cost = 0 and l.given_status = 'settled' then 'settled' else l.given_status end as new_status,
                l.patch->>'vendor_object_id' is not null and l.vendor is not null
-                 and l.operation not like 'GET %' as creates
+                 and coalesce(l.operation, '') not like 'GET %' as creates
           from locked l
       ), claimed as (
         insert into audit_objects (vendor, object_id, audit_id)
-          select c.vendor, c.patch->>'vendor_object_id', c.id from computed c where c.creates order by c.id
+          select c.vendor, c.patch->>'vendor_object_id', c.id from computed c where c.creates
+            order by c.vendor, c.patch->>'vendor_object_id'
           on conflict (vendor, object_id) do nothing
           returning audit_id
       ), owned as (
