@@ -105,8 +105,8 @@ async function main(): Promise<void> {
     policy: doc.name,
     expiresAt: new Date(Date.now() + 24 * 3600_000),
   });
-  // LEASH_BENCH_PHASES=<file>: where leash's time per call goes (whole call, admission, vendor), written at exit.
-  const phases: { ms: number[]; admit: number[]; vendor: number[] } = { ms: [], admit: [], vendor: [] };
+  // LEASH_BENCH_PHASES=<file>: where leash's time per call goes, per tool (whole call, admission, vendor), at exit.
+  const phases = new Map<string, { ms: number[]; admit: number[]; vendor: number[] }>();
   const deps = createPipeline({
     db: handle.db,
     config,
@@ -116,9 +116,11 @@ async function main(): Promise<void> {
     ...(process.env.LEASH_BENCH_PHASES && {
       onEvent: (e) => {
         if (e.type !== 'finished' || e.decision !== 'allowed') return;
-        phases.ms.push(e.ms);
-        if (e.admit_ms !== null) phases.admit.push(e.admit_ms);
-        if (e.vendor_ms !== null) phases.vendor.push(e.vendor_ms);
+        const t = phases.get(e.tool) ?? { ms: [], admit: [], vendor: [] };
+        phases.set(e.tool, t);
+        t.ms.push(e.ms);
+        if (e.admit_ms !== null) t.admit.push(e.admit_ms);
+        if (e.vendor_ms !== null) t.vendor.push(e.vendor_ms);
       },
     }),
   });
@@ -156,12 +158,19 @@ async function main(): Promise<void> {
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? null;
     writeFileSync(
       process.env.LEASH_BENCH_PHASES,
-      JSON.stringify({
-        calls: phases.ms.length,
-        p50_ms: median(phases.ms),
-        p50_admit_ms: median(phases.admit),
-        p50_vendor_ms: median(phases.vendor),
-      }) + '\n',
+      JSON.stringify(
+        Object.fromEntries(
+          [...phases].map(([tool, t]) => [
+            tool,
+            {
+              calls: t.ms.length,
+              p50_ms: median(t.ms),
+              p50_admit_ms: median(t.admit),
+              p50_vendor_ms: median(t.vendor),
+            },
+          ]),
+        ),
+      ) + '\n',
     );
   }
   await Promise.allSettled([leash.close(), bare.close()]);
