@@ -4,6 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runAdmission } from './admission.js';
 import { runAuditVolume } from './audit-volume.js';
 import { runCaps } from './caps.js';
 import { runColdStart } from './cold-start.js';
@@ -22,7 +23,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    'Usage: npm run bench [-- --full] [-- --only overhead,proxy,cold-start,caps,revoke,audit]\n\n' +
+    'Usage: npm run bench [-- --full] [-- --only overhead,admission,proxy,cold-start,caps,revoke,audit]\n\n' +
       'Short run by default (under 3 minutes); --full uses the sizes BENCHMARKS.md reports (~10 minutes).\n',
   );
   process.exit(0);
@@ -53,6 +54,7 @@ async function step(name: string, run: () => Promise<AnyResult[]>) {
 }
 
 await step('overhead', () => runOverhead({ calls: full ? 2000 : 400, concurrencies: [1, 16, 64], log }));
+await step('admission', () => runAdmission({ calls: full ? 3000 : 1000, concurrencies: [1, 16], log }));
 await step('proxy', () => runProxy({ calls: full ? 2000 : 400, concurrencies: [1, 16], log }));
 await step('cold-start', () => runColdStart({ runs: full ? 9 : 5, log }));
 await step('caps', () => runCaps({ replicas: 4, calls: 500 }));

@@ -1,0 +1,248 @@
+// Admission alone, against Postgres: what one admitted call costs the database (CPU per call, calls/s, p50) with no
+// MCP, HTTP or vendor in the way — a call admitted alone (`call leash_admission`), batches of a fixed size
+// (`select leash_admit_batch`), and the AdmissionQueue the server uses. Each admitted call is settled through the
+// real SettleQueue, as the pipeline does. The policy is the overhead bench's (USD and request caps per key and per
+// policy, never reached; no loop guard).
+//
+//   node dist/bench/admission.js [--calls 3000] [--concurrency 1,16]
+import { AdmissionQueue } from '../src/audit/admission-queue.js';
+import { SettleQueue } from '../src/audit/settle-queue.js';
+import { uuidv7 } from '../src/audit/uuid.js';
+import { admissionPayload, admitBatch, type AdmitResult, type AuditDraft } from '../src/audit/write.js';
+import { auditHasher } from '../src/audit/audit-hash.js';
+import { loadConfig } from '../src/config/config.js';
+import { createLogger } from '../src/config/logger.js';
+import { openDatabase, type DbHandle } from '../src/db/database.js';
+import { authenticate } from '../src/keys/authenticate.js';
+import { mintKey } from '../src/keys/vault-keys.js';
+import { windowsFor } from '../src/ledger/windows.js';
+import { ruleSpecs } from '../src/pipeline/tool.js';
+import { validatePolicy } from '../src/policy/compile.js';
+import { applyPolicy } from '../src/policies/store.js';
+import { catalog } from '../tools/index.js';
+import { BENCH_POLICY } from './serve-both.js';
+import {
+  benchArgs,
+  formatTable,
+  isMain,
+  percentile,
+  processTreeCpuMs,
+  runMain,
+  startDatabase,
+  type Result,
+} from './support.js';
+
+type Key = Extract<Awaited<ReturnType<typeof authenticate>>, { ok: true }>['key'];
+
+interface Case {
+  label: string;
+  concurrency: number;
+  /** 'single': each call alone; 'queue': the server's AdmissionQueue; a number: batches of at most that many. */
+  mode: 'single' | 'queue' | number;
+}
+
+export interface AdmissionOptions {
+  calls?: number;
+  concurrencies?: number[];
+  log?: (line: string) => void;
+}
+
+function payloadFor(key: Key, hasher: ReturnType<typeof auditHasher>, i: number) {
+  const draft: AuditDraft = {
+    id: uuidv7(),
+    key_id: key.id,
+    agent: key.agent,
+    run_id: key.run_id,
+    policy: key.policy.name,
+    policy_version: key.policy.version,
+    tool: 'send_sms',
+    vendor: 'twilio',
+    operation: 'POST /2010-04-01/Accounts/{sid}/Messages.json',
+    account: null,
+    request: { to: `+1555100${String(i % 10_000).padStart(4, '0')}`, segments: 1, body_length: 51 },
+    args_hash: hasher.hash(`bench-${i}`).slice(0, 32),
+    sandbox: false,
+    amount: null,
+    currency: null,
+    metadata: { facts: { segments: 1 } },
+  };
+  return admissionPayload(
+    {
+      keyId: key.id,
+      secretHash: key.secret_hash,
+      policyVersion: key.policy.version,
+      cost: 8300,
+      windows: windowsFor(key.policy, key.id, new Date(), true),
+      loop: null,
+    },
+    draft,
+    hasher,
+  );
+}
+
+async function runCase(
+  handle: DbHandle,
+  key: Key,
+  postgresPid: number | undefined,
+  c: Case,
+  calls: number,
+): Promise<Result> {
+  const hasher = auditHasher(undefined);
+  const settler = new SettleQueue(
+    handle.db,
+    createLogger({ logLevel: 'silent' }, () => undefined),
+    hasher,
+  );
+  const queue = new AdmissionQueue(handle.db, hasher);
+  // Fixed-size batches: a waiting list flushed by one sender at a time, as the queue does, without the gather.
+  const waiting: {
+    p: ReturnType<typeof payloadFor>;
+    done: (r: AdmitResult) => void;
+    fail: (e: unknown) => void;
+  }[] = [];
+  let sending = false;
+  const sizes: number[] = [];
+  const pump = () => {
+    if (sending || !waiting.length || typeof c.mode !== 'number') return;
+    const batch = waiting.splice(0, c.mode);
+    sending = true;
+    sizes.push(batch.length);
+    admitBatch(
+      handle.db,
+      batch.map((w) => w.p),
+    )
+      .then(
+        (rs) => batch.forEach((w, i) => w.done(rs[i]!)),
+        (e: unknown) => batch.forEach((w) => w.fail(e)),
+      )
+      .finally(() => {
+        sending = false;
+        pump();
+      });
+  };
+  const admitOne = (p: ReturnType<typeof payloadFor>): Promise<AdmitResult> => {
+    if (c.mode === 'single') return admitBatch(handle.db, [p]).then(([r]) => r!);
+    if (c.mode === 'queue')
+      return queue.admit(
+        {
+          keyId: p.key_id,
+          secretHash: p.secret_hash,
+          policyVersion: p.policy_version,
+          cost: p.cost,
+          windows: p.windows,
+          loop: null,
+        },
+        p.row,
+      );
+    return new Promise((done, fail) => {
+      waiting.push({ p, done, fail });
+      pump();
+    });
+  };
+
+  const latencies: number[] = [];
+  let next = 0;
+  const cpu0 = postgresPid ? processTreeCpuMs(postgresPid) : undefined;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: c.concurrency }, async () => {
+      while (next < calls) {
+        const i = next++;
+        const p = payloadFor(key, hasher, i);
+        const s = performance.now();
+        const r = await admitOne(p);
+        latencies.push(performance.now() - s);
+        if ('stale' in r || !r.admitted) throw new Error(`call ${i} was not admitted: ${JSON.stringify(r)}`);
+        settler.enqueue({
+          id: p.row.id,
+          outcome: 'succeeded',
+          cost: 8300,
+          cost_status: 'pending',
+          patch: {},
+        });
+      }
+    }),
+  );
+  await settler.flush();
+  const wallMs = performance.now() - t0;
+  const cpu1 = postgresPid ? processTreeCpuMs(postgresPid) : undefined;
+  const dbCpu = cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) / calls : null;
+  return {
+    name: `admission.${c.label}.c${c.concurrency}`,
+    params: { mode: String(c.mode), concurrency: c.concurrency, calls },
+    figures: {
+      calls_per_s: Math.round((calls * 1000) / wallMs),
+      p50_ms: Math.round(percentile(latencies, 50) * 100) / 100,
+      db_cpu_ms_per_call: dbCpu === null ? null : Math.round(dbCpu * 1000) / 1000,
+      avg_batch: sizes.length
+        ? Math.round((sizes.reduce((a, b) => a + b, 0) / sizes.length) * 10) / 10
+        : null,
+    },
+    notes: [
+      'db_cpu_ms_per_call: the Postgres server and its backends (embedded only), admission and settle together.',
+    ],
+  };
+}
+
+export async function runAdmission(o: AdmissionOptions = {}): Promise<Result[]> {
+  const calls = o.calls ?? 3000;
+  const concurrencies = o.concurrencies ?? [1, 16];
+  const db = await startDatabase();
+  let handle: DbHandle | undefined;
+  try {
+    const config = loadConfig({
+      DATABASE_URL: db.url,
+      LEASH_HOME: '/nonexistent/leash-bench',
+      LEASH_LOG: 'silent',
+    });
+    handle = await openDatabase(config, { poolMax: 24 });
+    const doc = validatePolicy(BENCH_POLICY, ruleSpecs(catalog));
+    await applyPolicy(handle.db, doc);
+    const minted = await mintKey(handle.db, { agent: 'bench-agent', runId: 'admission', policy: doc.name });
+    const auth = await authenticate(handle.db, minted.key);
+    if (!auth.ok) throw new Error('the bench key did not authenticate');
+    const cases: Case[] = [];
+    for (const concurrency of concurrencies) {
+      cases.push({ label: 'single', concurrency, mode: 'single' });
+      cases.push({ label: 'queue', concurrency, mode: 'queue' });
+      if (concurrency > 1) {
+        cases.push({ label: 'batch3', concurrency, mode: 3 });
+        cases.push({ label: 'batch16', concurrency, mode: 16 });
+      }
+    }
+    const results: Result[] = [];
+    for (const c of cases) {
+      o.log?.(`admission: ${c.label} at concurrency ${c.concurrency}, ${calls} calls`);
+      results.push(await runCase(handle, auth.key, db.postgresPid, c, calls));
+    }
+    return results;
+  } finally {
+    await handle?.close();
+    await db.cleanup();
+  }
+}
+
+async function main(): Promise<void> {
+  const a = benchArgs();
+  const results = await runAdmission({
+    ...(a.calls !== undefined && { calls: a.calls }),
+    ...(a.concurrencies !== undefined && { concurrencies: a.concurrencies }),
+    log: (l) => process.stderr.write(`${l}\n`),
+  });
+  if (a.json) {
+    process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+    return;
+  }
+  process.stdout.write(
+    formatTable(
+      results.map((r) => ({
+        case: r.name,
+        ...Object.fromEntries(
+          Object.entries(r.figures).map(([k, v]) => [k, typeof v === 'boolean' ? String(v) : v]),
+        ),
+      })),
+    ),
+  );
+}
+
+if (isMain(import.meta.url)) runMain(main);
