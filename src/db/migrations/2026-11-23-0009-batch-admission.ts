@@ -92,6 +92,9 @@ export async function up(db: Kysely<any>): Promise<void> {
       if current_setting('synchronous_commit') = 'off' then
         perform set_config('synchronous_commit', 'on', true);
       end if;
+      -- A batch holds up every admission of its process: a lock that is not granted in 10 s (a window row held by
+      -- someone's open transaction, say) fails the batch, and its calls are retried one by one, each waiting alone.
+      perform set_config('lock_timeout', '10s', true);
       if jsonb_path_exists(p, '$[*].approval ? (@.type() == "object")') then
         return leash_admit_batch_each(p);
       end if;
@@ -285,9 +288,12 @@ export async function up(db: Kysely<any>): Promise<void> {
       audit_id   uuid not null,
       primary key (vendor, object_id)
     );
+    -- Rows with no operation were outside the old index (and may share an id): the first settled keeps it.
     insert into audit_objects (vendor, object_id, audit_id)
       select vendor, vendor_object_id, id from audit_log
-        where vendor_object_id is not null and vendor is not null and operation not like 'GET %';
+        where vendor_object_id is not null and vendor is not null and coalesce(operation, '') not like 'GET %'
+        order by settled_at nulls last, ts, id
+      on conflict (vendor, object_id) do nothing;
     drop index audit_vendor_object;
 
     -- May this row record this object id? Yes for reads (GET: many rows may name one object) and for the row that
@@ -402,7 +408,7 @@ export async function up(db: Kysely<any>): Promise<void> {
           order by x.id, x.n desc
       ), locked as (
         select a.id, a.vendor, a.operation, a.reserved_micros, a.cost_micros, a.cost_status, a.budget,
-               i.outcome, i.cost, i.cost_status as given_status, i.patch
+               a.vendor_object_id, i.outcome, i.cost, i.cost_status as given_status, i.patch
           from audit_log a join items i on i.id = a.id
           where a.decision = 'allowed' and (a.outcome in ('pending', 'unknown') or a.cost_status = 'pending')
           order by a.id
@@ -425,9 +431,13 @@ export async function up(db: Kysely<any>): Promise<void> {
           returning audit_id
       ), owned as (
         select c.id,
-               not c.creates or c.id in (select audit_id from claimed) or exists (
-                 select 1 from audit_objects o
-                   where o.vendor = c.vendor and o.object_id = c.patch->>'vendor_object_id' and o.audit_id = c.id) as ok
+               -- Owned: claimed now, claimed before this statement began, or already on the (locked, latest)
+               -- row, which only ever holds an id it owns (a claim committed while this waited for the row).
+               not c.creates or c.id in (select audit_id from claimed)
+                 or c.vendor_object_id is not distinct from c.patch->>'vendor_object_id'
+                 or exists (select 1 from audit_objects o
+                            where o.vendor = c.vendor and o.object_id = c.patch->>'vendor_object_id'
+                              and o.audit_id = c.id) as ok
           from computed c
       ), upd as (
         update audit_log a set
