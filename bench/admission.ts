@@ -1,6 +1,6 @@
 // Admission alone, against Postgres: what one admitted call costs the database (CPU per call, calls/s, p50) with no
-// MCP, HTTP or vendor in the way — a call admitted alone (`call leash_admission`), batches of a fixed size
-// (`select leash_admit_batch`), and the AdmissionQueue the server uses. Each admitted call is settled through the
+// MCP, HTTP or vendor in the way — a call admitted alone (`call leash_admission`), and the AdmissionQueue the
+// server uses, as it is and with smaller batches. Each admitted call is settled through the
 // real SettleQueue, as the pipeline does. The policy is the overhead bench's (USD and request caps per key and per
 // policy, never reached; no loop guard).
 //
@@ -37,7 +37,7 @@ type Key = Extract<Awaited<ReturnType<typeof authenticate>>, { ok: true }>['key'
 interface Case {
   label: string;
   concurrency: number;
-  /** 'single': each call alone; 'queue': the server's AdmissionQueue; a number: batches of at most that many. */
+  /** 'single': each call alone; 'queue': the server's AdmissionQueue; a number: that queue, batches of at most that. */
   mode: 'single' | 'queue' | number;
 }
 
@@ -93,52 +93,22 @@ async function runCase(
     createLogger({ logLevel: 'silent' }, () => undefined),
     hasher,
   );
-  const queue = new AdmissionQueue(handle.db, hasher);
-  // Fixed-size batches: a waiting list flushed by one sender at a time, as the queue does, without the gather.
-  const waiting: {
-    p: ReturnType<typeof payloadFor>;
-    done: (r: AdmitResult) => void;
-    fail: (e: unknown) => void;
-  }[] = [];
-  let sending = false;
-  const sizes: number[] = [];
-  const pump = () => {
-    if (sending || !waiting.length || typeof c.mode !== 'number') return;
-    const batch = waiting.splice(0, c.mode);
-    sending = true;
-    sizes.push(batch.length);
-    admitBatch(
-      handle.db,
-      batch.map((w) => w.p),
-    )
-      .then(
-        (rs) => batch.forEach((w, i) => w.done(rs[i]!)),
-        (e: unknown) => batch.forEach((w) => w.fail(e)),
-      )
-      .finally(() => {
-        sending = false;
-        pump();
-      });
-  };
-  const admitOne = (p: ReturnType<typeof payloadFor>): Promise<AdmitResult> => {
-    if (c.mode === 'single') return admitBatch(handle.db, [p]).then(([r]) => r!);
-    if (c.mode === 'queue')
-      return queue.admit(
-        {
-          keyId: p.key_id,
-          secretHash: p.secret_hash,
-          policyVersion: p.policy_version,
-          cost: p.cost,
-          windows: p.windows,
-          loop: null,
-        },
-        p.row,
-      );
-    return new Promise((done, fail) => {
-      waiting.push({ p, done, fail });
-      pump();
-    });
-  };
+  // 'queue': the server's AdmissionQueue (batches of up to 64); a number: the same queue, batches of at most that.
+  const queue = new AdmissionQueue(handle.db, hasher, typeof c.mode === 'number' ? c.mode : 64);
+  const admitOne = (p: ReturnType<typeof payloadFor>): Promise<AdmitResult> =>
+    c.mode === 'single'
+      ? admitBatch(handle.db, [p]).then(([r]) => r!)
+      : queue.admit(
+          {
+            keyId: p.key_id,
+            secretHash: p.secret_hash,
+            policyVersion: p.policy_version,
+            cost: p.cost,
+            windows: p.windows,
+            loop: null,
+          },
+          p.row,
+        );
 
   const latencies: number[] = [];
   let next = 0;
@@ -174,9 +144,6 @@ async function runCase(
       calls_per_s: Math.round((calls * 1000) / wallMs),
       p50_ms: Math.round(percentile(latencies, 50) * 100) / 100,
       db_cpu_ms_per_call: dbCpu === null ? null : Math.round(dbCpu * 1000) / 1000,
-      avg_batch: sizes.length
-        ? Math.round((sizes.reduce((a, b) => a + b, 0) / sizes.length) * 10) / 10
-        : null,
     },
     notes: [
       'db_cpu_ms_per_call: the Postgres server and its backends (embedded only), admission and settle together.',
@@ -206,8 +173,8 @@ export async function runAdmission(o: AdmissionOptions = {}): Promise<Result[]> 
       cases.push({ label: 'single', concurrency, mode: 'single' });
       cases.push({ label: 'queue', concurrency, mode: 'queue' });
       if (concurrency > 1) {
-        cases.push({ label: 'batch3', concurrency, mode: 3 });
-        cases.push({ label: 'batch16', concurrency, mode: 16 });
+        cases.push({ label: 'queue_max3', concurrency, mode: 3 });
+        cases.push({ label: 'queue_max16', concurrency, mode: 16 });
       }
     }
     const results: Result[] = [];

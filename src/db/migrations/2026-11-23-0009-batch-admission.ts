@@ -17,38 +17,49 @@ export async function up(db: Kysely<any>): Promise<void> {
              || lpad(extract(epoch from p_start - timestamptz '1970-01-01 00:00:00+00')::bigint::text, 12, '0') || p_scope
     $$;
 
+    -- Every advisory lock the calls of a batch take, in the global order: key locks shared, in key id order (as
+    -- revoke and rotate take them exclusively), then approval and loop-guard locks by id.
+    create function leash_lock_batch(p jsonb) returns void language plpgsql as $$
+    begin
+      perform pg_advisory_xact_lock_shared(leash_key_lock_id(s.k))
+        from (select distinct x->>'key_id' as k from jsonb_array_elements(p) x order by 1) s;
+      perform pg_advisory_xact_lock(s.l)
+        from (select distinct on (s0.class, s0.l) s0.l, s0.class from (
+                select 0 as class, hashtextextended('leash:approval:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0) as l
+                  from jsonb_array_elements(p) x
+                  where jsonb_typeof(x->'approval') = 'object' and x->'row'->>'args_hash' is not null
+                union all
+                select 1, hashtextextended('leash:loop:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0)
+                  from jsonb_array_elements(p) x where x->>'loop_limit' is not null) s0
+              order by s0.class, s0.l) s;
+    end $$;
+
+    -- One window row, created when missing, locked.
+    create function leash_lock_window(p_scope text, p_kind text, p_start timestamptz) returns void
+      language plpgsql as $$
+    begin
+      insert into spend_windows (scope, kind, window_start) values (p_scope, p_kind, p_start)
+        on conflict (scope, kind, window_start) do nothing;
+      perform 1 from spend_windows s
+        where s.scope = p_scope and s.kind = p_kind and s.window_start = p_start for update;
+    end $$;
+
     -- Admit a batch one call at a time, exactly as each would be admitted alone (leash_admit_call), in order and in
     -- one transaction: for batches with a call held for a person, or whose calls would pass a cap together. Every
-    -- lock the calls will take is taken first, in the one global order — key locks shared in key id order (as
-    -- revoke and rotate take them exclusively), approval and loop-guard locks by id, then the window rows (created
-    -- when missing) in leash_window_order — so batches, single admissions, settles and revokes cannot deadlock.
+    -- lock the calls will take is taken first, in the one global order (leash_lock_batch, then the window rows in
+    -- leash_window_order), so batches, single admissions, settles and revokes cannot deadlock.
     create function leash_admit_batch_each(p jsonb) returns jsonb language plpgsql as $$
     declare
       w record;
       res jsonb := '[]';
       lsn text;
     begin
-      perform pg_advisory_xact_lock_shared(leash_key_lock_id(s.k))
-        from (select distinct x->>'key_id' as k from jsonb_array_elements(p) x order by 1) s;
-      perform pg_advisory_xact_lock(s.l)
-        from (select distinct hashtextextended('leash:approval:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0) as l
-                from jsonb_array_elements(p) x
-                where jsonb_typeof(x->'approval') = 'object' and x->'row'->>'args_hash' is not null
-              order by 1) s;
-      perform pg_advisory_xact_lock(s.l)
-        from (select distinct hashtextextended('leash:loop:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0) as l
-                from jsonb_array_elements(p) x where x->>'loop_limit' is not null order by 1) s;
-      for w in
-        select d.scope, d.kind, d.ws from (
+      perform leash_lock_batch(p);
+      perform leash_lock_window(d.scope, d.kind, d.ws) from (
+        select d0.* from (
           select distinct wj->>'scope' as scope, wj->>'kind' as kind, (wj->>'window_start')::timestamptz as ws
-            from jsonb_array_elements(p) x, jsonb_array_elements(x->'windows') wj) d
-        order by leash_window_order(d.scope, d.kind, d.ws) collate "C"
-      loop
-        insert into spend_windows (scope, kind, window_start) values (w.scope, w.kind, w.ws)
-          on conflict (scope, kind, window_start) do nothing;
-        perform 1 from spend_windows s
-          where s.scope = w.scope and s.kind = w.kind and s.window_start = w.ws for update;
-      end loop;
+            from jsonb_array_elements(p) x, jsonb_array_elements(x->'windows') wj) d0
+        order by leash_window_order(d0.scope, d0.kind, d0.ws) collate "C") d;
       for w in select e.x from jsonb_array_elements(p) with ordinality as e(x, n) order by e.n loop
         res := res || jsonb_build_array(leash_admit_call(w.x));
       end loop;
@@ -99,12 +110,7 @@ export async function up(db: Kysely<any>): Promise<void> {
         return leash_admit_batch_each(p);
       end if;
 
-      -- Locks in the global order: keys shared (as revoke and rotate take them exclusively), then loop guards.
-      perform pg_advisory_xact_lock_shared(leash_key_lock_id(s.k))
-        from (select distinct x->>'key_id' as k from jsonb_array_elements(p) x order by 1) s;
-      perform pg_advisory_xact_lock(s.l)
-        from (select distinct hashtextextended('leash:loop:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0) as l
-                from jsonb_array_elements(p) x where x->>'loop_limit' is not null order by 1) s;
+      perform leash_lock_batch(p);
 
       -- Each call's key and loop-guard decision. The loop guard counts identical allowed calls already committed
       -- plus those admitted before this one in the batch (with d committed and limit L, the first L - d pass).
@@ -169,10 +175,7 @@ export async function up(db: Kysely<any>): Promise<void> {
         order by leash_window_order(g.scope, g.kind, g.ws) collate "C"
       loop
         if w.calls = 0 then
-          insert into spend_windows (scope, kind, window_start) values (w.scope, w.kind, w.ws)
-            on conflict (scope, kind, window_start) do nothing;
-          perform 1 from spend_windows s
-            where s.scope = w.scope and s.kind = w.kind and s.window_start = w.ws for update;
+          perform leash_lock_window(w.scope, w.kind, w.ws);
           continue;
         end if;
         left_after := null;
