@@ -388,3 +388,66 @@ describe('concurrent batches', () => {
     expect(admissions.length).toBeLessThan(24);
   });
 });
+
+describe('batch statements on big tables', () => {
+  it('find their rows by primary key: no scan of the key, audit, unsettled or object-owner tables', async () => {
+    // Tables far bigger than a batch: a plan that joins a batch by hashing the whole table reads all of it, once
+    // per batch. Counted in this transaction's own statistics, so nothing depends on when counters are flushed.
+    await sql`insert into vault_keys (id, secret_hash, agent, policy)
+                select 'filler-' || g, decode('00', 'hex'), 'filler', 'roomy' from generate_series(1, 5000) g`.execute(
+      tdb.db,
+    );
+    await sql`insert into audit_unsettled (id, ts)
+                select gen_random_uuid(), now() from generate_series(1, 20000)`.execute(tdb.db);
+    await sql`insert into audit_objects (vendor, object_id, audit_id)
+                select 'testvendor', 'filler-' || g, gen_random_uuid() from generate_series(1, 20000) g`.execute(
+      tdb.db,
+    );
+    await sql`analyze vault_keys, audit_unsettled, audit_objects, audit_log`.execute(tdb.db);
+
+    const k = await authed('roomy');
+    const batch = Array.from({ length: 4 }, () => call(k, { cost: USD }));
+    const settles = batch.map((b) => ({
+      id: b.row.id,
+      outcome: 'succeeded',
+      cost: USD,
+      cost_status: 'settled',
+      patch: { vendor_object_id: `obj-${b.row.id}` },
+    }));
+    const client = await tdb.pool.connect();
+    try {
+      await client.query('begin');
+      const admitted = await client.query<{ r: AdmitResult[] }>('select leash_admit_batch($1::jsonb) as r', [
+        JSON.stringify(batch),
+      ]);
+      expect(codes(admitted.rows[0]?.r ?? [])).toEqual(['ok', 'ok', 'ok', 'ok']);
+      const settled = await client.query<{ n: number }>('select leash_settle_batch($1::jsonb) as n', [
+        JSON.stringify(settles),
+      ]);
+      expect(settled.rows[0]?.n).toBe(4);
+      const scans = await client.query<{ relname: string; seq_scan: string }>(
+        `select relname, seq_scan from pg_stat_xact_user_tables
+           where relname in ('vault_keys', 'audit_log', 'audit_unsettled', 'audit_objects') order by relname`,
+      );
+      expect(scans.rows.map((r) => [r.relname, Number(r.seq_scan)])).toEqual([
+        ['audit_log', 0],
+        ['audit_objects', 0],
+        ['audit_unsettled', 0],
+        ['vault_keys', 0],
+      ]);
+      await client.query('commit');
+    } finally {
+      client.release();
+    }
+    const left = await tdb.db
+      .selectFrom('audit_unsettled')
+      .select('id')
+      .where(
+        'id',
+        'in',
+        batch.map((b) => b.row.id),
+      )
+      .execute();
+    expect(left).toEqual([]);
+  });
+});

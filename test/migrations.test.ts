@@ -34,6 +34,7 @@ describe('migrations', () => {
       '2026-11-23-0007-one-trip',
       '2026-11-23-0008-approvals',
       '2026-11-23-0009-batch-admission',
+      '2026-11-23-0010-indexed-batches',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);

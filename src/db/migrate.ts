@@ -8,6 +8,7 @@ import * as leanAudit from './migrations/2026-11-23-0006-lean-audit.js';
 import * as oneTrip from './migrations/2026-11-23-0007-one-trip.js';
 import * as approvals from './migrations/2026-11-23-0008-approvals.js';
 import * as batchAdmission from './migrations/2026-11-23-0009-batch-admission.js';
+import * as indexedBatches from './migrations/2026-11-23-0010-indexed-batches.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -20,6 +21,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-0007-one-trip': oneTrip,
   '2026-11-23-0008-approvals': approvals,
   '2026-11-23-0009-batch-admission': batchAdmission,
+  '2026-11-23-0010-indexed-batches': indexedBatches,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */
