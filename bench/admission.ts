@@ -1,10 +1,12 @@
 // Admission alone, against Postgres: what one admitted call costs the database (CPU per call, calls/s, p50) with no
 // MCP, HTTP or vendor in the way — a call admitted alone (`call leash_admission`), and the AdmissionQueue the
-// server uses, as it is and with smaller batches. Each admitted call is settled through the
-// real SettleQueue, as the pipeline does. The policy is the overhead bench's (USD and request caps per key and per
+// server uses, as it is and with smaller batches; and a floor: the same audit row inserted durably on its own (every
+// index and constraint it has, no key check, budget or loop guard), the least a durable audit log costs per call.
+// Each admitted call is settled through the real SettleQueue, as the pipeline does. The policy is the overhead bench's (USD and request caps per key and per
 // policy, never reached; no loop guard).
 //
 //   node dist/bench/admission.js [--calls 3000] [--concurrency 1,16]
+import { sql } from 'kysely';
 import { AdmissionQueue } from '../src/audit/admission-queue.js';
 import { SettleQueue } from '../src/audit/settle-queue.js';
 import { uuidv7 } from '../src/audit/uuid.js';
@@ -37,8 +39,11 @@ type Key = Extract<Awaited<ReturnType<typeof authenticate>>, { ok: true }>['key'
 interface Case {
   label: string;
   concurrency: number;
-  /** 'single': each call alone; 'queue': the server's AdmissionQueue; a number: that queue, batches of at most that. */
-  mode: 'single' | 'queue' | number;
+  /**
+   * 'single': each call alone; 'queue': the server's AdmissionQueue; a number: that queue, batches of at most that;
+   * 'floor': only the audit row, one durable insert per call.
+   */
+  mode: 'single' | 'queue' | 'floor' | number;
 }
 
 export interface AdmissionOptions {
@@ -80,6 +85,27 @@ function payloadFor(key: Key, hasher: ReturnType<typeof auditHasher>, i: number)
   );
 }
 
+/** The floor: the admitted row as admission writes it, in one autocommitted (durable) insert, nothing else. */
+async function insertAuditRow(handle: DbHandle, p: ReturnType<typeof payloadFor>): Promise<AdmitResult> {
+  const row = {
+    ...p.row,
+    ts: new Date().toISOString(),
+    decision: 'allowed',
+    outcome: 'pending',
+    reserved_micros: 0,
+    cost_micros: 0,
+    usd_micros: p.cost,
+    cost_status: 'estimated',
+    budget: [],
+    door: 'mcp',
+    sandbox: false,
+  };
+  await sql`insert into audit_log select * from jsonb_populate_record(null::audit_log, ${JSON.stringify(row)}::jsonb)`.execute(
+    handle.db,
+  );
+  return { admitted: true, code: null, details: {}, remaining_micros: null };
+}
+
 async function runCase(
   handle: DbHandle,
   key: Key,
@@ -96,19 +122,21 @@ async function runCase(
   // 'queue': the server's AdmissionQueue (batches of up to 64); a number: the same queue, batches of at most that.
   const queue = new AdmissionQueue(handle.db, hasher, typeof c.mode === 'number' ? c.mode : 64);
   const admitOne = (p: ReturnType<typeof payloadFor>): Promise<AdmitResult> =>
-    c.mode === 'single'
-      ? admitBatch(handle.db, [p]).then(([r]) => r!)
-      : queue.admit(
-          {
-            keyId: p.key_id,
-            secretHash: p.secret_hash,
-            policyVersion: p.policy_version,
-            cost: p.cost,
-            windows: p.windows,
-            loop: null,
-          },
-          p.row,
-        );
+    c.mode === 'floor'
+      ? insertAuditRow(handle, p)
+      : c.mode === 'single'
+        ? admitBatch(handle.db, [p]).then(([r]) => r!)
+        : queue.admit(
+            {
+              keyId: p.key_id,
+              secretHash: p.secret_hash,
+              policyVersion: p.policy_version,
+              cost: p.cost,
+              windows: p.windows,
+              loop: null,
+            },
+            p.row,
+          );
 
   const latencies: number[] = [];
   let next = 0;
@@ -170,6 +198,7 @@ export async function runAdmission(o: AdmissionOptions = {}): Promise<Result[]> 
     if (!auth.ok) throw new Error('the bench key did not authenticate');
     const cases: Case[] = [];
     for (const concurrency of concurrencies) {
+      cases.push({ label: 'floor', concurrency, mode: 'floor' });
       cases.push({ label: 'single', concurrency, mode: 'single' });
       cases.push({ label: 'queue', concurrency, mode: 'queue' });
       if (concurrency > 1) {

@@ -3,7 +3,7 @@ import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
 import { auditHasher, type AuditHasher } from '../audit/audit-hash.js';
 import { AdmissionQueue } from '../audit/admission-queue.js';
-import { SettleQueue } from '../audit/settle-queue.js';
+import { SETTLE_DELAY_MS, SettleQueue } from '../audit/settle-queue.js';
 import { KeyCache } from '../keys/key-cache.js';
 import { VendorClients } from './clients.js';
 import type { Catalog } from './tool.js';
@@ -63,7 +63,7 @@ export function createPipeline(
     clients: new VendorClients(o.db, o.config, o.sandbox, o.vendorTimeoutMs ?? 20_000),
     keys: new KeyCache(o.db),
     admissions: new AdmissionQueue(o.db, auditHash),
-    settler: new SettleQueue(o.db, o.log, auditHash, o.settleDelayMs ?? 20),
+    settler: new SettleQueue(o.db, o.log, auditHash, o.settleDelayMs ?? SETTLE_DELAY_MS),
     auditHash,
   };
 }
