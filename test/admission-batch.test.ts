@@ -403,6 +403,10 @@ describe('batch statements on big tables', () => {
                 select 'testvendor', 'filler-' || g, gen_random_uuid() from generate_series(1, 20000) g`.execute(
       tdb.db,
     );
+    await sql`insert into audit_log (id, tool, decision, outcome)
+                select gen_random_uuid(), 'charge_test', 'denied', 'none' from generate_series(1, 20000)`.execute(
+      tdb.db,
+    );
     await sql`analyze vault_keys, audit_unsettled, audit_objects, audit_log`.execute(tdb.db);
 
     const k = await authed('roomy');
@@ -425,17 +429,22 @@ describe('batch statements on big tables', () => {
         JSON.stringify(settles),
       ]);
       expect(settled.rows[0]?.n).toBe(4);
-      const scans = await client.query<{ relname: string; seq_scan: string }>(
-        `select relname, seq_scan from pg_stat_xact_user_tables
+      // No sequential scan, and no whole-index scan either: each table holds 5,000 rows or more, a batch reads a few.
+      const scans = await client.query<{ relname: string; seq_scan: string; rows_read: string }>(
+        `select relname, seq_scan, seq_tup_read + coalesce(idx_tup_fetch, 0) as rows_read
+           from pg_stat_xact_user_tables
            where relname in ('vault_keys', 'audit_log', 'audit_unsettled', 'audit_objects') order by relname`,
       );
-      expect(scans.rows.map((r) => [r.relname, Number(r.seq_scan)])).toEqual([
-        ['audit_log', 0],
-        ['audit_objects', 0],
-        ['audit_unsettled', 0],
-        ['vault_keys', 0],
+      expect(scans.rows.map((r) => [r.relname, Number(r.seq_scan), Number(r.rows_read) < 1000])).toEqual([
+        ['audit_log', 0, true],
+        ['audit_objects', 0, true],
+        ['audit_unsettled', 0, true],
+        ['vault_keys', 0, true],
       ]);
       await client.query('commit');
+    } catch (error) {
+      await client.query('rollback');
+      throw error;
     } finally {
       client.release();
     }
@@ -449,5 +458,8 @@ describe('batch statements on big tables', () => {
       )
       .execute();
     expect(left).toEqual([]);
+    // Only the batch's own rows went: the filler is all still there.
+    const filler = await sql<{ n: string }>`select count(*) as n from audit_unsettled`.execute(tdb.db);
+    expect(Number(filler.rows[0]?.n)).toBeGreaterThanOrEqual(20_000);
   });
 });
