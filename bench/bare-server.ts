@@ -1,12 +1,19 @@
 // The baseline a user would otherwise have: a plain MCP server on the same SDK and transport as leash
 // (Streamable HTTP, stateless, JSON responses, a new server per request) whose tools forward straight to the
 // vendor with the same SDK clients — no policy, no budget, no audit, no database.
+//
+// Given a database pool it also serves a floor: `send_sms_audited` and `send_email_audited` insert one audit row
+// into leash's own audit_log (every index it has), committed durably, before the same vendor call — the least any
+// server that writes its audit row before the vendor must pay. No key check, budget, loop guard or outcome.
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type pg from 'pg';
 import { z } from 'zod';
+import { uuidv7 } from '../src/audit/uuid.js';
 import { resendVendor } from '../tools/resend/client.js';
 import { stripeVendor } from '../tools/stripe/client.js';
 import { twilioVendor } from '../tools/twilio/client.js';
@@ -26,6 +33,8 @@ export interface BareServerOptions {
   host?: string;
   port?: number;
   timeoutMs?: number;
+  /** Enables the floor tools (`send_sms_audited`, `send_email_audited`): leash's database, as a pg pool. */
+  auditPool?: pg.Pool;
 }
 
 export interface BareServer {
@@ -94,37 +103,73 @@ export async function startBareServer(o: BareServerOptions): Promise<BareServer>
     amount: z.number().int().positive().optional().describe('Minor units'),
   };
 
+  const smsInput = { to: z.string().describe('E.164 number'), body: z.string().min(1) };
+  const emailInput = {
+    to: z.array(z.string()).min(1),
+    subject: z.string().min(1),
+    text: z.string().min(1),
+  };
+  const sendSms = async ({ to, body }: { to: string; body: string }) => {
+    const m = await twilio.run((api) => api.messages.create({ to, body, from: smsFrom }));
+    return text({ sid: m.sid, status: m.status, to: m.to, from: m.from });
+  };
+  const sendEmail = async ({ to, subject, text: body }: { to: string[]; subject: string; text: string }) => {
+    const sent = await resend.run((sdk, signal) =>
+      sdk.emails.send({ from: emailFrom, to, subject, text: body }, { signal }),
+    );
+    return text({ id: sent.id, to, subject });
+  };
+  /** The floor: one audit row, the columns leash's indexes cover filled, one durable (autocommitted) insert. */
+  const audited =
+    <A extends Record<string, unknown>>(
+      pool: pg.Pool,
+      tool: string,
+      vendor: string,
+      send: (args: A) => Promise<CallToolResult>,
+    ) =>
+    async (args: A): Promise<CallToolResult> => {
+      const json = JSON.stringify(args);
+      await pool.query(
+        `insert into audit_log (id, key_id, agent, run_id, policy, tool, vendor, decision, outcome, usd_micros,
+                                cost_status, request, args_hash)
+         values ($1, 'floor', 'bench-floor', 'floor', 'bench', $2, $3, 'allowed', 'pending', 8300, 'estimated',
+                 $4::jsonb, $5)`,
+        [
+          uuidv7(),
+          tool,
+          vendor,
+          JSON.stringify({ size: json.length }),
+          createHash('sha256').update(json).digest('hex'),
+        ],
+      );
+      return send(args);
+    };
+
   /** A new McpServer per request (stateless), like leash. */
   function build(): McpServer {
     const server = new McpServer({ name: 'bare', version: '0.0.0' }, { capabilities: { tools: {} } });
     server.registerTool(
       'send_sms',
-      {
-        description: 'Send one text message with Twilio.',
-        inputSchema: { to: z.string().describe('E.164 number'), body: z.string().min(1) },
-      },
-      async ({ to, body }) => {
-        const m = await twilio.run((api) => api.messages.create({ to, body, from: smsFrom }));
-        return text({ sid: m.sid, status: m.status, to: m.to, from: m.from });
-      },
+      { description: 'Send one text message with Twilio.', inputSchema: smsInput },
+      sendSms,
     );
     server.registerTool(
       'send_email',
-      {
-        description: 'Send an email with Resend.',
-        inputSchema: {
-          to: z.array(z.string()).min(1),
-          subject: z.string().min(1),
-          text: z.string().min(1),
-        },
-      },
-      async ({ to, subject, text: body }) => {
-        const sent = await resend.run((sdk, signal) =>
-          sdk.emails.send({ from: emailFrom, to, subject, text: body }, { signal }),
-        );
-        return text({ id: sent.id, to, subject });
-      },
+      { description: 'Send an email with Resend.', inputSchema: emailInput },
+      sendEmail,
     );
+    if (o.auditPool) {
+      server.registerTool(
+        'send_sms_audited',
+        { description: 'Write an audit row durably, then send one text message.', inputSchema: smsInput },
+        audited(o.auditPool, 'send_sms', 'twilio', sendSms),
+      );
+      server.registerTool(
+        'send_email_audited',
+        { description: 'Write an audit row durably, then send an email.', inputSchema: emailInput },
+        audited(o.auditPool, 'send_email', 'resend', sendEmail),
+      );
+    }
     if (stripe) {
       server.registerTool(
         'issue_refund',

@@ -37,6 +37,11 @@ export interface OverheadOptions {
   rounds?: number;
   /** Concurrency of the separate issue_refund measurement; 0 skips it. Default 16. */
   refundConcurrency?: number;
+  /**
+   * Concurrencies at which send_sms/send_email also run against the floor: the bare server writing one audit row
+   * durably before the vendor call (`bare_audited`). Default [1].
+   */
+  floorConcurrencies?: number[];
   /** False: run leash under the same policy without any cap (a diagnostic for hot budget rows). Default true. */
   caps?: boolean;
   /** Write V8 CPU profiles of the server process here (node --cpu-prof). */
@@ -272,6 +277,7 @@ export async function runOverhead(o: OverheadOptions): Promise<Result[]> {
   const concurrencies = o.concurrencies?.length ? o.concurrencies : [1, 16, 64];
   const rounds = o.rounds ?? 4;
   const refundConcurrency = o.refundConcurrency ?? 16;
+  const floorConcurrencies = o.floorConcurrencies ?? [1];
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const db = await startDatabase();
   const results: Result[] = [];
@@ -307,6 +313,7 @@ export async function runOverhead(o: OverheadOptions): Promise<Result[]> {
         'Bare: same SDK (McpServer), stateless Streamable HTTP with JSON responses, a new server per request, same vendor SDK clients and fakes; no policy, budget or audit.',
         `Leash and bare alternate in ${rounds} chunks each (order flipping every round) after an unmeasured warm-up; overhead = leash − bare at each percentile.`,
         'server_cpu_ms_per_call is the child process (includes the fake vendor, same for both); db_cpu_ms_per_call is the Postgres server and its backends (embedded only).',
+        `bare_audited (at concurrency ${floorConcurrencies.join(', ') || 'none'}): the floor — the bare server inserting one audit row into leash's audit_log, committed durably, before the same vendor call; no key check, budget, loop guard or outcome. overhead_vs_bare_audited is what leash adds beyond a durable audit write.`,
       ];
 
       // Process-wide warm-up (not measured) so the first configuration does not carry JIT and pool start-up.
@@ -328,6 +335,8 @@ export async function runOverhead(o: OverheadOptions): Promise<Result[]> {
             args: email('warm'),
           },
           { label: 'bare_email', url: r.bare, headers: {}, tool: 'send_email', args: email('warm') },
+          { label: 'floor_sms', url: r.bare, headers: {}, tool: 'send_sms_audited', args: sms('warm') },
+          { label: 'floor_email', url: r.bare, headers: {}, tool: 'send_email_audited', args: email('warm') },
           { label: 'leash_refund', url: r.leash, headers: leashHeaders, tool: 'issue_refund', args: refund },
           { label: 'bare_refund', url: r.bare, headers: {}, tool: 'issue_refund_lookup', args: refund },
         ],
@@ -346,6 +355,17 @@ export async function runOverhead(o: OverheadOptions): Promise<Result[]> {
             targets: [
               { label: 'leash', url: r.leash, headers: leashHeaders, tool, args: args('leash') },
               { label: 'bare', url: r.bare, headers: {}, tool, args: args('bare') },
+              ...(floorConcurrencies.includes(concurrency)
+                ? [
+                    {
+                      label: 'bare_audited',
+                      url: r.bare,
+                      headers: {},
+                      tool: `${tool}_audited`,
+                      args: args('floor'),
+                    },
+                  ]
+                : []),
             ],
           });
           results.push({

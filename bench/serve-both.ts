@@ -134,6 +134,7 @@ async function main(): Promise<void> {
     stripeSecretKey: SECRETS.STRIPE_SECRET_KEY,
     smsFrom: SMS_FROM,
     emailFrom: EMAIL_FROM,
+    auditPool: handle.pool,
   });
 
   const ready: ServeBothReady = {
