@@ -111,6 +111,19 @@ function call(
 const codes = (rs: AdmitResult[]) => rs.map((r) => ('stale' in r ? 'stale' : r.admitted ? 'ok' : r.code));
 const remaining = (rs: AdmitResult[]) => rs.map((r) => ('stale' in r ? null : r.remaining_micros));
 
+/** The calls of a batch still marked unsettled. */
+async function unsettledOf(batch: { row: { id: string } }[]): Promise<{ id: string }[]> {
+  return tdb.db
+    .selectFrom('audit_unsettled')
+    .select('id')
+    .where(
+      'id',
+      'in',
+      batch.map((b) => b.row.id),
+    )
+    .execute();
+}
+
 async function reserved(scope: string): Promise<{ usd: number; requests: number }> {
   const rows = await tdb.db.selectFrom('spend_windows').selectAll().where('scope', '=', scope).execute();
   return {
@@ -132,16 +145,7 @@ describe('a batch of admissions', () => {
     expect(rows.map((r) => [r.decision, r.outcome, Number(r.reserved_micros)])).toEqual(
       batch.map(() => ['allowed', 'pending', 2 * USD]),
     );
-    const unsettled = await tdb.db
-      .selectFrom('audit_unsettled')
-      .select('id')
-      .where(
-        'id',
-        'in',
-        batch.map((b) => b.row.id),
-      )
-      .execute();
-    expect(unsettled).toHaveLength(5);
+    expect(await unsettledOf(batch)).toHaveLength(5);
   });
 
   it('decides calls one by one when together they would pass a cap: the ones that fit, in order', async () => {
@@ -448,16 +452,7 @@ describe('batch statements on big tables', () => {
     } finally {
       client.release();
     }
-    const left = await tdb.db
-      .selectFrom('audit_unsettled')
-      .select('id')
-      .where(
-        'id',
-        'in',
-        batch.map((b) => b.row.id),
-      )
-      .execute();
-    expect(left).toEqual([]);
+    expect(await unsettledOf(batch)).toEqual([]);
     // Only the batch's own rows went: the filler is all still there.
     const filler = await sql<{ n: string }>`select count(*) as n from audit_unsettled`.execute(tdb.db);
     expect(Number(filler.rows[0]?.n)).toBeGreaterThanOrEqual(20_000);
