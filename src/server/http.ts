@@ -239,6 +239,9 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
     const mcp = createMcpServer(deps, () => presented);
     const transport = new StreamableHTTPServerTransport({ enableJsonResponse: true }); // no sessionIdGenerator: stateless
     res.on('close', () => {
+      // A finished response leaves no handler to abort, and closing would only build the SDK's "connection closed"
+      // error (a stack trace, ~0.03 ms a request); a client gone mid-call still aborts its handler here.
+      if (res.writableFinished) return;
       void transport.close();
       void mcp.close();
     });
