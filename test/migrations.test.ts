@@ -35,6 +35,7 @@ describe('migrations', () => {
       '2026-11-23-0008-approvals',
       '2026-11-23-0009-batch-admission',
       '2026-11-23-0010-indexed-batches',
+      '2026-11-23-0011-leaner-batches',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);
