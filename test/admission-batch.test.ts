@@ -1,7 +1,8 @@
 // Covers batched admission (leash_admit_batch): each call of a batch is decided as a call on its own would be, in
 // order, against what the calls before it left — caps, the loop guard, keys, stale policies and approvals — and a
 // batch returns only after its rows are flushed. Also: concurrent batches over two pools, with scopes whose names
-// are prefixes of each other and settles running at the same time, neither deadlock nor pass a cap.
+// are prefixes of each other and settles running at the same time, neither deadlock nor pass a cap. And 0011 gives a
+// database migrated with 0009's first version the lock helpers its batch functions call.
 import pg from 'pg';
 import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +22,7 @@ import { authenticate } from '../src/keys/authenticate.js';
 import { revokeKeys } from '../src/keys/vault-keys.js';
 import { windowsFor } from '../src/ledger/windows.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
+import { up as leanerBatches } from '../src/db/migrations/2026-11-23-0011-leaner-batches.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor, pipelineFor, readAuditRow } from './support/governance.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
@@ -456,5 +458,25 @@ describe('batch statements on big tables', () => {
     // Only the batch's own rows went: the filler is all still there.
     const filler = await sql<{ n: string }>`select count(*) as n from audit_unsettled`.execute(tdb.db);
     expect(Number(filler.rows[0]?.n)).toBeGreaterThanOrEqual(20_000);
+  });
+});
+
+describe('a database migrated with the first version of 0009', () => {
+  it('gets the lock helpers the batch functions call from 0011, and admits batches again', async () => {
+    // 0009's first version took its locks inline: a database migrated with it has neither helper.
+    await sql`drop function leash_lock_batch(jsonb); drop function leash_lock_window(text, text, timestamptz)`.execute(
+      tdb.db,
+    );
+    try {
+      const k = await authed('roomy');
+      await expect(admitBatch(tdb.db, [call(k, { cost: USD }), call(k, { cost: USD })])).rejects.toThrow(
+        /leash_lock_batch/,
+      );
+    } finally {
+      await leanerBatches(tdb.db);
+    }
+    const k = await authed('roomy');
+    const rs = await admitBatch(tdb.db, [call(k, { cost: USD }), call(k, { cost: USD })]);
+    expect(codes(rs)).toEqual(['ok', 'ok']);
   });
 });

@@ -3,11 +3,41 @@
 // (0010 built a jsonb object per row, aggregated them and parsed the aggregate back, about half the insert's time)
 // and its unsettled markers from that INSERT's RETURNING; leash_settle_batch decides ownership in the CTE it updates
 // from (0010 joined two scans of the same CTE by id, a nested loop that grew with the square of the batch).
+// It also (re-)creates the two lock helpers both functions call. 0009 gained them after its first version had been
+// applied: a database migrated with that version has neither, and its batches would fail. (0009's first
+// leash_admit_batch_each took the same locks inline, in the same order, so it needs no change.)
 import { sql, type Kysely } from 'kysely';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations are frozen and must not import app types
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
+    -- Every advisory lock the calls of a batch take, in the global order: key locks shared, in key id order (as
+    -- revoke and rotate take them exclusively), then approval and loop-guard locks by id.
+    create or replace function leash_lock_batch(p jsonb) returns void language plpgsql as $$
+    begin
+      perform pg_advisory_xact_lock_shared(leash_key_lock_id(s.k))
+        from (select distinct x->>'key_id' as k from jsonb_array_elements(p) x order by 1) s;
+      perform pg_advisory_xact_lock(s.l)
+        from (select distinct on (s0.class, s0.l) s0.l, s0.class from (
+                select 0 as class, hashtextextended('leash:approval:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0) as l
+                  from jsonb_array_elements(p) x
+                  where jsonb_typeof(x->'approval') = 'object' and x->'row'->>'args_hash' is not null
+                union all
+                select 1, hashtextextended('leash:loop:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0)
+                  from jsonb_array_elements(p) x where x->>'loop_limit' is not null) s0
+              order by s0.class, s0.l) s;
+    end $$;
+
+    -- One window row, created when missing, locked.
+    create or replace function leash_lock_window(p_scope text, p_kind text, p_start timestamptz) returns void
+      language plpgsql as $$
+    begin
+      insert into spend_windows (scope, kind, window_start) values (p_scope, p_kind, p_start)
+        on conflict (scope, kind, window_start) do nothing;
+      perform 1 from spend_windows s
+        where s.scope = p_scope and s.kind = p_kind and s.window_start = p_start for update;
+    end $$;
+
     create or replace function leash_admit_batch(p jsonb) returns jsonb language plpgsql as $$
     declare
       c_code text[];
