@@ -39,7 +39,7 @@ export interface OverheadOptions {
   refundConcurrency?: number;
   /**
    * Concurrencies at which send_sms/send_email also run against the floor: the bare server writing one audit row
-   * durably before the vendor call (`bare_audited`). Default [1].
+   * durably before the vendor call (`bare_audited`). Default [1, 16] (`--floor 1,16`).
    */
   floorConcurrencies?: number[];
   /** False: run leash under the same policy without any cap (a diagnostic for hot budget rows). Default true. */
@@ -277,7 +277,7 @@ export async function runOverhead(o: OverheadOptions): Promise<Result[]> {
   const concurrencies = o.concurrencies?.length ? o.concurrencies : [1, 16, 64];
   const rounds = o.rounds ?? 4;
   const refundConcurrency = o.refundConcurrency ?? 16;
-  const floorConcurrencies = o.floorConcurrencies ?? [1];
+  const floorConcurrencies = o.floorConcurrencies ?? [1, 16];
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const db = await startDatabase();
   const results: Result[] = [];
@@ -458,6 +458,7 @@ async function main(): Promise<void> {
     calls: a.calls ?? 400,
     ...(a.concurrencies ? { concurrencies: a.concurrencies } : {}),
     ...(a.rounds ? { rounds: a.rounds } : {}),
+    ...(a.floor ? { floorConcurrencies: a.floor } : {}),
     ...(a.profile ? { profileDir: a.profile } : {}),
     ...(a.noCaps ? { caps: false } : {}),
   });

@@ -291,6 +291,7 @@ export function benchArgs(argv = process.argv.slice(2)) {
     options: {
       calls: { type: 'string' },
       concurrency: { type: 'string' },
+      floor: { type: 'string' },
       runs: { type: 'string' },
       rounds: { type: 'string' },
       json: { type: 'boolean' },
@@ -313,6 +314,11 @@ export function benchArgs(argv = process.argv.slice(2)) {
       ?.split(',')
       .filter(Boolean)
       .map((c) => int(c.trim(), 'concurrency') ?? 1),
+    /** Concurrencies at which the overhead bench also runs the floor (`bare_audited`). */
+    floor: values.floor
+      ?.split(',')
+      .filter(Boolean)
+      .map((c) => int(c.trim(), 'floor') ?? 1),
     json: Boolean(values.json),
     /** A directory for V8 CPU profiles of the measured server process. */
     profile: values.profile,

@@ -46,6 +46,7 @@ beforeAll(async () => {
     });
   await policy('near-cap', { daily_usd: 10, per_key_daily_usd: 10, hourly_requests: 1000 });
   await policy('roomy', { daily_usd: 100, per_key_daily_usd: 100, hourly_requests: 1000 });
+  await policy('give-back', { daily_usd: 10, per_key_daily_usd: 100, hourly_requests: 1000 });
   await policy('looping', { daily_usd: 100, hourly_requests: 1000 }, true);
   await policy('a', { daily_usd: 5, per_key_daily_usd: 5, hourly_requests: 10_000 });
   await policy('a2', { daily_usd: 5, per_key_daily_usd: 5, hourly_requests: 10_000 });
@@ -183,6 +184,22 @@ describe('a batch of admissions', () => {
     const denied = await readAuditRow(tdb.db, batch[7]!.row.id);
     expect(denied).toMatchObject({ decision: 'denied', reason: 'budget_exceeded', outcome: 'none' });
     expect(Number(denied.reserved_micros)).toBe(0);
+  });
+
+  it('gives back what it reserved when a window passes its cap only with what was reserved before', async () => {
+    const k = await authed('give-back');
+    // $10 a day for the policy: $8 reserved first. Then $3 fits the cap on its own, not on top. The key's window
+    // ($100) is reserved in first, then the policy's refuses: the key's reservation is given back and the calls
+    // decided one by one: $1.50 fits, $1.50 does not.
+    expect(codes(await admitBatch(tdb.db, [call(k, { cost: 4 * USD }), call(k, { cost: 4 * USD })]))).toEqual(
+      ['ok', 'ok'],
+    );
+    const rs = await admitBatch(tdb.db, [call(k, { cost: 1.5 * USD }), call(k, { cost: 1.5 * USD })]);
+    expect(codes(rs)).toEqual(['ok', 'budget_exceeded']);
+    expect(remaining(rs)[0]).toBe(0.5 * USD);
+    // Nothing of the batch's given-back reservation is left over: exactly the three admitted calls.
+    expect(await reserved(`key:${k.id}`)).toEqual({ usd: 9.5 * USD, requests: 0 });
+    expect(await reserved('policy:give-back')).toEqual({ usd: 9.5 * USD, requests: 3 });
   });
 
   it('counts identical calls admitted earlier in the batch against the loop guard', async () => {
