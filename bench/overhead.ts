@@ -39,7 +39,9 @@ export interface OverheadOptions {
   refundConcurrency?: number;
   /**
    * Concurrencies at which send_sms/send_email also run against the floor: the bare server writing one audit row
-   * durably before the vendor call (`bare_audited`). Default [1, 16] (`--floor 1,16`).
+   * durably before the vendor call (`bare_audited`). Default [1]; `--floor 1,16` adds 16. Not by default at 16: the
+   * floor writes as many audit rows as leash into the same database, and in three alternating pairs running it there
+   * raised leash's Postgres CPU per call at c=16 from 0.41 to 0.54 ms (BENCHMARKS.md §12).
    */
   floorConcurrencies?: number[];
   /** False: run leash under the same policy without any cap (a diagnostic for hot budget rows). Default true. */
@@ -277,7 +279,7 @@ export async function runOverhead(o: OverheadOptions): Promise<Result[]> {
   const concurrencies = o.concurrencies?.length ? o.concurrencies : [1, 16, 64];
   const rounds = o.rounds ?? 4;
   const refundConcurrency = o.refundConcurrency ?? 16;
-  const floorConcurrencies = o.floorConcurrencies ?? [1, 16];
+  const floorConcurrencies = o.floorConcurrencies ?? [1];
   const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const db = await startDatabase();
   const results: Result[] = [];
