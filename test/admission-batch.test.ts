@@ -276,15 +276,32 @@ describe('a batch of admissions', () => {
     expect(approval.status).toBe('used');
   });
 
-  it('returns only once the WAL is flushed past every row of the batch', async () => {
-    const k = await authed('roomy');
-    const rs = await admitBatch(tdb.db, [call(k, { cost: 0 }), call(k, { cost: 0 }), call(k, { cost: 0 })]);
-    const lsns = rs.map((r) => (!('stale' in r) ? r.durable_lsn : undefined));
-    expect(new Set(lsns).size).toBe(1);
-    expect(lsns[0]).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
-    const { rows } = await sql<{ flushed: boolean }>`
-      select pg_current_wal_flush_lsn() >= ${lsns[0]}::pg_lsn as flushed`.execute(tdb.db);
-    expect(rows[0]?.flushed).toBe(true);
+  it('returns only once the WAL is flushed past every row of the batch, even where commits are asynchronous by default', async () => {
+    // A session whose synchronous_commit is off (an operator's default): checked right after the batch returns,
+    // before the WAL writer's next round would flush an asynchronous commit anyway.
+    const asyncPool = new pg.Pool({
+      connectionString: tdb.url,
+      max: 1,
+      options: '-c synchronous_commit=off',
+    });
+    const asyncDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: asyncPool }) });
+    try {
+      const k = await authed('roomy');
+      const rs = await admitBatch(asyncDb, [
+        call(k, { cost: 0 }),
+        call(k, { cost: 0 }),
+        call(k, { cost: 0 }),
+      ]);
+      const lsns = rs.map((r) => (!('stale' in r) ? r.durable_lsn : undefined));
+      expect(new Set(lsns).size).toBe(1);
+      expect(lsns[0]).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      const { rows } = await sql<{ flushed: boolean; setting: string }>`
+        select pg_current_wal_flush_lsn() >= ${lsns[0]}::pg_lsn as flushed,
+               current_setting('synchronous_commit') as setting`.execute(asyncDb);
+      expect(rows[0]).toEqual({ flushed: true, setting: 'off' });
+    } finally {
+      await asyncDb.destroy();
+    }
   });
 });
 

@@ -1,3 +1,4 @@
+import pg from 'pg';
 // Covers the staged engine's guarantees: one database round trip before the vendor, an atomic loop guard,
 // settlement off the answer path, and a cached key that never outlives a revoke, a rotate or a policy change.
 import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
@@ -179,48 +180,102 @@ describe('the staged engine', () => {
     expect(fake.received).toHaveLength(0);
   });
 
-  it('returns from admission only after a transaction that waits for the WAL flush of the audit row', async () => {
-    const key = await keyFor(tdb.db, { policy: 'engine' });
-    const auth = await authenticate(tdb.db, key.key);
-    if (!auth.ok) throw new Error('the key did not authenticate');
-    const id = uuidv7();
-    const r = await admit(
-      tdb.db,
-      {
-        keyId: auth.key.id,
-        secretHash: auth.key.secret_hash,
-        policyVersion: auth.key.policy.version,
-        cost: 0,
-        windows: [],
-        loop: null,
-      },
-      {
-        id,
-        key_id: auth.key.id,
-        agent: auth.key.agent,
-        run_id: auth.key.run_id,
-        policy: auth.key.policy.name,
-        policy_version: auth.key.policy.version,
-        tool: 'charge_test',
-        vendor: 'testvendor',
-        operation: 'POST /effects',
-        account: null,
-        request: {},
-        args_hash: 'durability-check',
-        sandbox: false,
-        amount: null,
-        currency: null,
-        metadata: {},
-      },
-      deps.auditHash,
-    );
-    expect(r).toMatchObject({ admitted: true });
-    // The audit row is written by an asynchronously committed transaction; admission ends with a second one that
-    // writes a WAL record and commits synchronously, so by the time it returns the WAL is flushed past both.
-    const lsn = 'durable_lsn' in r ? r.durable_lsn : undefined;
-    expect(lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
-    const { rows } = await sql<{ flushed: boolean }>`
-      select pg_current_wal_flush_lsn() >= ${lsn}::pg_lsn as flushed`.execute(tdb.db);
-    expect(rows[0]?.flushed).toBe(true);
+  it('commits a revoke and a rotate durably, even where commits are asynchronous by default', async () => {
+    // Once a revoke returns the key must stay revoked, crash or not. The transaction that wrote the key's row
+    // (its xmin) must have its commit record in the flushed WAL as soon as the call returns.
+    await sql`create extension if not exists pg_walinspect`.execute(tdb.db);
+    const asyncPool = new pg.Pool({
+      connectionString: tdb.url,
+      max: 1,
+      options: '-c synchronous_commit=off',
+    });
+    const asyncDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: asyncPool }) });
+    const commitFlushed = async (id: string, from: string) => {
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::integer as n
+          from pg_get_wal_records_info(${from}::pg_lsn, pg_current_wal_flush_lsn()) w
+          where w.record_type = 'COMMIT' and w.xid = (select xmin from vault_keys where id = ${id})`.execute(
+        asyncDb,
+      );
+      return rows[0]?.n === 1;
+    };
+    const lsnNow = async () =>
+      (await sql<{ lsn: string }>`select pg_current_wal_insert_lsn()::text as lsn`.execute(asyncDb)).rows[0]!
+        .lsn;
+    try {
+      const rotated = await keyFor(tdb.db, { policy: 'engine' });
+      let from = await lsnNow();
+      await rotateKey(asyncDb, rotated.id);
+      expect(await commitFlushed(rotated.id, from)).toBe(true);
+      const revoked = await keyFor(tdb.db, { policy: 'engine' });
+      from = await lsnNow();
+      expect(await revokeKeys(asyncDb, { id: revoked.id })).toEqual([revoked.id]);
+      expect(await commitFlushed(revoked.id, from)).toBe(true);
+      const { rows } = await sql<{ setting: string }>`
+        select current_setting('synchronous_commit') as setting`.execute(asyncDb);
+      expect(rows[0]?.setting).toBe('off');
+    } finally {
+      await asyncDb.destroy();
+    }
+  });
+
+  it('returns from admission only once the audit row is flushed, even where commits are asynchronous by default', async () => {
+    // An operator may run Postgres (or leash's role) with synchronous_commit = off: admission must still wait for
+    // the flush before the vendor is called. Checked right after admission returns, before the WAL writer's next
+    // round (up to wal_writer_delay, 200 ms by default) would flush an asynchronous commit anyway.
+    const asyncPool = new pg.Pool({
+      connectionString: tdb.url,
+      max: 1,
+      options: '-c synchronous_commit=off',
+    });
+    const asyncDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: asyncPool }) });
+    try {
+      const key = await keyFor(tdb.db, { policy: 'engine' });
+      const auth = await authenticate(tdb.db, key.key);
+      if (!auth.ok) throw new Error('the key did not authenticate');
+      const id = uuidv7();
+      const r = await admit(
+        asyncDb,
+        {
+          keyId: auth.key.id,
+          secretHash: auth.key.secret_hash,
+          policyVersion: auth.key.policy.version,
+          cost: 0,
+          windows: [],
+          loop: null,
+        },
+        {
+          id,
+          key_id: auth.key.id,
+          agent: auth.key.agent,
+          run_id: auth.key.run_id,
+          policy: auth.key.policy.name,
+          policy_version: auth.key.policy.version,
+          tool: 'charge_test',
+          vendor: 'testvendor',
+          operation: 'POST /effects',
+          account: null,
+          request: {},
+          args_hash: 'durability-check',
+          sandbox: false,
+          amount: null,
+          currency: null,
+          metadata: {},
+        },
+        deps.auditHash,
+      );
+      expect(r).toMatchObject({ admitted: true });
+      // The audit row is written by an asynchronously committed transaction; admission ends with a second one that
+      // writes a WAL record and commits synchronously, so by the time it returns the WAL is flushed past both.
+      const lsn = 'durable_lsn' in r ? r.durable_lsn : undefined;
+      expect(lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      const { rows } = await sql<{ flushed: boolean; setting: string }>`
+      select pg_current_wal_flush_lsn() >= ${lsn}::pg_lsn as flushed, current_setting('synchronous_commit') as setting`.execute(
+        asyncDb,
+      );
+      expect(rows[0]).toEqual({ flushed: true, setting: 'off' });
+    } finally {
+      await asyncDb.destroy();
+    }
   });
 });

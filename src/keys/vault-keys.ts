@@ -103,6 +103,16 @@ export async function mintKey(db: Db, o: MintOptions): Promise<MintedKey> {
   };
 }
 
+/**
+ * This transaction's commit waits for the WAL flush whatever synchronous_commit defaults to on the server, database
+ * or role (off would let a revoke or rotate that returned be lost in a crash, and the old key work again).
+ */
+async function durableCommit(trx: Db): Promise<void> {
+  await sql`select set_config('synchronous_commit', 'on', true) where current_setting('synchronous_commit') = 'off'`.execute(
+    trx,
+  );
+}
+
 export type RevokeTarget = { id: string } | { agent: string } | { runId: string };
 
 /**
@@ -116,6 +126,7 @@ export async function revokeKeys(
   reason = 'revoked by operator',
 ): Promise<string[]> {
   return db.transaction().execute(async (trx) => {
+    await durableCommit(trx);
     let q = trx.selectFrom('vault_keys').select('id').where('revoked_at', 'is', null);
     if ('id' in target) q = q.where('id', '=', target.id);
     else if ('agent' in target) q = q.where('agent', '=', target.agent);
@@ -146,6 +157,7 @@ export async function revokeKeys(
 export async function rotateKey(db: Db, id: string): Promise<string> {
   const secret = newSecret();
   const row = await db.transaction().execute(async (trx) => {
+    await durableCommit(trx);
     await sql`select pg_advisory_xact_lock(leash_key_lock_id(${id}))`.execute(trx);
     return trx
       .updateTable('vault_keys')

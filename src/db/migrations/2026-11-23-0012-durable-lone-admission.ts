@@ -1,0 +1,61 @@
+// Frozen: a lone call's admission waits for the flush whatever synchronous_commit defaults to (0007's otherwise).
+// leash_admission's second transaction is the one whose commit makes the audit row durable before the vendor is
+// called. 0007 left it at the session's setting: on a server, database or role where synchronous_commit defaults
+// to off, it committed asynchronously and a lone call could reach its vendor before its audit row was on disk.
+// It now sets synchronous_commit on for that transaction when the default is off, as the batch functions (0009 on)
+// already did for theirs.
+import { sql, type Kysely } from 'kysely';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations are frozen and must not import app types
+export async function up(db: Kysely<any>): Promise<void> {
+  await sql`
+    create or replace procedure leash_admission(p jsonb, inout r jsonb default null) language plpgsql as $$
+    declare
+      k record;
+      w jsonb;
+      a record;
+    begin
+      perform set_config('synchronous_commit', 'off', true);
+      r := leash_admit_call(p);
+      commit;
+      if coalesce((r->>'admitted')::boolean, false) then
+        -- Whatever the server's or the role's default: this transaction's commit waits for the WAL to be flushed.
+        if current_setting('synchronous_commit') = 'off' then
+          perform set_config('synchronous_commit', 'on', true);
+        end if;
+        perform pg_advisory_xact_lock_shared(leash_key_lock_id(p->>'key_id'));
+        -- A transaction that writes no WAL commits without waiting for the flush (even with an xid), so write one
+        -- record: this commit then waits for the WAL to be flushed past it, and so past transaction 1's audit row.
+        r := r || jsonb_build_object('durable_lsn', pg_logical_emit_message(true, 'leash.admitted', p->'row'->>'id')::text);
+        select revoked_at, expires_at, secret_hash into k from vault_keys where id = p->>'key_id';
+        -- Rotated (rotate takes the same lock exclusively), revoked or expired since transaction 1: undo it.
+        if k.secret_hash is distinct from decode(p->>'secret_hash', 'hex')
+           or k.revoked_at is not null or (k.expires_at is not null and k.expires_at <= clock_timestamp()) then
+          select id, budget, reserved_micros into a from audit_log where id = (p->'row'->>'id')::uuid for update;
+          for w in select value from jsonb_array_elements(a.budget) loop
+            if w->>'kind' = 'usd_day' then
+              update spend_windows set reserved_micros = reserved_micros - a.reserved_micros
+                where scope = w->>'scope' and kind = 'usd_day' and window_start = (w->>'window_start')::timestamptz;
+            else
+              update spend_windows set requests = requests - 1
+                where scope = w->>'scope' and kind = 'requests_hour' and window_start = (w->>'window_start')::timestamptz;
+            end if;
+          end loop;
+          r := jsonb_build_object('admitted', false, 'ts', r->'ts', 'remaining_micros', null,
+                 'durable_lsn', r->'durable_lsn',
+                 'code', case when k.secret_hash is distinct from decode(p->>'secret_hash', 'hex') then 'key_invalid'
+                              when k.revoked_at is not null then 'key_revoked' else 'key_expired' end,
+                 'details', case when k.revoked_at is not null then jsonb_build_object('revoked_at', k.revoked_at)
+                                 when k.expires_at is not null then jsonb_build_object('expired_at', k.expires_at)
+                                 else '{}'::jsonb end);
+          update audit_log set decision = 'denied', reason = r->>'code', outcome = 'none', reserved_micros = 0,
+              usd_micros = 0, cost_status = 'none', budget = '[]',
+              metadata = metadata || jsonb_build_object('denial', r->'details')
+            where id = a.id;
+          delete from audit_unsettled where id = a.id;
+        end if;
+      end if;
+      commit;
+    end $$;
+  `.execute(db);
+}
