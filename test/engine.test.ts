@@ -180,9 +180,9 @@ describe('the staged engine', () => {
     expect(fake.received).toHaveLength(0);
   });
 
-  it('commits a revoke and a rotate durably, even where commits are asynchronous by default', async () => {
-    // Once a revoke returns the key must stay revoked, crash or not. The transaction that wrote the key's row
-    // (its xmin) must have its commit record in the flushed WAL as soon as the call returns.
+  it('commits a revoke, a rotate and a policy durably, even where commits are asynchronous by default', async () => {
+    // Once a revoke returns the key must stay revoked, crash or not (and likewise a rotate, and a stricter policy).
+    // The transaction that wrote the row (its xmin) must have its commit record in the flushed WAL at once.
     await sql`create extension if not exists pg_walinspect`.execute(tdb.db);
     const asyncPool = new pg.Pool({
       connectionString: tdb.url,
@@ -190,13 +190,13 @@ describe('the staged engine', () => {
       options: '-c synchronous_commit=off',
     });
     const asyncDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: asyncPool }) });
-    const commitFlushed = async (id: string, from: string) => {
+    const commitFlushed = async (table: 'vault_keys' | 'policies', where: string, from: string) => {
+      const column = sql.ref(table === 'vault_keys' ? 'id' : 'name');
       const { rows } = await sql<{ n: number }>`
         select count(*)::integer as n
           from pg_get_wal_records_info(${from}::pg_lsn, pg_current_wal_flush_lsn()) w
-          where w.record_type = 'COMMIT' and w.xid = (select xmin from vault_keys where id = ${id})`.execute(
-        asyncDb,
-      );
+          where w.record_type = 'COMMIT'
+            and w.xid = (select xmin from ${sql.table(table)} where ${column} = ${where})`.execute(asyncDb);
       return rows[0]?.n === 1;
     };
     const lsnNow = async () =>
@@ -206,11 +206,18 @@ describe('the staged engine', () => {
       const rotated = await keyFor(tdb.db, { policy: 'engine' });
       let from = await lsnNow();
       await rotateKey(asyncDb, rotated.id);
-      expect(await commitFlushed(rotated.id, from)).toBe(true);
+      expect(await commitFlushed('vault_keys', rotated.id, from)).toBe(true);
       const revoked = await keyFor(tdb.db, { policy: 'engine' });
       from = await lsnNow();
       expect(await revokeKeys(asyncDb, { id: revoked.id })).toEqual([revoked.id]);
-      expect(await commitFlushed(revoked.id, from)).toBe(true);
+      expect(await commitFlushed('vault_keys', revoked.id, from)).toBe(true);
+      from = await lsnNow();
+      await applyTestPolicy(asyncDb, deps.catalog, {
+        name: 'durable-policy',
+        limits: { daily_usd: 1, hourly_requests: 10 },
+        tools: { charge_test: { max_amount_usd: 1 } },
+      });
+      expect(await commitFlushed('policies', 'durable-policy', from)).toBe(true);
       const { rows } = await sql<{ setting: string }>`
         select current_setting('synchronous_commit') as setting`.execute(asyncDb);
       expect(rows[0]?.setting).toBe('off');

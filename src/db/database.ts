@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/config.js';
 import { ensureEmbedded, readEmbedded } from './embedded.js';
@@ -9,6 +9,17 @@ import type { Database } from './schema.js';
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number.parseInt(v, 10));
 
 export type Db = Kysely<Database>;
+
+/**
+ * Makes the current transaction's commit wait for its WAL flush whatever synchronous_commit defaults to on the
+ * server, database or role (left as it is unless off). For changes an operator relies on once the command returns:
+ * a revoke, a rotate or a policy lost in a crash would let an agent do what it was just forbidden.
+ */
+export async function durableCommit(trx: Db): Promise<void> {
+  await sql`select set_config('synchronous_commit', 'on', true) where current_setting('synchronous_commit') = 'off'`.execute(
+    trx,
+  );
+}
 
 /** A database handle plus what is needed to close it and to open LISTEN connections. */
 export interface DbHandle {

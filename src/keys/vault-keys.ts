@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
-import type { Db } from '../db/database.js';
+import { durableCommit, type Db } from '../db/database.js';
 
 /** A vault key problem an operator can act on (unknown policy, bad id). */
 export class KeyError extends Error {
@@ -101,16 +101,6 @@ export async function mintKey(db: Db, o: MintOptions): Promise<MintedKey> {
     policy_version: o.policyVersion ?? null,
     expires_at: o.expiresAt ?? null,
   };
-}
-
-/**
- * This transaction's commit waits for the WAL flush whatever synchronous_commit defaults to on the server, database
- * or role (off would let a revoke or rotate that returned be lost in a crash, and the old key work again).
- */
-async function durableCommit(trx: Db): Promise<void> {
-  await sql`select set_config('synchronous_commit', 'on', true) where current_setting('synchronous_commit') = 'off'`.execute(
-    trx,
-  );
 }
 
 export type RevokeTarget = { id: string } | { agent: string } | { runId: string };

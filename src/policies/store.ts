@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../db/database.js';
+import { durableCommit, type Db } from '../db/database.js';
 import { compilePolicy, policyDigest, PolicyFileError, type CompiledPolicy } from '../policy/compile.js';
 import { policyFileSchema, type PolicyFile } from '../policy/schema.js';
 
@@ -15,6 +15,7 @@ export async function applyPolicy(db: Db, doc: PolicyFile): Promise<AppliedPolic
   const digest = policyDigest(doc);
   const compiled = compilePolicy(doc, 0);
   return db.transaction().execute(async (trx) => {
+    await durableCommit(trx);
     // Serialise applies of one policy name so versions are dense and never collide.
     await sql`select pg_advisory_xact_lock(hashtext(${'policy:' + doc.name}))`.execute(trx);
     const current = await trx
