@@ -1,10 +1,11 @@
-// Covers schema migrations: up on an empty database, and a second run being a no-op.
+// Covers schema migrations: up on an empty database, a second run being a no-op, and a database a newer leash
+// migrated being refused with a message that says so.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { loadConfig } from '../src/config/config.js';
 import { openDatabase, type DbHandle } from '../src/db/database.js';
-import { migrateToLatest } from '../src/db/migrate.js';
+import { MigrationError, migrateToLatest } from '../src/db/migrate.js';
 
 const name = `leash_t_${randomBytes(6).toString('hex')}`;
 let handle: DbHandle | undefined;
@@ -60,6 +61,23 @@ describe('migrations', () => {
     expect(idx.rows.map((r) => r.indexname)).toEqual(
       expect.arrayContaining(['audit_by_run', 'audit_by_agent_ts', 'audit_denied_ts']),
     );
+  });
+
+  it('refuse a database a newer leash migrated, saying so, and change nothing', async () => {
+    const future = '2099-01-01-0001-from-a-newer-leash';
+    await handle!.pool.query(`insert into leash_migrations (name, timestamp) values ($1, now()::text)`, [
+      future,
+    ]);
+    try {
+      const attempt = migrateToLatest(handle!.db);
+      await expect(attempt).rejects.toBeInstanceOf(MigrationError);
+      await expect(attempt).rejects.toThrow(
+        /migrated by a newer leash \(it is at 2099-01-01-0001-from-a-newer-leash; this version knows up to 2026-/,
+      );
+    } finally {
+      await handle!.pool.query(`delete from leash_migrations where name = $1`, [future]);
+    }
+    expect(await migrateToLatest(handle!.db)).toEqual([]);
   });
 
   it('run concurrently from two pools without failing or applying twice', async () => {

@@ -42,6 +42,13 @@ export async function migrateToLatest<DB>(db: Kysely<DB>): Promise<string[]> {
     .then((r) => r.rows[0]?.name)
     .catch(() => undefined);
   if (current !== undefined && current === latest) return [];
+  // A newer leash migrated this database (a replica left on the previous version during an upgrade, say): its
+  // schema may not be what this version expects, so refuse rather than run on it.
+  if (current !== undefined && latest !== undefined && current > latest)
+    throw new MigrationError(
+      `the database was migrated by a newer leash (it is at ${current}; this version knows up to ${latest}): ` +
+        'run that version or a newer one',
+    );
   const migrator = new Migrator({
     db,
     provider: { getMigrations: () => Promise.resolve(MIGRATIONS) },
