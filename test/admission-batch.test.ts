@@ -17,7 +17,9 @@ import {
   type AdmitResult,
   type AuditDraft,
 } from '../src/audit/write.js';
+import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/config/logger.js';
+import { openDatabase } from '../src/db/database.js';
 import { authenticate } from '../src/keys/authenticate.js';
 import { revokeKeys } from '../src/keys/vault-keys.js';
 import { windowsFor } from '../src/ledger/windows.js';
@@ -426,6 +428,71 @@ describe('concurrent batches', () => {
     const admissions = statements.filter((s) => /leash_admit_batch|leash_admission/.test(s));
     expect(admissions.some((s) => s.includes('leash_admit_batch'))).toBe(true);
     expect(admissions.length).toBeLessThan(24);
+  });
+});
+
+describe('sessions whose transactions default to another isolation level', () => {
+  /** Admits `size` calls of a key while a revoke of it holds the key's lock, then commits the revoke. */
+  async function admitDuringRevoke(db: Kysely<Database>, size: number): Promise<(string | null)[] | Error> {
+    const k = await authed('roomy');
+    const revoke = await tdb.pool.connect();
+    try {
+      await revoke.query('begin');
+      await revoke.query('select pg_advisory_xact_lock(leash_key_lock_id($1))', [k.id]);
+      await revoke.query('update vault_keys set revoked_at = clock_timestamp() where id = $1', [k.id]);
+      const admitted = admitBatch(
+        db,
+        Array.from({ length: size }, () => call(k, { cost: 0 })),
+      ).then(codes, (e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      // Until the admission waits on the key's lock (its statement, and with it a snapshot, has started).
+      for (let i = 0; i < 200; i++) {
+        const { rows } = await tdb.pool.query<{ n: number }>(
+          `select count(*)::integer as n from pg_locks where locktype = 'advisory' and not granted`,
+        );
+        if (rows[0]!.n > 0) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await revoke.query('commit');
+      return await admitted;
+    } finally {
+      revoke.release();
+    }
+  }
+
+  it('admit no call that waited on a revoke, whatever the isolation level (repeatable read, serializable)', async () => {
+    for (const level of ['repeatable read', 'serializable']) {
+      const pool = new pg.Pool({
+        connectionString: tdb.url,
+        max: 2,
+        options: `-c default_transaction_isolation=${level.replace(' ', '\\ ')}`,
+      });
+      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+      try {
+        for (const size of [1, 3]) {
+          const r = await admitDuringRevoke(db, size);
+          // Refused, or admission failed (and so no vendor is called): never admitted.
+          if (Array.isArray(r)) expect(r, `${level}, ${size}`).toEqual(r.map(() => 'key_revoked'));
+          else expect(r.message, `${level}, ${size}`).toMatch(/read committed/);
+        }
+      } finally {
+        await db.destroy();
+      }
+    }
+  });
+
+  it("refuse each call revoked meanwhile on leash's own connections, which set read committed for themselves", async () => {
+    const url = new URL(tdb.url);
+    url.searchParams.set('options', '-c default_transaction_isolation=repeatable\\ read');
+    const handle = await openDatabase(loadConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
+    try {
+      const { rows } = await sql<{ level: string }>`
+        select current_setting('transaction_isolation') as level`.execute(handle.db);
+      expect(rows[0]?.level).toBe('read committed');
+      expect(await admitDuringRevoke(handle.db, 1)).toEqual(['key_revoked']);
+      expect(await admitDuringRevoke(handle.db, 3)).toEqual(['key_revoked', 'key_revoked', 'key_revoked']);
+    } finally {
+      await handle.close();
+    }
   });
 });
 

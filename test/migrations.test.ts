@@ -37,7 +37,7 @@ describe('migrations', () => {
       '2026-11-23-0009-batch-admission',
       '2026-11-23-0010-indexed-batches',
       '2026-11-23-0011-leaner-batches',
-      '2026-11-23-0012-durable-lone-admission',
+      '2026-11-23-0012-admission-guards',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);

@@ -86,6 +86,12 @@ export async function openDatabase(
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
+  // Admission re-reads a key after waiting for its lock, and needs each statement to see what committed meanwhile
+  // (a revoke): read committed, whatever the server, database or role default to. Queued before the client's
+  // first query. Where it cannot hold (a pooler that shares server sessions), admission refuses to run instead.
+  pool.on('connect', (client) => {
+    client.query(`set default_transaction_isolation = 'read committed'`).catch(() => undefined);
+  });
   const connect = () =>
     pool.connect().catch(async (error: unknown) => {
       await target.refresh();

@@ -10,7 +10,7 @@ import * as approvals from './migrations/2026-11-23-0008-approvals.js';
 import * as batchAdmission from './migrations/2026-11-23-0009-batch-admission.js';
 import * as indexedBatches from './migrations/2026-11-23-0010-indexed-batches.js';
 import * as leanerBatches from './migrations/2026-11-23-0011-leaner-batches.js';
-import * as durableLoneAdmission from './migrations/2026-11-23-0012-durable-lone-admission.js';
+import * as admissionGuards from './migrations/2026-11-23-0012-admission-guards.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -25,7 +25,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-0009-batch-admission': batchAdmission,
   '2026-11-23-0010-indexed-batches': indexedBatches,
   '2026-11-23-0011-leaner-batches': leanerBatches,
-  '2026-11-23-0012-durable-lone-admission': durableLoneAdmission,
+  '2026-11-23-0012-admission-guards': admissionGuards,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */

@@ -1,20 +1,53 @@
-// Frozen: a lone call's admission waits for the flush whatever synchronous_commit defaults to (0007's otherwise).
-// leash_admission's second transaction is the one whose commit makes the audit row durable before the vendor is
-// called. 0007 left it at the session's setting: on a server, database or role where synchronous_commit defaults
-// to off, it committed asynchronously and a lone call could reach its vendor before its audit row was on disk.
-// It now sets synchronous_commit on for that transaction when the default is off, as the batch functions (0009 on)
-// already did for theirs.
+// Frozen: admission holds its guarantees whatever the session's defaults (0007's and 0011's bodies otherwise).
+// - synchronous_commit: leash_admission's second transaction is the one whose commit makes a lone call's audit row
+//   durable before the vendor is called. 0007 left it at the session's setting, so where synchronous_commit
+//   defaults to off (server, database or role) a lone call could reach its vendor before its audit row was on
+//   disk. It now sets it on for that transaction when off, as the batch functions (0009 on) do for theirs.
+// - transaction_isolation: admission waits for a key's lock and then reads the key, the loop guard's count and the
+//   windows, and needs each statement to see what committed meanwhile (a revoke, an identical call). Under
+//   repeatable read or serializable the statements keep the snapshot taken before the wait: a batch waiting on a
+//   revoke was admitted after the revoke had returned. Admission now refuses to run in anything but read committed
+//   (leash's own connections set it; this catches a pooler that shares sessions): leash_admission, and
+//   leash_lock_batch, which every batch path calls before anything else.
 import { sql, type Kysely } from 'kysely';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations are frozen and must not import app types
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
+    -- Admission's statements must each see what committed while it waited for a lock: read committed only.
+    create function leash_require_read_committed() returns void language plpgsql as $$
+    begin
+      if current_setting('transaction_isolation') <> 'read committed' then
+        raise exception 'leash admission needs read committed transactions, not %', current_setting('transaction_isolation')
+          using hint = 'set default_transaction_isolation to ''read committed'' for leash''s role, or use session pooling';
+      end if;
+    end $$;
+
+    -- Every advisory lock the calls of a batch take, in the global order: key locks shared, in key id order (as
+    -- revoke and rotate take them exclusively), then approval and loop-guard locks by id.
+    create or replace function leash_lock_batch(p jsonb) returns void language plpgsql as $$
+    begin
+      perform leash_require_read_committed();
+      perform pg_advisory_xact_lock_shared(leash_key_lock_id(s.k))
+        from (select distinct x->>'key_id' as k from jsonb_array_elements(p) x order by 1) s;
+      perform pg_advisory_xact_lock(s.l)
+        from (select distinct on (s0.class, s0.l) s0.l, s0.class from (
+                select 0 as class, hashtextextended('leash:approval:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0) as l
+                  from jsonb_array_elements(p) x
+                  where jsonb_typeof(x->'approval') = 'object' and x->'row'->>'args_hash' is not null
+                union all
+                select 1, hashtextextended('leash:loop:' || (x->>'key_id') || ':' || (x->'row'->>'args_hash'), 0)
+                  from jsonb_array_elements(p) x where x->>'loop_limit' is not null) s0
+              order by s0.class, s0.l) s;
+    end $$;
+
     create or replace procedure leash_admission(p jsonb, inout r jsonb default null) language plpgsql as $$
     declare
       k record;
       w jsonb;
       a record;
     begin
+      perform leash_require_read_committed();
       perform set_config('synchronous_commit', 'off', true);
       r := leash_admit_call(p);
       commit;
