@@ -480,14 +480,20 @@ describe('sessions whose transactions default to another isolation level', () =>
     }
   });
 
-  it("refuse each call revoked meanwhile on leash's own connections, which set read committed for themselves", async () => {
+  it("refuse each call revoked meanwhile on leash's own connections, which set read committed (and ISO dates) for themselves", async () => {
     const url = new URL(tdb.url);
-    url.searchParams.set('options', '-c default_transaction_isolation=repeatable\\ read');
+    url.searchParams.set(
+      'options',
+      '-c default_transaction_isolation=repeatable\\ read -c datestyle=SQL,DMY',
+    );
     const handle = await openDatabase(loadConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
     try {
-      const { rows } = await sql<{ level: string }>`
-        select current_setting('transaction_isolation') as level`.execute(handle.db);
+      const { rows } = await sql<{ level: string; at: Date }>`
+        select current_setting('transaction_isolation') as level,
+               timestamptz '2026-02-03 04:05:06+00' as at`.execute(handle.db);
       expect(rows[0]?.level).toBe('read committed');
+      // Read back as the same instant (DateStyle SQL, DMY would be 03/02/2026 04:05:06 UTC on the wire).
+      expect(rows[0]?.at.toISOString()).toBe('2026-02-03T04:05:06.000Z');
       expect(await admitDuringRevoke(handle.db, 1)).toEqual(['key_revoked']);
       expect(await admitDuringRevoke(handle.db, 3)).toEqual(['key_revoked', 'key_revoked', 'key_revoked']);
     } finally {

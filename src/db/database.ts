@@ -86,11 +86,14 @@ export async function openDatabase(
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
-  // Admission re-reads a key after waiting for its lock, and needs each statement to see what committed meanwhile
-  // (a revoke): read committed, whatever the server, database or role default to. Queued before the client's
-  // first query. Where it cannot hold (a pooler that shares server sessions), admission refuses to run instead.
+  // Whatever the server, database or role default to, queued before the client's first query:
+  // - read committed: admission re-reads a key after waiting for its lock and must see what committed meanwhile (a
+  //   revoke). Where this cannot hold (a pooler that shares server sessions), admission refuses to run instead.
+  // - ISO dates: the driver parses timestamps as ISO text (another DateStyle would misread expiry and revoke times).
   pool.on('connect', (client) => {
-    client.query(`set default_transaction_isolation = 'read committed'`).catch(() => undefined);
+    client
+      .query(`set default_transaction_isolation = 'read committed'; set datestyle = 'ISO, MDY'`)
+      .catch(() => undefined);
   });
   const connect = () =>
     pool.connect().catch(async (error: unknown) => {
