@@ -25,7 +25,7 @@ import { revokeKeys } from '../src/keys/vault-keys.js';
 import { windowsFor } from '../src/ledger/windows.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
 import { up as leanerBatches } from '../src/db/migrations/2026-11-23-0011-leaner-batches.js';
-import { freshDatabase, type TestDatabase } from './support/database.js';
+import { freshDatabase, sessionsWith, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor, pipelineFor, readAuditRow } from './support/governance.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 
@@ -281,12 +281,7 @@ describe('a batch of admissions', () => {
   it('returns only once the WAL is flushed past every row of the batch, even where commits are asynchronous by default', async () => {
     // A session whose synchronous_commit is off (an operator's default): checked right after the batch returns,
     // before the WAL writer's next round would flush an asynchronous commit anyway.
-    const asyncPool = new pg.Pool({
-      connectionString: tdb.url,
-      max: 1,
-      options: '-c synchronous_commit=off',
-    });
-    const asyncDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: asyncPool }) });
+    const asyncDb = sessionsWith(tdb.url, { synchronous_commit: 'off' });
     try {
       const k = await authed('roomy');
       const rs = await admitBatch(asyncDb, [
@@ -461,12 +456,7 @@ describe('sessions whose transactions default to another isolation level', () =>
 
   it('admit no call that waited on a revoke, whatever the isolation level (repeatable read, serializable)', async () => {
     for (const level of ['repeatable read', 'serializable']) {
-      const pool = new pg.Pool({
-        connectionString: tdb.url,
-        max: 2,
-        options: `-c default_transaction_isolation=${level.replace(' ', '\\ ')}`,
-      });
-      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+      const db = sessionsWith(tdb.url, { default_transaction_isolation: level });
       try {
         for (const size of [1, 3]) {
           const r = await admitDuringRevoke(db, size);

@@ -1,4 +1,3 @@
-import pg from 'pg';
 // Covers the staged engine's guarantees: one database round trip before the vendor, an atomic loop guard,
 // settlement off the answer path, and a cached key that never outlives a revoke, a rotate or a policy change.
 import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
@@ -9,7 +8,7 @@ import { admit } from '../src/audit/write.js';
 import { authenticate } from '../src/keys/authenticate.js';
 import { revokeKeys, rotateKey } from '../src/keys/vault-keys.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
-import { freshDatabase, type TestDatabase } from './support/database.js';
+import { freshDatabase, sessionsWith, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor, pipelineFor, readAuditRow } from './support/governance.js';
 import { chargeTest, startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 
@@ -184,12 +183,7 @@ describe('the staged engine', () => {
     // Once a revoke returns the key must stay revoked, crash or not (and likewise a rotate, and a stricter policy).
     // The transaction that wrote the row (its xmin) must have its commit record in the flushed WAL at once.
     await sql`create extension if not exists pg_walinspect`.execute(tdb.db);
-    const asyncPool = new pg.Pool({
-      connectionString: tdb.url,
-      max: 1,
-      options: '-c synchronous_commit=off',
-    });
-    const asyncDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: asyncPool }) });
+    const asyncDb = sessionsWith(tdb.url, { synchronous_commit: 'off' });
     const commitFlushed = async (table: 'vault_keys' | 'policies', where: string, from: string) => {
       const column = sql.ref(table === 'vault_keys' ? 'id' : 'name');
       const { rows } = await sql<{ n: number }>`
@@ -230,12 +224,7 @@ describe('the staged engine', () => {
     // An operator may run Postgres (or leash's role) with synchronous_commit = off: admission must still wait for
     // the flush before the vendor is called. Checked right after admission returns, before the WAL writer's next
     // round (up to wal_writer_delay, 200 ms by default) would flush an asynchronous commit anyway.
-    const asyncPool = new pg.Pool({
-      connectionString: tdb.url,
-      max: 1,
-      options: '-c synchronous_commit=off',
-    });
-    const asyncDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: asyncPool }) });
+    const asyncDb = sessionsWith(tdb.url, { synchronous_commit: 'off' });
     try {
       const key = await keyFor(tdb.db, { policy: 'engine' });
       const auth = await authenticate(tdb.db, key.key);

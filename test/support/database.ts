@@ -1,9 +1,11 @@
 // Gives each test file its own fresh, migrated database cloned from the run's template.
 import { randomBytes } from 'node:crypto';
+import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import { openDatabase, type DbHandle } from '../../src/db/database.js';
+import type { Database } from '../../src/db/schema.js';
 
 export interface TestDatabase extends DbHandle {
   name: string;
@@ -32,4 +34,17 @@ export async function freshDatabase(poolMax = 10): Promise<TestDatabase> {
     name,
     openPool: (max = 10) => openDatabase(config, { url: url.toString(), poolMax: max, migrate: false }),
   };
+}
+
+/**
+ * Plain sessions on `url` that start with these settings, as a server's, database's or role's defaults would give
+ * them, and without what leash's own connections set for themselves. Destroy it when done.
+ */
+export function sessionsWith(url: string, settings: Record<string, string>): Kysely<Database> {
+  const options = Object.entries(settings)
+    .map(([name, value]) => `-c ${name}=${value.replaceAll(' ', '\\ ')}`)
+    .join(' ');
+  return new Kysely<Database>({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 2, options }) }),
+  });
 }
