@@ -442,7 +442,9 @@ describe('sessions whose transactions default to another isolation level', () =>
       // Until the admission waits on the key's lock (its statement, and with it a snapshot, has started).
       for (let i = 0; i < 200; i++) {
         const { rows } = await tdb.pool.query<{ n: number }>(
-          `select count(*)::integer as n from pg_locks where locktype = 'advisory' and not granted`,
+          `select count(*)::integer as n from pg_locks
+             where locktype = 'advisory' and not granted
+               and database = (select oid from pg_database where datname = current_database())`,
         );
         if (rows[0]!.n > 0) break;
         await new Promise((r) => setTimeout(r, 10));
