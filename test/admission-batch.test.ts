@@ -472,6 +472,24 @@ describe('sessions whose transactions default to another isolation level', () =>
     }
   });
 
+  it('refuse a tool call outside read committed, and the log says why', async () => {
+    const db = sessionsWith(tdb.url, { default_transaction_isolation: 'repeatable read' });
+    const lines: string[] = [];
+    try {
+      const rrDeps = pipelineFor(db, testCatalog(fake), undefined, lines);
+      const minted = await keyFor(tdb.db, { policy: 'roomy' });
+      const r = await runTool(rrDeps, minted.key, 'charge_test', { amount_cents: 100, customer: 'cus_A' });
+      expect(r).toMatchObject({ ok: false, failure: { code: 'audit_unavailable' } });
+      const failed = lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === 'admission failed');
+      expect(failed?.reason).toBe('leash admission needs read committed transactions, not repeatable read');
+      await rrDeps.settler.flush();
+    } finally {
+      await db.destroy();
+    }
+  });
+
   it("refuse each call revoked meanwhile on leash's own connections, which set read committed (and ISO dates) for themselves", async () => {
     const url = new URL(tdb.url);
     url.searchParams.set(

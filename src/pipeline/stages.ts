@@ -197,7 +197,7 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
       s.draft,
     );
   } catch (error) {
-    deps.log.error('admission failed', { audit_id: s.id, error: errorName(error) });
+    deps.log.error('admission failed', { audit_id: s.id, error: errorName(error), ...leashRefusal(error) });
     return { code: 'audit_unavailable', row: 'none' };
   }
   s.admitMs = performance.now() - t0;
@@ -255,4 +255,13 @@ function depth(value: unknown): number {
     if (typeof v === 'object' && v !== null) for (const c of Object.values(v)) stack.push([c, d + 1]);
   }
   return max;
+}
+
+/**
+ * The message of an exception leash's own SQL raised about its setup (fixed text, no data of the call), so the log
+ * says what to fix: "leash admission needs read committed transactions, not repeatable read", say.
+ */
+function leashRefusal(error: unknown): { reason?: string } {
+  if (!(error instanceof Error) || (error as { code?: unknown }).code !== 'P0001') return {};
+  return error.message.startsWith('leash ') ? { reason: error.message.slice(0, 200) } : {};
 }
