@@ -435,12 +435,16 @@ describe('sessions whose transactions default to another isolation level', () =>
       await revoke.query('begin');
       await revoke.query('select pg_advisory_xact_lock(leash_key_lock_id($1))', [k.id]);
       await revoke.query('update vault_keys set revoked_at = clock_timestamp() where id = $1', [k.id]);
+      let settled = false;
       const admitted = admitBatch(
         db,
         Array.from({ length: size }, () => call(k, { cost: 0 })),
-      ).then(codes, (e: unknown) => (e instanceof Error ? e : new Error(String(e))));
-      // Until the admission waits on the key's lock (its statement, and with it a snapshot, has started).
-      for (let i = 0; i < 200; i++) {
+      )
+        .then(codes, (e: unknown) => (e instanceof Error ? e : new Error(String(e))))
+        .finally(() => (settled = true));
+      // Until the admission waits on the key's lock (its statement, and with it a snapshot, has started), or has
+      // already answered (refused to run at all).
+      for (let i = 0; i < 200 && !settled; i++) {
         const { rows } = await tdb.pool.query<{ n: number }>(
           `select count(*)::integer as n from pg_locks
              where locktype = 'advisory' and not granted
