@@ -1,7 +1,7 @@
 // Covers the staged engine's guarantees: one database round trip before the vendor, an atomic loop guard,
 // settlement off the answer path, and a cached key that never outlives a revoke, a rotate or a policy change.
 import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Database } from '../src/db/schema.js';
 import { uuidv7 } from '../src/audit/uuid.js';
 import { admit } from '../src/audit/write.js';
@@ -177,6 +177,32 @@ describe('the staged engine', () => {
     expect(stored).not.toContain('424242');
     expect(stored).toContain('"length":18');
     expect(fake.received).toHaveLength(0);
+  });
+
+  it("counts a call in the database's budget window, whatever this machine's clock says", async () => {
+    // This machine's clock 36 hours behind the database's: its own day would be the day before yesterday.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() - 36 * 3_600_000, shouldAdvanceTime: true });
+    try {
+      const skewed = pipelineFor(tdb.db, testCatalog(fake));
+      expect(await skewed.clock.sync()).toBeGreaterThan(35 * 3_600_000);
+      const key = await keyFor(tdb.db, { policy: 'engine' });
+      const r = await runTool(skewed, key.key, 'charge_test', charge(500));
+      expect(r.ok).toBe(true);
+      await skewed.settler.flush();
+      const { rows } = await sql<{ today: Date }>`select date_trunc('day', now(), 'UTC') as today`.execute(
+        tdb.db,
+      );
+      const windows = await tdb.db
+        .selectFrom('spend_windows')
+        .select(['kind', 'window_start', 'spent_micros'])
+        .where('scope', '=', `key:${key.id}`)
+        .execute();
+      expect(windows.map((w) => [w.kind, w.window_start.getTime(), Number(w.spent_micros)])).toEqual([
+        ['usd_day', rows[0]!.today.getTime(), 5_000_000],
+      ]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('commits a revoke, a rotate and a policy durably, even where commits are asynchronous by default', async () => {

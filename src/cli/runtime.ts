@@ -27,6 +27,12 @@ export async function openRuntime(
     log,
     vendorTimeoutMs: config.vendorTimeoutMs,
   });
+  // Budget windows follow the database's clock; say when this machine's is far from it (NTP not running, say).
+  const skewMs = await deps.clock.sync().catch(() => undefined);
+  if (skewMs !== undefined && Math.abs(skewMs) > 1000)
+    log.info("this machine's clock differs from the database's; budget windows follow the database", {
+      skew_ms: skewMs,
+    });
   return {
     handle,
     deps,

@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.js';
 import type { Logger } from '../config/logger.js';
+import { DbClock } from '../db/clock.js';
 import type { Db } from '../db/database.js';
 import { auditHasher, type AuditHasher } from '../audit/audit-hash.js';
 import { AdmissionQueue } from '../audit/admission-queue.js';
@@ -47,12 +48,14 @@ export interface PipelineDeps {
   settler: SettleQueue;
   /** HMAC under the audit key for every hash the audit log keeps of agent arguments (same key on every replica). */
   auditHash: AuditHasher;
+  /** The database's clock: which budget window a call counts in, the same on every replica. */
+  clock: DbClock;
   onEvent?: (event: PipelineEvent) => void;
 }
 
 /** Builds the pipeline's dependencies once per process. */
 export function createPipeline(
-  o: Omit<PipelineDeps, 'clients' | 'keys' | 'admissions' | 'settler' | 'auditHash'> & {
+  o: Omit<PipelineDeps, 'clients' | 'keys' | 'admissions' | 'settler' | 'auditHash' | 'clock'> & {
     vendorTimeoutMs?: number;
     settleDelayMs?: number;
   },
@@ -65,6 +68,7 @@ export function createPipeline(
     admissions: new AdmissionQueue(o.db, auditHash),
     settler: new SettleQueue(o.db, o.log, auditHash, o.settleDelayMs ?? SETTLE_DELAY_MS),
     auditHash,
+    clock: new DbClock(o.db),
   };
 }
 

@@ -11,7 +11,7 @@ export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
   const ctx = {
     ...s.vendor!.callCtx(
       s.req.idempotencyKey ? vendorIdempotencyKey(key.id, s.req.idempotencyKey) : `leash_${s.id}`,
-      () => budgetView(deps.db, key, key.policy),
+      () => budgetView(deps.db, key, key.policy, deps.clock.now()),
     ),
     approval: (id: string) => approvalView(deps.db, key.id, id),
   };

@@ -185,7 +185,7 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
         secretHash: key.secret_hash,
         policyVersion: key.policy.version,
         cost: s.cost,
-        windows: windowsFor(key.policy, key.id, new Date(), tool.countsAsRequest !== false),
+        windows: windowsFor(key.policy, key.id, deps.clock.now(), tool.countsAsRequest !== false),
         loop: guard
           ? {
               limit: guard.identicalCalls * (readOnly ? READ_ONLY_LOOP_FACTOR : 1),
