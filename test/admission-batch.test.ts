@@ -516,6 +516,43 @@ describe('sessions whose transactions default to another isolation level', () =>
   });
 });
 
+describe('a lock admission cannot get', () => {
+  it('fails the admission after leash.admission_lock_timeout instead of holding the agent, alone or batched', async () => {
+    const db = sessionsWith(tdb.url, { 'leash.admission_lock_timeout': '300ms' });
+    const holder = await tdb.pool.connect();
+    try {
+      for (const size of [1, 3]) {
+        const k = await authed('roomy');
+        const calls = Array.from({ length: size }, () => call(k, { cost: USD }));
+        const w = calls[0]!.windows.find((x) => x.scope === 'policy:roomy' && x.kind === 'usd_day')!;
+        await tdb.pool.query(
+          `insert into spend_windows (scope, kind, window_start) values ($1, $2, $3) on conflict do nothing`,
+          [w.scope, w.kind, w.window_start],
+        );
+        // Someone's open transaction holds the policy's window row.
+        await holder.query('begin');
+        await holder.query(
+          `select 1 from spend_windows where scope = $1 and kind = $2 and window_start = $3 for update`,
+          [w.scope, w.kind, w.window_start],
+        );
+        const started = Date.now();
+        const r = await Promise.race([
+          admitBatch(db, calls).then(codes, (e: unknown) => e),
+          new Promise((resolve) => setTimeout(() => resolve('still waiting after 5 s'), 5_000)),
+        ]);
+        await holder.query('rollback');
+        expect(r, `${size} call(s)`).toBeInstanceOf(Error);
+        expect((r as Error).message).toMatch(/lock timeout/);
+        expect(Date.now() - started).toBeLessThan(3_000);
+        expect(await unsettledOf(calls)).toEqual([]);
+      }
+    } finally {
+      holder.release();
+      await db.destroy();
+    }
+  });
+});
+
 describe('batch statements on big tables', () => {
   it('find their rows by primary key: no scan of the key, audit, unsettled or object-owner tables', async () => {
     // Tables far bigger than a batch: a plan that joins a batch by hashing the whole table reads all of it, once

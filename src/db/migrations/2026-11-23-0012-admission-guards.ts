@@ -9,25 +9,32 @@
 //   revoke was admitted after the revoke had returned. Admission now refuses to run in anything but read committed
 //   (leash's own connections set it; this catches a pooler that shares sessions): leash_admission, and
 //   leash_lock_batch, which every batch path calls before anything else.
+// - lock_timeout: a lone admission waited for a lock as long as the session let it (indefinitely by default);
+//   batches gave up after 10 s. Both now give up after leash.admission_lock_timeout (10 s unless set).
 import { sql, type Kysely } from 'kysely';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations are frozen and must not import app types
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
-    -- Admission's statements must each see what committed while it waited for a lock: read committed only.
-    create function leash_require_read_committed() returns void language plpgsql as $$
+    -- Every admission transaction starts here. Read committed only: each statement must see what committed while
+    -- it waited for a lock. And a bounded wait for locks: one not granted in leash.admission_lock_timeout (10 s
+    -- unless set; a window row held by someone's open transaction, say) fails the admission, so the call is
+    -- refused, its vendor not called, instead of holding the agent indefinitely.
+    create function leash_admission_session() returns void language plpgsql as $$
     begin
       if current_setting('transaction_isolation') <> 'read committed' then
         raise exception 'leash admission needs read committed transactions, not %', current_setting('transaction_isolation')
           using hint = 'set default_transaction_isolation to ''read committed'' for leash''s role, or use session pooling';
       end if;
+      perform set_config('lock_timeout',
+                         coalesce(nullif(current_setting('leash.admission_lock_timeout', true), ''), '10s'), true);
     end $$;
 
     -- Every advisory lock the calls of a batch take, in the global order: key locks shared, in key id order (as
     -- revoke and rotate take them exclusively), then approval and loop-guard locks by id.
     create or replace function leash_lock_batch(p jsonb) returns void language plpgsql as $$
     begin
-      perform leash_require_read_committed();
+      perform leash_admission_session();
       perform pg_advisory_xact_lock_shared(leash_key_lock_id(s.k))
         from (select distinct x->>'key_id' as k from jsonb_array_elements(p) x order by 1) s;
       perform pg_advisory_xact_lock(s.l)
@@ -47,11 +54,12 @@ export async function up(db: Kysely<any>): Promise<void> {
       w jsonb;
       a record;
     begin
-      perform leash_require_read_committed();
+      perform leash_admission_session();
       perform set_config('synchronous_commit', 'off', true);
       r := leash_admit_call(p);
       commit;
       if coalesce((r->>'admitted')::boolean, false) then
+        perform leash_admission_session();
         -- Whatever the server's or the role's default: this transaction's commit waits for the WAL to be flushed.
         if current_setting('synchronous_commit') = 'off' then
           perform set_config('synchronous_commit', 'on', true);
