@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import type { Database } from '../src/db/schema.js';
 import { uuidv7 } from '../src/audit/uuid.js';
 import { admit } from '../src/audit/write.js';
+import { spendReport } from '../src/ledger/spend.js';
 import { authenticate } from '../src/keys/authenticate.js';
 import { revokeKeys, rotateKey } from '../src/keys/vault-keys.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
@@ -179,7 +180,7 @@ describe('the staged engine', () => {
     expect(fake.received).toHaveLength(0);
   });
 
-  it("counts a call in the database's budget window, whatever this machine's clock says", async () => {
+  it("counts a call in the database's budget window, and reports it there, whatever this machine's clock says", async () => {
     // This machine's clock 36 hours behind the database's: its own day would be the day before yesterday.
     vi.useFakeTimers({ toFake: ['Date'], now: Date.now() - 36 * 3_600_000, shouldAdvanceTime: true });
     try {
@@ -199,6 +200,13 @@ describe('the staged engine', () => {
         .execute();
       expect(windows.map((w) => [w.kind, w.window_start.getTime(), Number(w.spent_micros)])).toEqual([
         ['usd_day', rows[0]!.today.getTime(), 5_000_000],
+      ]);
+      // The operator's report means the same day, and finds the call's spend against today's cap.
+      const report = await spendReport(tdb.db, { by: 'key' });
+      expect(report.today.getTime()).toBe(rows[0]!.today.getTime());
+      const mine = report.rows.find((r) => r.group === key.id);
+      expect([mine?.held_micros, mine?.cap_micros, mine?.remaining_micros]).toEqual([
+        5_000_000, 1_000_000_000, 995_000_000,
       ]);
     } finally {
       vi.useRealTimers();

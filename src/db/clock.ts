@@ -1,6 +1,14 @@
 import { sql } from 'kysely';
 import type { Db } from './database.js';
 
+/** Now, by the database's clock (what "today" means for budget windows, on every replica and every CLI). */
+export async function databaseNow(db: Db): Promise<Date> {
+  const { rows } = await sql<{ now: Date }>`select clock_timestamp() as now`.execute(db);
+  const now = rows[0]?.now;
+  if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw new Error('the database returned no time');
+  return now;
+}
+
 /** How often the offset to the database's clock is measured again (on the next read after this long). */
 const RESYNC_MS = 60_000;
 
@@ -31,12 +39,9 @@ export class DbClock {
   /** Measures the offset now; returns it in ms (the database's clock minus this machine's). */
   async sync(): Promise<number> {
     const sent = Date.now();
-    const { rows } = await sql<{ ms: string | number }>`
-      select extract(epoch from clock_timestamp()) * 1000 as ms`.execute(this.db);
+    const db = await databaseNow(this.db);
     const received = Date.now();
-    const ms = Number(rows[0]?.ms);
-    if (!Number.isFinite(ms)) throw new Error('the database returned no time');
-    this.offsetMs = Math.round(ms - (sent + received) / 2);
+    this.offsetMs = Math.round(db.getTime() - (sent + received) / 2);
     this.measuredAt = received;
     return this.offsetMs;
   }

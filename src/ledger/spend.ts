@@ -2,6 +2,7 @@ import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { loadPolicy } from '../policies/store.js';
+import { databaseNow } from '../db/clock.js';
 import { dayStart, keyScope, policyScope } from './windows.js';
 
 export type SpendGrouping = 'agent' | 'key' | 'policy' | 'day';
@@ -49,9 +50,10 @@ const GROUP_EXPR: Record<SpendGrouping, RawBuilder<string | null>> = {
 export async function spendReport(
   db: Db,
   o: { by: SpendGrouping; since?: Date | undefined; until?: Date | undefined },
-  now: Date = new Date(),
+  now?: Date,
 ): Promise<SpendReport> {
-  const today = dayStart(now);
+  // "Today" by the database's clock, as admission counts it, not this machine's.
+  const today = dayStart(now ?? (await databaseNow(db)));
   const since = o.since ?? today;
   const group = GROUP_EXPR[o.by];
   let q = db

@@ -4,6 +4,7 @@ import { decideApproval, listApprovals, MAX_NOTE, type ApprovalRow } from '../..
 import type { Db } from '../../db/database.js';
 import { listKeys, revokeKeys, type RevokeTarget } from '../../keys/vault-keys.js';
 import { spendReport, type SpendRow } from '../../ledger/spend.js';
+import { databaseNow } from '../../db/clock.js';
 import { dayStart } from '../../ledger/windows.js';
 
 /**
@@ -89,7 +90,9 @@ export interface Overview {
 }
 
 /** The numbers behind the Spend and Keys panels, in one read (four aggregates over recent audit rows). */
-export async function overview(db: Db, features: ConsoleFeatures, now = new Date()): Promise<Overview> {
+export async function overview(db: Db, features: ConsoleFeatures, at?: Date): Promise<Overview> {
+  // "Today" by the database's clock, as admission counts it, not this machine's.
+  const now = at ?? (await databaseNow(db));
   const today = dayStart(now);
   const weekStart = new Date(today.getTime() - (DAYS - 1) * 86_400_000);
   const [policies, agents, byKey, days, keys, approvals] = await Promise.all([
