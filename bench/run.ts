@@ -9,6 +9,7 @@ import { runAuditVolume } from './audit-volume.js';
 import { runCaps } from './caps.js';
 import { runColdStart } from './cold-start.js';
 import { runOverhead } from './overhead.js';
+import { runParse } from './parse.js';
 import { runProxy } from './proxy.js';
 import { runRevoke } from './revoke.js';
 import { repoRoot, type Result } from './support.js';
@@ -23,7 +24,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    'Usage: npm run bench [-- --full] [-- --only overhead,admission,proxy,cold-start,caps,revoke,audit]\n\n' +
+    'Usage: npm run bench [-- --full] [-- --only overhead,admission,proxy,cold-start,caps,revoke,audit,parse]\n\n' +
       'Short run by default (under 3 minutes); --full uses the sizes BENCHMARKS.md reports (~10 minutes).\n',
   );
   process.exit(0);
@@ -60,6 +61,7 @@ await step('cold-start', () => runColdStart({ runs: full ? 9 : 5, log }));
 await step('caps', () => runCaps({ replicas: 4, calls: 500 }));
 await step('revoke', () => runRevoke({ via: ['cli', 'admin'] }));
 await step('audit', () => runAuditVolume({ rows: full ? 1_000_000 : 200_000, repeats: 5 }));
+await step('parse', () => runParse({ rounds: full ? 5 : 2, log }));
 
 const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, full };
 const dir = join(repoRoot(), 'bench', 'results');

@@ -59,7 +59,7 @@ export const BENCH_POLICY = {
 const SECRETS = {
   STRIPE_SECRET_KEY: 'sk_test_bench0a1b2c3d4e5f',
   TWILIO_ACCOUNT_SID: `AC${'b3'.repeat(16)}`,
-  TWILIO_AUTH_TOKEN: 'benchTwilioToken9z8y7x6w',
+  TWILIO_AUTH_TOKEN: 'be4c'.repeat(8),
   RESEND_API_KEY: 're_bench_q1w2e3r4t5y6',
 };
 

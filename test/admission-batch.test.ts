@@ -589,7 +589,7 @@ describe('batch statements on big tables', () => {
         JSON.stringify(batch),
       ]);
       expect(codes(admitted.rows[0]?.r ?? [])).toEqual(['ok', 'ok', 'ok', 'ok']);
-      const settled = await client.query<{ n: number }>('select leash_settle_batch($1::jsonb) as n', [
+      const settled = await client.query<{ n: number }>('select leash_settle_calls($1::jsonb) as n', [
         JSON.stringify(settles),
       ]);
       expect(settled.rows[0]?.n).toBe(4);

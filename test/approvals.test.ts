@@ -219,7 +219,7 @@ describe('approvals', () => {
     expect(refunds()).toHaveLength(0);
     // get_approval shows a key only its own requests.
     const foreign = await runTool(deps, other.key, 'get_approval', { approval_id });
-    expect(foreign).toMatchObject({ ok: false, failure: { vendor: { code: 'approval_not_found' } } });
+    expect(foreign).toMatchObject({ ok: false, failure: { code: 'approval_not_found', retryable: false } });
     expect(await status(key.key, approval_id)).toBe('approved');
   });
 

@@ -136,7 +136,7 @@ describe('denials with text Postgres cannot hold', () => {
 });
 
 describe('calls refused before policy', () => {
-  it('writes a denied unknown_tool row for an authenticated key, with the name cleaned and capped', async () => {
+  it('writes a denied unknown_tool row for an authenticated key as tool other, with the name cleaned and capped in its request', async () => {
     const name = `drop_tables${NUL}${'x'.repeat(5000)}`;
     const d = await deniedCall(name, { to: 'eve@evil.com', [`k${NUL}`]: 'v\ud800' });
     expect(d.failure).toMatchObject({ code: 'unknown_tool', audit_id: d.row.id, retryable: false });
@@ -146,12 +146,14 @@ describe('calls refused before policy', () => {
       key_id: keyId,
       agent: 'agent-1',
       vendor: null,
-      request: { to: 'eve@evil.com', 'k\\u0000': 'v\ufffd' },
+      tool: 'other',
+      request: { arguments: { to: 'eve@evil.com', 'k\\u0000': 'v\ufffd' } },
     });
-    expect(d.row.tool.startsWith('drop_tables\\u0000xxx')).toBe(true);
-    expect(d.row.tool.length).toBeLessThan(200);
+    const asked = (d.row.request as { name: string }).name;
+    expect(asked.startsWith('drop_tables\\u0000xxx')).toBe(true);
+    expect(asked.length).toBeLessThan(200);
     expect(d.failure.message.length).toBeLessThan(300);
-    expect(d.event).toMatchObject({ type: 'denied', code: 'unknown_tool', key_id: keyId, tool: d.row.tool });
+    expect(d.event).toMatchObject({ type: 'denied', code: 'unknown_tool', key_id: keyId, tool: 'other' });
     expect(fake.received).toHaveLength(0);
   });
 
@@ -159,11 +161,12 @@ describe('calls refused before policy', () => {
     const r = await settledRun(deps, 'lsk_not_a_real_key', 'no_such_tool', {});
     expect(r).toMatchObject({ ok: false, failure: { code: 'key_invalid' } });
     const event = events.filter((e) => e.type !== 'finished').at(-1);
-    expect(event).toMatchObject({ type: 'denied', code: 'key_invalid', tool: 'no_such_tool' });
+    expect(event).toMatchObject({ type: 'denied', code: 'key_invalid', tool: 'other' });
     expect(await row(event?.audit_id ?? null)).toMatchObject({
       decision: 'denied',
       reason: 'key_invalid',
-      tool: 'no_such_tool',
+      tool: 'other',
+      request: { name: 'no_such_tool' },
       key_id: null,
     });
   });

@@ -11,7 +11,7 @@ let home: string;
 let env: Record<string, string>;
 const CANARY = {
   stripe: 'sk_test_cliCanary_55aa66bb77cc',
-  twilioToken: 'cliCanaryTwilioToken_0099',
+  twilioToken: 'c11ca4a7'.repeat(4),
   resend: 're_cliCanary_zzyyxxwwvv',
 };
 

@@ -132,34 +132,47 @@ describe('the staged engine', () => {
     expect((await runTool(deps, key.key, 'charge_test', charge(1_002))).ok).toBe(true);
   });
 
-  it('keeps every settle of a batch when one of them names an object another row owns', async () => {
+  it('keeps every settle of a batch when one names an object another key owns, and makes one its own key owns a $0 replay', async () => {
     const key = await keyFor(tdb.db, { policy: 'engine' });
+    const other = await keyFor(tdb.db, { policy: 'engine' });
     const ids: string[] = [];
-    for (const cents of [501, 502, 503]) {
-      const r = await runTool(deps, key.key, 'charge_test', charge(cents));
+    for (const [k, cents] of [
+      [key, 501],
+      [key, 502],
+      [other, 503],
+      [key, 504],
+    ] as const) {
+      const r = await runTool(deps, k.key, 'charge_test', charge(cents));
       if (!r.ok) throw new Error(r.failure.message);
       ids.push(r.audit_id);
     }
     await deps.settler.flush();
     const owner = await row(ids[0]!);
-    // Two rows settled again in one batch (outcome unknown → succeeded), the first claiming the object row 0 owns.
+    const ownerObject = owner.vendor_object_id ?? '';
+    // Three rows settled again in one batch (outcome unknown → succeeded): one of the owner's key and one of another
+    // key claim the object row 0 owns; the last names a new object.
     const again = ids.slice(1);
     await tdb.db.updateTable('audit_log').set({ outcome: 'unknown' }).where('id', 'in', again).execute();
+    const objects = [ownerObject, ownerObject, 'eff_batch_new'];
     again.forEach((id, i) =>
       deps.settler.enqueue({
         id,
         outcome: 'succeeded',
         cost: 1,
         cost_status: 'settled',
-        patch: { vendor_object_id: i === 0 ? (owner.vendor_object_id ?? '') : `eff_batch_${i}` },
+        patch: { vendor_object_id: objects[i]! },
       }),
     );
     await deps.settler.flush();
     const rows = await Promise.all(ids.map(row));
-    expect(rows.map((r) => r.outcome)).toEqual(['succeeded', 'succeeded', 'succeeded']);
-    expect(rows[1]?.vendor_object_id).not.toBe(owner.vendor_object_id ?? 'none');
-    expect(rows[2]?.vendor_object_id).toBe('eff_batch_1');
-    expect(rows[1]?.metadata).toMatchObject({ vendor_object_id_conflict: owner.vendor_object_id });
+    expect(rows.map((r) => r.outcome)).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded']);
+    // Same key, same object: a replay of row 0, counted once.
+    expect(rows[1]?.metadata).toMatchObject({ replay_of: ids[0] });
+    expect(Number(rows[1]?.cost_micros)).toBe(0);
+    // Another key's row claiming it: kept, marked, and not given the object.
+    expect(rows[2]?.vendor_object_id).not.toBe(ownerObject);
+    expect(rows[2]?.metadata).toMatchObject({ vendor_object_id_conflict: ownerObject });
+    expect(rows[3]?.vendor_object_id).toBe('eff_batch_new');
   });
 
   it('stores only the length and hash of a sensitive field when the call is invalid', async () => {

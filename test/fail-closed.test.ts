@@ -1,5 +1,6 @@
 // Covers fail-closed admission: with the database stopped mid-test, a call returns audit_unavailable and
-// the fake vendor receives nothing. Uses its own embedded server so stopping it disturbs no other test.
+// the fake vendor receives nothing, also over MCP-over-HTTP for a key the server has never seen (a tool result with
+// the request's id, not a transport error). Uses its own embedded server so stopping it disturbs no other test.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type DbHandle } from '../src/db/database.js';
 import { destroyEmbedded, ensureEmbedded, stopEmbedded } from '../src/db/embedded.js';
 import { runTool } from '../src/pipeline/run-tool.js';
+import { startHttpServer } from '../src/server/http.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 import { applyTestPolicy, keyFor, pipelineFor, testConfig } from './support/governance.js';
 
@@ -51,5 +53,50 @@ describe('fail closed', () => {
     });
     if (!r.ok) expect(r.failure.message).toContain('not made');
     expect(fake.received).toHaveLength(0);
+  });
+
+  it('answers an MCP-over-HTTP call from a key the server has not cached with the audit_unavailable result and its id', async () => {
+    await ensureEmbedded(home); // the test above stopped it
+    const deps = pipelineFor(handle.db, testCatalog(fake));
+    await applyTestPolicy(handle.db, deps.catalog, { name: 'p2', tools: { charge_test: null } });
+    const key = await keyFor(handle.db, { policy: 'p2' });
+    const http = await startHttpServer(deps, { host: '127.0.0.1', port: 0 });
+    try {
+      await stopEmbedded(home);
+      fake.received.length = 0;
+      const post = (id: number, method: string, params: unknown) =>
+        fetch(`${http.url}/mcp`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${key.key}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+          },
+          body: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
+        });
+      const called = await post(41, 'tools/call', {
+        name: 'charge_test',
+        arguments: { amount_cents: 100, customer: 'cus_A' },
+      });
+      expect(called.status).toBe(200);
+      expect(await called.json()).toMatchObject({
+        jsonrpc: '2.0',
+        id: 41,
+        result: {
+          isError: true,
+          structuredContent: { code: 'audit_unavailable', retryable: true, audit_id: null },
+        },
+      });
+      // A listing cannot be a tool result: it is a JSON-RPC error, still with the request's id.
+      const listed = await post(42, 'tools/list', {});
+      expect(await listed.json()).toMatchObject({
+        jsonrpc: '2.0',
+        id: 42,
+        error: { code: -32603, message: expect.stringContaining('audit_unavailable') as unknown },
+      });
+      expect(fake.received).toHaveLength(0);
+    } finally {
+      await http.close();
+    }
   });
 });

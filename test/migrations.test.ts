@@ -38,6 +38,9 @@ describe('migrations', () => {
       '2026-11-23-0010-indexed-batches',
       '2026-11-23-0011-leaner-batches',
       '2026-11-23-0012-admission-guards',
+      '2026-12-06-0013-replays',
+      '2026-12-06-0014-approval-cancel',
+      '2026-12-06-0015-credential-version',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);

@@ -20,7 +20,7 @@ import {
   readAuditRow,
 } from './support/governance.js';
 
-const CANARY = `canary-${randomUUID()}`;
+const CANARY = `re_canary_${randomUUID().replaceAll('-', '')}`;
 const FROM = 'Support <support@acme.com>';
 const catalog: Catalog = {
   tools: new Map([['send_email', sendEmail]]),

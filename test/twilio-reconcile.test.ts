@@ -58,7 +58,7 @@ beforeAll(async () => {
   fake = await startTwilioFake();
   const config = testConfig({
     TWILIO_ACCOUNT_SID: ACCOUNT_SID,
-    TWILIO_AUTH_TOKEN: 'tok_twilio_reconcile_test',
+    TWILIO_AUTH_TOKEN: '7e'.repeat(16),
     LEASH_TWILIO_BASE_URL: fake.url,
     LEASH_AUDIT_KEY: AUDIT_KEY.toString('hex'),
   });

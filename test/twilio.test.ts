@@ -18,7 +18,7 @@ import {
 } from './support/governance.js';
 
 const ACCOUNT_SID = `AC${randomBytes(16).toString('hex')}`;
-const AUTH_TOKEN = `tok_canary_${randomBytes(12).toString('hex')}`;
+const AUTH_TOKEN = randomBytes(16).toString('hex'); // 32 hex digits, as Twilio's
 const SERVICE_SID = `MG${'ab'.repeat(16)}`;
 const catalog: Catalog = {
   tools: new Map([['send_sms', sendSms]]),

@@ -19,8 +19,8 @@ import { CANARIES } from './support/vendors.js';
 
 const WRONG = {
   stripe: 'sk_test_wrongKey_7h6g5f4e3d2c1b',
-  twilio: `account_sid=${CANARIES.TWILIO_ACCOUNT_SID}\nauth_token=wrongTwilioToken_1q2w3e4r\n`,
-  twilioToken: 'wrongTwilioToken_1q2w3e4r',
+  twilio: `account_sid=${CANARIES.TWILIO_ACCOUNT_SID}\nauth_token=${'0bad'.repeat(8)}\n`,
+  twilioToken: '0bad'.repeat(8),
   resend: 're_wrongKey_a9s8d7f6g5h4',
 };
 

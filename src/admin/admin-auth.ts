@@ -11,9 +11,9 @@ export function tokenMatches(presented: string | undefined, expected: string): b
 }
 
 /**
- * The admin token check every operator route shares (/admin, /metrics): a throttled address gets 429 before its
- * token is looked at, a wrong token counts against the address and gets 401. True when the caller may go on;
- * otherwise the answer has been written.
+ * The admin token check every operator route shares (/admin, /metrics): the right token is served from any
+ * address; a wrong one counts against the address and gets 401, or 429 once the address is blocked. True when
+ * the caller may go on; otherwise the answer has been written.
  */
 export function adminAuthorized(
   req: IncomingMessage,
@@ -21,15 +21,14 @@ export function adminAuthorized(
   token: string,
   throttle: AuthThrottle | undefined,
 ): boolean {
-  const wait = throttle?.retryAfter(req) ?? 0;
+  const presented = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+  if (tokenMatches(presented, token)) return true;
+  // No token at all is no guess, and is not counted.
+  const wait = presented === undefined ? 0 : (throttle?.reject(req, 'admin_token', 'wrong') ?? 0);
   if (wait) {
-    throttle?.refused(req, 'admin_token');
     tooManyFailures(res, wait, false);
     return false;
   }
-  const presented = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-  if (tokenMatches(presented, token)) return true;
-  if (presented !== undefined) throttle?.failed(req, 'admin_token');
   sendJson(res, 401, { error: 'admin token required' }, { 'www-authenticate': 'Bearer realm="leash-admin"' });
   return false;
 }

@@ -1,6 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { decideApproval, getApproval, listApprovals, MAX_BY, MAX_NOTE } from '../approvals/store.js';
+import {
+  cancelledText,
+  decideApproval,
+  getApproval,
+  listApprovals,
+  MAX_BY,
+  MAX_NOTE,
+} from '../approvals/store.js';
 import type { Db } from '../db/database.js';
 import { sendJson } from '../server/http.js';
 
@@ -54,6 +61,12 @@ export async function approvalRoutes(
     const r = await decideApproval(db, act[1], decision, parsed.data?.by ?? 'admin API', parsed.data?.note);
     if (r.ok) sendJson(res, 200, { approval: r.approval });
     else if (r.reason === 'not_found') sendJson(res, 404, { error: `no approval request ${act[1]}` });
+    else if (r.reason === 'cancelled' && r.approval)
+      sendJson(res, 409, {
+        error: `the request was ${cancelledText(r.approval)}`,
+        code: r.approval.cancel_reason,
+        approval: r.approval,
+      });
     else
       sendJson(res, 409, {
         error:

@@ -3,7 +3,15 @@ import type { Db } from '../db/database.js';
 import { formatUsd } from '../policy/money.js';
 import type { RouteHandler } from '../server/http.js';
 import { verifyLinkToken } from './link.js';
-import { decideApproval, getApproval, linkIsLive, MAX_BY, MAX_NOTE, type ApprovalRow } from './store.js';
+import {
+  cancelledText,
+  decideApproval,
+  getApproval,
+  linkIsLive,
+  MAX_BY,
+  MAX_NOTE,
+  type ApprovalRow,
+} from './store.js';
 
 const MAX_FORM = 8 * 1024;
 
@@ -58,7 +66,9 @@ function summary(a: ApprovalRow): string {
 const closed = (a: ApprovalRow) =>
   a.status === 'expired'
     ? `This request expired at ${a.expires_at.toISOString()}; it can no longer be approved.`
-    : `This request is already ${a.status}${a.decided_by ? ` (by ${a.decided_by})` : ''}.`;
+    : a.status === 'cancelled'
+      ? `This request was ${cancelledText(a)}.`
+      : `This request is already ${a.status}${a.decided_by ? ` (by ${a.decided_by})` : ''}.`;
 
 /** A form POST from another site, or no form at all, is refused: only this page's own form may decide. */
 function sameOrigin(req: IncomingMessage): boolean {

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { ApprovalStatus } from '../db/schema.js';
+import { approvalsChanged } from './changes.js';
 
 /** An approval request as operators and agents read it (never the link's nonce hash). */
 export interface ApprovalRow {
@@ -27,6 +28,9 @@ export interface ApprovalRow {
   used_at: Date | null;
   used_by_audit_id: string | null;
   held_audit_id: string;
+  /** Set when the request was closed without a decision: `key_revoked` (its key, run or agent was revoked). */
+  cancelled_at: Date | null;
+  cancel_reason: string | null;
 }
 
 /** Longest approver name and note kept. */
@@ -44,7 +48,8 @@ const COLUMNS = sql`id,
   case when status in ('pending', 'approved') and expires_at <= clock_timestamp() then 'expired' else status end
     as status,
   key_id, agent, run_id, policy, tool, operation, door, args_hash, request, usd_micros, amount, currency,
-  created_at, expires_at, decided_at, decided_by, note, used_at, used_by_audit_id, held_audit_id`;
+  created_at, expires_at, decided_at, decided_by, note, used_at, used_by_audit_id, held_audit_id, cancelled_at,
+  cancel_reason`;
 
 /** One request by id, or undefined. `keyId` restricts it to one key's own requests (what an agent may see). */
 export async function getApproval(db: Db, id: string, keyId?: string): Promise<ApprovalRow | undefined> {
@@ -66,13 +71,19 @@ export async function listApprovals(
   return rows;
 }
 
+/** Why a cancelled request can no longer be decided, in words that carry its code (`key_revoked`). */
+export function cancelledText(a: Pick<ApprovalRow, 'cancel_reason' | 'cancelled_at'>): string {
+  const why = a.cancel_reason === 'key_revoked' ? 'its key was revoked' : 'it was closed';
+  return `cancelled (${a.cancel_reason ?? 'cancelled'}: ${why}${a.cancelled_at ? ` at ${a.cancelled_at.toISOString()}` : ''}); it can no longer be decided`;
+}
+
 export type Decision = 'approved' | 'denied';
 
 export type DecideResult =
   | { ok: true; approval: ApprovalRow }
   | {
       ok: false;
-      reason: 'not_found' | 'expired' | 'already_decided' | 'link_invalid';
+      reason: 'not_found' | 'expired' | 'cancelled' | 'already_decided' | 'link_invalid';
       approval?: ApprovalRow;
     };
 
@@ -108,12 +119,45 @@ export async function decideApproval(
           and a.metadata->'approval'->>'id' = d.id::text
     )
     select id from d`.execute(db);
+  if (rows.length) approvalsChanged([id]);
   const approval = await getApproval(db, id);
   if (rows.length && approval) return { ok: true, approval };
   if (!approval) return { ok: false, reason: 'not_found' };
   if (approval.status === 'expired') return { ok: false, reason: 'expired', approval };
+  if (approval.status === 'cancelled') return { ok: false, reason: 'cancelled', approval };
   if (approval.status !== 'pending') return { ok: false, reason: 'already_decided', approval };
   return { ok: false, reason: 'link_invalid', approval };
+}
+
+/**
+ * Cancels the open (pending, or approved and unused) requests of these keys, inside the caller's transaction (the
+ * revoke's, under the keys' admission locks, so no request of theirs opens or is used meanwhile), and stamps the
+ * held audit rows. Returns the ids cancelled; tell waiters with `approvalsChanged` once the transaction commits.
+ */
+export async function cancelForKeys(trx: Db, keyIds: readonly string[], reason: string): Promise<string[]> {
+  if (!keyIds.length) return [];
+  const { rows } = await sql<{ id: string }>`
+    with c as (
+      update approvals set status = 'cancelled', cancelled_at = clock_timestamp(), cancel_reason = ${reason},
+          link_nonce_hash = null
+        where id in (
+          -- In id order, as the expiry sweep locks them, so the two never wait on each other in a circle.
+          select id from approvals
+            where key_id = any(${[...keyIds]}::text[]) and status in ('pending', 'approved')
+              and expires_at > clock_timestamp()
+            order by id
+            for update)
+        returning id, key_id, args_hash, cancelled_at, cancel_reason
+    ), stamped as (
+      update audit_log a set metadata = a.metadata || jsonb_build_object('approval',
+            coalesce(a.metadata->'approval', '{}') || jsonb_build_object(
+              'status', 'cancelled', 'cancelled_at', c.cancelled_at, 'reason', c.cancel_reason))
+        from c
+        where a.key_id = c.key_id and a.args_hash = c.args_hash and a.decision = 'held'
+          and a.metadata->'approval'->>'id' = c.id::text
+    )
+    select id from c order by id`.execute(trx);
+  return rows.map((r) => r.id);
 }
 
 /** Marks requests past their expiry `expired` and returns each once, for the `approval_expired` alert. */

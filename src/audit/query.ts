@@ -36,6 +36,8 @@ export interface AuditApproval {
 
 export type AuditRow = Pick<Selectable<AuditLogTable>, (typeof AUDIT_COLUMNS)[number]> & {
   approval: AuditApproval | null;
+  /** Set on a replay (the vendor answered with an earlier call's object, $0 here): the row that counts it. */
+  replay_of: string | null;
 };
 
 export const DEFAULT_AUDIT_LIMIT = 100;
@@ -76,7 +78,8 @@ export function auditQuery(db: Kysely<Database>, filter: AuditFilter, ids?: read
   let q = db
     .selectFrom('audit_log')
     .select(AUDIT_COLUMNS)
-    .select(sql<AuditApproval | null>`metadata->'approval'`.as('approval'));
+    .select(sql<AuditApproval | null>`metadata->'approval'`.as('approval'))
+    .select(sql<string | null>`metadata->>'replay_of'`.as('replay_of'));
   if (ids) q = q.where('id', '=', sql<string>`any(${[...ids]}::uuid[])`);
   if (filter.agent !== undefined) q = q.where('agent', '=', filter.agent);
   if (filter.run !== undefined) q = q.where('run_id', '=', filter.run);

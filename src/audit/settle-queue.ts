@@ -10,6 +10,8 @@ export interface SettleItem {
   cost: number;
   cost_status: 'settled' | 'pending';
   patch: SettlePatch;
+  /** The vendor marked the answer as a replay of an earlier request (Stripe's Idempotent-Replayed). */
+  replayed?: boolean;
 }
 
 /**
@@ -20,7 +22,8 @@ export const SETTLE_DELAY_MS = 50;
 
 /**
  * Settles off the answer path: items wait at most `maxDelayMs`, then go in one statement with an
- * asynchronous commit (`leash_settle_batch`). One batch at a time, so a busy server batches more, not less.
+ * asynchronous commit (`leash_settle_calls`: a replay costs nothing). One batch at a time, so a busy server
+ * batches more, not less.
  * A settle lost to a crash leaves its row pending, which `leash reconcile` settles.
  */
 export class SettleQueue {
@@ -86,5 +89,5 @@ export class SettleQueue {
 }
 
 async function settleBatch(db: Db, items: SettleItem[]): Promise<void> {
-  await sql`select leash_settle_batch(${JSON.stringify(items)}::jsonb)`.execute(db);
+  await sql`select leash_settle_calls(${JSON.stringify(items)}::jsonb)`.execute(db);
 }

@@ -97,6 +97,8 @@ export interface Settlement {
   cost_micros?: number;
   reserved_micros?: number;
   cost_status?: string;
+  /** Set when the call settled as a replay: the audit row that counts its object. */
+  replay_of?: string | null;
 }
 
 /** The patch with every vendor-provided text jsonb-safe and capped (an error message echoing the agent's input included). */
@@ -112,7 +114,11 @@ export function storablePatch(patch: SettlePatch, h: AuditHasher): SettlePatch {
   return out;
 }
 
-/** Settles an admitted call (asynchronous commit: a lost settle is recovered by reconcile). Idempotent. */
+/**
+ * Settles an admitted call (asynchronous commit: a lost settle is recovered by reconcile). Idempotent. An object
+ * another row of the same key owns makes it a replay of that row (cost 0); one another key's row owns throws
+ * (unique_violation), so one object is never credited twice.
+ */
 export async function settleCall(
   db: Db,
   id: string,
@@ -124,7 +130,7 @@ export async function settleCall(
 ): Promise<Settlement> {
   const { rows } = await sql<{
     r: Settlement;
-  }>`select leash_settle(${id}::uuid, ${outcome}, ${costMicros}::bigint, ${costStatus}, ${JSON.stringify(storablePatch(patch, h))}::jsonb) as r`.execute(
+  }>`select leash_settle_call(${id}::uuid, ${outcome}, ${costMicros}::bigint, ${costStatus}, ${JSON.stringify(storablePatch(patch, h))}::jsonb) as r`.execute(
     db,
   );
   return rows[0]?.r ?? { settled: false, reason: 'no_row' };

@@ -1,5 +1,6 @@
 import { userInfo } from 'node:os';
 import {
+  cancelledText,
   decideApproval,
   getApproval,
   listApprovals,
@@ -89,6 +90,8 @@ function printOne(ctx: Context, a: ApprovalRow) {
     ['decided_at', a.decided_at],
     ['note', a.note],
     ['used_at', a.used_at],
+    ['cancelled_at', a.cancelled_at],
+    ['cancel_reason', a.cancel_reason],
     ['held_audit_id', a.held_audit_id],
     ['used_by_audit_id', a.used_by_audit_id],
   ];
@@ -134,7 +137,9 @@ function decide(decision: Decision) {
         throw new CliError(
           r.reason === 'expired'
             ? `approval request ${id ?? ''} expired at ${a?.expires_at.toISOString() ?? '?'}; it can no longer be decided`
-            : `approval request ${id ?? ''} is already ${a?.status ?? 'decided'}${a?.decided_by ? ` (by ${a.decided_by})` : ''}`,
+            : r.reason === 'cancelled' && a
+              ? `approval request ${id ?? ''} was ${cancelledText(a)}`
+              : `approval request ${id ?? ''} is already ${a?.status ?? 'decided'}${a?.decided_by ? ` (by ${a.decided_by})` : ''}`,
         );
       }
       if (ctx.jsonMode) return void ctx.json(r.approval);

@@ -58,6 +58,11 @@ function decisionText(r: AuditRow): string {
   return r.decision === 'denied' ? `denied:${r.reason ?? '?'}` : 'allowed';
 }
 
+/** The outcome as shown: a replay (the vendor repeated an earlier call's answer; $0 here) says so. */
+function outcomeText(r: AuditRow): string {
+  return r.replay_of ? 'replay' : r.outcome;
+}
+
 /** Who approved or denied a held call (or the approval an admitted call used), when, and their note. */
 export function approvalText(r: AuditRow): string | null {
   const a = r.approval;
@@ -78,9 +83,10 @@ export function formatAuditLine(r: AuditRow, label?: string): string {
     col(r.run_id, 12),
     col(r.tool, 14),
     col(label ?? decisionText(r), 30),
-    col(r.outcome, 9),
+    col(outcomeText(r), 9),
     col(costText(r), 10),
     r.vendor_object_id ?? '-',
+    ...(r.replay_of ? [`replay of ${r.replay_of}`] : []),
     approvalText(r) ?? '',
   ]
     .join('  ')
@@ -283,11 +289,12 @@ const query = command({
           run_id: r.run_id,
           tool: r.tool,
           decision: decisionText(r),
-          outcome: r.outcome,
+          outcome: outcomeText(r),
           cost: r.cost_micros > 0 || r.decision === 'allowed' ? formatUsd(r.cost_micros) : '-',
           reserved: r.reserved_micros > 0 ? formatUsd(r.reserved_micros) : '-',
           vendor_object_id: r.vendor_object_id,
           id: r.id,
+          replay_of: r.replay_of,
           approval: approvalText(r),
         })),
         [
@@ -301,6 +308,8 @@ const query = command({
           'reserved',
           'vendor_object_id',
           'id',
+          // The row a replay repeats (and that counts its cost), only when some row is one.
+          ...(rows.some((r) => r.replay_of) ? ['replay_of'] : []),
           // Who approved or denied a held call, only when some row has one.
           ...(rows.some((r) => approvalText(r)) ? ['approval'] : []),
         ],

@@ -4,21 +4,25 @@ import { formatUsd, parseUsd, UsdInputError } from '../policy/money.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
 import { openRuntime } from './runtime.js';
 import { auditHasher } from '../audit/audit-hash.js';
+import { timeFlag } from './audit.js';
 import { withDb } from './with-db.js';
 
 const reconcileCmd = command({
   name: '',
   summary: 'Settle audit rows left pending/unknown (crash, timeout) and costs the vendor prices later.',
   usage:
-    'reconcile [--grace 30] [--sandbox] [--json]  |  reconcile --settle <audit id> --outcome succeeded|failed [--cost-usd X]',
+    'reconcile [--grace 30] [--replays-since 7d] [--sandbox] [--json]  |  reconcile --settle <audit id> --outcome succeeded|failed [--cost-usd X]',
   help: [
     '--grace S   leave rows younger than S seconds alone (default 30)',
+    '--replays-since T  also correct replays an older leash counted twice, in rows since T',
+    '            (default 7d; a time or an age: 2026-11-20, 30d)',
     '--settle ID --outcome succeeded|failed [--cost-usd X]: settle one row by hand when the vendor cannot tell',
     '--sandbox   reconcile sandbox rows (only meaningful inside a sandbox server)',
     '--json      print the summary as JSON',
   ],
   options: {
     grace: { type: 'string', default: '30' },
+    'replays-since': { type: 'string', default: '7d' },
     sandbox: { type: 'boolean' },
     json: { type: 'boolean' },
     settle: { type: 'string' },
@@ -30,13 +34,17 @@ const reconcileCmd = command({
     const grace = Number(v.grace);
     if (!Number.isFinite(grace) || grace < 0)
       throw new CliError('--grace must be a number of seconds', EXIT.usage);
+    const replaysSince = timeFlag(v['replays-since'], '--replays-since');
     const runtime = await openRuntime(ctx.config(), { sandbox: Boolean(v.sandbox), poolMax: 2 });
     try {
-      const s = await reconcile(runtime.deps, { graceSeconds: grace });
+      const s = await reconcile(runtime.deps, {
+        graceSeconds: grace,
+        ...(replaysSince !== undefined ? { replaysSince } : {}),
+      });
       if (v.json) ctx.json(s);
       else {
         ctx.print(
-          `examined ${s.examined}: ${s.succeeded} succeeded, ${s.failed} failed, ${s.priced} priced, ${s.still_unknown} still unknown, ${s.skipped} skipped`,
+          `examined ${s.examined}: ${s.succeeded} succeeded, ${s.failed} failed, ${s.priced} priced, ${s.replays} replays, ${s.still_unknown} still unknown, ${s.skipped} skipped`,
         );
         for (const r of s.rows)
           ctx.print(

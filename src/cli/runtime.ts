@@ -1,6 +1,9 @@
 import { UNKEYED_WARNING } from '../audit/audit-hash.js';
 import type { Config } from '../config/config.js';
-import { createLogger } from '../config/logger.js';
+import { createLogger, type Logger } from '../config/logger.js';
+import { listenForCredentialChanges, type CredentialChanges } from '../credentials/credential-changes.js';
+import { envSecret } from '../credentials/credentials.js';
+import { checkSecretShapes } from '../credentials/secret-shape.js';
 import { openDatabase, type DbHandle } from '../db/database.js';
 import { createPipeline, type PipelineDeps } from '../pipeline/run-tool.js';
 import { catalog } from '../../tools/index.js';
@@ -9,6 +12,8 @@ import type { Context } from './command.js';
 export interface Runtime {
   handle: DbHandle;
   deps: PipelineDeps;
+  /** Hears `leash vendors set/remove` from any process, so cached vendor clients go at the next call. */
+  credentialChanges: CredentialChanges;
   close(): Promise<void>;
 }
 
@@ -19,6 +24,8 @@ export async function openRuntime(
 ): Promise<Runtime> {
   const handle = await openDatabase(config, o.poolMax ? { poolMax: o.poolMax } : {});
   const log = createLogger(config);
+  warnAboutEnvCredentials(config, log);
+  const credentialChanges = listenForCredentialChanges(() => handle.connectSession(), log);
   const deps = createPipeline({
     db: handle.db,
     config,
@@ -26,6 +33,7 @@ export async function openRuntime(
     sandbox: o.sandbox,
     log,
     vendorTimeoutMs: config.vendorTimeoutMs,
+    credentialChanges,
   });
   // Budget windows follow the database's clock; say when this machine's is far from it (NTP not running, say).
   const skewMs = await deps.clock.sync().catch(() => undefined);
@@ -36,12 +44,28 @@ export async function openRuntime(
   return {
     handle,
     deps,
+    credentialChanges,
     // Settles still queued are written before the pool closes (a crash instead leaves them to reconcile).
     close: async () => {
+      // Calls waiting on an approval answer now (status as it stands), before their pool goes.
+      deps.approvalWaits.close();
+      await new Promise((resolve) => setImmediate(resolve)); // their settles are queued by then
       await deps.settler.flush();
+      await credentialChanges.close();
       await handle.close();
     },
   };
+}
+
+/** Config refused malformed env credentials; a well-formed one may still deserve a word (a full Stripe key). */
+function warnAboutEnvCredentials(config: Config, log: Logger): void {
+  for (const spec of catalog.vendors.values()) {
+    const secret = envSecret(config, spec.env.secrets);
+    const { warnings } = checkSecretShapes(spec.name, secret, spec.env.shapes, (f) => {
+      return `${f} (${spec.env.secrets[f] ?? '?'})`;
+    });
+    for (const warning of warnings) log.info(warning);
+  }
 }
 
 /** Servers say once, at start, when the audit log's hashes are unkeyed (hashing is no control: they still start). */

@@ -82,7 +82,10 @@ async function serveHttp(
     maxFailures: config.authFailuresPerMinute,
     windowMs: 60_000,
     trustProxyHops: config.trustProxyHops,
-    onFailure: alerts.onAuthFailure,
+    onFailure: (failure) => {
+      alerts.onAuthFailure(failure);
+      metrics.authFailed(failure);
+    },
   });
   const reconciler =
     o.reconcileEverySeconds > 0

@@ -1,4 +1,5 @@
 import {
+  envSecret,
   listCredentials,
   removeCredential,
   resolveCredential,
@@ -7,6 +8,7 @@ import {
   type CredentialInfo,
 } from '../credentials/credentials.js';
 import { loadMasterKey } from '../credentials/master-key.js';
+import { checkSecretShapes } from '../credentials/secret-shape.js';
 import { VendorError } from '../pipeline/errors.js';
 import { withDb } from './with-db.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
@@ -131,6 +133,13 @@ const set = command({
         EXIT.usage,
       );
     if (unset.length) ctx.warn(`${unset.join(', ')} is not set here; the credential works only where it is`);
+    // Shapes before the database: a malformed credential is refused here, naming the field, and nothing is stored.
+    const shapes = catalog.vendors.get(name)?.env.shapes;
+    const shape = checkSecretShapes(name, secret ?? envSecret(ctx.config(), envVars ?? {}), shapes, (f) =>
+      envVars ? `${f} (${envVars[f] ?? '?'})` : f,
+    );
+    if (shape.problems.length) throw new CliError(shape.problems.join('; '), EXIT.usage);
+    for (const w of shape.warnings) ctx.warn(w);
     await withDb(ctx, (db) =>
       setCredential(db, ctx.config(), {
         vendor: name,
@@ -139,6 +148,7 @@ const set = command({
         ...(envVars ? { envVars } : {}),
         baseUrl: v['base-url'],
         account: v.account,
+        shapes,
       }),
     );
     if (v.json) ctx.json({ vendor: name, name: v.name, source: secret ? 'encrypted' : 'env' });
@@ -222,7 +232,7 @@ const check = command({
     const spec = catalog.vendors.get(vendor);
     const credential = await withDb(ctx, async (db) => {
       try {
-        return await resolveCredential(db, ctx.config(), vendor, v.name, fields);
+        return await resolveCredential(db, ctx.config(), vendor, v.name, fields, spec?.env.shapes);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         throw new CliError(message, /^no credential/.test(message) ? EXIT.notFound : EXIT.failure);

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { VendorDeclaration } from '../vendor-kit/vendor-spec.js';
 import { deriveAuditKey } from '../audit/audit-hash.js';
 import { CredentialError, decodeKey, masterKeyPath } from '../credentials/master-key.js';
+import { checkSecretShapes, type SecretShape } from '../credentials/secret-shape.js';
 import { catalog } from '../../tools/index.js';
 
 /** Error for a configuration that cannot be used; its message is already readable. */
@@ -100,12 +101,33 @@ function describe(error: z.ZodError, where: string): string {
   return `invalid configuration in ${where}:\n${z.prettifyError(error)}`;
 }
 
-/** The one schema: leash's own keys plus what each vendor declares (base URL variable, price key). */
+/** A vendor secret env var: when set, its value has the vendor's declared shape (the error never shows it). */
+function secretVar(vendor: string, field: string, envVar: string, shape: SecretShape) {
+  return z
+    .string()
+    .optional()
+    .superRefine((value, ctx) => {
+      if (!value) return; // empty counts as unset, as below
+      const { problems } = checkSecretShapes(
+        vendor,
+        { [field]: value },
+        { [field]: shape },
+        (f) => `${f} (${envVar})`,
+      );
+      for (const message of problems) ctx.addIssue({ code: 'custom', message });
+    });
+}
+
+/** The one schema: leash's own keys plus what each vendor declares (base URL variable, secret shapes, price key). */
 function schemas(vendors: readonly VendorDeclaration[]) {
   const envExtra: Record<string, z.ZodType> = {};
   const fileExtra: Record<string, z.ZodType> = {};
   for (const v of vendors) {
     envExtra[v.env.baseUrl] = url.optional();
+    for (const [field, envVar] of Object.entries(v.env.secrets)) {
+      const shape = v.env.shapes?.[field];
+      if (shape) envExtra[envVar] = secretVar(v.name, field, envVar, shape);
+    }
     if (v.pricing) fileExtra[v.pricing.key] = v.pricing.schema.optional();
   }
   return {

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { Config } from '../config/config.js';
 import type { Db } from '../db/database.js';
 import { CredentialError, loadMasterKey, open, seal } from './master-key.js';
+import { checkSecretShapes, type SecretShapes } from './secret-shape.js';
 
 /** What a vendor needs as its secret: field name → the env var the vendor's own docs use for it. */
 export type SecretFields = Readonly<Record<string, string>>;
@@ -101,6 +102,7 @@ function fromEnv(
 /**
  * Finds the named credential for a vendor: a stored row (env or encrypted), or for `default` the vendor's
  * usual env vars. LEASH_<VENDOR>_BASE_URL overrides any base URL. The only code that reads a raw vendor key.
+ * A `--from-env` reference whose variable holds a malformed value (per `shapes`) throws, naming the variable.
  */
 export async function resolveCredential(
   db: Db,
@@ -108,6 +110,7 @@ export async function resolveCredential(
   vendor: string,
   name: string,
   fields: SecretFields,
+  shapes?: SecretShapes,
 ): Promise<ResolvedCredential> {
   const row = await db
     .selectFrom('vendor_credentials')
@@ -123,7 +126,10 @@ export async function resolveCredential(
       );
     secret = fromEnv(config, vendor, name, fields);
   } else if (row.source === 'env') {
-    secret = fromEnv(config, vendor, name, JSON.parse(row.env_var ?? '{}') as SecretFields);
+    const mapping = JSON.parse(row.env_var ?? '{}') as SecretFields;
+    secret = fromEnv(config, vendor, name, mapping);
+    // The variable is read here, on the server, and may hold something else than where it was set.
+    assertShapes(vendor, name, secret, shapes, (f) => `${f} (${mapping[f] ?? '?'})`);
   } else {
     const key = await loadMasterKey(config);
     secret = JSON.parse(open(key, row.ciphertext ?? Buffer.alloc(0), `${vendor}/${name}`)) as Record<
@@ -146,11 +152,45 @@ export interface SetCredential {
   envVars?: Record<string, string>;
   baseUrl?: string | undefined;
   account?: string | undefined;
+  /** The vendor's secret shapes: a malformed value (given, or in a named variable that is set) stores nothing. */
+  shapes?: SecretShapes | undefined;
 }
 
-/** Creates or replaces a named vendor credential. */
+/** Throws a CredentialError listing every malformed field (never a value). */
+function assertShapes(
+  vendor: string,
+  name: string,
+  secret: Readonly<Record<string, string | undefined>>,
+  shapes: SecretShapes | undefined,
+  label?: (field: string) => string,
+): void {
+  const { problems } = checkSecretShapes(vendor, secret, shapes, label);
+  if (problems.length) throw new CredentialError(`credential ${vendor}/${name}: ${problems.join('; ')}`);
+}
+
+/** The value of each field of an env-var mapping that is set in this environment. */
+export function envSecret(config: Config, mapping: SecretFields): Record<string, string | undefined> {
+  return Object.fromEntries(
+    Object.entries(mapping).map(([field, envVar]) => [
+      field,
+      config.vendorEnv[envVar] ?? config.extraEnv[envVar] ?? undefined,
+    ]),
+  );
+}
+
+/** Creates or replaces a named vendor credential. Checks shapes first: a malformed credential stores nothing. */
 export async function setCredential(db: Db, config: Config, c: SetCredential): Promise<void> {
   if (!c.secret === !c.envVars) throw new CredentialError('give either a secret or env var names, not both');
+  if (c.secret) assertShapes(c.vendor, c.name, c.secret, c.shapes);
+  const mapping = c.envVars;
+  if (mapping)
+    assertShapes(
+      c.vendor,
+      c.name,
+      envSecret(config, mapping),
+      c.shapes,
+      (f) => `${f} (${mapping[f] ?? '?'})`,
+    );
   const ciphertext = c.secret
     ? seal(await loadMasterKey(config, true), JSON.stringify(c.secret), `${c.vendor}/${c.name}`)
     : null;

@@ -26,6 +26,8 @@ export interface DbHandle {
   db: Db;
   pool: pg.Pool;
   url: string;
+  /** A connected session outside the pool, on the same server (e.g. for LISTEN); the caller ends it. */
+  connectSession(): Promise<pg.Client>;
   close(): Promise<void>;
 }
 
@@ -70,19 +72,20 @@ export async function openDatabase(
   const given = options.url ?? config.databaseUrl;
   const target = given ? fixedTarget(given) : await embeddedTarget(config.home);
   const url = target.url;
+  // Each new connection goes where the target says now, so a long-lived pool follows a restarted server.
+  const TargetClient = class extends pg.Client {
+    constructor(options?: pg.ClientConfig) {
+      super({ ...options, connectionString: target.url });
+      // The server going away while a client is checked out (pg-pool listens only on idle ones) must not
+      // crash the process: the query in flight rejects with the same error, and the pool drops the client.
+      this.on('error', () => undefined);
+    }
+  };
   const pool = new pg.Pool({
     max: options.poolMax ?? config.poolMax,
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
-    // Each new connection goes where the target says now, so a long-lived pool follows a restarted server.
-    Client: class extends pg.Client {
-      constructor(options?: pg.ClientConfig) {
-        super({ ...options, connectionString: target.url });
-        // The server going away while a client is checked out (pg-pool listens only on idle ones) must not
-        // crash the process: the query in flight rejects with the same error, and the pool drops the client.
-        this.on('error', () => undefined);
-      }
-    },
+    Client: TargetClient,
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => undefined);
@@ -107,6 +110,16 @@ export async function openDatabase(
     db,
     pool,
     url,
+    async connectSession() {
+      const client = new TargetClient({ connectionTimeoutMillis: 5000 });
+      try {
+        await client.connect();
+      } catch (error) {
+        await target.refresh();
+        throw error;
+      }
+      return client;
+    },
     close: () => db.destroy(),
   };
   if (options.migrate !== false) {

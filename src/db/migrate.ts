@@ -11,6 +11,9 @@ import * as batchAdmission from './migrations/2026-11-23-0009-batch-admission.js
 import * as indexedBatches from './migrations/2026-11-23-0010-indexed-batches.js';
 import * as leanerBatches from './migrations/2026-11-23-0011-leaner-batches.js';
 import * as admissionGuards from './migrations/2026-11-23-0012-admission-guards.js';
+import * as replays from './migrations/2026-12-06-0013-replays.js';
+import * as approvalCancel from './migrations/2026-12-06-0014-approval-cancel.js';
+import * as credentialVersion from './migrations/2026-12-06-0015-credential-version.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -26,6 +29,9 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-11-23-0010-indexed-batches': indexedBatches,
   '2026-11-23-0011-leaner-batches': leanerBatches,
   '2026-11-23-0012-admission-guards': admissionGuards,
+  '2026-12-06-0013-replays': replays,
+  '2026-12-06-0014-approval-cancel': approvalCancel,
+  '2026-12-06-0015-credential-version': credentialVersion,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */

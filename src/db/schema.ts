@@ -116,7 +116,7 @@ export interface AuditObjectsTable {
   audit_id: string;
 }
 
-export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used';
+export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'used' | 'cancelled';
 
 /** A call held for a person: bound to one key and the digest of its exact arguments (see src/approvals). */
 export interface ApprovalsTable {
@@ -148,6 +148,9 @@ export interface ApprovalsTable {
   link_nonce_hash: Buffer | null;
   announced_at: Date | null;
   expiry_announced_at: Date | null;
+  /** Closed without a decision (its key was revoked): when, and the refusal code that says why. */
+  cancelled_at: Date | null;
+  cancel_reason: string | null;
 }
 
 /** One window a call reserved in; recorded on its audit row so settlement finds it even across midnight. */

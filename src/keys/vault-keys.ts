@@ -1,5 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
+import { approvalsChanged } from '../approvals/changes.js';
+import { cancelForKeys } from '../approvals/store.js';
 import { durableCommit, type Db } from '../db/database.js';
 
 /** A vault key problem an operator can act on (unknown policy, bad id). */
@@ -108,21 +110,22 @@ export type RevokeTarget = { id: string } | { agent: string } | { runId: string 
 /**
  * Revokes keys and returns the ids revoked now. Each key's admission lock is taken exclusively first, so the
  * revoke waits out admissions in flight and every admission that starts later sees it: once this returns,
- * no call of these keys is admitted, on any replica.
+ * no call of these keys is admitted, on any replica. Their open approval requests are cancelled (`key_revoked`)
+ * in the same transaction, so no one can approve a call these keys can no longer make.
  */
 export async function revokeKeys(
   db: Db,
   target: RevokeTarget,
   reason = 'revoked by operator',
 ): Promise<string[]> {
-  return db.transaction().execute(async (trx) => {
+  const done = await db.transaction().execute(async (trx) => {
     await durableCommit(trx);
     let q = trx.selectFrom('vault_keys').select('id').where('revoked_at', 'is', null);
     if ('id' in target) q = q.where('id', '=', target.id);
     else if ('agent' in target) q = q.where('agent', '=', target.agent);
     else q = q.where('run_id', '=', target.runId);
     const ids = (await q.orderBy('id').execute()).map((r) => r.id);
-    if (!ids.length) return [];
+    if (!ids.length) return { revoked: [], cancelled: [] };
     // One fixed order, so two revokes of overlapping sets cannot deadlock.
     await sql`select pg_advisory_xact_lock(leash_key_lock_id(s.id)) from (select id from unnest(${ids}::text[]) as id order by id) as s`.execute(
       trx,
@@ -136,8 +139,11 @@ export async function revokeKeys(
       .where('revoked_at', 'is', null)
       .returning('id')
       .execute();
-    return rows.map((r) => r.id);
+    const revoked = rows.map((r) => r.id);
+    return { revoked, cancelled: await cancelForKeys(trx, revoked, 'key_revoked') };
   });
+  approvalsChanged(done.cancelled);
+  return done.revoked;
 }
 
 /**

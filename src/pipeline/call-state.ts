@@ -19,6 +19,8 @@ export interface CallRequest {
   idempotencyKey?: string | undefined;
   /** What the door itself found wrong (a bad header, an unreadable or oversized body): validate refuses with these. */
   issues?: readonly { field: string; problem: string }[] | undefined;
+  /** Aborted when the caller goes away (client disconnect, cancellation, server closing): waits end early. */
+  signal?: AbortSignal | undefined;
 }
 
 /** Vendors take idempotency keys of at most 255 characters (Stripe). */
@@ -49,8 +51,10 @@ export interface CallState {
   req: CallRequest;
   id: string;
   started: number;
-  /** The tool's name as stored (an unknown name is sanitised and capped). */
+  /** The tool's name as stored and labelled: a catalog name, or `other` when the caller named none. */
   name: string;
+  /** What the caller asked for when it names no tool (sanitised and capped): kept in the audit row's request. */
+  asked?: string;
   draft: AuditDraft;
   tool?: ToolDefinition;
   key?: AuthenticatedKey;

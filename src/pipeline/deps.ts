@@ -2,8 +2,10 @@ import type { Config } from '../config/config.js';
 import type { Logger } from '../config/logger.js';
 import { DbClock } from '../db/clock.js';
 import type { Db } from '../db/database.js';
+import type { CredentialChanges } from '../credentials/credential-changes.js';
 import { auditHasher, type AuditHasher } from '../audit/audit-hash.js';
 import { AdmissionQueue } from '../audit/admission-queue.js';
+import { ApprovalWaits } from '../approvals/wait.js';
 import { SETTLE_DELAY_MS, SettleQueue } from '../audit/settle-queue.js';
 import { KeyCache } from '../keys/key-cache.js';
 import { VendorClients } from './clients.js';
@@ -50,25 +52,33 @@ export interface PipelineDeps {
   auditHash: AuditHasher;
   /** The database's clock: which budget window a call counts in, the same on every replica. */
   clock: DbClock;
+  /** `get_approval` calls waiting for a decision; close it before the pool. */
+  approvalWaits: ApprovalWaits;
   onEvent?: (event: PipelineEvent) => void;
 }
 
 /** Builds the pipeline's dependencies once per process. */
 export function createPipeline(
-  o: Omit<PipelineDeps, 'clients' | 'keys' | 'admissions' | 'settler' | 'auditHash' | 'clock'> & {
+  o: Omit<
+    PipelineDeps,
+    'clients' | 'keys' | 'admissions' | 'settler' | 'auditHash' | 'clock' | 'approvalWaits'
+  > & {
     vendorTimeoutMs?: number;
     settleDelayMs?: number;
+    /** Stored credential changes, heard on every replica (the runtime's LISTEN session); without it clients live 30 s. */
+    credentialChanges?: CredentialChanges;
   },
 ): PipelineDeps {
   const auditHash = auditHasher(o.config.auditKey);
   return {
     ...o,
-    clients: new VendorClients(o.db, o.config, o.sandbox, o.vendorTimeoutMs ?? 20_000),
+    clients: new VendorClients(o.db, o.config, o.sandbox, o.vendorTimeoutMs ?? 20_000, o.credentialChanges),
     keys: new KeyCache(o.db),
     admissions: new AdmissionQueue(o.db, auditHash),
     settler: new SettleQueue(o.db, o.log, auditHash, o.settleDelayMs ?? SETTLE_DELAY_MS),
     auditHash,
     clock: new DbClock(o.db),
+    approvalWaits: new ApprovalWaits(o.db),
   };
 }
 

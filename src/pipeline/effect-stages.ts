@@ -13,7 +13,13 @@ export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
       s.req.idempotencyKey ? vendorIdempotencyKey(key.id, s.req.idempotencyKey) : `leash_${s.id}`,
       () => budgetView(deps.db, key, key.policy, deps.clock.now()),
     ),
-    approval: (id: string) => approvalView(deps.db, key.id, id),
+    approval: (id: string, waitSeconds?: number) =>
+      approvalView(
+        deps.db,
+        key.id,
+        id,
+        waitSeconds ? { waits: deps.approvalWaits, seconds: waitSeconds, signal: s.req.signal } : undefined,
+      ),
   };
   const t0 = performance.now();
   try {
@@ -53,6 +59,7 @@ export function settle(s: CallState, deps: PipelineDeps): void {
       outcome: 'succeeded',
       cost: e.costMicros,
       cost_status: e.costStatus,
+      ...(e.replayed ? { replayed: true } : {}),
       patch: {
         vendor_object_id: e.vendorObjectId,
         vendor_request_id: scrubId(e.vendorRequestId, s.handle?.secrets),

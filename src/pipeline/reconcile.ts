@@ -1,7 +1,9 @@
 import { sql } from 'kysely';
+import { correctReplays } from '../audit/double-counts.js';
 import { settleCall } from '../audit/write.js';
 import type { Db } from '../db/database.js';
 import { loadPolicy } from '../policies/store.js';
+import { formatUsd } from '../policy/money.js';
 import { scrub, VendorError } from './errors.js';
 import type { PipelineDeps } from './run-tool.js';
 import type { PendingCall } from './tool.js';
@@ -12,6 +14,8 @@ export interface ReconcileSummary {
   succeeded: number;
   failed: number;
   priced: number;
+  /** Rows settled (or corrected) as replays of the row that counts their vendor object: $0 each. */
+  replays: number;
   still_unknown: number;
   skipped: number;
   rows: { id: string; tool: string; before: string; after: string; note?: string }[];
@@ -42,12 +46,14 @@ const isUniqueViolation = (error: unknown) =>
 /**
  * Settles rows left pending/unknown (crash, timeout) and costs the vendor prices later. Each tool says how:
  * replay with the same idempotency key, or look the object up. Rows younger than `graceSeconds` are left
- * alone so a call still in flight is not raced.
+ * alone so a call still in flight is not raced. An object another row of the same key already counts makes the
+ * row a $0 replay of it. With `replaysSince`, first corrects rows from then on that an earlier version counted twice.
  */
 export async function reconcile(
   deps: PipelineDeps,
-  o: { graceSeconds?: number; limit?: number } = {},
+  o: { graceSeconds?: number; limit?: number; replaysSince?: Date } = {},
 ): Promise<ReconcileSummary> {
+  const corrected = o.replaysSince ? await correctReplays(deps.db, { since: o.replaysSince }) : [];
   const grace = o.graceSeconds ?? 30;
   // audit_unsettled holds exactly the admitted rows not yet settled (kept by leash_admit / leash_settle).
   const rows = await deps.db
@@ -78,9 +84,16 @@ export async function reconcile(
     succeeded: 0,
     failed: 0,
     priced: 0,
+    replays: corrected.length,
     still_unknown: 0,
     skipped: 0,
-    rows: [],
+    rows: corrected.map((c) => ({
+      id: c.id,
+      tool: '(counted twice)',
+      before: 'succeeded',
+      after: 'replay',
+      note: `replay of ${c.replay_of}; ${formatUsd(c.cost_micros)} no longer counted`,
+    })),
   };
   for (const row of rows) {
     const before = row.outcome === 'succeeded' ? `succeeded/cost ${row.cost_status}` : row.outcome;
@@ -123,6 +136,7 @@ export async function reconcile(
       reservedMicros: row.reserved_micros,
       costMicros: row.cost_micros,
     };
+    let claimed: string | undefined;
     try {
       const vc = await vendorContext(deps, tool, policy);
       const result = await tool.reconcile(
@@ -135,17 +149,11 @@ export async function reconcile(
         },
         pending,
       );
-      const claimed = result.outcome === 'succeeded' ? result.vendorObjectId : undefined;
-      const owner =
-        claimed && claimed !== row.vendor_object_id
-          ? (await ownersOf(deps.db, vendor, row.id, [claimed])).get(claimed)
-          : undefined;
-      if (owner) {
-        // One vendor object, one audit row: crediting it here would count its cost twice.
-        summary.still_unknown++;
-        note(before, `${claimed ?? ''} already belongs to audit row ${owner}; not credited twice`);
-      } else if (result.outcome === 'succeeded') {
-        await settleCall(
+      if (result.outcome === 'succeeded') {
+        claimed = result.vendorObjectId;
+        // An object another row of this key owns makes this row a replay of it (SQL decides, under the row lock);
+        // one another key's row owns is refused (unique_violation, below): one object is never credited twice.
+        const settled = await settleCall(
           deps.db,
           row.id,
           'succeeded',
@@ -158,9 +166,14 @@ export async function reconcile(
           },
           deps.auditHash,
         );
-        if (row.outcome === 'succeeded') summary.priced++;
-        else summary.succeeded++;
-        note(result.costStatus === 'pending' ? 'succeeded/cost pending' : 'succeeded');
+        if (settled.replay_of) {
+          summary.replays++;
+          note('replay', `its object belongs to audit row ${settled.replay_of}; not counted twice`);
+        } else {
+          if (row.outcome === 'succeeded') summary.priced++;
+          else summary.succeeded++;
+          note(result.costStatus === 'pending' ? 'succeeded/cost pending' : 'succeeded');
+        }
       } else if (result.outcome === 'failed') {
         await settleCall(
           deps.db,
@@ -181,14 +194,13 @@ export async function reconcile(
       }
     } catch (error) {
       summary.still_unknown++;
-      note(
-        before,
-        error instanceof VendorError
-          ? `vendor ${error.kind}`
-          : isUniqueViolation(error)
-            ? 'its vendor object already belongs to another audit row; not credited twice'
-            : 'error',
-      );
+      if (isUniqueViolation(error)) {
+        const owner = claimed ? (await ownersOf(deps.db, vendor, row.id, [claimed])).get(claimed) : undefined;
+        note(
+          before,
+          `${claimed ?? 'its object'} already belongs to audit row ${owner ?? '(another)'}; not credited twice`,
+        );
+      } else note(before, error instanceof VendorError ? `vendor ${error.kind}` : 'error');
     }
   }
   return summary;

@@ -118,6 +118,11 @@ export const REFUSALS: Readonly<Record<string, RefusalKind>> = {
     message: (d) =>
       `a person denied this call (approval ${String(d.approval_id)}${typeof d.note === 'string' && d.note ? `: ${d.note}` : ''})`,
   },
+  approval_not_found: {
+    retryable: false,
+    http: 404,
+    message: say('this key has no approval request with that id'),
+  },
   approval_expired: {
     retryable: false,
     http: 403,

@@ -12,6 +12,9 @@ export { createPipeline, type PipelineDeps, type PipelineEvent } from './deps.js
 export type { CallRequest, ToolCallResult } from './call-state.js';
 export { argsHash } from './stages.js';
 
+/** The tool column and `tool` label of a call that names no tool or endpoint of the catalog. */
+export const OTHER_TOOL = 'other';
+
 /**
  * The one path every call takes, from either front door:
  * authenticate → validate → facts → evaluate → admit → call → settle → answer.
@@ -119,7 +122,10 @@ function finish(s: CallState, deps: PipelineDeps, result: ToolCallResult): ToolC
 
 function newState(deps: PipelineDeps, req: CallRequest): CallState {
   const tool = operationOf(deps.catalog, req.tool, req.door);
-  const name = tool?.name ?? safeText(req.tool, MAX_NAME_CHARS).text;
+  // Tool columns and metric labels take the catalog's closed set plus `other`; an unknown name or path goes to
+  // the request (callers choose it, so it must not make a new series or tool value).
+  const asked = tool ? undefined : safeText(req.tool, MAX_NAME_CHARS).text;
+  const name = tool?.name ?? OTHER_TOOL;
   const id = uuidv7();
   const draft: AuditDraft = {
     id,
@@ -132,7 +138,7 @@ function newState(deps: PipelineDeps, req: CallRequest): CallState {
     vendor: tool?.vendor ?? null,
     operation: tool?.operation ?? null,
     account: null,
-    request: null,
+    request: asked === undefined ? null : { name: asked },
     args_hash: null,
     sandbox: deps.sandbox,
     door: req.door,
@@ -143,6 +149,7 @@ function newState(deps: PipelineDeps, req: CallRequest): CallState {
   };
   const s: CallState = { req, id, started: performance.now(), name, draft, cost: 0 };
   if (tool) s.tool = tool;
+  if (asked !== undefined) s.asked = asked;
   return s;
 }
 
@@ -152,6 +159,7 @@ export function runTool(
   presentedKey: string | undefined,
   tool: string,
   args: unknown,
+  signal?: AbortSignal,
 ): Promise<ToolCallResult> {
-  return runCall(deps, { key: presentedKey, tool, args, door: 'mcp' });
+  return runCall(deps, { key: presentedKey, tool, args, door: 'mcp', signal });
 }

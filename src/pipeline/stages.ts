@@ -2,17 +2,16 @@ import { windowsFor } from '../ledger/windows.js';
 import { evaluate as evaluatePolicy } from '../policy/evaluate.js';
 import { canonicalJson } from '../policy/compile.js';
 import type { AuditHasher } from '../audit/audit-hash.js';
+import { approvalView } from '../approvals/view.js';
 import { vendorIdempotencyKey, type CallState, type StageResult } from './call-state.js';
 import type { PipelineDeps } from './deps.js';
-import { scrub, scrubVendorError, VendorError } from './errors.js';
+import { PolicyDenied, scrub, scrubVendorError, VendorError } from './errors.js';
 import { pricingFrom, withoutNulls } from './tool.js';
 import { vendorContext } from './vendor-context.js';
 import { vendorInfo, errorName } from './failure.js';
 
 /** Nesting deeper than this is refused before anything walks it (hashing, validation, storage). */
 const MAX_DEPTH = 32;
-/** Read-only tools get this many times the policy's loop-guard limit: polling is not a loop with an effect. */
-const READ_ONLY_LOOP_FACTOR = 10;
 
 /** Key → key row and policy (cached; SQL re-checks at admission). Unknown, revoked or expired → refused. */
 export async function authenticate(s: CallState, deps: PipelineDeps, fresh: boolean): Promise<StageResult> {
@@ -58,13 +57,14 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
     return { code: 'invalid_input', message: `arguments are nested deeper than ${MAX_DEPTH} levels` };
   }
   const h = deps.auditHash;
-  s.draft.args_hash = argsHash(s.name, args, h);
+  s.draft.args_hash = argsHash(s.asked ?? s.name, args, h);
   // REST: default deny — a path no endpoint declares, or one the policy does not list, is refused alike.
   const rest = s.req.door === 'http';
   if (!s.tool) {
-    s.draft.request = requestOf(args);
-    if (rest) return { code: 'endpoint_not_allowed', message: `leash does not allow ${s.name}` };
-    return { code: 'unknown_tool', message: `there is no tool named ${s.name}` };
+    const asked = s.asked ?? s.name;
+    s.draft.request = { name: asked, arguments: requestOf(args) };
+    if (rest) return { code: 'endpoint_not_allowed', message: `leash does not allow ${asked}` };
+    return { code: 'unknown_tool', message: `there is no tool named ${asked}` };
   }
   const rule = policy.tools.get(s.tool.name);
   if (!rule && rest) {
@@ -126,8 +126,13 @@ export async function facts(s: CallState, deps: PipelineDeps): Promise<StageResu
   }
   if (tool.lookup) {
     try {
-      s.looked = await tool.lookup(s.vendor.lookupCtx, s.input);
+      const key = s.key!;
+      const ctx = { ...s.vendor.lookupCtx, approval: (id: string) => approvalView(deps.db, key.id, id) };
+      s.looked = await tool.lookup(ctx, s.input);
     } catch (error) {
+      // The lookup itself says no (get_approval: no such request of this key): a refusal from the table.
+      if (error instanceof PolicyDenied)
+        return { code: error.code, message: error.message, details: error.details };
       if (!(error instanceof VendorError)) {
         deps.log.error('fact lookup failed', { audit_id: s.id, error: errorName(error) });
         return { code: 'facts_unavailable' };
@@ -186,12 +191,9 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
         policyVersion: key.policy.version,
         cost: s.cost,
         windows: windowsFor(key.policy, key.id, deps.clock.now(), tool.countsAsRequest !== false),
-        loop: guard
-          ? {
-              limit: guard.identicalCalls * (readOnly ? READ_ONLY_LOOP_FACTOR : 1),
-              seconds: guard.windowSeconds,
-            }
-          : null,
+        // Polling (get_budget, get_approval, get_payment) is not a loop with an effect: reads are never
+        // loop-guarded; those that count as requests still meet the hourly request cap.
+        loop: guard && !readOnly ? { limit: guard.identicalCalls, seconds: guard.windowSeconds } : null,
         approval: s.approval && { expiresSeconds: s.approval.expiresSeconds, usdMicros: s.amountMicros ?? 0 },
       },
       s.draft,

@@ -45,13 +45,15 @@ export interface BudgetView {
 /** One approval request of this key, as the agent may see it. */
 export interface ApprovalView {
   approval_id: string;
-  status: 'pending' | 'approved' | 'denied' | 'expired' | 'used';
+  status: 'pending' | 'approved' | 'denied' | 'expired' | 'used' | 'cancelled';
   tool: string;
   usd_micros: number;
   created_at: string;
   expires_at: string;
   decided_at: string | null;
   note: string | null;
+  /** Why a cancelled request was closed (`key_revoked`); null otherwise. */
+  cancel_reason: string | null;
 }
 
 export interface LookupContext<Client> {
@@ -59,6 +61,8 @@ export interface LookupContext<Client> {
   rule: ToolRule;
   account: string | undefined;
   sandbox: boolean;
+  /** This key's own approval request by id (undefined when there is none); set for calls, not for reconcile. */
+  approval?(id: string): Promise<ApprovalView | undefined>;
 }
 
 export interface CallContext<Client> extends LookupContext<Client> {
@@ -66,8 +70,11 @@ export interface CallContext<Client> extends LookupContext<Client> {
   idempotencyKey: string;
   pricing: Pricing;
   budget(): Promise<BudgetView>;
-  /** This key's own approval request by id (undefined when there is none); set for calls, not for reconcile. */
-  approval?(id: string): Promise<ApprovalView | undefined>;
+  /**
+   * This key's own approval request by id (undefined when there is none); set for calls, not for reconcile. With
+   * `waitSeconds`, a pending request is answered once decided (or when the wait runs out or the caller goes away).
+   */
+  approval?(id: string, waitSeconds?: number): Promise<ApprovalView | undefined>;
 }
 
 /** What reconcile adds to a call's context. */
@@ -90,6 +97,11 @@ export interface Effect<Out> {
   amount?: { minor: number; currency: string };
   /** The vendor answered with an error that still goes back to the caller (REST pass-through): settle it so. */
   outcome?: 'failed' | 'unknown';
+  /**
+   * The vendor marked the answer as a replay of an earlier request with the same idempotency key (Stripe's
+   * `Idempotent-Replayed: true`): settle it as a replay of that call when another row of the key has it.
+   */
+  replayed?: boolean;
 }
 
 /** The audit row fields reconcile hands back to the tool. */

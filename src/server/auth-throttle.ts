@@ -1,32 +1,46 @@
 import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
+import type { AuthResult } from '../keys/authenticate.js';
+import { parseVaultKey } from '../keys/vault-keys.js';
 
-/** One wrong secret presented over HTTP; `throttled` when it was refused unchecked because its address is blocked. */
+/**
+ * One wrong secret presented over HTTP. `reason`: `malformed` (not shaped like a vault key), `wrong` (checked and
+ * matched nothing), `unchecked` (refused without a check: its address is blocked and had no lookup left).
+ * `throttled` when it was answered 429 because its address is blocked.
+ */
 export interface AuthFailure {
   address: string;
   kind: 'vault_key' | 'admin_token';
+  reason: 'malformed' | 'wrong' | 'unchecked';
   throttled: boolean;
 }
 
 export interface AuthThrottleOptions {
-  /** Wrong secrets an address may present per window before it is refused for the rest of it. */
+  /** Wrong secrets an address may present per window before its wrong secrets are answered 429. */
   maxFailures: number;
   windowMs: number;
   /** Proxies in front of leash that append to X-Forwarded-For; 0 trusts only the socket's peer. */
   trustProxyHops?: number;
-  /** Told of every failure (alerts count them); must not throw or block. */
+  /** Told of every failure (alerts and metrics count them); must not throw or block. */
   onFailure?: (failure: AuthFailure) => void;
   now?: () => number;
 }
 
 export interface AuthThrottle {
-  /** Seconds this request's address must wait before presenting another secret, or 0 if it may. */
+  /** Seconds until this request's address is no longer blocked, or 0 if it is not. */
   retryAfter(req: IncomingMessage): number;
-  /** Records a wrong secret from this request's address. */
-  failed(req: IncomingMessage, kind: AuthFailure['kind']): void;
-  /** Records a request refused by retryAfter(), so persistence after the block is counted too. */
-  refused(req: IncomingMessage, kind: AuthFailure['kind']): void;
-  /** Failures and refusals since start (for logs and tests). */
+  /**
+   * Whether a secret this address presents may be checked against the database now: always while it is not
+   * blocked; once blocked, one lookup per `windowMs / maxFailures` (the rate its allowance had), so a blocked
+   * address costs the database no more than an unblocked one and an unseen right key still gets through.
+   */
+  mayLookUp(req: IncomingMessage): boolean;
+  /**
+   * Records a wrong (or unchecked) secret and says how to answer it: 0 → 401, counted against the address's
+   * allowance; otherwise the address is blocked and this is the Retry-After of a 429 (counted as throttled).
+   */
+  reject(req: IncomingMessage, kind: AuthFailure['kind'], reason: AuthFailure['reason']): number;
+  /** Failures (answered 401) and refusals (answered 429) since start (for logs and tests). */
   readonly counts: { failures: number; refused: number };
 }
 
@@ -63,19 +77,25 @@ export function clientAddress(req: IncomingMessage, hops = 0): string {
 }
 
 /**
- * Failed-authentication limiter for the HTTP front doors: a fixed window per client address. Once an
- * address has presented `maxFailures` wrong secrets in a window, every request from it that needs a secret
- * gets 429 until the window ends, without being checked (so guessing gains nothing). Correct secrets
- * never count. In memory, per process: each replica limits on its own.
+ * Failed-authentication limiter for the HTTP front doors: a fixed window per client address. Only failures are
+ * throttled, never the address: a right secret is served whatever its address did. Once an address has presented
+ * `maxFailures` wrong secrets in a window, its further wrong secrets are answered 429 (not 401) until the window
+ * ends, and its vault keys are looked up only at a trickle (see `mayLookUp`), so guessing gains nothing and costs
+ * the database a bounded amount. In memory, per process: each replica limits on its own.
  */
 export function createAuthThrottle(o: AuthThrottleOptions): AuthThrottle {
   const now = o.now ?? Date.now;
-  const windows = new Map<string, { start: number; failures: number }>();
+  const windows = new Map<string, { start: number; failures: number; lookedUp: number }>();
   const counts = { failures: 0, refused: 0 };
+  const lookupEvery = o.windowMs / Math.max(1, o.maxFailures);
 
   const current = (address: string) => {
     const w = windows.get(address);
     return w && now() - w.start < o.windowMs ? w : undefined;
+  };
+  const blocked = (address: string) => {
+    const w = current(address);
+    return w && w.failures >= o.maxFailures ? w : undefined;
   };
 
   const sweep = () => {
@@ -87,30 +107,84 @@ export function createAuthThrottle(o: AuthThrottleOptions): AuthThrottle {
   };
 
   const address = (req: IncomingMessage) => clientAddress(req, o.trustProxyHops ?? 0);
+  const wait = (w: { start: number }) => Math.max(1, Math.ceil((w.start + o.windowMs - now()) / 1000));
 
   return {
     retryAfter(req) {
-      const w = current(address(req));
-      if (!w || w.failures < o.maxFailures) return 0;
-      return Math.max(1, Math.ceil((w.start + o.windowMs - now()) / 1000));
+      const w = blocked(address(req));
+      return w ? wait(w) : 0;
     },
-    failed(req, kind) {
+    mayLookUp(req) {
+      const w = blocked(address(req));
+      if (!w) return true;
+      if (now() - w.lookedUp < lookupEvery) return false;
+      w.lookedUp = now();
+      return true;
+    },
+    reject(req, kind, reason) {
       const a = address(req);
+      const b = blocked(a);
+      if (b) {
+        counts.refused++;
+        o.onFailure?.({ address: a, kind, reason, throttled: true });
+        return wait(b);
+      }
       let w = current(a);
       if (!w) {
         if (windows.size >= MAX_TRACKED) sweep();
         windows.delete(a);
-        w = { start: now(), failures: 0 };
+        w = { start: now(), failures: 0, lookedUp: -Infinity };
         windows.set(a, w);
       }
       w.failures++;
       counts.failures++;
-      o.onFailure?.({ address: a, kind, throttled: false });
-    },
-    refused(req, kind) {
-      counts.refused++;
-      o.onFailure?.({ address: address(req), kind, throttled: true });
+      o.onFailure?.({ address: a, kind, reason, throttled: false });
+      return 0;
     },
     counts,
   };
+}
+
+/** What a door does with a presented vault key: serve it, or answer 401 or 429. */
+export type VaultKeyCheck =
+  | { verdict: 'valid' }
+  /** The database could not be asked: the pipeline answers (audit_unavailable), as for any call. */
+  | { verdict: 'undecided' }
+  | { verdict: 'wrong'; malformed: boolean }
+  | { verdict: 'throttled'; retryAfter: number };
+
+/** The key cache's side the check needs: a cached answer (right or wrong), or a lookup. */
+export interface KeyLookup {
+  peek(presented: string): AuthResult | undefined;
+  identify(presented: string): Promise<AuthResult>;
+}
+
+/**
+ * Checks a presented vault key under the throttle: the cache first (a right key is served from any address, a
+ * remembered wrong one costs no query), then the database when the address may still look up. A key that
+ * exists is valid here even when revoked or expired: the pipeline refuses it with its own code and row.
+ */
+export async function checkVaultKey(
+  throttle: AuthThrottle,
+  keys: KeyLookup,
+  req: IncomingMessage,
+  presented: string,
+): Promise<VaultKeyCheck> {
+  const refuse = (reason: AuthFailure['reason']): VaultKeyCheck => {
+    const retryAfter = throttle.reject(req, 'vault_key', reason);
+    return retryAfter
+      ? { verdict: 'throttled', retryAfter }
+      : { verdict: 'wrong', malformed: reason === 'malformed' };
+  };
+  if (!parseVaultKey(presented)) return refuse('malformed');
+  let auth = keys.peek(presented);
+  if (!auth) {
+    if (!throttle.mayLookUp(req)) return refuse('unchecked');
+    try {
+      auth = await keys.identify(presented);
+    } catch {
+      return { verdict: 'undecided' };
+    }
+  }
+  return auth.ok ? { verdict: 'valid' } : refuse('wrong');
 }

@@ -7,9 +7,9 @@ import {
 import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { sql } from 'kysely';
-import { parseVaultKey } from '../keys/vault-keys.js';
 import type { PipelineDeps } from '../pipeline/run-tool.js';
-import { createAuthThrottle, type AuthThrottle } from './auth-throttle.js';
+import { checkVaultKey, createAuthThrottle, type AuthThrottle } from './auth-throttle.js';
+import { jsonOverLimit } from './json-limits.js';
 import { createMcpServer } from './mcp.js';
 
 /** Extra routes mounted beside /mcp (the admin API). Returns false when the path is not theirs. */
@@ -50,34 +50,15 @@ export function sendJson(
   res.end(JSON.stringify(body));
 }
 
-/** Deeper JSON is refused before anything walks it recursively (the SDK's validation, the loop guard's hash). */
-const MAX_DEPTH = 64;
 /** An over-limit body is drained (so the 413 is not lost to a reset) up to this much, then cut off. */
 const MAX_DRAIN = 16 * MAX_BODY;
 
-/** The deepest nesting of arrays and objects in JSON text (strings skipped), counted without recursion. */
-function nestingDepth(text: string): number {
-  let depth = 0;
-  let max = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      // A backslash escapes the next character.
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
-    else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return max;
-}
-
+/** JSON too deep or too wide is refused before anything walks it (the SDK's validation, the loop guard's hash). */
 function parseBody(raw: Buffer): unknown {
   if (!raw.length) return undefined;
   const text = raw.toString('utf8');
-  if (nestingDepth(text) > MAX_DEPTH)
-    throw new HttpError(400, `request body nests deeper than ${MAX_DEPTH} arrays or objects`);
+  const over = jsonOverLimit(text);
+  if (over) throw new HttpError(400, over);
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -207,34 +188,17 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
       // Stateless server: no standalone SSE stream and no sessions to delete.
       return sendJson(res, 405, { error: 'method not allowed' }, { allow: 'POST' });
     }
-    // A blocked address is refused before its key is looked at, so guessing on gains nothing.
-    const wait = throttle.retryAfter(req);
-    if (wait) {
-      throttle.refused(req, 'vault_key');
-      return tooManyFailures(res, wait, true);
-    }
     const header = req.headers.authorization ?? '';
     const presented = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     if (!presented) return unauthorized(res, 'send the vault key as Authorization: Bearer lsk_...');
-    if (!parseVaultKey(presented)) {
-      throttle.failed(req, 'vault_key');
-      return unauthorized(res, 'malformed vault key');
-    }
+    // Transport-level answer (401, 429) from the pipeline's own key cache, so a tool call that follows costs no
+    // extra query (admission re-checks in SQL). A right key is served from any address; only wrong ones are
+    // throttled. With the database unreachable the MCP server answers, with the request's id.
+    const check = await checkVaultKey(throttle, deps.keys, req, presented);
+    if (check.verdict === 'throttled') return tooManyFailures(res, check.retryAfter, true);
+    if (check.verdict === 'wrong')
+      return unauthorized(res, check.malformed ? 'malformed vault key' : 'unknown vault key');
     const parsed = await body();
-    // Transport-level answer (401, throttling) from the pipeline's own key lookup: cached, so a tool call that
-    // follows costs no extra query, and re-checked by admission in SQL.
-    const auth = await deps.keys.identify(presented).catch(() => undefined);
-    if (!auth) {
-      return sendJson(res, 503, {
-        jsonrpc: '2.0',
-        error: { code: -32603, message: 'leash cannot reach its database' },
-        id: null,
-      });
-    }
-    if (!auth.ok) {
-      throttle.failed(req, 'vault_key');
-      return unauthorized(res, 'unknown vault key');
-    }
 
     const mcp = createMcpServer(deps, () => presented);
     const transport = new StreamableHTTPServerTransport({ enableJsonResponse: true }); // no sessionIdGenerator: stateless

@@ -3,7 +3,6 @@ import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv
 import {
   CallToolRequestSchema,
   ListToolsRequestSchema,
-  McpError,
   ErrorCode,
   type CallToolResult,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -53,6 +52,24 @@ export function toCallToolResult(r: ToolCallResult): CallToolResult {
 }
 
 /**
+ * A JSON-RPC error sent as written: the SDK's McpError puts "MCP error <code>: " into its message, and the client
+ * adds that prefix again when it builds its own, so a thrown McpError reads doubled.
+ */
+class ProtocolError extends Error {
+  override name = 'ProtocolError';
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+/** A caller-chosen tool name, short enough to repeat in an error message. */
+const shown = (name: string) => (name.length > 64 ? `${name.slice(0, 64)}…` : name);
+
+/**
  * An MCP server for one vault key. `key` is read per request, so stdio and HTTP share this; the key is
  * authenticated on every list and every call (no cache outlives a revoke).
  */
@@ -68,17 +85,33 @@ export function createMcpServer(deps: PipelineDeps, key: () => string | undefine
       // Fresh: a listing must show the key's current policy version, not a cached one.
       auth = await deps.keys.identify(key(), true);
     } catch {
-      throw new McpError(ErrorCode.InternalError, refusalKind('audit_unavailable').message({}));
+      const code = 'audit_unavailable';
+      throw new ProtocolError(ErrorCode.InternalError, `${code}: ${refusalKind(code).message({})}`, { code });
     }
     const refused = (code: string) =>
-      new McpError(ErrorCode.InvalidRequest, `${code}: ${refusalKind(code).message({})}`);
+      new ProtocolError(ErrorCode.InvalidRequest, `${code}: ${refusalKind(code).message({})}`, { code });
     if (!auth.ok) throw refused('key_invalid');
     if (auth.key.revoked_at) throw refused('key_revoked');
     if (auth.key.expires_at && auth.key.expires_at.getTime() <= Date.now()) throw refused('key_expired');
     return { tools: toolsForPolicy(deps.catalog, auth.key.policy) };
   });
-  server.setRequestHandler(CallToolRequestSchema, async (request) => {
-    const result = await runTool(deps, key(), request.params.name, request.params.arguments ?? {});
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    // The SDK aborts extra.signal when the client cancels or the transport closes: a get_approval wait ends then.
+    const result = await runTool(
+      deps,
+      key(),
+      request.params.name,
+      request.params.arguments ?? {},
+      extra.signal,
+    );
+    // An unknown tool is a protocol error (as the MCP spec has it), not a tool result; its row is written already.
+    if (!result.ok && result.failure.code === 'unknown_tool') {
+      const { code, audit_id } = result.failure;
+      throw new ProtocolError(ErrorCode.InvalidParams, `Unknown tool: ${shown(request.params.name)}`, {
+        code,
+        audit_id,
+      });
+    }
     return toCallToolResult(result);
   });
   return server;

@@ -6,13 +6,18 @@ import { sql } from 'kysely';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db } from '../db/database.js';
 import type { PipelineEvent } from '../pipeline/deps.js';
-import type { AuthThrottle } from './auth-throttle.js';
+import type { AuthFailure, AuthThrottle } from './auth-throttle.js';
 import { adminAuthorized } from '../admin/admin-auth.js';
 import { sendJson, type RouteHandler } from './http.js';
 
 /** Seconds: admission is ~1 ms, vendor calls 50 ms – 20 s. */
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const VENDOR_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20];
+const GAUGES_NAMED_LIKE_COUNTERS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
 
 export interface Metrics {
   registry: Registry;
@@ -20,6 +25,8 @@ export interface Metrics {
   onEvent: (event: PipelineEvent) => void;
   /** Counts an alert that could not be delivered after its retries. */
   alertDeliveryFailed: () => void;
+  /** Counts a failed HTTP authentication (the auth throttle's `onFailure`), by kind and reason only. */
+  authFailed: (failure: AuthFailure) => void;
   /** The exposition text, with the database gauges read now. */
   render(): Promise<string>;
   contentType: string;
@@ -28,6 +35,9 @@ export interface Metrics {
 export function createMetrics(o: { db: Db }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client's sums of the labelled gauges are gauges named like counters (promtool refuses them); the labelled
+  // ones stay (`sum(nodejs_active_handles)` is the total).
+  for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(name);
   const calls = new Counter({
     name: 'leash_calls_total',
     help: 'Tool calls by tool, front door, decision and denial code ("none" when allowed)',
@@ -52,6 +62,12 @@ export function createMetrics(o: { db: Db }): Metrics {
     help: 'The vendor call',
     labelNames: ['tool'] as const,
     buckets: VENDOR_BUCKETS,
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: 'leash_auth_failures_total',
+    help: 'Failed HTTP authentications: kind (vault_key, admin_token) and reason (malformed, wrong, throttled)',
+    labelNames: ['kind', 'reason'] as const,
     registers: [registry],
   });
   const alertsFailed = new Counter({
@@ -120,6 +136,7 @@ export function createMetrics(o: { db: Db }): Metrics {
       if (e.vendor_ms !== null) vendorSeconds.observe({ tool: e.tool }, e.vendor_ms / 1000);
     },
     alertDeliveryFailed: () => alertsFailed.inc(),
+    authFailed: (f) => authFailures.inc({ kind: f.kind, reason: f.throttled ? 'throttled' : f.reason }),
     async render() {
       await readDatabase();
       return registry.metrics();

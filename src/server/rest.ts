@@ -3,7 +3,7 @@
 // runCall → the vendor's answer (or a refusal in the vendor's own error shape) out. Knows no vendor by name.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TrieRouter } from 'hono/router/trie-router';
-import { parseVaultKey } from '../keys/vault-keys.js';
+import { checkPresentedKey } from '../pipeline/presented-key.js';
 import { refusalKind } from '../pipeline/refusals.js';
 import { runCall, type PipelineDeps } from '../pipeline/run-tool.js';
 import type { ToolFailure } from '../pipeline/errors.js';
@@ -14,7 +14,9 @@ import {
   type FlatForm,
   type VendorApi,
 } from '../vendor-kit/rest-api.js';
-import type { AuthThrottle } from './auth-throttle.js';
+import { FormLimitError, parseForm } from '../vendor-kit/form-parse.js';
+import { checkVaultKey, type AuthThrottle } from './auth-throttle.js';
+import { jsonOverLimit } from './json-limits.js';
 import { HttpError, type RouteHandler } from './http.js';
 
 export interface RestDoorOptions {
@@ -77,14 +79,14 @@ function decode(text: string): string {
   }
 }
 
-/** A decoded form or query: flat keys (`metadata[k]` stays one key), a repeated key a list. */
-function flat(params: URLSearchParams): FlatForm {
-  const out: FlatForm = {};
-  for (const [k, v] of params) {
-    const had = out[k];
-    out[k] = had === undefined ? v : Array.isArray(had) ? [...had, v] : [had, v];
+/** A form body or query string decoded flat, in linear time; over one of the form limits is a 400 naming it. */
+function flat(text: string): FlatForm {
+  try {
+    return parseForm(text);
+  } catch (error) {
+    if (error instanceof FormLimitError) throw new HttpError(400, error.message);
+    throw error;
   }
-  return out;
 }
 
 function parseBody(api: VendorApi, req: IncomingMessage, raw: Buffer): unknown {
@@ -92,13 +94,15 @@ function parseBody(api: VendorApi, req: IncomingMessage, raw: Buffer): unknown {
   const type = (req.headers['content-type'] ?? '').toLowerCase();
   const text = raw.toString('utf8');
   if (type.includes('json') || (api.body === 'json' && !type.includes('form'))) {
+    const over = jsonOverLimit(text);
+    if (over) throw new HttpError(400, over);
     try {
       return JSON.parse(text) as unknown;
     } catch {
       throw new HttpError(400, 'request body is not valid JSON');
     }
   }
-  return flat(new URLSearchParams(text));
+  return flat(text);
 }
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -147,20 +151,22 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
     if (!found) return false;
     const { api, match } = found;
     const method = (req.method ?? 'GET').toUpperCase();
-    // A blocked address is refused before its key is looked at, so guessing on gains nothing.
-    const wait = o.throttle.retryAfter(req);
-    if (wait) {
-      o.throttle.refused(req, 'vault_key');
+    const key = api.presentedKey(req.headers);
+    if (!key) {
+      const message = `present the leash vault key where the ${api.vendor} SDK sends its API key`;
+      refuse(res, api, 401, 'key_invalid', message, null);
+      return true;
+    }
+    // A right key is served from any address; only wrong ones are throttled (429 once the address is blocked).
+    const check = await checkVaultKey(o.throttle, deps.keys, req, key);
+    if (check.verdict === 'throttled') {
+      const wait = check.retryAfter;
       const message = `too many failed authentication attempts from this address; retry after ${wait}s`;
       refuse(res, api, 429, 'auth_throttled', message, null, { 'retry-after': String(wait) });
       return true;
     }
-    const key = api.presentedKey(req.headers);
-    if (!key || !parseVaultKey(key)) {
-      o.throttle.failed(req, 'vault_key');
-      const message = key
-        ? 'malformed vault key'
-        : `present the leash vault key where the ${api.vendor} SDK sends its API key`;
+    if (check.verdict === 'wrong') {
+      const message = check.malformed ? 'malformed vault key' : 'unknown vault key';
       refuse(res, api, 401, 'key_invalid', message, null);
       return true;
     }
@@ -177,13 +183,26 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
         field: 'Idempotency-Key header',
         problem: 'Idempotency-Key must be 1-255 printable ASCII characters',
       });
+    // Only a usable key's request is read: a revoked or expired key (or one the database cannot vouch for now) is
+    // refused by the pipeline before it looks at any argument, so its body is never read or parsed.
+    const usable = check.verdict === 'valid' && (await checkPresentedKey(deps, key)) === 'valid';
     let body: unknown = {};
-    try {
-      body = parseBody(api, req, await raw());
-    } catch (error) {
-      if (!(error instanceof HttpError)) throw error;
-      if (error.status === 413) status = 413;
-      issues.push({ field: 'body', problem: error.message });
+    let query: FlatForm = {};
+    if (!usable) issues.push({ field: 'body', problem: 'not read: the vault key was not accepted' });
+    else {
+      try {
+        body = parseBody(api, req, await raw());
+      } catch (error) {
+        if (!(error instanceof HttpError)) throw error;
+        if (error.status === 413) status = 413;
+        issues.push({ field: 'body', problem: error.message });
+      }
+      try {
+        query = flat(url.search.slice(1));
+      } catch (error) {
+        if (!(error instanceof HttpError)) throw error;
+        issues.push({ field: 'query', problem: error.message });
+      }
     }
     const headers: Record<string, string> = {};
     for (const h of api.forwardHeaders) {
@@ -195,7 +214,7 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
       key,
       // An unmatched path still goes through the pipeline: it is refused (endpoint_not_allowed) with an audit row.
       tool: matched?.endpoint.name ?? endpointName(api.vendor, method, url.pathname),
-      args: { params: matched?.params ?? {}, query: flat(url.searchParams), body, headers },
+      args: { params: matched?.params ?? {}, query, body, headers },
       door: 'http',
       idempotencyKey,
       ...(issues.length ? { issues } : {}),
@@ -209,7 +228,7 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
     }
     if (!result.ok) {
       const f = result.failure;
-      if (f.code === 'key_invalid') o.throttle.failed(req, 'vault_key');
+      if (f.code === 'key_invalid') o.throttle.reject(req, 'vault_key', 'wrong');
       refuse(res, api, statusOf(f), f.code, f.message, f.audit_id);
       return true;
     }

@@ -16,6 +16,7 @@ import type {
   Reconciled,
   ToolDefinition,
 } from '../pipeline/tool.js';
+import { checkedFields, closedParams, type Passthrough } from './closed-params.js';
 import type { ForwardedResponse } from './forward.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'DELETE';
@@ -85,8 +86,15 @@ export interface EndpointSpec<Body, Facts, Client> {
   method: HttpMethod;
   path: string;
   description: string;
-  /** The body, parsed leniently: unknown parameters pass through, the checked ones must parse. */
+  /** The checked fields of the body (an object schema); any other parameter must be in `passthrough`. */
   body: z.ZodType<Body>;
+  /**
+   * Body parameters forwarded unread, from the vendor's API reference (`name`, or `name[*]` for every key under it,
+   * e.g. `metadata[*]`). Anything neither checked nor listed is refused as invalid_input, naming it.
+   */
+  passthrough?: readonly Passthrough[];
+  /** A read's query parameters, forwarded unread (same form; default none). A write takes no query at all. */
+  queryParams?: readonly Passthrough[];
   /** Path parameters' schema (default: any text). */
   params?: z.ZodType<Record<string, string>>;
   /** Top-level input fields kept only as length and hash when the request is invalid (e.g. `body`). */
@@ -114,8 +122,12 @@ export function defineEndpoint<Body, Facts, Client>(o: EndpointSpec<Body, Facts,
     params: o.params ?? z.record(z.string(), z.string()),
     // A write's parameters go in its body, which policy reads: a query string (never read, and a way to make each
     // identical call look new to the loop guard) is refused, not forwarded.
-    query: read ? flatForm : noQuery,
-    body: o.body,
+    query: read
+      ? closedParams({ operation, checked: [], passthrough: o.queryParams ?? [] }).pipe(flatForm)
+      : noQuery,
+    body: closedParams({ operation, checked: checkedFields(o.body), passthrough: o.passthrough ?? [] }).pipe(
+      o.body,
+    ),
     headers: z.record(z.string(), z.string()),
   });
   const endpoint: ToolDefinition<RestRequest<Body>, Facts, RestOutput, Client> = {
@@ -158,6 +170,8 @@ export function forwardedEffect(
     costStatus?: 'settled' | 'pending';
     objectId?: string | undefined;
     amount?: { minor: number; currency: string } | undefined;
+    /** The vendor marked the answer as a replay of an earlier request with the same idempotency key. */
+    replayed?: boolean | undefined;
   },
 ): Effect<RestOutput> {
   const requestId = res.headers[o.requestIdHeader];
@@ -175,6 +189,7 @@ export function forwardedEffect(
     costStatus: o.costStatus ?? 'settled',
     ...(o.objectId ? { vendorObjectId: o.objectId } : {}),
     ...(o.amount ? { amount: o.amount } : {}),
+    ...(o.replayed ? { replayed: true } : {}),
   };
 }
 

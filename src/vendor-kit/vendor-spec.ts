@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { ResolvedCredential, SecretFields } from '../credentials/credentials.js';
+import type { SecretShapes } from '../credentials/secret-shape.js';
 
 /**
  * A vendor's prices as the config file states them: one top-level key of the config file, its schema, and
@@ -35,6 +36,8 @@ export interface VendorDeclaration {
     baseUrl: string;
     /** The vendor's secret fields and the env vars its own docs use for them. */
     secrets: SecretFields;
+    /** What each secret field looks like: checked when a credential is set, and for the env vars at start. */
+    shapes?: SecretShapes;
   };
   pricing?: PriceSheet;
 }

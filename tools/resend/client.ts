@@ -27,7 +27,16 @@ export const emailPrices = definePriceSheet<number>({
 
 export const resendVendor: VendorSpec<ResendClient> = {
   name: 'resend',
-  env: { baseUrl: 'LEASH_RESEND_BASE_URL', secrets: { api_key: 'RESEND_API_KEY' } },
+  env: {
+    baseUrl: 'LEASH_RESEND_BASE_URL',
+    secrets: { api_key: 'RESEND_API_KEY' },
+    shapes: {
+      api_key: {
+        pattern: /^re_[0-9A-Za-z_]+$/,
+        expected: 'an API key, "re_" followed by letters and digits',
+      },
+    },
+  },
   pricing: emailPrices,
   async createClient(credential, { timeoutMs }) {
     const { Resend: ResendSdk } = await import('resend'); // loaded on first use: keeps startup fast

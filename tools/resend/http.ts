@@ -47,6 +47,14 @@ function send(
 const addresses = z.union([address, z.array(address).min(1).max(50)]);
 /** A field leash does not forward: what it would do cannot be checked by policy. */
 const refused = (why: string) => z.undefined({ error: why }).optional();
+/** A nested object whose every field is listed here: another is refused, naming it. */
+const closed = <S extends z.ZodRawShape>(what: string, shape: S) =>
+  z.strictObject(shape, {
+    error: (iss) =>
+      iss.code === 'unrecognized_keys'
+        ? `not ${what} field leash forwards: ${iss.keys.join(', ')} (expected one of: ${Object.keys(shape).join(', ')})`
+        : undefined,
+  });
 const emailBody = z.looseObject({
   from: z.string().min(1).optional(),
   to: addresses,
@@ -54,20 +62,30 @@ const emailBody = z.looseObject({
   bcc: addresses.optional(),
   reply_to: addresses.optional(),
   subject: z.string().min(1),
-  tags: z.array(z.object({ name: z.string(), value: z.string() })).optional(),
+  tags: z.array(closed('a tag', { name: z.string(), value: z.string() })).optional(),
   headers: refused('custom headers are not allowed: they can add recipients or senders policy does not see'),
   scheduled_at: refused(
     'scheduled sending is not allowed: a scheduled email can be rescheduled or cancelled outside leash',
   ),
   attachments: z
     .array(
-      z.looseObject({
+      // Resend's attachment fields; a remote `path` is refused.
+      closed('an attachment', {
+        content: z.unknown().optional(),
+        filename: z.unknown().optional(),
+        content_type: z.unknown().optional(),
+        content_id: z.unknown().optional(),
         path: refused('attachments by remote path are not allowed: send the content itself'),
       }),
     )
     .optional(),
 });
 type EmailBody = z.infer<typeof emailBody>;
+/**
+ * Send-email fields forwarded unread, from Resend's API reference (resend/resend-openapi `resend.json`, POST /emails).
+ * Not forwarded: `template` (a published template brings its own text and may bring its own sender and subject).
+ */
+const EMAIL_PASSTHROUGH = ['text', 'html', 'topic_id'];
 type ProxiedEmailFacts = EmailFacts & { sender: string | null };
 
 const list = (v: string | string[] | undefined) => (v === undefined ? [] : typeof v === 'string' ? [v] : v);
@@ -103,6 +121,7 @@ const createEmail = defineEndpoint<EmailBody, undefined, ResendClient>({
   path: '/emails',
   description: 'Send an email (as send_email; cc and bcc count as recipients).',
   body: emailBody,
+  passthrough: EMAIL_PASSTHROUGH,
   rules: [],
   ownRules: proxiedEmailRules,
   facts: (req): ProxiedEmailFacts => ({ emails: recipients(req.body), sender: req.body.from ?? null }),

@@ -17,7 +17,22 @@ export interface StripeClient extends GuardedClient<Stripe> {
 /** The real Stripe SDK; a base URL (stripe-mock, a fake, the sandbox) becomes its host/port/protocol. */
 export const stripeVendor: VendorSpec<StripeClient> = {
   name: 'stripe',
-  env: { baseUrl: 'LEASH_STRIPE_BASE_URL', secrets: { secret_key: 'STRIPE_SECRET_KEY' } },
+  env: {
+    baseUrl: 'LEASH_STRIPE_BASE_URL',
+    secrets: { secret_key: 'STRIPE_SECRET_KEY' },
+    shapes: {
+      secret_key: {
+        pattern: /^(?:sk|rk)_(?:test|live)_\w+$/,
+        expected: 'a restricted key (rk_live_…, rk_test_…) or a secret key (sk_live_…, sk_test_…)',
+        mistakes: [{ pattern: /^pk_/, hint: 'a publishable key (pk_…), which cannot refund' }],
+        warn: (key) =>
+          key.startsWith('sk_')
+            ? 'a full secret key (sk_…) can do anything in the account; a restricted key (rk_…) allowing only ' +
+              'what your policies use (e.g. Refunds write; PaymentIntents, Charges, Customers read) limits a leak'
+            : undefined,
+      },
+    },
+  },
   async createClient(credential, { timeoutMs }) {
     const { default: StripeSdk } = await import('stripe'); // loaded on first use: keeps startup fast
     const config: Stripe.StripeConfig = { timeout: timeoutMs, maxNetworkRetries: 0, telemetry: false };

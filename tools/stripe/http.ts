@@ -60,16 +60,21 @@ function send(
   });
 }
 
-/** The money a successful answer moved: its amount in minor units, currency and USD value. */
+/**
+ * The money a successful answer moved: its amount in minor units, currency and USD value; and whether Stripe says it
+ * replays an earlier request with this idempotency key (then it moved that request's money, not new money).
+ */
 function moved(res: ForwardedResponse, fxRates: Readonly<Record<string, number>>) {
   const body = res.status < 300 ? jsonObject(res.body) : undefined;
   const amount = body?.amount;
   const cur = body?.currency;
   const objectId = typeof body?.id === 'string' ? body.id : undefined;
-  if (typeof amount !== 'number' || typeof cur !== 'string') return { objectId };
+  const replayed = res.headers['idempotent-replayed'] === 'true';
+  if (typeof amount !== 'number' || typeof cur !== 'string') return { objectId, replayed };
   // evaluate() refused currencies without a rate, so the conversion is defined here.
   return {
     objectId,
+    replayed,
     amount: { minor: amount, currency: cur },
     costMicros: toMicroUsd(amount, cur, fxRates) ?? 0,
   };
@@ -106,6 +111,13 @@ const refundBody = z
   .looseObject({ ...paymentRef, amount: minorAmount.optional() })
   .refine(exactlyOnePayment, exactlyOneMessage);
 type RefundBody = z.infer<typeof refundBody>;
+/**
+ * Create-refund parameters forwarded unread, from Stripe's API reference (OpenAPI spec v2596, stripe-node 23.1's
+ * RefundCreateParams). Not forwarded: `customer`, `origin` and `currency` (a customer-balance refund: policy's customer
+ * and currency come from the payment looked up), `refund_application_fee` and `reverse_transfer` (Connect: money
+ * moved between accounts that no cap counts), `instructions_email` (Stripe mails an address no rule checks).
+ */
+const REFUND_PASSTHROUGH = ['reason', 'metadata[*]', 'expand[*]'];
 const refundAmount = (b: RefundBody, p: PaymentFacts) => (b.amount ? Number(b.amount) : p.refundable);
 
 const createRefund = defineEndpoint<RefundBody, PaymentFacts, StripeClient>({
@@ -114,6 +126,7 @@ const createRefund = defineEndpoint<RefundBody, PaymentFacts, StripeClient>({
   path: '/v1/refunds',
   description: 'Create a refund of a PaymentIntent or Charge (as issue_refund).',
   body: refundBody,
+  passthrough: REFUND_PASSTHROUGH,
   rules: ['max_amount_usd', 'customers'],
   lookup: (ctx, req) => lookupPayment(ctx.client, req.body),
   facts: (req, p) => ({
@@ -160,6 +173,40 @@ const intentBody = z.looseObject({
   capture_method: z.string().optional(),
 });
 type IntentBody = z.infer<typeof intentBody>;
+/**
+ * Create-PaymentIntent parameters forwarded unread, from Stripe's API reference (OpenAPI spec v2596, stripe-node 23.1's
+ * PaymentIntentCreateParams; `payment_method_types` from earlier API versions). Not forwarded: `customer_account` (a
+ * payer the customers rule does not read), `payment_method_options` (its per-method `capture_method` overrides the
+ * checked one), `application_fee_amount`, `on_behalf_of`, `transfer_data` and `transfer_group` (Connect: money routed
+ * to another account), `amount_details`, `payment_details` and `hooks` (amounts and tax policy does not read),
+ * `receipt_email` (Stripe mails an address no rule checks).
+ */
+const INTENT_PASSTHROUGH = [
+  'allowed_payment_method_types[*]',
+  'automatic_payment_methods[*]',
+  'confirm',
+  'confirmation_method',
+  'confirmation_token',
+  'description',
+  'error_on_requires_action',
+  'excluded_payment_method_types[*]',
+  'expand[*]',
+  'mandate',
+  'mandate_data[*]',
+  'metadata[*]',
+  'off_session',
+  'payment_method',
+  'payment_method_configuration',
+  'payment_method_data[*]',
+  'payment_method_types[*]',
+  'radar_options[*]',
+  'return_url',
+  'setup_future_usage',
+  'shipping[*]',
+  'statement_descriptor',
+  'statement_descriptor_suffix',
+  'use_stripe_sdk',
+];
 
 const createIntent = defineEndpoint<IntentBody, undefined, StripeClient>({
   vendor: 'stripe',
@@ -167,6 +214,7 @@ const createIntent = defineEndpoint<IntentBody, undefined, StripeClient>({
   path: '/v1/payment_intents',
   description: 'Create a PaymentIntent; its amount counts against the caps like a refund.',
   body: intentBody,
+  passthrough: INTENT_PASSTHROUGH,
   rules: ['max_amount_usd', 'customers'],
   ownRules: intentRules,
   facts: (req): IntentFacts => ({
@@ -202,6 +250,8 @@ function read(
   idPattern: RegExp,
   customerOf: (body: Record<string, unknown>, id: string) => unknown,
   withCustomers = true,
+  // Retrieve's query parameters in Stripe's API reference (OpenAPI spec v2596).
+  queryParams: readonly string[] = ['expand[*]'],
 ) {
   const at = (req: RestRequest<unknown>) => path.replace('{id}', encodeURIComponent(req.params.id ?? ''));
   const get = (ctx: LookupContext<StripeClient>, req: RestRequest<FlatForm>) =>
@@ -212,6 +262,7 @@ function read(
     path,
     description: `Retrieve a ${what}.`,
     body: noBody.transform((b) => b as FlatForm),
+    queryParams,
     rules: withCustomers ? ['customers'] : [],
     // Only a customers rule needs the object before deciding; otherwise the call reads it.
     lookup: async (ctx, req) => {
@@ -230,7 +281,10 @@ function read(
   });
 }
 
-const readIntent = read('/v1/payment_intents/{id}', 'PaymentIntent', /^pi_\w+$/, (b) => b.customer);
+const readIntent = read('/v1/payment_intents/{id}', 'PaymentIntent', /^pi_\w+$/, (b) => b.customer, true, [
+  'client_secret',
+  'expand[*]',
+]);
 const readCharge = read('/v1/charges/{id}', 'Charge', /^(ch|py)_\w+$/, (b) => b.customer);
 const readCustomer = read('/v1/customers/{id}', 'Customer', /^cus_\w+$/, (_b, id) => id);
 const readRefund = read('/v1/refunds/{id}', 'Refund', /^re_\w+$/, () => null, false);

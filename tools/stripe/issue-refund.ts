@@ -79,6 +79,8 @@ function effectOf(
     costStatus: 'settled',
     vendorObjectId: refund.id,
     ...(refund.lastResponse?.requestId ? { vendorRequestId: refund.lastResponse.requestId } : {}),
+    // stripe-node retries a closed connection once with the same key: Stripe then answers with the first refund.
+    ...(refund.lastResponse?.headers?.['idempotent-replayed'] === 'true' ? { replayed: true } : {}),
     amount: { minor: refund.amount, currency: refund.currency },
   };
 }

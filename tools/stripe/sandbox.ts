@@ -58,10 +58,23 @@ export interface StripeFake extends RecordingServer<StripeFakeRequest> {
 
 const rid = (prefix: string) => `${prefix}_${randomBytes(12).toString('base64url').replace(/[-_]/g, 'x')}`;
 
-function send(res: ServerResponse, status: number, body: unknown) {
-  res.writeHead(status, { 'content-type': 'application/json', 'request-id': rid('req') });
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', 'request-id': rid('req'), ...headers });
   res.end(JSON.stringify(body));
 }
+
+/** Stripe answers a request whose idempotency key it has seen with the first answer, marked as a replay. */
+const replayed = (res: ServerResponse, body: unknown) =>
+  send(res, 200, body, { 'idempotent-replayed': 'true' });
+
+/** Stripe's answer while another request with the same idempotency key is still being processed. */
+const keyInUse = (key: string) => ({
+  error: {
+    type: 'invalid_request_error',
+    code: 'idempotency_key_in_use',
+    message: `There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): ${key}. Please try again later.`,
+  },
+});
 
 const idempotencyMismatch = (res: ServerResponse) =>
   send(res, 400, {
@@ -146,11 +159,21 @@ export async function startStripeFake(
     livemode: false,
   });
 
+  // Idempotency keys of POSTs being processed: a second request with one gets 409 idempotency_key_in_use.
+  const inProgress = new Set<string>();
   // POST answers stall delayMs before the refund is made (reads are not stalled): a client that gives up still refunds.
   const server = await startRecordingServer<StripeFakeRequest>(
     async (req, res, self) => {
-      if (req.method === 'POST') await self.pause();
-      handle(req.method, req.path, req.form, req.headers, res);
+      if (req.method !== 'POST') return handle(req.method, req.path, req.form, req.headers, res);
+      const key = String(req.headers['idempotency-key'] ?? '');
+      if (key && inProgress.has(key)) return send(res, 409, keyInUse(key));
+      if (key) inProgress.add(key);
+      try {
+        await self.pause();
+        handle(req.method, req.path, req.form, req.headers, res);
+      } finally {
+        if (key) inProgress.delete(key);
+      }
     },
     { record, keep },
   );
@@ -224,7 +247,7 @@ export async function startStripeFake(
       .join('&');
     if (method === 'POST' && kind === 'payment_intents' && !id) {
       const seen = key ? intents.get(key) : undefined;
-      if (seen) return seen.params === params ? send(res, 200, seen.intent) : idempotencyMismatch(res);
+      if (seen) return seen.params === params ? replayed(res, seen.intent) : idempotencyMismatch(res);
       const amount = Number(form.get('amount'));
       const cur = form.get('currency');
       if (!Number.isInteger(amount) || amount < 1) return send(res, 400, badParam('amount'));
@@ -251,7 +274,7 @@ export async function startStripeFake(
     }
     if (method === 'POST' && kind === 'refunds' && !id) {
       const seen = key ? refunds.get(key) : undefined;
-      if (seen) return seen.params === params ? send(res, 200, refundJson(seen)) : idempotencyMismatch(res);
+      if (seen) return seen.params === params ? replayed(res, refundJson(seen)) : idempotencyMismatch(res);
       const piId = form.get('payment_intent');
       const chId = form.get('charge');
       const p = piId ? payments.get(piId) : chId ? byCharge.get(chId) : undefined;

@@ -94,6 +94,20 @@ export const twilioVendor: VendorSpec<TwilioClient> = {
   env: {
     baseUrl: 'LEASH_TWILIO_BASE_URL',
     secrets: { account_sid: 'TWILIO_ACCOUNT_SID', auth_token: 'TWILIO_AUTH_TOKEN' },
+    // As Twilio's console shows them. leash authenticates as the account (no API keys: the SID is the path too).
+    shapes: {
+      account_sid: {
+        pattern: /^AC[0-9a-fA-F]{32}$/,
+        expected: 'an account SID, "AC" followed by 32 hex digits',
+        mistakes: [
+          {
+            pattern: /^SK/,
+            hint: 'an API key SID (SK…): leash takes the account SID (AC…) and its auth token',
+          },
+        ],
+      },
+      auth_token: { pattern: /^[0-9a-fA-F]{32}$/, expected: 'an auth token of 32 hex digits' },
+    },
   },
   pricing: smsPrices,
   async createClient(credential, { timeoutMs }) {

@@ -57,8 +57,29 @@ const messageBody = z.looseObject({
   Body: z.string().min(1, 'the message body is empty').max(1600, 'expected at most 1600 characters'),
   From: z.string().optional(),
   MessagingServiceSid: z.string().optional(),
+  // Read only to refuse media (priced apart); a field here so `MediaUrl[0]` is refused as another form of it.
+  MediaUrl: z.union([z.string(), z.array(z.string())]).optional(),
 });
 type MessageBody = z.infer<typeof messageBody>;
+/**
+ * Message-create parameters forwarded unread, from Twilio's API reference (twilio-oai `twilio_api_v2010.json`). Not
+ * forwarded: `FallbackFrom` (a sender the pinned-sender rule does not read), `ContentSid` and `ContentVariables` (a
+ * template's text replaces the Body that segments and cost are counted from), `SendAsMms` (priced as MMS),
+ * `ScheduleType` and `SendAt` (a scheduled message can be cancelled or sent outside leash), `PersistentAction` and
+ * `TrafficType` (non-SMS channels), `RiskCheck` (turns off Twilio's SMS-pumping check), `ForceDelivery` (reserved).
+ */
+const MESSAGE_PASSTHROUGH = [
+  'StatusCallback',
+  'ApplicationSid',
+  'MaxPrice',
+  'ProvideFeedback',
+  'Attempt',
+  'ValidityPeriod',
+  'ContentRetention',
+  'AddressRetention',
+  'SmartEncoded',
+  'ShortenUrls',
+];
 type MessageFacts = SmsFacts & { senders: string[]; media: boolean };
 
 /** send_sms's rules, plus what only a raw request can try: another sender, or media (priced apart). */
@@ -93,6 +114,7 @@ const createMessage = defineEndpoint<MessageBody, undefined, TwilioClient>({
   path: MESSAGES,
   description: 'Send a message (as send_sms).',
   body: messageBody,
+  passthrough: MESSAGE_PASSTHROUGH,
   params,
   rules: [],
   ownRules: messageRules,

@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import type { Alerts } from '../../admin/alerts.js';
-import { decideApproval, listApprovals, MAX_NOTE, type ApprovalRow } from '../../approvals/store.js';
+import {
+  cancelledText,
+  decideApproval,
+  listApprovals,
+  MAX_NOTE,
+  type ApprovalRow,
+} from '../../approvals/store.js';
 import type { Db } from '../../db/database.js';
 import { listKeys, revokeKeys, type RevokeTarget } from '../../keys/vault-keys.js';
 import { spendReport, type SpendRow } from '../../ledger/spend.js';
@@ -206,6 +212,8 @@ export async function decideFromConsole(
   const error =
     r.reason === 'expired'
       ? 'the request has expired and can no longer be decided'
-      : `the request is already ${r.approval?.status ?? 'decided'}`;
+      : r.reason === 'cancelled' && r.approval
+        ? `the request was ${cancelledText(r.approval)}`
+        : `the request is already ${r.approval?.status ?? 'decided'}`;
   return { status: 409, body: { error } };
 }

@@ -80,20 +80,18 @@ export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void
   async function signIn(req: IncomingMessage, res: ServerResponse, token: string) {
     if (!sameOrigin(req, hops))
       return send(res, 403, HTML, messagePage('Refused', 'Sign in from the console page itself.'));
-    const wait = o.throttle?.retryAfter(req) ?? 0;
-    if (wait) {
-      o.throttle?.refused(req, 'admin_token');
-      return send(
-        res,
-        429,
-        HTML,
-        signInPage({ error: `Too many wrong tokens from this address; try again in ${wait} s.` }),
-        { 'retry-after': String(wait) },
-      );
-    }
     const form = await readSmallForm(req);
+    // The right token signs in from any address; wrong ones count against it (429 once it is blocked).
     if (!secretEquals(form?.token, token)) {
-      if (form?.token) o.throttle?.failed(req, 'admin_token');
+      const wait = form?.token ? (o.throttle?.reject(req, 'admin_token', 'wrong') ?? 0) : 0;
+      if (wait)
+        return send(
+          res,
+          429,
+          HTML,
+          signInPage({ error: `Too many wrong tokens from this address; try again in ${wait} s.` }),
+          { 'retry-after': String(wait) },
+        );
       return send(res, 401, HTML, signInPage({ error: 'That is not the admin token.' }));
     }
     const session = sessions.create();

@@ -85,7 +85,10 @@ export const CONSOLE_JS = String.raw`(() => {
       h('td', { class: 'opt', text: r.run_id || '–' }),
       h('td', { text: r.tool }),
       h('td', {}, h('span', { class: 'badge ' + r.decision, text: r.decision }), r.decision !== 'allowed' && r.reason ? h('span', { class: 'reason', text: r.reason }) : null),
-      h('td', { class: 'opt' }, r.decision === 'allowed' ? h('span', { class: 'badge ' + r.outcome, text: r.outcome }) : '–'),
+      h('td', { class: 'opt' }, r.decision !== 'allowed' ? '–' : r.replay_of
+        // A replay: the vendor answered with an earlier call's object; that call counts it, this one costs nothing.
+        ? h('span', { class: 'badge replay', text: 'replay', title: 'replay of ' + r.replay_of })
+        : h('span', { class: 'badge ' + r.outcome, text: r.outcome })),
       usdCell(r),
     ];
   }
@@ -149,7 +152,7 @@ export const CONSOLE_JS = String.raw`(() => {
     ['policy', 'Policy'], ['policy_version', 'Policy version'], ['tool', 'Tool'], ['decision', 'Decision'],
     ['reason', 'Reason'], ['outcome', 'Outcome'], ['cost_status', 'Cost status'], ['cost_micros', 'Cost'],
     ['reserved_micros', 'Reserved'], ['amount', 'Amount'], ['currency', 'Currency'],
-    ['vendor_object_id', 'Vendor object'], ['latency_ms', 'Latency'], ['sandbox', 'Sandbox'],
+    ['vendor_object_id', 'Vendor object'], ['replay_of', 'Replay of'], ['latency_ms', 'Latency'], ['sandbox', 'Sandbox'],
   ];
   function showDetails(id) {
     const known = rows.get(id);

@@ -72,6 +72,7 @@ tr.flash { animation: flash 1.5s ease-out; }
 .badge.allowed, .badge.succeeded { color: var(--ok); }
 .badge.denied, .badge.failed { color: var(--bad); }
 .badge.pending, .badge.unknown, .badge.held { color: var(--warn); }
+.badge.replay { color: var(--muted); border-style: dashed; }
 .reason { color: var(--muted); font-size: 12px; margin-left: 4px; }
 .est { color: var(--muted); }
 @media (max-width: 640px) {
