@@ -1,12 +1,15 @@
-// Launches the Debian `chromium` package through playwright-core for the console tests, and keeps screenshots.
+// Launches Chromium through playwright-core for the console tests, and keeps screenshots. The browser is
+// CHROMIUM_PATH, else the system's /usr/bin/chromium, else the one the @sparticuz/chromium package ships inside it
+// (a devDependency, so `npm ci` is the whole set-up), unpacked once per run by the global set-up.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { inject } from 'vitest';
 
-/** Where the system Chromium lives (`apt-get install -y chromium`); CHROMIUM_PATH overrides it. */
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** The system Chromium (`apt-get install -y chromium`), used when present. */
+export const SYSTEM_CHROMIUM = '/usr/bin/chromium';
 
 /** Screenshots land here (git-ignored); CI keeps the folder as an artifact. */
 export const ARTIFACTS = join(
@@ -31,15 +34,16 @@ const ARGS = [
   '--disable-extensions',
 ];
 
-/** Starts headless Chromium, or fails with how to install it: a browser test that cannot run must not pass. */
+/** Starts headless Chromium, or fails saying why: a browser test that cannot run must not pass. */
 export async function launchChromium(): Promise<Browser> {
-  if (!existsSync(CHROMIUM_PATH))
-    throw new Error(
-      `the console's browser tests need Chromium at ${CHROMIUM_PATH}, which is missing. Install it with ` +
-        '`sudo apt-get update && sudo apt-get install -y chromium` (Debian/Ubuntu; .ci/run does this), ' +
-        'or point CHROMIUM_PATH at a Chromium or Chrome binary.',
-    );
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS, timeout: 20_000 });
+  const found = inject('chromium');
+  if ('error' in found) throw new Error(`the console's browser tests need Chromium: ${found.error}`);
+  if (!existsSync(found.path)) throw new Error(`the console's browser tests need Chromium at ${found.path}`);
+  return chromium.launch({
+    executablePath: found.path,
+    args: [...new Set([...found.args, ...ARGS])],
+    timeout: 20_000,
+  });
 }
 
 /** Saves a screenshot of the viewport under test-artifacts/console/ (not committed). */

@@ -1,5 +1,6 @@
 // Starts one real PostgreSQL for the whole run (embedded in a temporary LEASH_HOME, or DATABASE_URL)
 // and a migrated template database that each test file clones.
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,31 @@ declare module 'vitest' {
   export interface ProvidedContext {
     adminUrl: string;
     templateDb: string;
+    /** The console tests' browser (found or unpacked below): its path and the extra flags it needs. */
+    chromium: { path: string; args: string[] } | { error: string };
+  }
+}
+
+/**
+ * The console tests' browser: CHROMIUM_PATH, else the system Chromium, else the one @sparticuz/chromium ships
+ * (unpacked here once, so test files running side by side never unpack it at the same time).
+ */
+async function findChromium(): Promise<{ path: string; args: string[] } | { error: string }> {
+  const given = process.env.CHROMIUM_PATH;
+  if (given)
+    return existsSync(given) ? { path: given, args: [] } : { error: `CHROMIUM_PATH=${given} does not exist` };
+  if (existsSync('/usr/bin/chromium')) return { path: '/usr/bin/chromium', args: [] };
+  try {
+    const { default: packaged } = await import('@sparticuz/chromium');
+    // Not its launch flags: they are for serverless hosts (single process, web security off), and the console's tests
+    // check the browser's security rules. The binary runs with the usual headless flags (browser.ts).
+    return { path: await packaged.executablePath(), args: [] };
+  } catch (error) {
+    return {
+      error: `no CHROMIUM_PATH, no /usr/bin/chromium, and @sparticuz/chromium could not unpack its browser (${
+        error instanceof Error ? error.message : String(error)
+      })`,
+    };
   }
 }
 
@@ -35,6 +61,7 @@ export default async function setup(project: TestProject) {
   await handle.close();
   project.provide('adminUrl', adminUrl);
   project.provide('templateDb', templateDb);
+  project.provide('chromium', await findChromium());
 
   return async () => {
     const leftovers = await admin.query<{ datname: string }>(
