@@ -41,6 +41,7 @@ describe('migrations', () => {
       '2026-12-06-0013-replays',
       '2026-12-06-0014-approval-cancel',
       '2026-12-06-0015-credential-version',
+      '2026-12-06-0016-outcome-pending',
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);

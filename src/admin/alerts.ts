@@ -3,6 +3,7 @@ import type { Config } from '../config/config.js';
 import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
 import { formatUsd } from '../policy/money.js';
+import { unknownOutcomes } from '../audit/unknown.js';
 import type { PipelineEvent } from '../pipeline/run-tool.js';
 import type { AuthFailure } from '../server/auth-throttle.js';
 
@@ -26,6 +27,15 @@ export type AlertEvent =
     }
   | { type: 'key_revoked'; key_ids: string[]; by: string; reason: string }
   | { type: 'stuck_pending'; rows: number; oldest: string }
+  | {
+      /** Calls whose outcome stayed unknown past LEASH_UNKNOWN_ALERT_AGE (sent when one joins the list). */
+      type: 'unknown_outcomes';
+      rows: number;
+      oldest: string;
+      older_than_seconds: number;
+      /** The oldest ones' audit ids (at most 20). */
+      audit_ids: string[];
+    }
   | {
       type: 'approval_requested' | 'approval_expired';
       approval_id: string;
@@ -84,6 +94,8 @@ function text(e: AlertEvent): string {
       return `:hourglass: leash: approval request ${e.approval_id} (${e.tool} for ${formatUsd(e.usd_micros)}, agent ${e.agent ?? '?'}) expired at ${e.expires_at}.`;
     case 'stuck_pending':
       return `:hourglass: leash: ${e.rows} audit row(s) have been pending or unknown since ${e.oldest}; run 'leash reconcile'.`;
+    case 'unknown_outcomes':
+      return `:question: leash: ${e.rows} call(s) have had an unknown outcome for over ${e.older_than_seconds}s (oldest since ${e.oldest}: ${e.audit_ids.slice(0, 5).join(', ')}): the vendor may have acted and their reservations are held. Run 'leash reconcile'; 'leash audit query --outcome unknown' lists them; settle one the vendor cannot tell about with 'leash reconcile --settle <id>'.`;
     case 'auth_failures':
       return `:rotating_light: leash: ${e.failures + e.throttled} failed authentication attempts (${e.kinds.join(', ')}) in ${e.window_seconds}s from ${e.addresses} address(es), busiest ${e.top.map((t) => `${t.address} ×${t.attempts}`).join(', ')}; ${e.throttled} were refused with 429. Someone may be guessing secrets.`;
   }
@@ -108,6 +120,8 @@ export function startAlerts(o: {
   const capsSent = new Set<string>();
   const denials = new Map<string, number[]>();
   let stuckSentAt = 0;
+  // Unknown outcomes already announced (bounded): a new one past the age is announced, with the others.
+  const unknownSent = new Set<string>();
   const authThreshold = o.authFailureThreshold ?? AUTH_ALERT_COUNT;
   const authWindowMs = o.authFailureWindowMs ?? AUTH_ALERT_WINDOW_MS;
   const authWindow = (start: number) => ({
@@ -180,6 +194,7 @@ export function startAlerts(o: {
     url && o.db
       ? setInterval(() => {
           void checkStuck();
+          void checkUnknown();
         }, o.stuckCheckMs ?? 60_000)
       : undefined;
   stuckTimer?.unref();
@@ -195,6 +210,26 @@ export function startAlerts(o: {
         stuckSentAt = Date.now();
         enqueue({ type: 'stuck_pending', rows: r.n, oldest: r.oldest.toISOString() });
       }
+    } catch {
+      // The database being away is reported by the call path; alerts stay quiet.
+    }
+  }
+
+  async function checkUnknown() {
+    if (!o.db) return;
+    try {
+      const age = o.config.unknownAlertAgeSeconds;
+      const u = await unknownOutcomes(o.db, age);
+      if (!u.oldest || u.ids.every((id) => unknownSent.has(id))) return;
+      if (unknownSent.size > 10_000) unknownSent.clear();
+      for (const id of u.ids) unknownSent.add(id);
+      enqueue({
+        type: 'unknown_outcomes',
+        rows: u.count,
+        oldest: u.oldest.toISOString(),
+        older_than_seconds: age,
+        audit_ids: u.ids,
+      });
     } catch {
       // The database being away is reported by the call path; alerts stay quiet.
     }

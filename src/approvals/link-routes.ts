@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { displayText } from '../audit/display-text.js';
 import type { Db } from '../db/database.js';
 import { formatUsd } from '../policy/money.js';
 import type { RouteHandler } from '../server/http.js';
@@ -27,18 +28,22 @@ const HEADERS = {
   'referrer-policy': 'no-referrer',
 };
 
-const esc = (s: string) =>
+const escapeHtml = (s: string) =>
   s.replace(
     /[&<>"']/g,
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
   );
+// Text on these pages is agent- or approver-supplied: bidi overrides and other hidden characters show as markers.
+const esc = (s: string) => escapeHtml(displayText(s));
 
 function page(res: ServerResponse, status: number, title: string, body: string) {
   res.writeHead(status, HEADERS);
   res.end(
     `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">` +
       `<title>${esc(title)} · leash</title><style>body{font:15px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}` +
-      `dt{font-weight:600}dd{margin:0 0 .5rem}pre{background:#f4f4f4;padding:.5rem;overflow:auto}` +
+      // Long unbroken values (a subject, a name) wrap where they must rather than widen the page.
+      `h1,p,dd{overflow-wrap:anywhere}dt{font-weight:600}dd{margin:0 0 .5rem}` +
+      `pre{background:#f4f4f4;padding:.5rem;white-space:pre-wrap;overflow-wrap:anywhere}` +
       `button{font-size:1rem;padding:.4rem 1.2rem;margin-right:.5rem}textarea,input{width:100%;box-sizing:border-box}</style></head>` +
       `<body><h1>${esc(title)}</h1>${body}</body></html>`,
   );
@@ -59,7 +64,12 @@ function summary(a: ApprovalRow): string {
   ];
   return (
     `<dl>${rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>` +
-    `<p>Exact arguments (the call is admitted only with these):</p><pre>${esc(JSON.stringify(a.request ?? {}, null, 2))}</pre>`
+    `<p>Exact arguments (the call is admitted only with these):</p>` +
+    // Line by line: the JSON's own line breaks stay; anything hidden inside a value is shown as a marker.
+    `<pre>${JSON.stringify(a.request ?? {}, null, 2)
+      .split('\n')
+      .map(esc)
+      .join('\n')}</pre>`
   );
 }
 

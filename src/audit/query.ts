@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable } from 'kysely';
-import type { AuditLogTable, Database, Decision } from '../db/schema.js';
+import type { AuditLogTable, Database, Decision, Outcome } from '../db/schema.js';
 
 /** The columns an operator reads; the redacted request, budget and metadata stay in psql. */
 export const AUDIT_COLUMNS = [
@@ -50,6 +50,8 @@ export interface AuditFilter {
   keyId?: string | undefined;
   tool?: string | undefined;
   decision?: Decision | undefined;
+  /** What became of the call: `unknown` lists calls the vendor may have acted on, waiting for reconcile. */
+  outcome?: Outcome | undefined;
   /** Inclusive. */
   since?: Date | undefined;
   /** Exclusive. */
@@ -63,6 +65,9 @@ export interface AuditFilter {
   /** `desc` (newest first, the default) or `asc` (for tail). */
   order?: 'asc' | 'desc' | undefined;
 }
+
+/** Every outcome a row can have (`none`: the call was refused or held, so never made). */
+export const OUTCOMES: readonly Outcome[] = ['pending', 'succeeded', 'failed', 'unknown', 'none'];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -90,6 +95,14 @@ export function auditQuery(db: Kysely<Database>, filter: AuditFilter, ids?: read
       throw new RangeError(`decision must be 'allowed', 'denied' or 'held'`);
     // A literal, not a parameter, so the planner can match the partial index `where decision = 'denied'`.
     q = q.where('decision', '=', sql.lit(filter.decision));
+  }
+  if (filter.outcome !== undefined) {
+    if (!OUTCOMES.includes(filter.outcome))
+      throw new RangeError(`outcome must be one of ${OUTCOMES.join(', ')}`);
+    q = q.where('outcome', '=', filter.outcome);
+    // Unsettled rows are few and all listed in audit_unsettled: found from there, not by scanning the log.
+    if (filter.outcome === 'pending' || filter.outcome === 'unknown')
+      q = q.where('id', 'in', db.selectFrom('audit_unsettled').select('audit_unsettled.id'));
   }
   if (filter.since) q = q.where('ts', '>=', filter.since);
   if (filter.until) q = q.where('ts', '<', filter.until);

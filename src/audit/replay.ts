@@ -33,7 +33,12 @@ const RULE_CODES = new Set([
   'too_many_segments',
 ]);
 /** Decided in SQL at admission (caps, loop guard), after the rules: replay does not re-run them. */
-const ADMISSION_CODES = new Set(['budget_exceeded', 'request_limit_exceeded', 'loop_detected']);
+const ADMISSION_CODES = new Set([
+  'budget_exceeded',
+  'request_limit_exceeded',
+  'loop_detected',
+  'outcome_pending',
+]);
 
 export interface ReplayChange {
   id: string;

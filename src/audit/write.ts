@@ -147,6 +147,12 @@ export interface AdmitRequest {
   loop: { limit: number; seconds: number } | null;
   /** Set when policy holds this call for a person: admitted only by consuming an approval for its digest. */
   approval?: { expiresSeconds: number; usdMicros: number } | undefined;
+  /**
+   * Set for calls with an effect: refused as outcome_pending while an identical call of this key (same arguments
+   * digest) admitted in the last `seconds` has an unknown outcome; with `sameKey`, a call carrying that call's
+   * idempotency key goes on (the vendor answers it with the first outcome).
+   */
+  pending?: { seconds: number; sameKey: boolean } | null | undefined;
 }
 
 export type AdmitResult = Admission | { stale: true; policy_version: number };
@@ -164,6 +170,7 @@ export function admissionPayload(a: AdmitRequest, draft: AuditDraft, h: AuditHas
     approval: a.approval
       ? { expires_seconds: a.approval.expiresSeconds, usd_micros: a.approval.usdMicros }
       : null,
+    pending: a.pending ? { seconds: a.pending.seconds, same_key: a.pending.sameKey } : null,
     row: storableDraft(draft, h),
   };
 }

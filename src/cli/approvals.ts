@@ -8,22 +8,24 @@ import {
   type ApprovalRow,
   type Decision,
 } from '../approvals/store.js';
+import { displayText, displayValue } from '../audit/display-text.js';
 import { formatUsd } from '../policy/money.js';
 import { CliError, EXIT, command, intFlag, type CommandGroup, type Context } from './command.js';
 import { cellText, type Style } from './output.js';
 import { withDb } from './with-db.js';
 
+// Agent- and approver-supplied text with hidden characters (a bidi override, an ESC) shown as ⟨U+…⟩ markers.
 const row = (a: ApprovalRow) => ({
   id: a.id,
   status: a.status,
-  agent: a.agent,
-  run_id: a.run_id,
-  tool: a.tool,
+  agent: displayValue(a.agent),
+  run_id: displayValue(a.run_id),
+  tool: displayValue(a.tool),
   usd: formatUsd(a.usd_micros),
   created_at: a.created_at,
   expires_at: a.expires_at,
-  decided_by: a.decided_by,
-  note: a.note,
+  decided_by: displayValue(a.decided_by),
+  note: displayValue(a.note),
 });
 
 const statusStyle = (column: string, text: string): Style | undefined =>
@@ -95,7 +97,7 @@ function printOne(ctx: Context, a: ApprovalRow) {
     ['held_audit_id', a.held_audit_id],
     ['used_by_audit_id', a.used_by_audit_id],
   ];
-  for (const [k, value] of fields) ctx.print(`${k.padEnd(17)} ${cellText(value)}`);
+  for (const [k, value] of fields) ctx.print(`${k.padEnd(17)} ${displayText(cellText(value))}`);
 }
 
 const show = command({
@@ -139,12 +141,12 @@ function decide(decision: Decision) {
             ? `approval request ${id ?? ''} expired at ${a?.expires_at.toISOString() ?? '?'}; it can no longer be decided`
             : r.reason === 'cancelled' && a
               ? `approval request ${id ?? ''} was ${cancelledText(a)}`
-              : `approval request ${id ?? ''} is already ${a?.status ?? 'decided'}${a?.decided_by ? ` (by ${a.decided_by})` : ''}`,
+              : `approval request ${id ?? ''} is already ${a?.status ?? 'decided'}${a?.decided_by ? ` (by ${displayText(a.decided_by)})` : ''}`,
         );
       }
       if (ctx.jsonMode) return void ctx.json(r.approval);
       ctx.print(
-        `${decision} ${r.approval.id}: ${r.approval.tool} ${formatUsd(r.approval.usd_micros)} for agent ${r.approval.agent ?? '?'}` +
+        `${decision} ${r.approval.id}: ${displayText(r.approval.tool)} ${formatUsd(r.approval.usd_micros)} for agent ${displayValue(r.approval.agent, '?')}` +
           (decision === 'approved'
             ? `; the next identical call before ${r.approval.expires_at.toISOString()} is admitted once`
             : ''),

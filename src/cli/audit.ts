@@ -1,12 +1,14 @@
 import {
   AUDIT_COLUMNS,
   MAX_AUDIT_LIMIT,
+  OUTCOMES,
   parseTime,
   queryAudit,
   TimeInputError,
   type AuditFilter,
   type AuditRow,
 } from '../audit/query.js';
+import { displayText, displayValue } from '../audit/display-text.js';
 import { watchAudit, type AuditEvent } from '../audit/watch.js';
 import { openDatabase, type Db } from '../db/database.js';
 import { formatUsd, parseUsd, UsdInputError } from '../policy/money.js';
@@ -43,7 +45,18 @@ function usdFlag(value: string, flag: string): number {
 
 function decisionFlag(value: string | undefined): AuditFilter['decision'] {
   if (value === undefined || value === 'allowed' || value === 'denied' || value === 'held') return value;
-  throw new CliError(`--decision must be 'allowed', 'denied' or 'held', got '${value}'`, EXIT.usage);
+  // What a call's vendor did is its outcome, not the decision to make it.
+  const hint = OUTCOMES.some((o) => o === value)
+    ? `; for calls whose outcome is ${value}, use --outcome ${value}`
+    : '';
+  throw new CliError(`--decision must be 'allowed', 'denied' or 'held', got '${value}'${hint}`, EXIT.usage);
+}
+
+function outcomeFlag(value: string | undefined): AuditFilter['outcome'] {
+  if (value === undefined) return undefined;
+  const outcome = OUTCOMES.find((o) => o === value);
+  if (outcome) return outcome;
+  throw new CliError(`--outcome must be one of ${OUTCOMES.join(', ')}, got '${value}'`, EXIT.usage);
 }
 
 /** What a row cost or holds: "$0.30", "$0.50 held" while only reserved, "-" for a call that cost nothing. */
@@ -76,7 +89,8 @@ export function approvalText(r: AuditRow): string | null {
  * replaces the decision column: `tail -f` prints a row again as `settled` (or `updated`) when it settles.
  */
 export function formatAuditLine(r: AuditRow, label?: string): string {
-  const col = (v: string | null | undefined, w: number) => (v ?? '-').padEnd(w);
+  // Agent- and vendor-supplied text: hidden characters (a bidi override, an ESC) print as ⟨U+…⟩ markers.
+  const col = (v: string | null | undefined, w: number) => displayText(v ?? '-').padEnd(w);
   return [
     r.ts.toISOString(),
     col(r.agent, 14),
@@ -85,9 +99,9 @@ export function formatAuditLine(r: AuditRow, label?: string): string {
     col(label ?? decisionText(r), 30),
     col(outcomeText(r), 9),
     col(costText(r), 10),
-    r.vendor_object_id ?? '-',
+    displayText(r.vendor_object_id ?? '-'),
     ...(r.replay_of ? [`replay of ${r.replay_of}`] : []),
-    approvalText(r) ?? '',
+    displayText(approvalText(r) ?? ''),
   ]
     .join('  ')
     .trimEnd();
@@ -107,7 +121,7 @@ export const AUDIT_LINE_HEADER = [
 
 /** A tail line with its decision in red (denied) or green (allowed), when colour is on. */
 function colourLine(line: string, r: AuditRow, on: boolean): string {
-  const text = decisionText(r);
+  const text = displayText(decisionText(r));
   const colour = r.decision === 'denied' ? 'red' : r.decision === 'held' ? 'yellow' : 'green';
   return on ? line.replace(text, paint(text, colour, true)) : line;
 }
@@ -232,13 +246,15 @@ const query = command({
   name: 'query',
   summary: 'Find audit rows by agent, run, key, tool, decision, time and amount (newest first).',
   usage:
-    'audit query [--agent A] [--run R] [--key K] [--tool T] [--decision allowed|denied|held] [--since T] [--until T] [--min-usd D] [--limit N] [--format table|json|csv] [--json] [--wide]',
+    'audit query [--agent A] [--run R] [--key K] [--tool T] [--decision allowed|denied|held] [--outcome O] [--since T] [--until T] [--min-usd D] [--limit N] [--format table|json|csv] [--json] [--wide]',
   help: [
     '--agent A                   only this agent',
     '--run R                     only this run id',
     '--key K                     only this vault key id',
     '--tool T                    only this tool, e.g. issue_refund',
     '--decision allowed|denied|held  only allowed, denied, or held (waiting for a person) calls',
+    '--outcome O                 only calls whose outcome is O: succeeded, failed, pending, unknown (the vendor may',
+    '                            have acted; reconcile settles it) or none; e.g. --outcome unknown --until 15m',
     '--since T                   from T: 2026-11-20T14:30:00Z, 2026-11-20 (UTC), or ago: 30m, 2h, 7d',
     '--until T                   before T (same forms as --since)',
     '--min-usd D                 only calls costing or holding at least D dollars, e.g. 100 or 0.30',
@@ -252,6 +268,7 @@ const query = command({
     key: { type: 'string' },
     tool: { type: 'string' },
     decision: { type: 'string' },
+    outcome: { type: 'string' },
     since: { type: 'string' },
     until: { type: 'string' },
     'min-usd': { type: 'string' },
@@ -272,6 +289,7 @@ const query = command({
       keyId: v.key,
       tool: v.tool,
       decision: decisionFlag(v.decision),
+      outcome: outcomeFlag(v.outcome),
       since: timeFlag(v.since, '--since'),
       until: timeFlag(v.until, '--until'),
       minUsdMicros: v['min-usd'] === undefined ? undefined : usdFlag(v['min-usd'], '--min-usd'),
@@ -285,17 +303,18 @@ const query = command({
       ctx.table(
         rows.map((r) => ({
           ts: r.ts,
-          agent: r.agent,
-          run_id: r.run_id,
-          tool: r.tool,
-          decision: decisionText(r),
+          // Agent- and vendor-supplied text as markers where it hides characters (JSON and CSV keep it raw).
+          agent: displayValue(r.agent),
+          run_id: displayValue(r.run_id),
+          tool: displayValue(r.tool),
+          decision: displayText(decisionText(r)),
           outcome: outcomeText(r),
           cost: r.cost_micros > 0 || r.decision === 'allowed' ? formatUsd(r.cost_micros) : '-',
           reserved: r.reserved_micros > 0 ? formatUsd(r.reserved_micros) : '-',
-          vendor_object_id: r.vendor_object_id,
+          vendor_object_id: displayValue(r.vendor_object_id),
           id: r.id,
           replay_of: r.replay_of,
-          approval: approvalText(r),
+          approval: displayValue(approvalText(r)),
         })),
         [
           'ts',

@@ -1,5 +1,6 @@
 // Terminal output: tables that fit the terminal, colour only where it is wanted, aligned help columns.
-import type { Io } from './command.js';
+import { displayValue } from '../audit/display-text.js';
+import type { Io } from './io.js';
 
 /** Colour on a TTY only, never with NO_COLOR (https://no-color.org) or TERM=dumb. */
 export function colourWanted(io: Pick<Io, 'isTTY' | 'env'>): boolean {
@@ -25,13 +26,12 @@ export function outputWidth(io: Pick<Io, 'isTTY' | 'env' | 'columns'>, wide: boo
   return io.isTTY ? 80 : Infinity;
 }
 
-/** One value as a table cell. */
+/**
+ * One value as a table cell: line breaks and tabs as spaces, every other hidden character (bidi overrides, escapes)
+ * as its visible marker, so a label cannot reorder or recolour the table around it.
+ */
 export function cellText(v: unknown): string {
-  if (v === null || v === undefined) return '-';
-  if (v instanceof Date) return v.toISOString();
-  if (typeof v === 'string') return v.replace(/[\r\n\t]/g, ' ');
-  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
-  return JSON.stringify(v);
+  return displayValue(typeof v === 'string' ? v.replace(/[\r\n\t]/g, ' ') : v);
 }
 
 /** Cuts text to `width` characters, marking the cut with an ellipsis. */

@@ -26,6 +26,14 @@ describe('loadConfig', () => {
     );
   });
 
+  it('takes the age an unknown outcome is alerted at from LEASH_UNKNOWN_ALERT_AGE, 15 min by default', () => {
+    const age = (v?: string) =>
+      loadConfig({ LEASH_HOME: '/nonexistent', ...(v === undefined ? {} : { LEASH_UNKNOWN_ALERT_AGE: v }) })
+        .unknownAlertAgeSeconds;
+    expect([age(), age('600'), age('90s'), age('15m'), age('2h')]).toEqual([900, 600, 90, 900, 7200]);
+    expect(() => age('soon')).toThrow(/LEASH_UNKNOWN_ALERT_AGE/);
+  });
+
   it('reads each vendor base URL and secret from the env vars its folder declares', () => {
     const config = loadConfig({
       LEASH_HOME: '/nonexistent',

@@ -54,6 +54,12 @@ const envShape = {
   LEASH_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).optional(),
   LEASH_TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).optional(),
   LEASH_VENDOR_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).optional(),
+  LEASH_UNKNOWN_ALERT_AGE: z
+    .string()
+    .trim()
+    .regex(/^\d{1,7}[smh]?$/, 'expected an age like 900, 90s, 15m or 2h')
+    .transform((t) => Number(t.replace(/[smh]$/, '')) * ({ s: 1, m: 60, h: 3600 }[t.at(-1) ?? ''] ?? 1))
+    .optional(),
 };
 
 type FileValues = z.infer<z.ZodObject<typeof fileShape>>;
@@ -87,6 +93,8 @@ export type Config = Readonly<{
   trustProxyHops: number;
   /** How long a vendor call may take before its outcome is `unknown` (reconcile settles it). */
   vendorTimeoutMs: number;
+  /** Seconds a call's outcome may stay `unknown` before operators are told (alert, console, audit query). */
+  unknownAlertAgeSeconds: number;
   /** USD per one unit of a currency, e.g. { EUR: 1.08 }. USD is always 1. */
   fxRates: Readonly<Record<string, number>>;
   /** Vendor prices by price-sheet key (e.g. `sms_price_micros`), validated and defaulted by the vendor's sheet. */
@@ -218,6 +226,7 @@ export function loadConfig(
     authFailuresPerMinute: e.LEASH_AUTH_FAILURES_PER_MINUTE ?? 20,
     trustProxyHops: e.LEASH_TRUST_PROXY_HOPS ?? 0,
     vendorTimeoutMs: e.LEASH_VENDOR_TIMEOUT_MS ?? 20_000,
+    unknownAlertAgeSeconds: e.LEASH_UNKNOWN_ALERT_AGE ?? 900,
     fxRates: Object.freeze({ ...fromFile.fx_rates, USD: 1 }),
     prices: Object.freeze(prices),
     vendorEnv: Object.freeze(vendorEnv),

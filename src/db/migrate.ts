@@ -14,6 +14,7 @@ import * as admissionGuards from './migrations/2026-11-23-0012-admission-guards.
 import * as replays from './migrations/2026-12-06-0013-replays.js';
 import * as approvalCancel from './migrations/2026-12-06-0014-approval-cancel.js';
 import * as credentialVersion from './migrations/2026-12-06-0015-credential-version.js';
+import * as outcomePending from './migrations/2026-12-06-0016-outcome-pending.js';
 
 /** Every migration, in order. Names are frozen: they are recorded in the database. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -32,6 +33,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-12-06-0013-replays': replays,
   '2026-12-06-0014-approval-cancel': approvalCancel,
   '2026-12-06-0015-credential-version': credentialVersion,
+  '2026-12-06-0016-outcome-pending': outcomePending,
 };
 
 /** Thrown when a migration fails; the database is left at the last good migration. */

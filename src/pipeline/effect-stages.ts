@@ -4,6 +4,7 @@ import { vendorIdempotencyKey, type CallState, type ToolCallResult } from './cal
 import type { PipelineDeps } from './deps.js';
 import { scrubId, scrubVendorError, VendorError } from './errors.js';
 import { failure, errorName, vendorInfo } from './failure.js';
+import type { Effect } from './tool.js';
 
 /** The vendor call, with the server-held credential and an idempotency key derived from the audit row. */
 export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
@@ -23,7 +24,10 @@ export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
   };
   const t0 = performance.now();
   try {
-    s.effect = await s.tool!.call(ctx, s.input, s.looked);
+    const effect = await s.tool!.call(ctx, s.input, s.looked);
+    // An answer leash cannot act on (a 5xx to a write, an unreadable 2xx) is not an effect: its outcome is unknown.
+    if (effect.outcome === 'unknown') s.vendorError = unknownAnswer(s, effect);
+    else s.effect = effect;
   } catch (error) {
     if (error instanceof VendorError) s.vendorError = scrubVendorError(error, s.handle?.secrets);
     else {
@@ -34,11 +38,29 @@ export async function call(s: CallState, deps: PipelineDeps): Promise<void> {
   s.vendorMs = performance.now() - t0;
 }
 
-/** Hands the outcome to the settle queue: the answer does not wait for its commit. */
-export function settle(s: CallState, deps: PipelineDeps): void {
+/** A vendor answer that passes through no further (REST): the vendor's status, told as an unknown outcome. */
+function unknownAnswer(s: CallState, e: Effect<unknown>): VendorError {
+  const status = e.httpStatus;
+  const answered = `${s.tool?.vendor ?? 'the vendor'} answered HTTP ${status ?? '(none)'}`;
+  return new VendorError({
+    vendor: s.tool?.vendor ?? 'vendor',
+    kind: e.unreadable ? 'unreadable' : 'unavailable',
+    status,
+    requestId: scrubId(e.vendorRequestId, s.handle?.secrets),
+    message: e.unreadable ? `${answered} with a body leash cannot read` : answered,
+    definite: false,
+  });
+}
+
+/**
+ * Hands the outcome to the settle queue. A known outcome is answered without waiting for its commit; an unknown
+ * one is committed first, so an identical call the caller makes after hearing the answer finds the row `unknown`
+ * (and is refused as outcome_pending) instead of racing its settle.
+ */
+export async function settle(s: CallState, deps: PipelineDeps): Promise<void> {
   const latency_ms = Math.round(s.vendorMs ?? 0);
   if (s.effect?.outcome) {
-    // A vendor error passed through to the caller (REST): nothing is spent; unknown keeps its reservation.
+    // A vendor error passed through to the caller (REST): nothing is spent.
     const e = s.effect;
     deps.settler.enqueue({
       id: s.id,
@@ -92,7 +114,13 @@ export function settle(s: CallState, deps: PipelineDeps): void {
       patch: { error: 'internal error', latency_ms },
     });
   }
+  if (!s.effect && !s.vendorError?.definite) await deps.settler.flush();
 }
+
+/** What an agent is told to do when a call's outcome is unknown (on both doors, with the leash code and audit id). */
+export const UNKNOWN_ADVICE =
+  'the outcome is unknown: the vendor may have acted; do not repeat this call (an identical call is refused as ' +
+  'outcome_pending until then); leash reconcile settles it';
 
 /** A small structured result: ids, amounts, budget left — never a raw vendor payload, never a secret. */
 export function answer(s: CallState, deps: PipelineDeps): ToolCallResult {
@@ -111,15 +139,26 @@ export function answer(s: CallState, deps: PipelineDeps): ToolCallResult {
     };
   }
   const e = s.vendorError;
-  if (!e) return failure('internal_error', s.id, `internal error; audit id ${s.id}`);
-  const what = e.definite
-    ? 'nothing was done'
-    : 'the outcome is unknown and will be reconciled; do not repeat this call';
+  if (!e)
+    return failure('internal_error', s.id, `internal error; audit id ${s.id}; ${UNKNOWN_ADVICE}`, {
+      outcome: 'unknown',
+    });
+  const wait = e.retryAfterSeconds;
+  const what = !e.definite
+    ? UNKNOWN_ADVICE
+    : e.retryable && wait !== undefined
+      ? `nothing was done; call again in ${wait}s`
+      : 'nothing was done';
+  const details: Record<string, unknown> = !e.definite
+    ? { outcome: 'unknown' }
+    : wait !== undefined
+      ? { retry_after_seconds: wait }
+      : {};
   return failure(
     `vendor_${e.kind}`,
     s.id,
     `${s.tool?.vendor ?? 'vendor'} ${e.kind === 'rejected' ? 'rejected the call' : `error (${e.kind})`}: ${e.message}; ${what}`,
-    undefined,
+    details,
     { retryable: e.definite && e.retryable, vendor: vendorInfo(e) },
   );
 }

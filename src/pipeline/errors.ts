@@ -11,7 +11,8 @@ export class PolicyDenied extends Error {
   }
 }
 
-export type VendorErrorKind = 'rejected' | 'auth' | 'rate_limited' | 'unavailable' | 'timeout';
+/** `unreadable`: the vendor answered (even 2xx) with a body leash cannot read or that lacks what leash needs. */
+export type VendorErrorKind = 'rejected' | 'auth' | 'rate_limited' | 'unavailable' | 'timeout' | 'unreadable';
 
 /**
  * The vendor refused or could not be reached. `definite` says whether the vendor certainly did nothing
@@ -27,6 +28,8 @@ export class VendorError extends Error {
   readonly definite: boolean;
   /** A vendor error code (e.g. Stripe `charge_already_refunded`), safe to show. */
   readonly vendorCode: string | undefined;
+  /** When the vendor said to call again (its 429's `Retry-After`), in whole seconds. */
+  readonly retryAfterSeconds: number | undefined;
   constructor(o: {
     vendor: string;
     kind: VendorErrorKind;
@@ -35,6 +38,7 @@ export class VendorError extends Error {
     requestId?: string | undefined;
     vendorCode?: string | undefined;
     definite?: boolean;
+    retryAfterSeconds?: number | undefined;
     cause?: unknown;
   }) {
     super(o.message, { cause: o.cause });
@@ -43,9 +47,36 @@ export class VendorError extends Error {
     this.status = o.status;
     this.requestId = o.requestId;
     this.vendorCode = o.vendorCode;
+    this.retryAfterSeconds = o.retryAfterSeconds;
     this.retryable = o.kind === 'rate_limited' || o.kind === 'unavailable' || o.kind === 'timeout';
-    this.definite = o.definite ?? (o.status !== undefined && o.status >= 400 && o.status < 500);
+    // An unreadable answer is an answer: the vendor may well have acted.
+    this.definite =
+      o.kind === 'unreadable'
+        ? false
+        : (o.definite ?? (o.status !== undefined && o.status >= 400 && o.status < 500));
   }
+}
+
+/** The longest wait leash passes on (a day): a larger or unreadable Retry-After is dropped. */
+const MAX_RETRY_AFTER = 86_400;
+
+/**
+ * A `Retry-After` header (delay-seconds or an HTTP date) as whole seconds from now, or undefined when absent or
+ * unreadable. A date in the past is 0.
+ */
+export function retryAfterSeconds(header: unknown, now = Date.now()): number | undefined {
+  const values: unknown[] = Array.isArray(header) ? header : [header];
+  const value = values[0];
+  if (typeof value !== 'string' || !value.trim()) return undefined;
+  const text = value.trim();
+  const seconds = /^\d{1,9}$/.test(text)
+    ? Number(text)
+    : /[a-z]/i.test(text)
+      ? Math.ceil((Date.parse(text) - now) / 1000)
+      : NaN;
+  if (!Number.isFinite(seconds)) return undefined;
+  const s = Math.max(seconds, 0);
+  return s <= MAX_RETRY_AFTER ? s : undefined;
 }
 
 /** What the agent sees when a call did not succeed. Never carries a secret or a stack. */
@@ -55,7 +86,14 @@ export interface ToolFailure {
   retryable: boolean;
   audit_id: string | null;
   details?: Record<string, unknown>;
-  vendor?: { name: string; kind: VendorErrorKind; status?: number; request_id?: string; code?: string };
+  vendor?: {
+    name: string;
+    kind: VendorErrorKind;
+    status?: number;
+    request_id?: string;
+    code?: string;
+    retry_after_seconds?: number;
+  };
 }
 
 /** Longest vendor text kept after scrubbing (a message); ids and codes keep less. */
@@ -98,5 +136,6 @@ export function scrubVendorError(error: VendorError, secrets: readonly string[] 
     requestId: scrubId(error.requestId, secrets),
     vendorCode: scrubId(error.vendorCode, secrets),
     definite: error.definite,
+    retryAfterSeconds: error.retryAfterSeconds,
   });
 }

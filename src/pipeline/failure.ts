@@ -27,6 +27,7 @@ export function vendorInfo(e: VendorError): NonNullable<ToolFailure['vendor']> {
   if (e.status !== undefined) v.status = e.status;
   if (e.requestId) v.request_id = e.requestId;
   if (e.vendorCode) v.code = e.vendorCode;
+  if (e.retryAfterSeconds !== undefined) v.retry_after_seconds = e.retryAfterSeconds;
   return v;
 }
 

@@ -76,6 +76,13 @@ export const REFUSALS: Readonly<Record<string, RefusalKind>> = {
     message: (d) =>
       `the same call was already made ${String(d.identical_calls)} times in the last ${String(d.window_seconds)}s; stop and ask a human`,
   },
+  outcome_pending: {
+    retryable: false,
+    http: 409,
+    message: (d) =>
+      `an identical call by this key (audit id ${String(d.audit_id)}) has an unknown outcome: the vendor may have acted, ` +
+      'so this call was not sent; do not repeat it: leash reconcile settles the first call, then check its outcome',
+  },
   budget_exceeded: {
     retryable: false,
     http: 402,

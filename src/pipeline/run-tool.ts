@@ -42,7 +42,7 @@ export async function runCall(deps: PipelineDeps, req: CallRequest): Promise<Too
       cost_micros: s.cost,
     });
     await call(s, deps);
-    settle(s, deps);
+    await settle(s, deps);
     return finish(s, deps, answer(s, deps));
   }
   return failure('audit_unavailable', null, 'the policy changed while the call was decided; call again');

@@ -13,6 +13,12 @@ import { vendorInfo, errorName } from './failure.js';
 /** Nesting deeper than this is refused before anything walks it (hashing, validation, storage). */
 const MAX_DEPTH = 32;
 
+/**
+ * How far back an identical call with an unknown outcome makes a new one `outcome_pending`: a day, as long as
+ * Stripe keeps an idempotency key (and reconcile, run every minute by `leash serve`, settles most within minutes).
+ */
+export const OUTCOME_PENDING_SECONDS = 86_400;
+
 /** Key → key row and policy (cached; SQL re-checks at admission). Unknown, revoked or expired → refused. */
 export async function authenticate(s: CallState, deps: PipelineDeps, fresh: boolean): Promise<StageResult> {
   let auth;
@@ -57,9 +63,9 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
     return { code: 'invalid_input', message: `arguments are nested deeper than ${MAX_DEPTH} levels` };
   }
   const h = deps.auditHash;
-  s.draft.args_hash = argsHash(s.asked ?? s.name, args, h);
   // REST: default deny — a path no endpoint declares, or one the policy does not list, is refused alike.
   const rest = s.req.door === 'http';
+  s.draft.args_hash = argsHash(s.asked ?? s.name, rest ? withoutHeaders(args) : args, h);
   if (!s.tool) {
     const asked = s.asked ?? s.name;
     s.draft.request = { name: asked, arguments: requestOf(args) };
@@ -141,7 +147,11 @@ export async function facts(s: CallState, deps: PipelineDeps): Promise<StageResu
       return {
         code: 'facts_unavailable',
         message: `could not look up what this call touches: ${e.message}`,
-        details: { vendor_kind: e.kind, status: e.status ?? null },
+        details: {
+          vendor_kind: e.kind,
+          status: e.status ?? null,
+          ...(e.retryAfterSeconds !== undefined ? { retry_after_seconds: e.retryAfterSeconds } : {}),
+        },
         extra: { retryable: e.retryable, vendor: vendorInfo(e) },
       };
     }
@@ -195,6 +205,9 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
         // loop-guarded; those that count as requests still meet the hourly request cap.
         loop: guard && !readOnly ? { limit: guard.identicalCalls, seconds: guard.windowSeconds } : null,
         approval: s.approval && { expiresSeconds: s.approval.expiresSeconds, usdMicros: s.amountMicros ?? 0 },
+        // The same logical call while an identical one's outcome is unknown: refused (or, with the same key at a
+        // vendor that dedupes by key, sent on), decided in the admission statement.
+        pending: readOnly ? null : { seconds: OUTCOME_PENDING_SECONDS, sameKey: tool.dedupesByKey === true },
       },
       s.draft,
     );
@@ -216,6 +229,16 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
  */
 export function argsHash(tool: string, args: unknown, h: AuditHasher): string {
   return h.hash(`${tool}\0${canonicalJson(args)}`).slice(0, 32);
+}
+
+/**
+ * A REST call's arguments without the headers the door forwards (an API version): they change how the vendor
+ * answers, not what it does, so a retry sent without them is still the same call (loop guard, outcome_pending).
+ */
+function withoutHeaders(args: unknown): unknown {
+  if (typeof args !== 'object' || args === null || Array.isArray(args) || !('headers' in args)) return args;
+  const { headers: _forwarded, ...rest } = args;
+  return rest;
 }
 
 function requestOf(args: unknown): Record<string, unknown> {

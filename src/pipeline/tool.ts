@@ -95,8 +95,13 @@ export interface Effect<Out> {
   vendorRequestId?: string;
   httpStatus?: number;
   amount?: { minor: number; currency: string };
-  /** The vendor answered with an error that still goes back to the caller (REST pass-through): settle it so. */
+  /**
+   * The vendor answered with an error that goes back to the caller (REST pass-through): `failed`. `unknown`: an
+   * answer leash cannot act on (a 5xx to a write; with `unreadable`, a body it cannot read): the pipeline answers it
+   * as an unknown outcome, reservation kept, for reconcile.
+   */
   outcome?: 'failed' | 'unknown';
+  unreadable?: boolean;
   /**
    * The vendor marked the answer as a replay of an earlier request with the same idempotency key (Stripe's
    * `Idempotent-Replayed: true`): settle it as a replay of that call when another row of the key has it.
@@ -152,6 +157,12 @@ export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Cl
   ownRules?: ToolRules;
   /** False for tools that should not use up the request cap (budget lookups). Default true. */
   countsAsRequest?: boolean;
+  /**
+   * The vendor honours the idempotency key this tool sends (Stripe, Resend; not Twilio's messages): a request
+   * repeated with the same key has no second effect. While a call's outcome is unknown, an identical call of the same
+   * key is admitted only when this is true and it carries the same key (the vendor answers with the first outcome).
+   */
+  dedupesByKey?: boolean;
   /**
    * The input schema as this policy advertises it (limits as JSON Schema bounds), and sentences stating the
    * limits. Advertisement only: input is validated with `input`, and policy limits are enforced (and audited) by evaluate().

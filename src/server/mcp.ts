@@ -21,11 +21,18 @@ const INSTRUCTIONS =
   'leash governs vendor tools (payments, SMS, email) for this agent. Every call is checked against a policy and budget and is audited. ' +
   'A refused call answers with its code first and says whether to retry: after invalid_input, fix the named arguments and call again; ' +
   'when it says do not retry (e.g. budget_exceeded, key_revoked, loop_detected), stop and report to a human. ' +
+  'When a call’s outcome is unknown (the vendor timed out or failed; it may have acted), do not repeat it: the same ' +
+  'call is refused as outcome_pending until `leash reconcile` settles the first. ' +
   'Use get_budget to see what is left.';
 
 /** What to do next, in words: the only part of a refusal every framework shows its model. */
 function retryAdvice(f: ToolFailure): string {
   if (f.code === 'invalid_input') return 'Retryable: fix the arguments named above and call again.';
+  if (f.details?.outcome === 'unknown')
+    return 'Do not repeat: the outcome is unknown and the vendor may have acted; leash reconcile settles it (an identical call is refused as outcome_pending until then); report to a human.';
+  const wait = f.details?.retry_after_seconds;
+  if (f.retryable && typeof wait === 'number')
+    return `Retryable: nothing was done; call again in ${wait}s (retry_after_seconds: ${wait}).`;
   if (f.retryable) return 'Retryable: nothing was done; call again later.';
   return 'Do not retry: the same call will be refused again; stop and report to a human.';
 }

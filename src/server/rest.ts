@@ -133,9 +133,15 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
     message: string,
     auditId: string | null,
     extra: Record<string, string> = {},
+    outcomeUnknown = false,
   ) {
     const tagged = `${message} [leash ${code}${auditId ? `, audit id ${auditId}` : ''}]`;
-    const shaped = api.refusal({ status, code, message: tagged });
+    const shaped = api.refusal({
+      status,
+      code,
+      message: tagged,
+      ...(outcomeUnknown ? { outcomeUnknown } : {}),
+    });
     res.writeHead(status, {
       'content-type': 'application/json',
       'cache-control': 'no-store',
@@ -229,7 +235,10 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
     if (!result.ok) {
       const f = result.failure;
       if (f.code === 'key_invalid') o.throttle.reject(req, 'vault_key', 'wrong');
-      refuse(res, api, statusOf(f), f.code, f.message, f.audit_id);
+      // The vendor's own wait, when it gave one (a 429 answering a lookup, say), as the vendor would send it.
+      const wait = f.details?.retry_after_seconds ?? f.vendor?.retry_after_seconds;
+      const headers: Record<string, string> = typeof wait === 'number' ? { 'retry-after': String(wait) } : {};
+      refuse(res, api, statusOf(f), f.code, f.message, f.audit_id, headers, f.details?.outcome === 'unknown');
       return true;
     }
     const out = restOutput.parse(result.output);

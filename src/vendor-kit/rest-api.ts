@@ -52,6 +52,8 @@ export interface VendorRefusal {
   /** The leash code (refusal table), e.g. `amount_over_limit`. */
   code: string;
   message: string;
+  /** The call's outcome is unknown (the vendor may have acted): a retry with the same idempotency key is safe. */
+  outcomeUnknown?: boolean;
 }
 
 /** One vendor's REST front door. */
@@ -101,6 +103,8 @@ export interface EndpointSpec<Body, Facts, Client> {
   sensitive?: readonly string[];
   rules: readonly RuleName[];
   ownRules?: ToolRules;
+  /** The vendor honours the Idempotency-Key this endpoint forwards (see ToolDefinition.dedupesByKey). */
+  dedupesByKey?: boolean;
   lookup?: (ctx: LookupContext<Client>, req: RestRequest<Body>) => Promise<Facts>;
   facts: (req: RestRequest<Body>, looked: Facts) => PolicyFacts;
   estimateCostMicros?: (
@@ -151,6 +155,7 @@ export function defineEndpoint<Body, Facts, Client>(o: EndpointSpec<Body, Facts,
     redact: o.redact ?? ((r) => ({ params: r.params, query: r.query, body: r.body })),
   };
   if (o.ownRules) endpoint.ownRules = o.ownRules;
+  if (o.dedupesByKey) endpoint.dedupesByKey = true;
   if (o.lookup) endpoint.lookup = o.lookup;
   if (o.reconcile) endpoint.reconcile = o.reconcile;
   if (o.sensitive) endpoint.sensitive = o.sensitive;
@@ -158,8 +163,10 @@ export function defineEndpoint<Body, Facts, Client>(o: EndpointSpec<Body, Facts,
 }
 
 /**
- * The Effect of a forwarded answer. A vendor error passes through to the agent but settles as failed (4xx, or
- * any error on a read) or unknown (5xx on a write: the vendor may have acted); only a 2xx spends.
+ * The Effect of a forwarded answer. A 4xx (or any error on a read) passes through to the agent and settles as
+ * failed. A write's 5xx, and a write's 2xx that is not a JSON object or lacks what leash needs (`readable`, by
+ * default the object id), are `unknown`: the vendor may have acted, so the pipeline keeps the reservation, answers
+ * with an unknown outcome in the vendor's error shape and leaves the row to reconcile. Only a readable 2xx spends.
  */
 export function forwardedEffect(
   res: ForwardedResponse,
@@ -172,6 +179,8 @@ export function forwardedEffect(
     amount?: { minor: number; currency: string } | undefined;
     /** The vendor marked the answer as a replay of an earlier request with the same idempotency key. */
     replayed?: boolean | undefined;
+    /** A write's 2xx holds what leash needs to settle it (default: an object id was found in a JSON object). */
+    readable?: boolean;
   },
 ): Effect<RestOutput> {
   const requestId = res.headers[o.requestIdHeader];
@@ -183,6 +192,9 @@ export function forwardedEffect(
     ...(requestId ? { vendorRequestId: requestId } : {}),
   };
   if (res.status >= 400) return { ...base, outcome: res.status >= 500 && !o.read ? 'unknown' : 'failed' };
+  // A redirect or other non-2xx to a write is no answer leash can settle either.
+  const readable = res.status < 300 && (o.readable ?? (jsonObject(res.body) !== undefined && !!o.objectId));
+  if (!o.read && !readable) return { ...base, outcome: 'unknown', unreadable: true };
   return {
     ...base,
     costMicros: o.costMicros ?? 0,

@@ -67,7 +67,7 @@ export const resendVendor: VendorSpec<ResendClient> = {
       run: (call) =>
         guarded.run(async (s, signal) => {
           const res = await call(s, signal);
-          if (res.error) throw new ResendReturnedError(res.error);
+          if (res.error) throw new ResendReturnedError(res.error, res.headers);
           return res.data;
         }),
     };

@@ -1,5 +1,5 @@
 import type { ErrorResponse } from 'resend';
-import { scrub, VendorError } from '../../src/pipeline/errors.js';
+import { retryAfterSeconds, scrub, VendorError } from '../../src/pipeline/errors.js';
 import type { ErrorMapper } from '../../src/vendor-kit/client-guard.js';
 
 const AUTH = new Set(['missing_api_key', 'invalid_api_key', 'restricted_api_key', 'invalid_access']);
@@ -10,7 +10,11 @@ const IDEMPOTENCY = new Set(['concurrent_idempotent_requests', 'invalid_idempote
 /** The `{ error }` the Resend SDK returned (it never throws), thrown by the client so the guard maps it. */
 export class ResendReturnedError extends Error {
   override name = 'ResendReturnedError';
-  constructor(readonly error: ErrorResponse) {
+  constructor(
+    readonly error: ErrorResponse,
+    /** The answer's headers (null when none arrived). */
+    readonly headers: Record<string, string> | null = null,
+  ) {
     super('Resend returned an error');
   }
 }
@@ -31,13 +35,17 @@ export const resendError: ErrorMapper = (thrown, ctx) => {
   }
   const status = returned?.statusCode ?? undefined;
   const name = returned?.name ?? '';
-  // A refused connection cannot be told apart from a lost answer.
+  // A refused connection cannot be told apart from a lost answer, nor (the SDK says the same) from an answer whose
+  // body was not JSON.
   if (status === undefined || status >= 500) {
     return new VendorError({
       ...base,
       kind: 'unavailable',
       status,
-      message: status === undefined ? 'Resend could not be reached' : `Resend failed with HTTP ${status}`,
+      message:
+        status === undefined
+          ? 'Resend could not be reached, or its answer could not be read'
+          : `Resend failed with HTTP ${status}`,
       definite: false,
     });
   }
@@ -57,5 +65,8 @@ export const resendError: ErrorMapper = (thrown, ctx) => {
     message,
     vendorCode: code,
     definite: !IDEMPOTENCY.has(name),
+    retryAfterSeconds: retryAfterSeconds(
+      thrown instanceof ResendReturnedError ? thrown.headers?.['retry-after'] : undefined,
+    ),
   });
 };

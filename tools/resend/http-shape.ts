@@ -22,6 +22,8 @@ const NAMES: Readonly<Record<number, string>> = {
   401: 'invalid_api_key',
   402: 'daily_quota_exceeded',
   403: 'validation_error',
+  // outcome_pending: Resend's own name for "a request with this key is still being processed".
+  409: 'concurrent_idempotent_requests',
   429: 'rate_limit_exceeded',
 };
 

@@ -15,12 +15,9 @@ import {
 import { emailPrices, type ResendClient } from './client.js';
 import { resendPresentedKey, resendRefusal } from './http-shape.js';
 import { emailRules, type EmailFacts } from './rules.js';
-import { address, sendEmail } from './send-email.js';
+import { address, CALL_TAG, callTag, sendEmail } from './send-email.js';
 
 const REQUEST_ID = 'x-request-id';
-/** The tag send_email puts on each email, so reconcile finds it (tag values: letters, digits, _ and -). */
-const CALL_TAG = 'leash_call';
-const TAG_VALUE = /^[A-Za-z0-9_-]{1,256}$/;
 
 function send(
   ctx: CallContext<ResendClient>,
@@ -119,6 +116,7 @@ const createEmail = defineEndpoint<EmailBody, undefined, ResendClient>({
   vendor: 'resend',
   method: 'POST',
   path: '/emails',
+  dedupesByKey: true,
   description: 'Send an email (as send_email; cc and bcc count as recipients).',
   body: emailBody,
   passthrough: EMAIL_PASSTHROUGH,
@@ -128,8 +126,9 @@ const createEmail = defineEndpoint<EmailBody, undefined, ResendClient>({
   estimateCostMicros: (req, _l, pricing) => emailPrices.read(pricing.prices) * recipients(req.body).length,
   async call(ctx, req) {
     const from = req.body.from ?? emailRules.of(ctx.rule).from;
-    const tag = TAG_VALUE.test(ctx.idempotencyKey) ? [{ name: CALL_TAG, value: ctx.idempotencyKey }] : [];
-    const json = { ...req.body, from, tags: [...(req.body.tags ?? []), ...tag] };
+    // Tagged as send_email tags its emails, so reconcile finds this one by the key Resend saw.
+    const tag = { name: CALL_TAG, value: callTag(ctx.idempotencyKey) };
+    const json = { ...req.body, from, tags: [...(req.body.tags ?? []), tag] };
     const res = await send(ctx, 'POST', '/emails', req, json, ctx.idempotencyKey);
     const m = res.status < 300 ? jsonObject(res.body) : undefined;
     return forwardedEffect(res, {

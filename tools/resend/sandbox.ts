@@ -157,7 +157,15 @@ export async function startResendFake(o: { keep?: number; apiKey?: string } = {}
       if (self.delayMs > 0) await self.pause();
       sendJson(res, answer[0], answer[1]);
     },
-    { record, keep },
+    {
+      record,
+      keep,
+      faultBody: (status, message) => ({
+        statusCode: status,
+        name: status === 429 ? 'rate_limit_exceeded' : 'internal_server_error',
+        message,
+      }),
+    },
   );
   return Object.assign(server, {
     sent,

@@ -1,11 +1,24 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { VendorError } from '../../src/pipeline/errors.js';
 import { defineTool, type Pricing } from '../../src/pipeline/tool.js';
 import { emailPrices, type ResendClient } from './client.js';
 import { emailRules, type EmailFacts, type EmailRule } from './rules.js';
 
 const MAX_TO = 50; // Resend's own limit per email
 /** The tag that ties an email at Resend to its audit row, so reconcile can find it. */
-const CALL_TAG = 'leash_call';
+export const CALL_TAG = 'leash_call';
+/** What Resend takes as a tag value: letters, digits, _ and -, at most 256. */
+const TAG_VALUE = /^[A-Za-z0-9_-]{1,256}$/;
+
+/**
+ * The tag value for a call's idempotency key: the key itself when Resend takes it as a value, else its sha-256 in
+ * base64url (a caller's key such as `welcome/42`), so every email leash sends is tagged and reconcile finds it.
+ */
+export function callTag(idempotencyKey: string): string {
+  if (TAG_VALUE.test(idempotencyKey)) return idempotencyKey;
+  return `h${createHash('sha256').update(idempotencyKey).digest('base64url')}`;
+}
 // RFC 5321: a path is at most 256 octets with its angle brackets, so an address at most 254; a local part at most 64.
 const MAX_ADDRESS = 254;
 const MAX_LOCAL = 64;
@@ -105,7 +118,7 @@ async function findSent(client: ResendClient, key: string, to: string[], subject
     for (const e of list.data) {
       if (e.subject !== subject || [...e.to].sort().join() !== wanted) continue;
       const email = await client.run((sdk, signal) => sdk.emails.get(e.id, { signal }));
-      if (email.tags?.some((t) => t.name === CALL_TAG && t.value === key)) return e.id;
+      if (email.tags?.some((t) => t.name === CALL_TAG && t.value === callTag(key))) return e.id;
     }
     after = list.data.at(-1)?.id;
     if (!list.has_more || !after) return undefined;
@@ -122,6 +135,7 @@ export const sendEmail = defineTool<In, undefined, Out, ResendClient>({
     'Sends one email through Resend. The sender is fixed by policy; give `to`, `subject` and `text` and/or `html`.',
   vendor: 'resend',
   operation: 'POST /emails',
+  dedupesByKey: true,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   input,
   output,
@@ -158,11 +172,18 @@ export const sendEmail = defineTool<In, undefined, Out, ResendClient>({
           subject: i.subject,
           ...content(i),
           ...(i.reply_to ? { replyTo: i.reply_to } : {}),
-          tags: [{ name: CALL_TAG, value: ctx.idempotencyKey }],
+          tags: [{ name: CALL_TAG, value: callTag(ctx.idempotencyKey) }],
         },
         { idempotencyKey: ctx.idempotencyKey, signal },
       ),
     );
+    // Resend answered, but without the email's id leash cannot settle it or find it again.
+    if (typeof email.id !== 'string' || !email.id)
+      throw new VendorError({
+        vendor: 'resend',
+        kind: 'unreadable',
+        message: 'Resend answered without the email leash asked for',
+      });
     const cost = estimate(i, ctx.pricing);
     return {
       output: {

@@ -1,4 +1,10 @@
-import { FIRST_PASS_TEXT, scrub, VendorError, type VendorErrorKind } from '../../src/pipeline/errors.js';
+import {
+  FIRST_PASS_TEXT,
+  retryAfterSeconds,
+  scrub,
+  VendorError,
+  type VendorErrorKind,
+} from '../../src/pipeline/errors.js';
 import type { ErrorMapper } from '../../src/vendor-kit/client-guard.js';
 
 /** The fields every Stripe SDK error carries (`type` is its class name, e.g. StripeRateLimitError). */
@@ -9,6 +15,7 @@ interface StripeSdkError {
   requestId?: string;
   code?: string;
   detail?: unknown;
+  headers?: Record<string, unknown>;
 }
 
 // Matched by shape, not instanceof, so this module does not load the SDK at startup.
@@ -47,6 +54,9 @@ export const stripeError: ErrorMapper = (error, ctx) => {
       kind = 'rate_limited';
     } else if (status !== undefined && status >= 500) {
       kind = 'unavailable';
+    } else if (status === undefined) {
+      // An answer the SDK could not parse ("Invalid JSON received from the Stripe API"): Stripe may have acted.
+      kind = 'unreadable';
     }
     return new VendorError({
       vendor,
@@ -55,6 +65,7 @@ export const stripeError: ErrorMapper = (error, ctx) => {
       requestId: clean(error.requestId),
       vendorCode: clean(error.code),
       message: scrub(error.message || error.type, secrets, FIRST_PASS_TEXT),
+      retryAfterSeconds: retryAfterSeconds(error.headers?.['retry-after']),
       ...(definite !== undefined ? { definite } : {}),
     });
   }

@@ -10,6 +10,7 @@ export const STRIPE_RESPONSE_HEADERS = [
   'original-request',
   'stripe-version',
   'stripe-should-retry',
+  'retry-after',
 ] as const;
 
 /** stripe-node and curl send the key as `Bearer sk_…`; stripe-python and `curl -u sk_…:` as the Basic user. */
@@ -24,12 +25,16 @@ export function stripePresentedKey(headers: IncomingHttpHeaders): string | undef
   return (colon < 0 ? decoded : decoded.slice(0, colon)) || undefined;
 }
 
-/** Stripe's error shape; `stripe-should-retry: false` keeps the SDK from retrying a refusal retrying cannot fix. */
+/**
+ * Stripe's error shape; `stripe-should-retry: false` keeps the SDK from retrying a refusal retrying cannot fix. An
+ * unknown outcome says `true`: the SDK retries with the same idempotency key, which leash forwards and Stripe answers
+ * with the first request's outcome (never a second refund); a new call with another key is refused outcome_pending.
+ */
 export function stripeRefusal(r: VendorRefusal): { body: unknown; headers: Record<string, string> } {
   const type =
     r.status === 429 ? 'rate_limit_error' : r.status >= 500 ? 'api_error' : 'invalid_request_error';
   return {
     body: { error: { type, code: r.code, message: r.message } },
-    headers: { 'stripe-should-retry': r.status === 503 ? 'true' : 'false' },
+    headers: { 'stripe-should-retry': r.status === 503 || r.outcomeUnknown ? 'true' : 'false' },
   };
 }

@@ -80,6 +80,9 @@ function moved(res: ForwardedResponse, fxRates: Readonly<Record<string, number>>
   };
 }
 
+/** A write's answer settles only with the object's id and the money it moved: without them caps would miss it. */
+const readable = (m: ReturnType<typeof moved>) => m.objectId !== undefined && m.amount !== undefined;
+
 /** Replays a write with the idempotency key Stripe saw: the original object comes back, never a second one. */
 async function replay(
   ctx: CallContext<StripeClient>,
@@ -89,8 +92,13 @@ async function replay(
 ): Promise<Reconciled> {
   const res = await send(ctx, 'POST', path, { query: {}, headers: {} }, form, ctx.idempotencyKey);
   if (res.status >= 500) return { outcome: 'unknown' };
+  // idempotency_key_in_use: a request with this key (a caller's retry) is in flight; it says nothing of this one.
+  if (res.status === 409)
+    return { outcome: 'unknown', note: 'a request with its idempotency key is in flight' };
   if (res.status >= 400) return { outcome: 'failed', error: `Stripe answered HTTP ${res.status}` };
   const m = moved(res, fxRates);
+  if (res.status >= 300 || !readable(m))
+    return { outcome: 'unknown', note: `Stripe answered HTTP ${res.status} with a body leash cannot read` };
   return {
     outcome: 'succeeded',
     costMicros: m.costMicros ?? 0,
@@ -124,6 +132,7 @@ const createRefund = defineEndpoint<RefundBody, PaymentFacts, StripeClient>({
   vendor: 'stripe',
   method: 'POST',
   path: '/v1/refunds',
+  dedupesByKey: true,
   description: 'Create a refund of a PaymentIntent or Charge (as issue_refund).',
   body: refundBody,
   passthrough: REFUND_PASSTHROUGH,
@@ -139,7 +148,7 @@ const createRefund = defineEndpoint<RefundBody, PaymentFacts, StripeClient>({
     const form: FlatForm = { ...formOf(req.body), amount: String(refundAmount(req.body, p)) };
     const res = await send(ctx, 'POST', '/v1/refunds', req, form, ctx.idempotencyKey);
     const m = moved(res, ctx.pricing.fxRates);
-    return forwardedEffect(res, { read: false, requestIdHeader: REQUEST_ID, ...m });
+    return forwardedEffect(res, { read: false, requestIdHeader: REQUEST_ID, ...m, readable: readable(m) });
   },
   async reconcile(ctx, row) {
     const form = storedForm(row.request);
@@ -212,6 +221,7 @@ const createIntent = defineEndpoint<IntentBody, undefined, StripeClient>({
   vendor: 'stripe',
   method: 'POST',
   path: '/v1/payment_intents',
+  dedupesByKey: true,
   description: 'Create a PaymentIntent; its amount counts against the caps like a refund.',
   body: intentBody,
   passthrough: INTENT_PASSTHROUGH,
@@ -226,7 +236,7 @@ const createIntent = defineEndpoint<IntentBody, undefined, StripeClient>({
   async call(ctx, req) {
     const res = await send(ctx, 'POST', '/v1/payment_intents', req, formOf(req.body), ctx.idempotencyKey);
     const m = moved(res, ctx.pricing.fxRates);
-    return forwardedEffect(res, { read: false, requestIdHeader: REQUEST_ID, ...m });
+    return forwardedEffect(res, { read: false, requestIdHeader: REQUEST_ID, ...m, readable: readable(m) });
   },
   async reconcile(ctx, row) {
     const form = storedForm(row.request);

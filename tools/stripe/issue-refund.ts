@@ -1,6 +1,7 @@
 import type Stripe from 'stripe';
 import { z } from 'zod';
 import { formatUsd, toMicroUsd } from '../../src/policy/money.js';
+import { VendorError } from '../../src/pipeline/errors.js';
 import { defineTool, type Effect } from '../../src/pipeline/tool.js';
 import { requestOptions, type StripeClient } from './client.js';
 import {
@@ -63,6 +64,19 @@ function effectOf(
   p: PaymentFacts,
   rates: Readonly<Record<string, number>>,
 ): Effect<Out> {
+  // Stripe answered, but without the refund's id and amount leash cannot settle it (or count its money).
+  if (
+    typeof refund.id !== 'string' ||
+    typeof refund.amount !== 'number' ||
+    typeof refund.currency !== 'string'
+  )
+    throw new VendorError({
+      vendor: 'stripe',
+      kind: 'unreadable',
+      status: refund.lastResponse?.statusCode,
+      requestId: refund.lastResponse?.requestId,
+      message: 'Stripe answered without the refund leash asked for',
+    });
   return {
     output: {
       refund_id: refund.id,
@@ -93,6 +107,7 @@ export const issueRefund = defineTool<In, PaymentFacts, Out, StripeClient>({
     'Refund a Stripe payment (PaymentIntent "pi_…" or Charge "ch_…"), fully or partly. Amount is in minor units (cents); omit it (or send null) to refund all that is still refundable. Use get_payment first to see what is refundable.',
   vendor: 'stripe',
   operation: 'POST /v1/refunds',
+  dedupesByKey: true,
   annotations: {
     title: 'Issue a Stripe refund',
     readOnlyHint: false,
@@ -143,7 +158,8 @@ export const issueRefund = defineTool<In, PaymentFacts, Out, StripeClient>({
         amount: { minor: refund.amount, currency: refund.currency },
       };
     } catch (error) {
-      if (error instanceof Error && 'definite' in error && error.definite === true)
+      // 409 idempotency_key_in_use: another request with this key is in flight, which says nothing of this one.
+      if (error instanceof VendorError && error.definite && error.status !== 409)
         return { outcome: 'failed', error: error.message };
       throw error;
     }

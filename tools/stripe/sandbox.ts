@@ -175,7 +175,13 @@ export async function startStripeFake(
         if (key) inProgress.delete(key);
       }
     },
-    { record, keep },
+    {
+      record,
+      keep,
+      faultBody: (status, message) => ({
+        error: { type: status === 429 ? 'rate_limit_error' : 'api_error', message },
+      }),
+    },
   );
   const fake: StripeFake = Object.assign(server, {
     payments,

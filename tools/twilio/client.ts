@@ -4,7 +4,12 @@ import { z } from 'zod';
 import { guardClient, type GuardedClient } from '../../src/vendor-kit/client-guard.js';
 import { definePriceSheet, type VendorSpec } from '../../src/vendor-kit/vendor-spec.js';
 import { createForwarder, type Forwarder } from '../../src/vendor-kit/forward.js';
-import { twilioError, TwilioResponseError, type TwilioHttpResponse } from './errors.js';
+import {
+  twilioError,
+  TwilioResponseError,
+  TwilioUnreadableError,
+  type TwilioHttpResponse,
+} from './errors.js';
 import { TWILIO_RESPONSE_HEADERS } from './http-shape.js';
 import { twilioSandbox } from './sandbox.js';
 
@@ -55,6 +60,16 @@ function target(uri: string, params: Record<string, unknown> | undefined, baseUr
   return url;
 }
 
+/** Every answer of the Twilio API leash calls is a JSON object (the SDK parses it; garbage must not reach it). */
+function isJsonObject(text: string): boolean {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null && !Array.isArray(v);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The SDK's RequestClient contract (lib/base/BaseTwilio.js calls only `request(opts)` and reads
  * `{ statusCode, body, headers }`), on Node's fetch with a hard timeout. Error answers are thrown here so
@@ -83,6 +98,7 @@ function fetchClient(baseUrl: string | undefined, timeoutMs: number) {
         headers: Object.fromEntries(res.headers),
       };
       if (res.status >= 400) throw new TwilioResponseError(response);
+      if (!isJsonObject(response.body)) throw new TwilioUnreadableError(res.status, response.headers);
       return response;
     },
   };

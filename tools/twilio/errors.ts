@@ -1,4 +1,10 @@
-import { FIRST_PASS_TEXT, scrub, VendorError, type VendorErrorKind } from '../../src/pipeline/errors.js';
+import {
+  FIRST_PASS_TEXT,
+  retryAfterSeconds,
+  scrub,
+  VendorError,
+  type VendorErrorKind,
+} from '../../src/pipeline/errors.js';
 import type { ErrorMapper } from '../../src/vendor-kit/client-guard.js';
 
 /** What leash's HTTP client hands the SDK, and what an error answer keeps. */
@@ -18,6 +24,7 @@ export class TwilioResponseError extends Error {
   readonly code: number | undefined;
   readonly moreInfo: string | undefined;
   readonly requestId: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
   constructor(response: TwilioHttpResponse) {
     let body: { message?: unknown; code?: unknown; more_info?: unknown } = {};
     try {
@@ -30,6 +37,20 @@ export class TwilioResponseError extends Error {
     this.code = typeof body.code === 'number' ? body.code : undefined;
     this.moreInfo = typeof body.more_info === 'string' ? body.more_info : undefined;
     this.requestId = response.headers['twilio-request-id'];
+    this.retryAfterSeconds = retryAfterSeconds(response.headers['retry-after']);
+  }
+}
+
+/** A 2xx whose body is not a JSON object: Twilio answered, so it may have acted, but leash cannot read what it did. */
+export class TwilioUnreadableError extends Error {
+  override name = 'TwilioUnreadableError';
+  readonly requestId: string | undefined;
+  constructor(
+    readonly status: number,
+    headers: Record<string, string>,
+  ) {
+    super(`Twilio answered HTTP ${status} with a body leash cannot read`);
+    this.requestId = headers['twilio-request-id'];
   }
 }
 
@@ -58,6 +79,14 @@ export const twilioError: ErrorMapper = (error, ctx) => {
   if (error instanceof VendorError) return error;
   const secrets = ctx.secrets;
   const vendor = ctx.vendor;
+  if (error instanceof TwilioUnreadableError)
+    return new VendorError({
+      vendor,
+      kind: 'unreadable',
+      status: error.status,
+      requestId: error.requestId === undefined ? undefined : scrub(error.requestId, secrets, FIRST_PASS_TEXT),
+      message: error.message,
+    });
   // RestException, or the SDK's RFC 9457 TwilioServiceException: both carry an HTTP status and a Twilio code.
   if (error instanceof Error && 'status' in error && typeof error.status === 'number') {
     const status = error.status;
@@ -74,6 +103,7 @@ export const twilioError: ErrorMapper = (error, ctx) => {
       vendorCode: code === undefined ? undefined : scrub(code, secrets, FIRST_PASS_TEXT),
       // No `cause`: the raw vendor message may echo credentials back (only the scrubbed text is kept).
       message: scrub(text, secrets, 200),
+      retryAfterSeconds: error instanceof TwilioResponseError ? error.retryAfterSeconds : undefined,
     });
   }
   if (

@@ -6,6 +6,7 @@ export const TWILIO_RESPONSE_HEADERS = [
   'content-type',
   'twilio-request-id',
   'twilio-concurrent-requests',
+  'retry-after',
 ] as const;
 
 /** twilio-node and curl send `Basic AC…:<auth token>`; here the password is the vault key (the user any AC… SID). */
@@ -18,7 +19,13 @@ export function twilioPresentedKey(headers: IncomingHttpHeaders): string | undef
 }
 
 /** Leash's refusals as Twilio error numbers (20003 is Twilio's own "authenticate"), so RestException carries them. */
-const CODES: Readonly<Record<number, number>> = { 401: 20003, 402: 20402, 403: 20403, 429: 20429 };
+const CODES: Readonly<Record<number, number>> = {
+  401: 20003,
+  402: 20402,
+  403: 20403,
+  409: 20409,
+  429: 20429,
+};
 
 /** Twilio's error shape: twilio-node raises RestException with this status, code and message. */
 export function twilioRefusal(r: VendorRefusal): { body: unknown } {

@@ -35,6 +35,8 @@ export interface TwilioFake extends RecordingServer<TwilioFakeRequest> {
   ): void;
   /** Prices messages when fetched: micro-USD per segment, or Twilio's own string (e.g. "-0.00790"); null unprices. */
   setPrice(price: number | string | null): void;
+  /** Messages actually made, by SID (the newest `keep`). */
+  messages: ReadonlyMap<string, Readonly<Record<string, unknown>>>;
 }
 
 type Message = Record<string, string | number | null | Record<string, string>>;
@@ -199,9 +201,14 @@ export async function startTwilioFake(o: { keep?: number; authToken?: string } =
       await self.pause();
       handle(req, res);
     },
-    { record, keep },
+    {
+      record,
+      keep,
+      faultBody: (status, message) => twilioError(status, status === 429 ? 20429 : 20500, message),
+    },
   );
   return Object.assign(server, {
+    messages,
     failNext: (status: number, body: Parameters<TwilioFake['failNext']>[1] = {}) => {
       failure = { status, body };
     },

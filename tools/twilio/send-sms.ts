@@ -2,6 +2,7 @@ import type { MessageInstance } from 'twilio/lib/rest/api/v2010/account/message.
 import { z } from 'zod';
 import type { ToolRule } from '../../src/policy/compile.js';
 import { formatUsd } from '../../src/policy/money.js';
+import { VendorError } from '../../src/pipeline/errors.js';
 import { defineTool, type Pricing, type Reconciled } from '../../src/pipeline/tool.js';
 import { smsPrices, type TwilioClient } from './client.js';
 import { E164, sender, smsRules, type SmsFacts } from './rules.js';
@@ -149,6 +150,15 @@ export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
     );
     const m = res.body;
     const requestId = res.headers['twilio-request-id'];
+    // Twilio answered, but without the message's SID leash cannot settle it or find it again.
+    if (typeof m.sid !== 'string' || !m.sid)
+      throw new VendorError({
+        vendor: 'twilio',
+        kind: 'unreadable',
+        status: res.statusCode,
+        requestId,
+        message: 'Twilio answered without the message leash asked for',
+      });
     return {
       output: {
         sid: m.sid,

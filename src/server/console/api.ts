@@ -12,6 +12,7 @@ import { listKeys, revokeKeys, type RevokeTarget } from '../../keys/vault-keys.j
 import { spendReport, type SpendRow } from '../../ledger/spend.js';
 import { databaseNow } from '../../db/clock.js';
 import { dayStart } from '../../ledger/windows.js';
+import { unknownOutcomes } from '../../audit/unknown.js';
 
 /**
  * What the server offers beyond the fixed panels; the console shows a panel only when its flag is true.
@@ -61,6 +62,8 @@ async function pendingApprovals(db: Db): Promise<ConsoleApproval[]> {
 }
 
 const DAYS = 7;
+/** LEASH_UNKNOWN_ALERT_AGE's default. */
+const DEFAULT_UNKNOWN_AGE = 900;
 
 export interface Overview {
   now: string;
@@ -81,6 +84,11 @@ export interface Overview {
       requests: number;
     }[];
   };
+  /**
+   * Calls whose outcome has been unknown longer than LEASH_UNKNOWN_ALERT_AGE (the vendor may have acted; their
+   * reservations are held): how many, since when, and the oldest ones' audit ids.
+   */
+  unknown: { count: number; older_than_seconds: number; oldest: string | null; audit_ids: string[] };
   /** Active keys, sorted by agent, run and creation; with today's spend against the per-key cap. */
   keys: {
     id: string;
@@ -96,18 +104,25 @@ export interface Overview {
 }
 
 /** The numbers behind the Spend and Keys panels, in one read (four aggregates over recent audit rows). */
-export async function overview(db: Db, features: ConsoleFeatures, at?: Date): Promise<Overview> {
+export async function overview(
+  db: Db,
+  features: ConsoleFeatures,
+  at?: Date,
+  o: { unknownAgeSeconds?: number } = {},
+): Promise<Overview> {
   // "Today" by the database's clock, as admission counts it, not this machine's.
   const now = at ?? (await databaseNow(db));
   const today = dayStart(now);
   const weekStart = new Date(today.getTime() - (DAYS - 1) * 86_400_000);
-  const [policies, agents, byKey, days, keys, approvals] = await Promise.all([
+  const unknownAge = o.unknownAgeSeconds ?? DEFAULT_UNKNOWN_AGE;
+  const [policies, agents, byKey, days, keys, approvals, unknown] = await Promise.all([
     spendReport(db, { by: 'policy' }, now),
     spendReport(db, { by: 'agent' }, now),
     spendReport(db, { by: 'key' }, now),
     spendReport(db, { by: 'day', since: weekStart }, now),
     listKeys(db, { active: true }),
     features.approvals ? pendingApprovals(db) : [],
+    unknownOutcomes(db, unknownAge, 5),
   ]);
   const policyCap = new Map(policies.rows.map((r) => [r.group, r.cap_micros]));
   // An agent's spend counts against its policy's daily cap; say which one when the agent used exactly one today.
@@ -125,6 +140,12 @@ export async function overview(db: Db, features: ConsoleFeatures, at?: Date): Pr
     today: today.toISOString(),
     features,
     approvals: approvals.reverse(),
+    unknown: {
+      count: unknown.count,
+      older_than_seconds: unknownAge,
+      oldest: unknown.oldest?.toISOString() ?? null,
+      audit_ids: unknown.ids,
+    },
     spend: {
       policies: policies.rows,
       agents: agents.rows.map((r) => {

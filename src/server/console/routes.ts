@@ -145,7 +145,11 @@ export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void
     if (method === 'GET' && url.pathname === '/console/api/session')
       return sendJsonSafe(res, 200, { ok: true });
     if (method === 'GET' && url.pathname === '/console/api/overview')
-      return sendJsonSafe(res, 200, await overview(o.db, features));
+      return sendJsonSafe(
+        res,
+        200,
+        await overview(o.db, features, undefined, { unknownAgeSeconds: o.config.unknownAlertAgeSeconds }),
+      );
     if (method === 'GET' && url.pathname === '/console/api/stream') return stream(res, session, url);
     if (method !== 'POST')
       return sendJsonSafe(res, 404, { error: `no console route ${method} ${url.pathname}` });

@@ -1,8 +1,11 @@
+import { HIDDEN_CHARACTERS } from '../../audit/display-text.js';
+
 /**
  * The console's browser script, served as /console/assets/console.js. Plain JavaScript (no build step, no
  * framework): it follows the audit stream, polls the overview, and builds every element with textContent,
- * so no server value is ever parsed as HTML. Kept free of backticks and dollar-brace so it can live in this
- * template literal.
+ * so no server value is ever parsed as HTML, and every text it shows passes `shown` (displayText's twin), so
+ * bidi overrides and other hidden characters read as ⟨U+202E⟩ markers. Kept free of backticks and dollar-brace
+ * (but for the one pattern shared with displayText) so it can live in this template literal.
  */
 export const CONSOLE_JS = String.raw`(() => {
   'use strict';
@@ -10,18 +13,23 @@ export const CONSOLE_JS = String.raw`(() => {
   const csrf = $('meta[name="leash-csrf"]').getAttribute('content');
   const MAX_ROWS = 500;
 
+  // Text as an operator reads it: a character that hides itself or reorders its neighbours becomes a visible marker.
+  const HIDDEN = /${HIDDEN_CHARACTERS.source}/gu;
+  const shown = (text) => String(text).replace(HIDDEN, (c) => '⟨U+' + c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0') + '⟩');
+
+  // Every text and attribute a person may read passes shown(); data-* attributes are lookup keys, kept as sent.
   function h(tag, attrs, ...kids) {
     const el = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v === undefined || v === null || v === false) continue;
       if (k === 'class') el.className = v;
-      else if (k === 'text') el.textContent = v;
+      else if (k === 'text') el.textContent = shown(v);
       else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-      else el.setAttribute(k, v === true ? '' : String(v));
+      else el.setAttribute(k, v === true ? '' : k.startsWith('data-') ? String(v) : shown(v));
     }
     for (const kid of kids.flat()) {
       if (kid === undefined || kid === null || kid === false) continue;
-      el.append(kid instanceof Node ? kid : String(kid));
+      el.append(kid instanceof Node ? kid : shown(kid));
     }
     return el;
   }
@@ -49,7 +57,7 @@ export const CONSOLE_JS = String.raw`(() => {
   let toastTimer;
   function toast(text) {
     const t = $('#toast');
-    t.textContent = text;
+    t.textContent = shown(text);
     t.classList.add('show');
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => t.classList.remove('show'), 4000);
@@ -57,7 +65,7 @@ export const CONSOLE_JS = String.raw`(() => {
   function setStatus(state, text) {
     const s = $('#status');
     s.dataset.state = state;
-    s.textContent = text;
+    s.textContent = shown(text);
   }
   const signedOut = () => window.location.assign('/console');
 
@@ -81,10 +89,11 @@ export const CONSOLE_JS = String.raw`(() => {
   function rowCells(r) {
     return [
       h('td', {}, h('button', { type: 'button', class: 'link', 'aria-label': 'Details of the ' + r.tool + ' call at ' + clock(r.ts), onclick: (e) => { e.stopPropagation(); showDetails(r.id); } }, clock(r.ts))),
-      h('td', { text: r.agent }),
-      h('td', { class: 'opt', text: r.run_id || '–' }),
-      h('td', { text: r.tool }),
-      h('td', {}, h('span', { class: 'badge ' + r.decision, text: r.decision }), r.decision !== 'allowed' && r.reason ? h('span', { class: 'reason', text: r.reason }) : null),
+      // Cells cut a long value with an ellipsis (style.ts); the title and the row's details hold all of it.
+      h('td', { title: r.agent, text: r.agent }),
+      h('td', { class: 'opt', title: r.run_id, text: r.run_id || '–' }),
+      h('td', { title: r.tool, text: r.tool }),
+      h('td', { title: r.decision !== 'allowed' ? r.reason : null }, h('span', { class: 'badge ' + r.decision, text: r.decision }), r.decision !== 'allowed' && r.reason ? h('span', { class: 'reason', text: r.reason }) : null),
       h('td', { class: 'opt' }, r.decision !== 'allowed' ? '–' : r.replay_of
         // A replay: the vendor answered with an earlier call's object; that call counts it, this one costs nothing.
         ? h('span', { class: 'badge replay', text: 'replay', title: 'replay of ' + r.replay_of })
@@ -209,6 +218,14 @@ export const CONSOLE_JS = String.raw`(() => {
     if (spendJson !== lastSpend) { lastSpend = spendJson; renderSpend(o.spend); }
     const keysJson = JSON.stringify(o.keys);
     if (keysJson !== lastKeys) { lastKeys = keysJson; renderKeys(o.keys); }
+    renderUnknown(o.unknown);
+  }
+  // Calls whose outcome stayed unknown past LEASH_UNKNOWN_ALERT_AGE: a count above the spend panel, as the alert says.
+  function renderUnknown(u) {
+    let el = $('#unknown-outcomes');
+    if (!el) { el = h('p', { id: 'unknown-outcomes', class: 'bar-note', role: 'status' }); $('#spend').before(el); }
+    el.hidden = !(u && u.count);
+    if (u && u.count) el.textContent = shown(plural(u.count, 'call') + ' with an unknown outcome for over ' + Math.round(u.older_than_seconds / 60) + ' min, reservations held (oldest: audit id ' + u.audit_ids[0] + '). Run leash reconcile; leash audit query --outcome unknown lists them.');
   }
 
   const plural = (n, word) => n + ' ' + word + (n === 1 ? '' : 's');
@@ -222,7 +239,7 @@ export const CONSOLE_JS = String.raw`(() => {
     const held = o.cost + o.reserved;
     const value = usd(held) + (o.cap ? ' of ' + usd(o.cap) : '') + (o.reserved ? ' (' + usd(o.reserved) + ' reserved)' : '');
     return h('div', { class: 'bar' + (o.cap && held >= o.cap ? ' full' : ''), 'data-name': label },
-      h('div', { class: 'bar-head' }, h('span', { class: 'bar-label', text: label }), h('span', { class: 'bar-value', text: value })),
+      h('div', { class: 'bar-head' }, h('span', { class: 'bar-label', title: label, text: label }), h('span', { class: 'bar-value', text: value })),
       h('div', { class: 'track', 'aria-hidden': 'true' }, spent, reserved),
       o.note ? h('div', { class: 'bar-note', text: o.note }) : null);
   }
@@ -278,7 +295,9 @@ export const CONSOLE_JS = String.raw`(() => {
               onclick: () => askRevoke({ run_id: run }, 'Revoke every active key of run "' + run + '" (' + list.length + ' key' + (list.length === 1 ? '' : 's') + ')? Their next call is refused.') }, 'Revoke run') : null),
           h('ul', { class: 'keys-list' }, ...list.map((k) => h('li', { 'data-key-id': k.id },
             h('code', { text: k.id }),
-            h('span', { class: 'meta', text: k.policy + ' · ' + untilText(k.expires_at) + ' · ' + usd(k.held_micros) + (k.cap_micros ? ' of ' + usd(k.cap_micros) : '') + ' today' + (k.label ? ' · ' + k.label : '') }),
+            h('span', { class: 'meta', text: k.policy + ' · ' + untilText(k.expires_at) + ' · ' + usd(k.held_micros) + (k.cap_micros ? ' of ' + usd(k.cap_micros) : '') + ' today' }),
+            // A label is free text of any length: its own isolated, wrapping box (scrolls past a few lines).
+            k.label ? h('bdi', { class: 'key-label', text: k.label }) : null,
             h('button', { type: 'button', class: 'small danger', 'data-focus': 'key:' + k.id, 'aria-label': 'Revoke key ' + k.id,
               onclick: () => askRevoke({ key_id: k.id }, 'Revoke key ' + k.id + ' (agent ' + k.agent + (k.run_id ? ', run ' + k.run_id : '') + ')? Its next call is refused.') }, 'Revoke'))))));
       }
@@ -305,7 +324,7 @@ export const CONSOLE_JS = String.raw`(() => {
       let card = approvalCards.get(a.id);
       if (!card) { card = approvalCard(a); approvalCards.set(a.id, card); }
       box.append(card); // oldest first: append in order moves each to its place
-      card.querySelector('.expiry').textContent = untilText(a.expires_at);
+      card.querySelector('.expiry').textContent = shown(untilText(a.expires_at));
     }
     $('#approvals-count').textContent = list.length ? '(' + list.length + ' waiting)' : '';
     $('#approvals-empty').hidden = list.length > 0;
@@ -346,7 +365,7 @@ export const CONSOLE_JS = String.raw`(() => {
       toast((action === 'approve' ? 'Approved' : 'Denied') + ' the ' + a.tool + ' request of ' + (a.agent || 'unknown agent') + '.');
       refresh();
     } catch (err) {
-      error.textContent = 'Not decided: ' + err.message;
+      error.textContent = shown('Not decided: ' + err.message);
       error.hidden = false;
       for (const b of card.querySelectorAll('button')) b.disabled = false;
     }
@@ -356,7 +375,7 @@ export const CONSOLE_JS = String.raw`(() => {
   let pending;
   function askRevoke(target, text) {
     pending = target;
-    $('#confirm-text').textContent = text;
+    $('#confirm-text').textContent = shown(text);
     $('#confirm-reason').value = '';
     $('#confirm-error').hidden = true;
     $('#confirm').showModal();
@@ -383,7 +402,7 @@ export const CONSOLE_JS = String.raw`(() => {
       refresh();
     } catch (err) {
       const el = $('#confirm-error');
-      el.textContent = 'Not revoked: ' + err.message;
+      el.textContent = shown('Not revoked: ' + err.message);
       el.hidden = false;
     } finally {
       button.disabled = false;

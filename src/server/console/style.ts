@@ -1,4 +1,9 @@
-/** The console's stylesheet and icon, served from /console/assets/ (CSP allows only same-origin styles). */
+/**
+ * The console's stylesheet and icon, served from /console/assets/ (CSP allows only same-origin styles). Values
+ * come from agents and may be long and unbroken: live table cells cut them (the row's details show all of it),
+ * everything else wraps anywhere, and every grid or flex item that holds one may shrink (`min-width: 0`), so
+ * no value makes the page wider than the window.
+ */
 
 export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#2457c5"/><path d="M9 7v18h14" stroke="#fff" stroke-width="4" fill="none" stroke-linecap="round" stroke-linejoin="round"/></svg>`;
 
@@ -52,7 +57,7 @@ input, select { background: var(--card); border: 1px solid var(--line); border-r
 .status[data-state="warn"]::before { background: var(--warn); }
 
 .grid { display: grid; grid-template-columns: minmax(0, 1fr) minmax(320px, 400px); gap: 16px; padding: 16px; align-items: start; }
-.side { display: grid; gap: 16px; }
+.side { display: grid; grid-template-columns: minmax(0, 1fr); gap: 16px; min-width: 0; }
 .panel { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px; min-width: 0; }
 @media (max-width: 960px) { .grid { grid-template-columns: minmax(0, 1fr); padding: 10px; gap: 10px; } }
 
@@ -65,6 +70,13 @@ th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line
 thead th { position: sticky; top: 0; background: var(--head); font-size: 12px; color: var(--muted); }
 td.num, th.num { text-align: right; }
 tbody tr { cursor: pointer; }
+/* Fixed layout: the table is as wide as its panel whatever a cell holds; agent, run, tool and decision share what
+   time, outcome and USD leave, and cut a long value with an ellipsis (the row's details show all of it). */
+#audit { table-layout: fixed; min-width: 36em; }
+#audit th:nth-child(1) { width: 8.5em; }
+#audit th:nth-child(6) { width: 7.5em; }
+#audit th:nth-child(7) { width: 6.5em; }
+#audit td { overflow: hidden; text-overflow: ellipsis; }
 tbody tr:hover { background: var(--head); }
 tr.flash { animation: flash 1.5s ease-out; }
 @keyframes flash { from { background: var(--flash); } to { background: transparent; } }
@@ -88,7 +100,7 @@ tr.flash { animation: flash 1.5s ease-out; }
 .swatch.reserved { background: var(--reserved); margin-left: 8px; }
 .bars { display: grid; gap: 8px; }
 .bar-head { display: flex; justify-content: space-between; gap: 8px; font-size: 13px; }
-.bar-label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.bar-label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
 .bar-value { font-variant-numeric: tabular-nums; white-space: nowrap; }
 .track { height: 8px; border-radius: 4px; background: var(--head); display: flex; overflow: hidden; margin-top: 2px; }
 .track .fill { height: 100%; }
@@ -101,9 +113,10 @@ tr.flash { animation: flash 1.5s ease-out; }
 .column .fill { width: 100%; }
 .day-name { color: var(--muted); }
 .bar.full .bar-value { color: var(--bad); font-weight: 600; }
-.bar-note { font-size: 12px; color: var(--muted); }
+.bar-note { font-size: 12px; color: var(--muted); overflow-wrap: anywhere; }
 
-.agent-card { border: 1px solid var(--line); border-radius: 8px; padding: 8px 10px; margin-bottom: 10px; }
+.agent-card { border: 1px solid var(--line); border-radius: 8px; padding: 8px 10px; margin-bottom: 10px; min-width: 0; overflow-wrap: anywhere; }
+.card-head > *, .run-head > *, .keys-list li > * { min-width: 0; }
 .card-head, .run-head { display: flex; align-items: center; gap: 8px; flex-wrap: wrap; }
 .card-head h3 { margin: 0; color: var(--fg); text-transform: none; letter-spacing: 0; font-size: 14px; }
 .card-head .count { color: var(--muted); font-size: 12px; }
@@ -114,21 +127,23 @@ tr.flash { animation: flash 1.5s ease-out; }
 .keys-list li { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 10px; font-size: 13px; }
 .keys-list li button { margin-left: auto; }
 .keys-list .meta { color: var(--muted); }
+.keys-list .key-label { flex: 1 1 100%; max-height: 4.5em; overflow-y: auto; color: var(--muted); }
 
 .approval .meta { margin: 4px 0; font-size: 12.5px; color: var(--muted); overflow-wrap: anywhere; }
-.approval .args { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 2px 10px; margin: 6px 0; font-size: 12.5px; }
-.approval .args dt { color: var(--muted); }
+.approval .args { display: grid; grid-template-columns: minmax(0, max-content) minmax(0, 1fr); gap: 2px 10px; margin: 6px 0; font-size: 12.5px; }
+.approval .args dt { color: var(--muted); overflow-wrap: anywhere; }
 .approval .args dd { margin: 0; overflow-wrap: anywhere; }
 .approval .note { display: grid; gap: 2px; font-size: 12px; color: var(--muted); }
 .approval .actions { display: flex; gap: 8px; justify-content: flex-end; margin-top: 8px; }
 dialog { border: 1px solid var(--line); border-radius: 10px; background: var(--card); color: var(--fg); max-width: min(560px, 94vw); width: 100%; padding: 18px; }
 dialog::backdrop { background: rgba(0, 0, 0, .45); }
 dialog dl { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 4px 14px; margin: 0 0 14px; }
+dialog p { overflow-wrap: anywhere; }
 dialog dt { color: var(--muted); }
 dialog dd { margin: 0; overflow-wrap: anywhere; }
 dialog label { display: block; margin-bottom: 4px; }
 dialog input { width: 100%; }
 dialog .actions { display: flex; gap: 8px; justify-content: flex-end; margin-top: 14px; }
-.toast { position: fixed; bottom: 16px; left: 50%; transform: translateX(-50%); background: var(--fg); color: var(--bg); padding: 8px 14px; border-radius: 8px; opacity: 0; transition: opacity .2s; pointer-events: none; }
+.toast { position: fixed; bottom: 16px; left: 50%; transform: translateX(-50%); background: var(--fg); color: var(--bg); padding: 8px 14px; border-radius: 8px; opacity: 0; transition: opacity .2s; pointer-events: none; max-width: 94vw; overflow-wrap: anywhere; }
 .toast.show { opacity: 1; }
 `;
