@@ -1,6 +1,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Config } from '../config/config.js';
+import type { Io } from './io.js';
 import { alignHelp, closest, type Style } from './output.js';
+
+export type { Io } from './io.js';
 
 /** Exit codes: what a script can branch on. `policies diff` and `policies test` also use 1 for "differs" / "denied". */
 export const EXIT = { ok: 0, failure: 1, usage: 2, notFound: 3, unavailable: 4 } as const;
@@ -13,17 +16,6 @@ export const EXIT_NAMES: Readonly<Record<number, string>> = {
   3: 'not_found',
   4: 'database_unavailable',
 };
-
-/** Where a command writes; tests pass their own to run commands in-process. */
-export interface Io {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  env: NodeJS.ProcessEnv;
-  stdin?: () => Promise<string>;
-  isTTY: boolean;
-  /** The terminal's width, when stdout is one. */
-  columns?: number;
-}
 
 /** A failure the user can act on: printed as one line, exits with `code`. */
 export class CliError extends Error {

@@ -1,58 +1,17 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { usdToMicros } from './money.js';
-import type { ToolRules } from './rule-set.js';
 import {
   durationSeconds,
   genericRuleShape,
   policyFileSchema,
   type PolicyFile,
-  type RuleName,
   type ToolRuleInput,
 } from './schema.js';
+import { PolicyFileError, type CompiledPolicy, type ToolRule, type ToolRuleSpec } from './types.js';
 
-/** A policy document that cannot be applied; the message names the path and what was expected. */
-export class PolicyFileError extends Error {
-  override name = 'PolicyFileError';
-}
-
-/** What the policy compiler needs to know about each tool in the catalog. */
-export interface ToolRuleSpec {
-  vendor?: string;
-  /** Generic rules this tool takes (`credential` applies to every tool). */
-  rules: readonly RuleName[];
-  /** Rules the tool declares itself (schema fragment, required keys, check). */
-  own?: ToolRules;
-}
-
-/** One tool's rules: the generic ones normalised for evaluation, and the rule as written for the tool's own. */
-export interface ToolRule {
-  credential?: string;
-  maxAmountMicros?: number;
-  customers?: ReadonlySet<string>;
-  /** Hold for a person above this USD amount, or always (`aboveMicros` undefined); good for `expiresSeconds`. */
-  approval?: { aboveMicros?: number; expiresSeconds: number };
-  /** The rule as written; a tool's declared rules compile from it (see rule-set.ts). */
-  source: ToolRuleInput;
-}
-
-export interface CompiledPolicy {
-  name: string;
-  version: number;
-  digest: string;
-  limits: {
-    dailyMicros?: number;
-    perKeyDailyMicros?: number;
-    hourlyRequests?: number;
-    perKeyHourlyRequests?: number;
-  };
-  vendors: Readonly<Record<string, { credential: string; account?: string }>>;
-  tools: ReadonlyMap<string, ToolRule>;
-  loopGuard?: { identicalCalls: number; windowSeconds: number };
-  /** Some rule holds calls for a person (then `get_approval` is allowed and listed). */
-  approvals: boolean;
-  document: PolicyFile;
-}
+export { PolicyFileError } from './types.js';
+export type { CompiledPolicy, ToolRule, ToolRuleSpec } from './types.js';
 
 /** The tool an agent asks where its held call stands; allowed by any policy with an approval rule. */
 export const APPROVAL_TOOL = 'get_approval';

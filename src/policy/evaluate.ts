@@ -1,19 +1,8 @@
-import type { CompiledPolicy, ToolRule } from './compile.js';
 import { formatUsd, toMicroUsd } from './money.js';
-import type { RuleDenial, ToolRules } from './rule-set.js';
 import { genericRuleShape } from './schema.js';
+import type { CompiledPolicy, PolicyFacts, RuleDenial, ToolRule, ToolRules } from './types.js';
 
-/**
- * What a call is about, as the policy sees it: from the input and from facts looked up at the vendor. The
- * generic rules read `amount` and `customer`; a tool's own rules read the facts that tool adds.
- */
-export interface PolicyFacts {
-  /** The money this call moves, in the vendor's minor units. */
-  amount?: { minor: number; currency: string };
-  /** The vendor customer the call touches; null when the object has none. */
-  customer?: string | null;
-  [fact: string]: unknown;
-}
+export type { PolicyFacts } from './types.js';
 
 export interface EvaluationRequest {
   tool: string;

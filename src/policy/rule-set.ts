@@ -1,23 +1,13 @@
 import { z } from 'zod';
-import { PolicyFileError, type ToolRule } from './compile.js';
-import type { PolicyFacts } from './evaluate.js';
+import {
+  PolicyFileError,
+  type PolicyFacts,
+  type RuleDenial,
+  type ToolRule,
+  type ToolRules,
+} from './types.js';
 
-/** A tool-declared rule said no: a stable code (from the refusal table), a sentence and details. */
-export interface RuleDenial {
-  code: string;
-  message: string;
-  details: Record<string, unknown>;
-}
-
-/** Rules a tool declares in its own folder: a fragment of its rule schema and a pure check evaluate() runs. */
-export interface ToolRules {
-  /** Each rule key this tool adds, with its schema. */
-  shape: Readonly<Record<string, z.ZodType>>;
-  /** Keys a policy must set to enable the tool (e.g. a pinned sender). */
-  requires?: readonly string[];
-  /** Pure: this call's facts against the policy's rule for the tool; a denial, or undefined to go on. */
-  check(rule: ToolRule, facts: PolicyFacts): RuleDenial | undefined;
-}
+export type { RuleDenial, ToolRules } from './types.js';
 
 /** Declared rules, with typed access to their compiled form for the tool that declared them. */
 export interface DeclaredRules<R, F extends PolicyFacts> extends ToolRules {
