@@ -15,8 +15,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await destroyEmbedded(home);
-  await rm(home, { recursive: true, force: true });
+  await destroyEmbedded(home).finally(() => rm(home, { recursive: true, force: true }));
 });
 
 const parse = (s: string) =>
@@ -46,7 +45,8 @@ describe('leash db (embedded)', () => {
     const status = await runLeash(['db', 'status', '--json'], env);
     expect(status.code).toBe(0);
     expect(parse(status.stdout)).toMatchObject({ running: true, port: sa.port, pid: sa.pid });
-  });
+    // initdb and a server start in new processes: slow on a busy machine.
+  }, 120_000);
 
   it('never prints the database password in status output', async () => {
     const url = await runLeash(['db', 'url', '--json'], env);
@@ -71,7 +71,8 @@ describe('leash db (embedded)', () => {
     const start = await runLeash(['db', 'start', '--json'], env);
     expect(start.code, start.stderr).toBe(0);
     expect(parse(start.stdout)).toMatchObject({ running: true, port: before });
-  });
+    // Five leash processes, a server stop and start: slow on a busy machine.
+  }, 120_000);
 
   it('answers --help and rejects unknown commands with a usage exit code', async () => {
     const help = await runLeash(['db', '--help'], env);

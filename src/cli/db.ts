@@ -1,7 +1,9 @@
 import { openDatabase, redactUrl, resolveDatabaseUrl } from '../db/database.js';
 import { embeddedStatus, ensureEmbedded, stopEmbedded } from '../db/embedded.js';
+import { findOrphans, sharedClusters } from '../db/embedded-orphans.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { CliError, EXIT, command, type CommandGroup } from './command.js';
+import { describeOrphan, destroy, formatBytes } from './db-destroy.js';
 import { snakeKeys } from './output.js';
 
 const json = { json: { type: 'boolean' } } as const;
@@ -50,7 +52,8 @@ const stop = command({
 
 const status = command({
   name: 'status',
-  summary: 'Say whether the database is running, where it lives and how to reach it.',
+  summary:
+    'Say whether the database is running, where it lives and how to reach it, and list clusters whose LEASH_HOME is gone.',
   usage: 'db status [--json]',
   help: ['--json      print the status as JSON'],
   options: json,
@@ -80,14 +83,37 @@ const status = command({
       return running ? EXIT.ok : EXIT.unavailable;
     }
     const s = await embeddedStatus(config.home);
+    const orphans = await findOrphans();
+    // Made by a leash before clusters had markers: their home is unknown, so they are never called orphans.
+    const unmarked = (await sharedClusters()).filter((c) => !c.home).map((c) => c.dir);
     if (values.json)
-      ctx.json({ mode: 'embedded', ...snakeKeys(s), url: s.url ? redactUrl(s.url) : undefined });
+      ctx.json({
+        mode: 'embedded',
+        ...snakeKeys(s),
+        url: s.url ? redactUrl(s.url) : undefined,
+        orphans: orphans.map((o) => snakeKeys(o)),
+        unmarked,
+      });
     else {
+      const bytes = orphans.reduce((sum, o) => sum + o.bytes, 0);
       ctx.print(
         [
           `embedded PostgreSQL: ${s.running ? `running (pid ${s.pid ?? '?'}, port ${s.port ?? '?'}, ${s.version ?? ''})` : s.initialised ? 'stopped' : 'not initialised'}`,
           `LEASH_HOME: ${s.home}`,
           `data directory: ${s.dataDir}${s.osUser ? ` (runs as OS user '${s.osUser}')` : ''}`,
+          ...(s.note ? [`  outside LEASH_HOME: ${s.note}`] : []),
+          ...(orphans.length
+            ? [
+                `clusters whose LEASH_HOME is gone: ${orphans.length} (${formatBytes(bytes)}); delete with \`leash db destroy --orphans\``,
+                ...orphans.map((o) => `  ${describeOrphan(o)}`),
+              ]
+            : []),
+          ...(unmarked.length
+            ? [
+                `clusters an earlier leash left without a marker (home unknown; each gets one when its home's leash starts it): ${unmarked.length}`,
+                ...unmarked.map((d) => `  ${d}`),
+              ]
+            : []),
         ].join('\n'),
       );
     }
@@ -124,5 +150,5 @@ const url = command({
 
 export const dbCommands: CommandGroup = {
   name: 'db',
-  commands: [start, stop, status, migrate, url],
+  commands: [start, stop, status, migrate, url, destroy],
 };

@@ -100,6 +100,21 @@ export function listenForCredentialChanges(
       });
       client.on('error', () => lost(current));
       client.on('end', () => lost(current));
+      const unheard = (why: string) => {
+        if (!warned)
+          log.error(
+            `vendor credential changes cannot be heard on this connection (${why}; LISTEN needs a session of its ` +
+              'own, not a pooler); reading credentials on every call',
+          );
+        warned = true;
+        lost(current, UNHEARD_RETRY_MS);
+      };
+      // A pooler (PgBouncer, in any mode) answers the connection itself: the process id it gives leash is not the
+      // server's. A LISTEN sent there would stay on a shared server session, reach whichever client gets it next and
+      // miss notifications, while its own probe can still come back on it; so it is not sent.
+      const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+      const given = 'processID' in client ? client.processID : undefined;
+      if (rows[0]?.pid !== given) return unheard('a pooler is between leash and the server');
       // Named, so an operator can tell this session from the pool's in pg_stat_activity.
       await client.query(`set application_name = '${SESSION_NAME}'; listen ${CHANNEL}`);
       await client.query('select pg_notify($1, $2)', [CHANNEL, probe]);
@@ -113,16 +128,7 @@ export function listenForCredentialChanges(
       ]);
       clearTimeout(timer);
       if (session !== current) return; // ended meanwhile; `lost` has scheduled the next try
-      if (!inTime) {
-        if (!warned)
-          log.error(
-            'vendor credential changes cannot be heard on this connection (LISTEN needs a session of its own, ' +
-              'not a transaction-mode pooler); reading credentials on every call',
-          );
-        warned = true;
-        lost(current, UNHEARD_RETRY_MS);
-        return;
-      }
+      if (!inTime) return unheard('its own test notification did not come back');
       attempt = 0;
       live = true;
       generation++; // nothing read before this point may be kept (it was not, but say so in the number too)

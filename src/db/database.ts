@@ -93,9 +93,15 @@ export async function openDatabase(
   // - read committed: admission re-reads a key after waiting for its lock and must see what committed meanwhile (a
   //   revoke). Where this cannot hold (a pooler that shares server sessions), admission refuses to run instead.
   // - ISO dates: the driver parses timestamps as ISO text (another DateStyle would misread expiry and revoke times).
+  // Each is set only where the default differs: behind a transaction pooler a session-level SET stays on a shared
+  // server session and reaches other clients, so with the usual defaults leash leaves no session state at all.
   pool.on('connect', (client) => {
     client
-      .query(`set default_transaction_isolation = 'read committed'; set datestyle = 'ISO, MDY'`)
+      .query(
+        `select set_config('default_transaction_isolation', 'read committed', false)
+           where current_setting('default_transaction_isolation') <> 'read committed';
+         select set_config('datestyle', 'ISO, MDY', false) where current_setting('datestyle') not like 'ISO%'`,
+      )
       .catch(() => undefined);
   });
   const connect = () =>

@@ -7,7 +7,17 @@ import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { diskUsage } from './embedded-orphans.js';
 import { OWNER_ROLE, provision } from './embedded-owner.js';
+import {
+  choosePlace,
+  findPlace,
+  inHomePlace,
+  keepReachable,
+  plannedPlace,
+  type Place,
+} from './embedded-place.js';
+import { endPostmaster, pidAlive, postmasterPid } from './postmaster.js';
 
 const run = promisify(execFile);
 
@@ -36,6 +46,18 @@ export interface EmbeddedStatus {
   url?: string;
   version?: string;
   osUser?: string;
+  /** The data directory is inside LEASH_HOME (false: under /var/lib/leash, see `note`). */
+  inHome: boolean;
+  /** Why the data directory is outside LEASH_HOME, when it is. */
+  note?: string;
+}
+
+/** What `destroyEmbedded` removed. */
+export interface Destroyed {
+  destroyed: boolean;
+  dataDir?: string;
+  /** Bytes freed on disk. */
+  bytes: number;
 }
 
 /** Failure to start, stop or reach the embedded server; the message says what was attempted. */
@@ -60,32 +82,34 @@ function binDirOfPackage(): string {
   }
 }
 
-interface Paths {
+/** LEASH_HOME/pg: what leash keeps about its server (server.json, the start lock), wherever the cluster is. */
+interface Meta {
   home: string;
   meta: string;
   lock: string;
   secret: string;
-  log: string;
-  /** Where the cluster lives: under LEASH_HOME, or (as root) where the postgres user can reach it. */
-  dataDir: string;
 }
 
-function pathsFor(home: string): Paths {
+/** Where the cluster lives (embedded-place.ts): in LEASH_HOME/pg/data, or as root possibly under /var/lib/leash. */
+type Paths = Meta & Place;
+
+function metaFor(home: string): Meta {
   const meta = join(home, 'pg');
-  const dataDir = isRoot()
-    ? join('/var/lib/leash', createHash('sha256').update(home).digest('hex').slice(0, 16), 'data')
-    : join(meta, 'data');
-  return {
-    home,
-    meta,
-    lock: join(meta, 'start.lock'),
-    secret: join(meta, 'server.json'),
-    log: join(dirname(dataDir), 'postgres.log'),
-    dataDir,
-  };
+  return { home, meta, lock: join(meta, 'start.lock'), secret: join(meta, 'server.json') };
 }
 
-async function osIds(): Promise<{ uid: number; gid: number } | undefined> {
+/** This home's cluster where it is; where it would go when there is none yet (nothing is created). */
+async function locate(home: string): Promise<Paths> {
+  const found = await findPlace(home, isRoot());
+  const place = found ?? (isRoot() ? await plannedPlace(home, await osIds(false)) : inHomePlace(home));
+  return { ...metaFor(home), ...place };
+}
+
+/**
+ * As root, the unprivileged OS user Postgres runs as (created if missing, unless `create` is false); undefined
+ * when not root.
+ */
+export async function osIds(create = true): Promise<{ uid: number; gid: number } | undefined> {
   if (!isRoot()) return undefined;
   const ids = async () => {
     const [u, g] = await Promise.all([run('id', ['-u', OS_USER]), run('id', ['-g', OS_USER])]);
@@ -94,6 +118,7 @@ async function osIds(): Promise<{ uid: number; gid: number } | undefined> {
   try {
     return await ids();
   } catch {
+    if (!create) return undefined;
     // Postgres refuses to run as root; create the conventional unprivileged user for it.
     await run('groupadd', ['-f', OS_USER]).catch(() => undefined);
     await run('useradd', ['-r', '-g', OS_USER, '-s', '/usr/sbin/nologin', OS_USER]).catch(() => undefined);
@@ -147,7 +172,7 @@ async function choosePort(preferred: number | undefined): Promise<number> {
 /** A server.json written before leash had an owner role holds only `url` (the superuser); accept both. */
 type StoredServer = Omit<EmbeddedServer, 'adminUrl' | 'database'> & Partial<EmbeddedServer>;
 
-async function readServer(paths: Paths): Promise<StoredServer | undefined> {
+async function readServer(paths: Meta): Promise<StoredServer | undefined> {
   try {
     const stored = JSON.parse(await readFile(paths.secret, 'utf8')) as StoredServer; // written only by this module
     return typeof stored.url === 'string' && typeof stored.port === 'number' ? stored : undefined;
@@ -161,12 +186,12 @@ const current = (s: StoredServer | undefined): s is EmbeddedServer =>
 
 /** This LEASH_HOME's recorded server, without starting or checking it (pools re-read it after losing it). */
 export async function readEmbedded(home: string): Promise<EmbeddedServer | undefined> {
-  const stored = await readServer(pathsFor(home));
+  const stored = await readServer(metaFor(home));
   return current(stored) ? stored : undefined;
 }
 
 /** Replaces server.json in one rename, so a process re-reading it never sees half a file. */
-async function writeServer(paths: Paths, server: EmbeddedServer): Promise<void> {
+async function writeServer(paths: Meta, server: EmbeddedServer): Promise<void> {
   const tmp = `${paths.secret}.${process.pid}.tmp`;
   await writeFile(tmp, JSON.stringify(server, null, 2), { mode: 0o600 });
   await chmod(tmp, 0o600);
@@ -187,17 +212,8 @@ async function canConnect(url: string): Promise<string | undefined> {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** A cross-process lock: an exclusive-create file holding the owner's pid; stale owners are broken. */
-async function withLock<T>(paths: Paths, fn: () => Promise<T>): Promise<T> {
+async function withLock<T>(paths: Meta, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     try {
@@ -240,11 +256,8 @@ async function initialise(
   ids: { uid: number; gid: number } | undefined,
   password: string,
 ): Promise<void> {
-  const parent = dirname(paths.dataDir);
-  if (ids) await chmod(await ensureDir(dirname(parent), 0o755), 0o755);
-  await mkdir(parent, { recursive: true, mode: 0o700 });
-  if (ids) await chown(parent, ids.uid, ids.gid);
-  const pwfile = join(parent, 'pwfile');
+  // As root, choosePlace made the directory ready for the OS user; LEASH_HOME/pg exists (ensureEmbedded made it).
+  const pwfile = join(paths.shared ?? paths.meta, 'pwfile');
   await writeFile(pwfile, password + '\n', { mode: 0o600 });
   if (ids) await chown(pwfile, ids.uid, ids.gid);
   try {
@@ -257,7 +270,7 @@ async function initialise(
       '--locale=C',
     ]);
   } catch (error) {
-    await rm(paths.dataDir, { recursive: true, force: true });
+    await rm(paths.shared ?? paths.dataDir, { recursive: true, force: true });
     throw new EmbeddedPostgresError(
       `initdb failed: ${(error as { stderr?: string }).stderr ?? String(error)}`,
     );
@@ -300,6 +313,11 @@ async function startServer(
     '-c max_connections=300',
     '-c shared_buffers=128MB',
   ].join(' ');
+  if (ids) {
+    // pg_ctl opens the log as the OS user, in a directory (LEASH_HOME/pg) it may only pass through.
+    await writeFile(paths.log, '', { flag: 'a', mode: 0o600 });
+    await chown(paths.log, ids.uid, ids.gid);
+  }
   try {
     await runAs(ids, join(binDir, 'pg_ctl'), [
       'start',
@@ -327,20 +345,26 @@ async function startServer(
  * when that is free, so the URLs running processes hold stay valid across `db stop` / `db start`.
  */
 export async function ensureEmbedded(home: string): Promise<EmbeddedServer> {
-  const paths = pathsFor(home);
-  const known = await readServer(paths);
+  const meta = metaFor(home);
+  const known = await readServer(meta);
   if (current(known) && (await canConnect(known.url))) return known;
-  await mkdir(paths.meta, { recursive: true, mode: 0o700 });
-  return withLock(paths, async () => {
-    const again = await readServer(paths);
+  await mkdir(meta.meta, { recursive: true, mode: 0o700 });
+  return withLock(meta, async () => {
+    const again = await readServer(meta);
     if (current(again) && (await canConnect(again.url))) return again;
     const ids = await osIds();
     const binDir = await usableBinDir(ids);
-    const fresh = !existsSync(join(paths.dataDir, 'PG_VERSION'));
+    const found = await findPlace(home, ids !== undefined, true);
+    if (found && ids) await keepReachable(home, found);
+    const fresh = !found || !existsSync(join(found.dataDir, 'PG_VERSION'));
     if (!fresh && !again)
       throw new EmbeddedPostgresError(
-        `${paths.dataDir} exists but ${paths.secret} is missing; remove the data directory or restore the file`,
+        `${found.dataDir} exists but ${meta.secret} is missing; restore the file, or remove the cluster with \`leash db destroy\``,
       );
+    const paths: Paths = {
+      ...meta,
+      ...(found ?? (ids ? await choosePlace(home, ids) : inHomePlace(home))),
+    };
     const password =
       !fresh && again
         ? decodeURIComponent(new URL(again.adminUrl ?? again.url).password)
@@ -363,30 +387,31 @@ export async function ensureEmbedded(home: string): Promise<EmbeddedServer> {
     });
     // Recorded before anything below can fail, so a retry finds the passwords (an older file already has them).
     if (!again || current(again) || fresh)
-      await writeServer(paths, record(fresh ? DATABASE : (again?.database ?? DATABASE)));
+      await writeServer(meta, record(fresh ? DATABASE : (again?.database ?? DATABASE)));
     if (fresh) await initialise(paths, binDir, ids, password);
     if (!running) await startServer(paths, binDir, ids, port);
     const server = record(fresh ? DATABASE : await databaseOf(again, adminUrl));
     await provision(adminUrl, server.database, ownerPassword);
-    await writeServer(paths, server);
+    await writeServer(meta, server);
     return server;
   });
 }
 
-async function postmasterPid(dataDir: string): Promise<number | undefined> {
-  const text = await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
-  const pid = text ? Number.parseInt(text.split('\n')[0] ?? '', 10) : NaN;
-  return Number.isFinite(pid) && pidAlive(pid) ? pid : undefined;
-}
-
-/** What is known about this LEASH_HOME's embedded server, without starting it. */
+/** What is known about this LEASH_HOME's embedded server, without starting it or changing anything. */
 export async function embeddedStatus(home: string): Promise<EmbeddedStatus> {
-  const paths = pathsFor(home);
+  const paths = await locate(home);
   const server = await readServer(paths);
   const initialised = existsSync(join(paths.dataDir, 'PG_VERSION'));
   const pid = await postmasterPid(paths.dataDir);
   const version = server && pid ? await canConnect(server.url) : undefined;
-  const status: EmbeddedStatus = { running: Boolean(version), initialised, home, dataDir: paths.dataDir };
+  const status: EmbeddedStatus = {
+    running: Boolean(version),
+    initialised,
+    home,
+    dataDir: paths.dataDir,
+    inHome: !paths.shared,
+  };
+  if (paths.note) status.note = paths.note;
   if (server && version) {
     status.port = server.port;
     status.url = server.url;
@@ -399,19 +424,40 @@ export async function embeddedStatus(home: string): Promise<EmbeddedStatus> {
 
 /** Stops this LEASH_HOME's embedded server (fast shutdown). Returns false when it was not running. */
 export async function stopEmbedded(home: string): Promise<boolean> {
-  const paths = pathsFor(home);
-  const pid = await postmasterPid(paths.dataDir);
-  if (!pid) return false;
-  const server = await readServer(paths);
-  const binDir = server?.binDir ?? (await usableBinDir(await osIds()));
+  const place = await findPlace(home, isRoot());
+  const pid = place ? await postmasterPid(place.dataDir) : undefined;
+  if (!place || !pid) return false;
+  if (isRoot()) await keepReachable(home, place);
+  const server = await readServer(metaFor(home));
   const ids = await osIds();
-  await runAs(ids, join(binDir, 'pg_ctl'), ['stop', '-w', '-m', 'fast', '-D', paths.dataDir]);
+  const binDir = server?.binDir ?? (await usableBinDir(ids));
+  await runAs(ids, join(binDir, 'pg_ctl'), ['stop', '-w', '-m', 'fast', '-D', place.dataDir]);
   return true;
 }
 
-/** Removes the embedded data directory (tests use this on temporary homes). */
-export async function destroyEmbedded(home: string): Promise<void> {
-  await stopEmbedded(home).catch(() => undefined);
-  const paths = pathsFor(home);
-  await rm(isRoot() ? dirname(paths.dataDir) : paths.dataDir, { recursive: true, force: true });
+/**
+ * Stops this LEASH_HOME's embedded server and deletes its cluster (the data directory, its log, and
+ * LEASH_HOME/pg/server.json). LEASH_HOME's other files (master key, config) stay. Works when the home itself is
+ * already gone, for a cluster under /var/lib/leash.
+ */
+export async function destroyEmbedded(home: string): Promise<Destroyed> {
+  const meta = metaFor(home);
+  const destroy = async (): Promise<Destroyed> => {
+    const place = await findPlace(home, isRoot());
+    if (!place) {
+      await rm(meta.secret, { force: true });
+      return { destroyed: false, bytes: 0 };
+    }
+    const pid = await postmasterPid(place.dataDir);
+    // pg_ctl when it can; the postmaster's own signals when it cannot (its files are about to go either way).
+    if (pid) await stopEmbedded(home).catch(() => endPostmaster(pid));
+    const target = place.shared ?? place.dataDir;
+    const bytes = (await diskUsage(target)) + (place.shared ? 0 : await diskUsage(place.log));
+    await rm(target, { recursive: true, force: true });
+    await rm(place.log, { force: true });
+    await rm(meta.secret, { force: true });
+    return { destroyed: true, dataDir: place.dataDir, bytes };
+  };
+  // The start lock keeps a concurrent start from re-creating the cluster half-way through.
+  return existsSync(meta.meta) ? withLock(meta, destroy) : destroy();
 }
