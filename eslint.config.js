@@ -22,6 +22,33 @@ export default tseslint.config(
     },
   },
   {
+    // The console's browser code. Its globals are the DOM's: typescript-eslint leaves undefined names to tsc, and
+    // console/tsconfig.json gives it lib "DOM" and no Node types. No server value may be parsed as HTML there.
+    files: ['console/**/*.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        ...[
+          'innerHTML',
+          'outerHTML',
+          'insertAdjacentHTML',
+          'srcdoc',
+          'createContextualFragment',
+          'parseFromString',
+        ].map((property) => ({
+          property,
+          message: 'Build elements with h() (console/dom.ts); never parse HTML.',
+        })),
+        { object: 'document', property: 'write', message: 'Build elements with h() (console/dom.ts).' },
+        { object: 'document', property: 'writeln', message: 'Build elements with h() (console/dom.ts).' },
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'DOMParser', message: 'Never parse a server value as HTML.' },
+      ],
+    },
+  },
+  {
     files: ['eslint.config.js'],
     extends: [tseslint.configs.disableTypeChecked],
   },

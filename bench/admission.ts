@@ -21,7 +21,7 @@ import { windowsFor } from '../src/ledger/windows.js';
 import { ruleSpecs } from '../src/pipeline/tool.js';
 import { validatePolicy } from '../src/policy/compile.js';
 import { applyPolicy } from '../src/policies/store.js';
-import { catalog } from '../tools/index.js';
+import { catalog, catalogVendors } from '../tools/index.js';
 import { BENCH_POLICY } from './serve-both.js';
 import {
   benchArgs,
@@ -185,11 +185,14 @@ export async function runAdmission(o: AdmissionOptions = {}): Promise<Result[]> 
   const db = await startDatabase();
   let handle: DbHandle | undefined;
   try {
-    const config = loadConfig({
-      DATABASE_URL: db.url,
-      LEASH_HOME: '/nonexistent/leash-bench',
-      LEASH_LOG: 'silent',
-    });
+    const config = loadConfig(
+      {
+        DATABASE_URL: db.url,
+        LEASH_HOME: '/nonexistent/leash-bench',
+        LEASH_LOG: 'silent',
+      },
+      catalogVendors,
+    );
     handle = await openDatabase(config, { poolMax: 24 });
     const doc = validatePolicy(BENCH_POLICY, ruleSpecs(catalog));
     await applyPolicy(handle.db, doc);

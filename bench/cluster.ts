@@ -15,6 +15,7 @@ import pg from 'pg';
 import { loadConfig } from '../src/config/config.js';
 import { openDatabase, type DbHandle } from '../src/db/database.js';
 import { destroyEmbedded, ensureEmbedded } from '../src/db/embedded.js';
+import { catalogVendors } from '../tools/index.js';
 import { startStripeFake, type StripeFake } from '../tools/stripe/sandbox.js';
 
 /** One benchmark scenario's outcome, as every bench module returns it. */
@@ -86,6 +87,8 @@ export async function benchDatabase(o: { poolMax?: number } = {}): Promise<Bench
     await admin.query(`create database ${name}`);
     created = true;
   } catch (error) {
+    // An embedded server started here is not left behind.
+    if (home) await destroyEmbedded(home).finally(() => rm(home, { recursive: true, force: true }));
     if (home) throw error;
     // DATABASE_URL whose user may not create databases: use that database as it is.
   } finally {
@@ -94,7 +97,7 @@ export async function benchDatabase(o: { poolMax?: number } = {}): Promise<Bench
   const u = new URL(adminUrl);
   if (created) u.pathname = `/${name}`;
   const url = u.toString();
-  const handle = await openDatabase(loadConfig({ LEASH_HOME: home ?? tmpdir() }), {
+  const handle = await openDatabase(loadConfig({ LEASH_HOME: home ?? tmpdir() }, catalogVendors), {
     url,
     poolMax: o.poolMax ?? 8,
   });

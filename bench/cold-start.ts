@@ -20,7 +20,7 @@ import { ruleSpecs } from '../src/pipeline/tool.js';
 import { validatePolicy } from '../src/policy/compile.js';
 import { applyPolicy } from '../src/policies/store.js';
 import { toolsForPolicy } from '../src/server/tool-list.js';
-import { catalog } from '../tools/index.js';
+import { catalog, catalogVendors } from '../tools/index.js';
 import { BENCH_POLICY } from './serve-both.js';
 import {
   benchArgs,
@@ -164,7 +164,10 @@ export async function runColdStart(o: ColdStartOptions): Promise<Result[]> {
   const results: Result[] = [];
   try {
     // The database is running and migrated, the policy applied and a key minted before any timing.
-    const config = loadConfig({ DATABASE_URL: db.url, LEASH_HOME: home, LEASH_LOG: 'silent' });
+    const config = loadConfig(
+      { DATABASE_URL: db.url, LEASH_HOME: home, LEASH_LOG: 'silent' },
+      catalogVendors,
+    );
     const handle = await openDatabase(config, { url: db.url, poolMax: 1 });
     let vaultKey: string;
     try {

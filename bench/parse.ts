@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { mintKey } from '../src/keys/vault-keys.js';
-import { jsonOverLimit } from '../src/server/json-limits.js';
+import { jsonOverLimit } from '../src/http/json-limits.js';
 import { FormLimitError, parseForm } from '../src/vendor-kit/form-parse.js';
 import { ruleSpecs } from '../src/pipeline/tool.js';
 import { validatePolicy } from '../src/policy/compile.js';

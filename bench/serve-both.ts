@@ -13,7 +13,7 @@ import { ruleSpecs } from '../src/pipeline/tool.js';
 import { validatePolicy } from '../src/policy/compile.js';
 import { applyPolicy } from '../src/policies/store.js';
 import { startHttpServer } from '../src/server/http.js';
-import { catalog } from '../tools/index.js';
+import { catalog, catalogVendors } from '../tools/index.js';
 import { startResendFake } from '../tools/resend/sandbox.js';
 import { startStripeFake } from '../tools/stripe/sandbox.js';
 import { startTwilioFake } from '../tools/twilio/sandbox.js';
@@ -85,15 +85,18 @@ async function main(): Promise<void> {
     () => stripe.addPayment({ customer: BENCH_CUSTOMER, amount: 1_000_000_000 }).payment_intent,
   );
 
-  const config = loadConfig({
-    DATABASE_URL: databaseUrl,
-    LEASH_HOME: '/nonexistent/leash-bench-home',
-    LEASH_LOG: process.env.LEASH_LOG ?? 'info',
-    ...SECRETS,
-    LEASH_STRIPE_BASE_URL: stripe.url,
-    LEASH_TWILIO_BASE_URL: twilio.url,
-    LEASH_RESEND_BASE_URL: resend.url,
-  });
+  const config = loadConfig(
+    {
+      DATABASE_URL: databaseUrl,
+      LEASH_HOME: '/nonexistent/leash-bench-home',
+      LEASH_LOG: process.env.LEASH_LOG ?? 'info',
+      ...SECRETS,
+      LEASH_STRIPE_BASE_URL: stripe.url,
+      LEASH_TWILIO_BASE_URL: twilio.url,
+      LEASH_RESEND_BASE_URL: resend.url,
+    },
+    catalogVendors,
+  );
   const handle = await openDatabase(config, { poolMax });
   // LEASH_BENCH_CAPS=0 drops every cap (no spend windows touched): a diagnostic for hot budget rows.
   const policy = process.env.LEASH_BENCH_CAPS === '0' ? { ...BENCH_POLICY, limits: {} } : BENCH_POLICY;

@@ -17,7 +17,6 @@ import {
   type AdmitResult,
   type AuditDraft,
 } from '../src/audit/write.js';
-import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/config/logger.js';
 import { openDatabase } from '../src/db/database.js';
 import { authenticate } from '../src/keys/authenticate.js';
@@ -25,6 +24,7 @@ import { revokeKeys } from '../src/keys/vault-keys.js';
 import { windowsFor } from '../src/ledger/windows.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
 import { up as leanerBatches } from '../src/db/migrations/2026-11-23-0011-leaner-batches.js';
+import { catalogConfig } from './support/config.js';
 import { freshDatabase, sessionsWith, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor, pipelineFor, readAuditRow } from './support/governance.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
@@ -412,17 +412,29 @@ describe('concurrent batches', () => {
     });
     const batchedDeps = pipelineFor(counted, testCatalog(fake));
     const minted = await keyFor(tdb.db, { policy: 'roomy' });
+    // No call is passed to admission until all 24 have asked for it, so they arrive together however slowly a
+    // busy machine runs the stages before it: the batch is forced, not hoped for.
+    const queue = batchedDeps.admissions;
+    const admit = queue.admit.bind(queue);
+    let asked = 0;
+    let allAsked!: () => void;
+    const together = new Promise<void>((resolve) => (allAsked = resolve));
+    queue.admit = async (...args: Parameters<typeof admit>) => {
+      if (++asked === 24) allAsked();
+      await together;
+      return admit(...args);
+    };
     const rs = await Promise.all(
       Array.from({ length: 24 }, (_, i) =>
         runTool(batchedDeps, minted.key, 'charge_test', { amount_cents: 100 + i, customer: 'cus_A' }),
       ),
     );
     await batchedDeps.settler.flush();
-    expect(rs.every((r) => r.ok)).toBe(true);
+    expect(rs.filter((r) => !r.ok)).toEqual([]);
     expect(new Set(rs.map((r) => (r.ok ? r.audit_id : undefined))).size).toBe(24);
     const admissions = statements.filter((s) => /leash_admit_batch|leash_admission/.test(s));
     expect(admissions.some((s) => s.includes('leash_admit_batch'))).toBe(true);
-    expect(admissions.length).toBeLessThan(24);
+    expect(admissions).toHaveLength(1);
   });
 });
 
@@ -444,7 +456,7 @@ describe('sessions whose transactions default to another isolation level', () =>
         .finally(() => (settled = true));
       // Until the admission waits on the key's lock (its statement, and with it a snapshot, has started), or has
       // already answered (refused to run at all).
-      for (let i = 0; i < 200 && !settled; i++) {
+      for (let i = 0; i < 2_000 && !settled; i++) {
         const { rows } = await tdb.pool.query<{ n: number }>(
           `select count(*)::integer as n from pg_locks
              where locktype = 'advisory' and not granted
@@ -500,7 +512,7 @@ describe('sessions whose transactions default to another isolation level', () =>
       'options',
       '-c default_transaction_isolation=repeatable\\ read -c datestyle=SQL,DMY',
     );
-    const handle = await openDatabase(loadConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
+    const handle = await openDatabase(catalogConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
     try {
       const { rows } = await sql<{ level: string; at: Date }>`
         select current_setting('transaction_isolation') as level,
@@ -536,14 +548,14 @@ describe('a lock admission cannot get', () => {
           [w.scope, w.kind, w.window_start],
         );
         const started = Date.now();
-        const r = await Promise.race([
-          admitBatch(db, calls).then(codes, (e: unknown) => e),
-          new Promise((resolve) => setTimeout(() => resolve('still waiting after 5 s'), 5_000)),
-        ]);
+        // The row stays locked until the admission answers: it must give up on its own.
+        const r = await admitBatch(db, calls).then(codes, (e: unknown) => e);
+        const waited = Date.now() - started;
         await holder.query('rollback');
         expect(r, `${size} call(s)`).toBeInstanceOf(Error);
         expect((r as Error).message).toMatch(/lock timeout/);
-        expect(Date.now() - started).toBeLessThan(3_000);
+        // After the 300 ms set here, not the 10 s default (the bound leaves a busy machine room).
+        expect(waited).toBeLessThan(8_000);
         expect(await unsettledOf(calls)).toEqual([]);
       }
     } finally {

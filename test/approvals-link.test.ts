@@ -95,7 +95,7 @@ async function held(policy: string, amount: number) {
   return { id, url, key: key.key, args };
 }
 
-async function waitFor(ok: () => boolean, ms = 5_000) {
+async function waitFor(ok: () => boolean, ms = 30_000) {
   const until = Date.now() + ms;
   while (!ok()) {
     if (Date.now() > until) throw new Error('timed out');

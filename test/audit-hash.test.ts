@@ -6,9 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditHasher, UNKEYED_AUDIT_KEY } from '../src/audit/audit-hash.js';
-import { ConfigError, loadConfig } from '../src/config/config.js';
+import { ConfigError } from '../src/config/config.js';
 import type { DbHandle } from '../src/db/database.js';
 import { canonicalJson } from '../src/policy/compile.js';
+import { catalogConfig } from './support/config.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { childEnv, runLeash } from './support/cli.js';
 import { applyTestPolicy, keyFor, pipelineFor, settledRun, testConfig } from './support/governance.js';
@@ -50,19 +51,19 @@ describe('the audit key in config', () => {
     ['hex', KEY.toString('hex')],
     ['base64', KEY.toString('base64')],
   ])('takes LEASH_AUDIT_KEY in %s, ahead of the master key', (_how, text) => {
-    const c = loadConfig(env({ LEASH_AUDIT_KEY: text, LEASH_MASTER_KEY: OTHER.toString('base64') }));
+    const c = catalogConfig(env({ LEASH_AUDIT_KEY: text, LEASH_MASTER_KEY: OTHER.toString('base64') }));
     expect(c.auditKeySource).toBe('LEASH_AUDIT_KEY');
     expect(c.auditKey?.equals(KEY)).toBe(true);
   });
 
   it('refuses a LEASH_AUDIT_KEY shorter than 32 bytes', () => {
-    expect(() => loadConfig(env({ LEASH_AUDIT_KEY: 'ab'.repeat(16 - 1) }))).toThrow(ConfigError);
-    expect(() => loadConfig(env({ LEASH_AUDIT_KEY: 'ab'.repeat(16 - 1) }))).toThrow(/at least 32 bytes/);
+    expect(() => catalogConfig(env({ LEASH_AUDIT_KEY: 'ab'.repeat(16 - 1) }))).toThrow(ConfigError);
+    expect(() => catalogConfig(env({ LEASH_AUDIT_KEY: 'ab'.repeat(16 - 1) }))).toThrow(/at least 32 bytes/);
   });
 
   it('derives a stable key from LEASH_MASTER_KEY with HKDF-SHA256, not the master key itself', () => {
     const e = env({ LEASH_MASTER_KEY: OTHER.toString('base64') });
-    const [a, b] = [loadConfig(e), loadConfig(e)];
+    const [a, b] = [catalogConfig(e), catalogConfig(e)];
     const expected = Buffer.from(hkdfSync('sha256', OTHER, Buffer.alloc(0), 'leash audit hmac v1', 32));
     expect(a.auditKeySource).toBe('master key');
     expect(a.auditKey?.equals(expected)).toBe(true);
@@ -72,23 +73,23 @@ describe('the audit key in config', () => {
 
   it('derives the same key from the master.key file on every load', async () => {
     await writeFile(join(home, 'master.key'), KEY.toString('base64') + '\n', { mode: 0o600 });
-    const [a, b] = [loadConfig({ LEASH_HOME: home }), loadConfig({ LEASH_HOME: home })];
+    const [a, b] = [catalogConfig({ LEASH_HOME: home }), catalogConfig({ LEASH_HOME: home })];
     expect(a.auditKeySource).toBe('master key');
     expect(a.auditKey).toBeDefined();
     expect(a.auditKey?.equals(b.auditKey ?? Buffer.alloc(0))).toBe(true);
     expect(
       a.auditKey?.equals(
-        loadConfig(env({ LEASH_MASTER_KEY: KEY.toString('hex') })).auditKey ?? Buffer.alloc(0),
+        catalogConfig(env({ LEASH_MASTER_KEY: KEY.toString('hex') })).auditKey ?? Buffer.alloc(0),
       ),
     ).toBe(true);
   });
 
   it('refuses a master key that is there but unusable, rather than hashing unkeyed', () => {
-    expect(() => loadConfig(env({ LEASH_MASTER_KEY: 'too-short' }))).toThrow(ConfigError);
+    expect(() => catalogConfig(env({ LEASH_MASTER_KEY: 'too-short' }))).toThrow(ConfigError);
   });
 
   it('has no key without LEASH_AUDIT_KEY or a master key', () => {
-    const c = loadConfig(env());
+    const c = catalogConfig(env());
     expect(c.auditKey).toBeUndefined();
     expect(c.auditKeySource).toBe('none');
   });

@@ -125,7 +125,7 @@ describe('leash serve (spawned)', () => {
     expect(adminBlocked.headers.get('retry-after')).toMatch(/^\d+$/);
     expect(await adminBlocked.json()).toMatchObject({ error: expect.any(String) as unknown });
 
-    for (let i = 0; i < 50 && !hook.received.length; i++) await new Promise((r) => setTimeout(r, 100));
+    await expect.poll(() => hook.received.length, { timeout: 20_000 }).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 300)); // a second alert, if one were sent, would arrive by now
     const events = hookEvents().filter((e) => e.type === 'auth_failures');
     expect(events).toHaveLength(1);
@@ -238,11 +238,11 @@ describe('addresses and alerts', () => {
           reason: 'wrong',
           throttled: false,
         });
-      await alerts.drain(5_000);
+      await alerts.drain(20_000);
       expect(hook.received.length).toBe(before);
       for (let i = 0; i < 500; i++)
         alerts.onAuthFailure({ address: '192.0.2.99', kind: 'vault_key', reason: 'wrong', throttled: i > 3 });
-      await alerts.drain(5_000);
+      await alerts.drain(20_000);
       const posted = hook.received.slice(before);
       expect(posted).toHaveLength(1);
       const body = JSON.parse(posted[0]?.body ?? '{}') as { text: string; event: Record<string, unknown> };
@@ -351,7 +351,7 @@ describe('a good credential from a throttled address (in process)', () => {
     expect((await admin(http.url, 'wrong-token', from)).status).toBe(429);
     expect((await mcp(http.url, goodKey, from)).status).toBe(200);
 
-    await alerts.drain(5_000);
+    await alerts.drain(20_000);
     const events = lockoutAlerts();
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ failures: CAP, addresses: 1 });

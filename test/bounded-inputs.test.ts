@@ -206,7 +206,7 @@ describe('sandbox fakes keep a bounded window', () => {
     } finally {
       await fake.close();
     }
-  });
+  }, 120_000); // a thousand requests one after another: slow on a busy machine
 
   it('bounds the Stripe and Twilio fakes too', async () => {
     const keep = 25; // the same window code as the default KEEP_RECENT, smaller to keep the test quick

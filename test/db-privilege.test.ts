@@ -137,7 +137,8 @@ describe('least privilege in the embedded database', () => {
     });
     const migrate = await runLeash(['db', 'migrate'], env);
     expect(migrate.code, migrate.stderr).toBe(0);
-  });
+    // Runs every migration in a new process: slow on a busy machine.
+  }, 120_000);
 });
 
 describe('DATABASE_URL with the grants the README lists', () => {
@@ -181,5 +182,6 @@ describe('DATABASE_URL with the grants the README lists', () => {
         await c.query(`drop role if exists ${role}`);
       });
     }
-  });
+    // Runs every migration in a new process: slow on a busy machine.
+  }, 120_000);
 });

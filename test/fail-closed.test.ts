@@ -24,8 +24,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await handle.close();
-  await fake.close();
+  // Guarded: when beforeAll failed half-way, the cluster must still be destroyed.
+  await handle?.close();
+  await fake?.close();
   await destroyEmbedded(home);
   await rm(home, { recursive: true, force: true });
 });

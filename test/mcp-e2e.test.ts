@@ -15,7 +15,7 @@ import { startHttpServer, type RunningHttp } from '../src/server/http.js';
 import { catalog } from '../tools/index.js';
 import { childEnv, LEASH_BIN } from './support/cli.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, testConfig } from './support/governance.js';
+import { applyTestPolicy, keyFor, TEST_VENDOR_TIMEOUT_MS, testConfig } from './support/governance.js';
 import { containsCanary, startVendors, type Vendors } from './support/vendors.js';
 
 let tdb: TestDatabase;
@@ -49,7 +49,7 @@ beforeAll(async () => {
     catalog,
     sandbox: false,
     log: createLogger({ logLevel: 'debug' }, (l) => logs.push(l)),
-    vendorTimeoutMs: 2000,
+    vendorTimeoutMs: TEST_VENDOR_TIMEOUT_MS,
   });
   await applyTestPolicy(tdb.db, catalog, POLICY);
   await applyTestPolicy(tdb.db, catalog, {

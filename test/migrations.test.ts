@@ -1,28 +1,47 @@
-// Covers schema migrations: up on an empty database, a second run being a no-op, and a database a newer leash
-// migrated being refused with a message that says so.
+// Covers schema migrations: up on an empty database, a second run being a no-op, a database a newer leash migrated
+// being refused with a message that says so, and every SQL function equal to its file in src/db/functions/, both on a
+// database migrated from empty and on one upgraded from the last released schema.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { loadConfig } from '../src/config/config.js';
 import { openDatabase, type DbHandle } from '../src/db/database.js';
-import { MigrationError, migrateToLatest } from '../src/db/migrate.js';
+import { FUNCTION_FILES, loadFunctionFiles } from '../src/db/function-files.js';
+import { MigrationError, migrateTo, migrateToLatest } from '../src/db/migrate.js';
+import { databaseFunctions, fileFunctions } from './support/function-files.js';
+import { catalogConfig } from './support/config.js';
 
 const name = `leash_t_${randomBytes(6).toString('hex')}`;
 let handle: DbHandle | undefined;
+/** The schema of the last release: an upgrade starts here. */
+const LAST_RELEASED = '2026-12-06-0016-outcome-pending';
+const FUNCTIONS_APPLIED = FUNCTION_FILES.map((f) => `functions/${f}.sql`);
 
 afterAll(async () => {
   await handle?.close();
 });
 
+/** An empty database of its own, and a pool on it that does not migrate. */
+async function emptyDatabase(dbName: string): Promise<DbHandle> {
+  const admin = new pg.Client({ connectionString: inject('adminUrl') });
+  await admin.connect();
+  await admin.query(`create database ${dbName}`);
+  await admin.end();
+  const url = new URL(inject('adminUrl'));
+  url.pathname = `/${dbName}`;
+  return openDatabase(catalogConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
+}
+
+/** Every function in the database is one file's, defined exactly as the file defines it, and every file is there. */
+async function expectFunctionsEqualFiles(db: DbHandle): Promise<void> {
+  const inDatabase = await databaseFunctions(db.pool);
+  const inFiles = await fileFunctions(db.pool, await loadFunctionFiles());
+  expect([...inDatabase.keys()].sort()).toEqual([...inFiles.keys()].sort());
+  for (const [fn, def] of inFiles) expect(inDatabase.get(fn), fn).toBe(def);
+}
+
 describe('migrations', () => {
   it('create every table on an empty database, then do nothing on a second run', async () => {
-    const admin = new pg.Client({ connectionString: inject('adminUrl') });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    await admin.end();
-    const url = new URL(inject('adminUrl'));
-    url.pathname = `/${name}`;
-    handle = await openDatabase(loadConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
+    handle = await emptyDatabase(name);
 
     const first = await migrateToLatest(handle.db);
     expect(first).toEqual([
@@ -42,6 +61,8 @@ describe('migrations', () => {
       '2026-12-06-0014-approval-cancel',
       '2026-12-06-0015-credential-version',
       '2026-12-06-0016-outcome-pending',
+      '2026-12-06-0017-function-files',
+      ...FUNCTIONS_APPLIED,
     ]);
     const second = await migrateToLatest(handle.db);
     expect(second).toEqual([]);
@@ -67,6 +88,25 @@ describe('migrations', () => {
     );
   });
 
+  it('leave every function in the database equal to its file after a migration from empty', async () => {
+    await expectFunctionsEqualFiles(handle!);
+  });
+
+  it('upgrade a database at the last released schema to the same functions, applying every file once', async () => {
+    const upgraded = await emptyDatabase(`leash_t_${randomBytes(6).toString('hex')}`);
+    try {
+      expect((await migrateTo(upgraded.db, LAST_RELEASED)).at(-1)).toBe(LAST_RELEASED);
+      expect(await migrateToLatest(upgraded.db)).toEqual([
+        '2026-12-06-0017-function-files',
+        ...FUNCTIONS_APPLIED,
+      ]);
+      await expectFunctionsEqualFiles(upgraded);
+      expect(await migrateToLatest(upgraded.db)).toEqual([]);
+    } finally {
+      await upgraded.close();
+    }
+  });
+
   it('refuse a database a newer leash migrated, saying so, and change nothing', async () => {
     const future = '2099-01-01-0001-from-a-newer-leash';
     await handle!.pool.query(`insert into leash_migrations (name, timestamp) values ($1, now()::text)`, [
@@ -87,7 +127,7 @@ describe('migrations', () => {
   it('run concurrently from two pools without failing or applying twice', async () => {
     const url = new URL(inject('adminUrl'));
     url.pathname = `/${name}`;
-    const other = await openDatabase(loadConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
+    const other = await openDatabase(catalogConfig({}), { url: url.toString(), migrate: false, poolMax: 2 });
     try {
       const results = await Promise.all([migrateToLatest(other.db), migrateToLatest(handle!.db)]);
       expect(results).toEqual([[], []]);

@@ -76,10 +76,12 @@ describe('kill switch', () => {
           ok: !r.isError,
           code: (r.structuredContent as { code?: unknown } | undefined)?.code,
         });
-        if (r.isError && performance.now() > revokedAt + 300) stop = true;
+        // Until a call sent after the revoke returned has been answered.
+        if (r.isError && sentAt >= revokedAt) stop = true;
       }
     });
-    await new Promise((res) => setTimeout(res, 400));
+    // The loop is running: calls have been allowed.
+    await expect.poll(() => calls.filter((c) => c.ok).length, { timeout: 20_000 }).toBeGreaterThan(0);
     const spawnedAt = performance.now();
     const revoke = await runLeash(
       ['keys', 'revoke', key.id, '--json'],
@@ -170,9 +172,12 @@ describe('alerts', () => {
   let hook: RecordingServer;
   let alerts: Alerts | undefined;
   let mode: 'ok' | 'hang' | 'fail' = 'ok';
+  /** While set, the webhook answers nothing until it resolves. */
+  let held: Promise<void> | undefined;
 
   beforeAll(async () => {
-    hook = await startRecordingServer((_req, res) => {
+    hook = await startRecordingServer(async (_req, res) => {
+      await held;
       if (mode === 'hang') return; // never answers
       if (mode === 'fail') return sendJson(res, 500, { error: 'down' });
       sendJson(res, 200, { ok: true });
@@ -210,7 +215,7 @@ describe('alerts', () => {
       ok: false,
       failure: { code: 'budget_exceeded' },
     });
-    await alerts?.drain(5_000);
+    await alerts?.drain(20_000);
     const body = JSON.parse(hook.received.at(-1)?.body ?? '{}') as {
       text: string;
       event: { type: string; scope: string; agent: string };
@@ -221,29 +226,42 @@ describe('alerts', () => {
     alerts = undefined;
   });
 
-  it.each(['hang', 'fail'] as const)('keeps tool calls fast when the webhook is %s', async (m) => {
+  it.each(['hang', 'fail'] as const)('answers tool calls while the webhook is %s', async (m) => {
     mode = m;
-    await applyTestPolicy(tdb.db, catalog, {
-      name: 'capped2',
-      limits: { per_key_daily_usd: 0.001 },
-      tools: { send_sms: { from: '+15550001111' } },
-    });
-    const { d } = pipelineWithAlerts('capped2');
-    const received = hook.received.length;
-    const started = performance.now();
-    for (let i = 0; i < 3; i++) {
-      const key = await keyFor(tdb.db, { policy: 'capped2', agent: `slowhook-${m}-${i}` });
-      for (let j = 0; j < 8; j++)
-        await runTool(d, key.key, 'send_sms', { to: '+15551230003', body: `x${j}` });
+    let release!: () => void;
+    held = new Promise<void>((resolve) => (release = resolve));
+    try {
+      await applyTestPolicy(tdb.db, catalog, {
+        name: 'capped2',
+        limits: { per_key_daily_usd: 0.001 },
+        tools: { send_sms: { from: '+15550001111' } },
+      });
+      const { d } = pipelineWithAlerts('capped2');
+      const received = hook.received.length;
+      // 24 calls that raise alerts while the webhook answers none of them (it hangs, or holds its failure until
+      // released): they all return, because delivery never sits on the call path.
+      for (let i = 0; i < 3; i++) {
+        const key = await keyFor(tdb.db, { policy: 'capped2', agent: `slowhook-${m}-${i}` });
+        for (let j = 0; j < 8; j++)
+          await runTool(d, key.key, 'send_sms', { to: '+15551230003', body: `x${j}` });
+      }
+      await expect.poll(() => hook.received.length, { timeout: 20_000 }).toBeGreaterThan(received);
+      release();
+      if (m === 'fail') {
+        // The failed delivery is retried, off the call path.
+        const sent = () =>
+          hook.received.slice(received).map((r) => {
+            const e = (JSON.parse(r.body) as { event: { type: string; scope?: string } }).event;
+            return `${e.type} ${e.scope ?? ''}`;
+          });
+        await expect.poll(() => sent().length - new Set(sent()).size, { timeout: 20_000 }).toBeGreaterThan(0);
+      }
+    } finally {
+      release();
+      held = undefined;
+      mode = 'ok';
+      await alerts?.close();
+      alerts = undefined;
     }
-    const elapsed = performance.now() - started;
-    // 24 calls with alerts queued behind a webhook that hangs for 10 s (or fails and is retried): the calls
-    // finish in a small fraction of one webhook timeout, because delivery never sits on the call path.
-    expect(elapsed).toBeLessThan(5_000);
-    await new Promise((res) => setTimeout(res, 100));
-    expect(hook.received.length).toBeGreaterThan(received);
-    mode = 'ok';
-    await alerts?.close();
-    alerts = undefined;
   });
 });

@@ -6,18 +6,28 @@ import { reconcile, startReconcileLoop } from '../src/pipeline/reconcile.js';
 import type { PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { cli } from './support/run-cli.js';
-import { applyTestPolicy, keyFor, pipelineFor, settledRun, readAuditRow } from './support/governance.js';
+import {
+  applyTestPolicy,
+  GIVE_UP_MS,
+  keyFor,
+  pipelineFor,
+  settledRun,
+  readAuditRow,
+} from './support/governance.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 
 let tdb: TestDatabase;
 let fake: FakeVendor;
 let deps: PipelineDeps;
+/** The same pipeline with a short vendor deadline, for calls whose fake never answers. */
+let givesUp: PipelineDeps;
 const logs: string[] = [];
 
 beforeAll(async () => {
   tdb = await freshDatabase(20);
   fake = await startFakeVendor();
   deps = pipelineFor(tdb.db, testCatalog(fake), undefined, logs);
+  givesUp = pipelineFor(tdb.db, testCatalog(fake), undefined, logs, GIVE_UP_MS);
   await applyTestPolicy(tdb.db, deps.catalog, {
     name: 'charges',
     limits: { daily_usd: 10, per_key_daily_usd: 10 },
@@ -278,8 +288,9 @@ describe('caps under concurrency', () => {
 describe('unknown outcomes', () => {
   it('leaves a timed-out call unknown with its reservation held, and reconcile settles it without a second effect', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges', agent: 'slow' });
-    fake.delayMs = 1000; // the client gives up after 300 ms; the fake still performs the effect
-    const r = await settledRun(deps, key.key, 'charge_test', charge(250));
+    // The fake performs the effect and never answers: the client gives up.
+    const acted = fake.inject({ mode: 'hang_acted' });
+    const r = await settledRun(givesUp, key.key, 'charge_test', charge(250));
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout', retryable: false } });
     if (r.ok) return;
     const id = r.failure.audit_id ?? '';
@@ -294,10 +305,9 @@ describe('unknown outcomes', () => {
       .where('scope', '=', `key:${key.id}`)
       .executeTakeFirstOrThrow();
     expect(win).toMatchObject({ reserved_micros: 2_500_000, spent_micros: 0 });
-    await new Promise((res) => setTimeout(res, 900));
+    await acted;
     expect(fake.effects.size).toBeGreaterThan(0);
     const effectsBefore = fake.effects.size;
-    fake.delayMs = 0;
 
     const summary = await reconcile(deps, { graceSeconds: 0 });
     expect(summary.rows.find((x) => x.id === id)).toMatchObject({ after: 'succeeded' });
@@ -324,20 +334,16 @@ describe('unknown outcomes', () => {
 describe('background reconcile', () => {
   it('settles an unknown call on its own, as `leash serve` does every minute', async () => {
     const key = await keyFor(tdb.db, { policy: 'charges', agent: 'bg' });
-    fake.delayMs = 600;
-    const r = await settledRun(deps, key.key, 'charge_test', charge(90));
+    const acted = fake.inject({ mode: 'hang_acted' });
+    const r = await settledRun(givesUp, key.key, 'charge_test', charge(90));
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
     const id = r.ok ? '' : (r.failure.audit_id ?? '');
-    await new Promise((res) => setTimeout(res, 700));
-    fake.delayMs = 0;
+    await acted;
     const loop = startReconcileLoop(deps, { everyMs: 100, graceSeconds: 0 });
     try {
-      let outcome = 'unknown';
-      for (let i = 0; i < 50 && outcome !== 'succeeded'; i++) {
-        await new Promise((res) => setTimeout(res, 100));
-        outcome = (await auditRow(id)).outcome;
-      }
-      expect(outcome).toBe('succeeded');
+      await expect
+        .poll(async () => (await auditRow(id)).outcome, { timeout: 20_000, interval: 100 })
+        .toBe('succeeded');
     } finally {
       await loop.stop();
     }

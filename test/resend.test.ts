@@ -13,7 +13,9 @@ import { sendEmail } from '../tools/resend/send-email.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import {
   applyTestPolicy,
+  GIVE_UP_MS,
   keyFor,
+  TEST_VENDOR_TIMEOUT_MS,
   pipelineFor,
   testConfig,
   settledRun,
@@ -30,6 +32,8 @@ const catalog: Catalog = {
 let tdb: TestDatabase;
 let fake: ResendFake;
 let deps: PipelineDeps;
+/** The same pipeline with a short vendor deadline, for emails whose fake never answers. */
+let givesUp: PipelineDeps;
 const logs: string[] = [];
 
 beforeAll(async () => {
@@ -37,6 +41,7 @@ beforeAll(async () => {
   fake = await startResendFake();
   const config = testConfig({ RESEND_API_KEY: CANARY, LEASH_RESEND_BASE_URL: fake.url });
   deps = pipelineFor(tdb.db, catalog, config, logs);
+  givesUp = pipelineFor(tdb.db, catalog, config, logs, GIVE_UP_MS);
   await applyTestPolicy(tdb.db, catalog, {
     name: 'support-email',
     tools: { send_email: { from: FROM, to_domains: ['acme.com'], max_recipients: 3 } },
@@ -55,9 +60,9 @@ beforeEach(() => {
 
 const auditRow = (id: string | null) => readAuditRow(tdb.db, id);
 
-async function send(args: Record<string, unknown>) {
+async function send(args: Record<string, unknown>, through = deps) {
   const key = await keyFor(tdb.db, { policy: 'support-email' });
-  return settledRun(deps, key.key, 'send_email', args);
+  return settledRun(through, key.key, 'send_email', args);
 }
 
 describe('send_email', () => {
@@ -171,7 +176,7 @@ describe('sandbox', () => {
       secret: sandbox.secret,
       baseUrl: sandbox.baseUrl,
     };
-    const client = await resendVendor.createClient(credential, { timeoutMs: 2000 });
+    const client = await resendVendor.createClient(credential, { timeoutMs: TEST_VENDOR_TIMEOUT_MS });
     const sent = await client.run((sdk, signal) =>
       sdk.emails.send({ from: FROM, to: 'ann@acme.com', subject: 'Hi', text: 'Hello' }, { signal }),
     );
@@ -182,14 +187,15 @@ describe('sandbox', () => {
 
 describe('unknown outcomes', () => {
   it('settles an email whose answer timed out by finding it at Resend, without sending it again', async () => {
-    fake.delayMs = 1000; // the client gives up after 300 ms; the fake has already sent the email
-    const r = await send({ to: ['ann@acme.com'], subject: 'Slow one', text: 'Hello' });
+    // The fake sends the email and never answers: the client gives up.
+    const sent = fake.inject({ mode: 'hang_acted' });
+    const r = await send({ to: ['ann@acme.com'], subject: 'Slow one', text: 'Hello' }, givesUp);
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
     if (r.ok) return;
     const id = r.failure.audit_id ?? '';
     expect(await auditRow(id)).toMatchObject({ outcome: 'unknown', reserved_micros: 400, cost_micros: 0 });
+    await sent;
     const sentBefore = fake.sent.length;
-    fake.delayMs = 0;
 
     const summary = await reconcile(deps, { graceSeconds: 0 });
     expect(summary.rows.find((x) => x.id === id)).toMatchObject({ after: 'succeeded' });

@@ -8,13 +8,22 @@ import { getPayment } from '../tools/stripe/get-payment.js';
 import { issueRefund } from '../tools/stripe/issue-refund.js';
 import { startStripeFake, type StripeFake } from '../tools/stripe/sandbox.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
-import { applyTestPolicy, keyFor, pipelineFor, testConfig, settledRun } from './support/governance.js';
+import {
+  applyTestPolicy,
+  GIVE_UP_AFTER_READ_MS,
+  keyFor,
+  pipelineFor,
+  testConfig,
+  settledRun,
+} from './support/governance.js';
 
 const CANARY = 'sk_test_canary_7f3e9a1b2c4d';
 let tdb: TestDatabase;
 let fake: StripeFake;
 let deps: PipelineDeps;
 let routed: PipelineDeps;
+/** The same pipeline with a short vendor deadline, for refunds whose fake never answers. */
+let givesUp: PipelineDeps;
 const logs: string[] = [];
 const catalog: Catalog = {
   tools: new Map([
@@ -30,6 +39,7 @@ beforeAll(async () => {
   const config = testConfig({ STRIPE_SECRET_KEY: CANARY, LEASH_STRIPE_BASE_URL: fake.url });
   deps = pipelineFor(tdb.db, catalog, config, logs);
   routed = pipelineFor(tdb.db, catalog, config, logs);
+  givesUp = pipelineFor(tdb.db, catalog, config, logs, GIVE_UP_AFTER_READ_MS);
   await applyTestPolicy(tdb.db, catalog, {
     name: 'refunds',
     limits: { daily_usd: 100 },
@@ -186,14 +196,14 @@ describe('issue_refund', () => {
   it('leaves a timed-out refund unknown and reconcile replays it without a second refund', async () => {
     const p = fake.addPayment({ customer: 'cus_A', amount: 2000 });
     const key = await keyFor(tdb.db, { policy: 'refunds' });
-    fake.delayMs = 800; // the client gives up at 300 ms; the fake still refunds
-    const r = await settledRun(deps, key.key, 'issue_refund', {
+    // The fake refunds and never answers: the client gives up.
+    const refunded = fake.inject({ mode: 'hang_acted', path: '/v1/refunds' });
+    const r = await settledRun(givesUp, key.key, 'issue_refund', {
       payment_intent: p.payment_intent,
       amount: 700,
     });
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
-    await new Promise((res) => setTimeout(res, 1000));
-    fake.delayMs = 0;
+    await refunded;
     const id = r.ok ? '' : (r.failure.audit_id ?? '');
     expect(
       await tdb.db

@@ -12,6 +12,7 @@ import { sendSms } from '../tools/twilio/send-sms.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import {
   applyTestPolicy,
+  GIVE_UP_MS,
   keyFor,
   pipelineFor,
   testConfig,
@@ -52,6 +53,8 @@ const catalog: Catalog = {
 let tdb: TestDatabase;
 let fake: TwilioFake;
 let deps: PipelineDeps;
+/** The same pipeline with a short vendor deadline, for messages whose fake never answers. */
+let givesUp: PipelineDeps;
 
 beforeAll(async () => {
   tdb = await freshDatabase();
@@ -63,6 +66,7 @@ beforeAll(async () => {
     LEASH_AUDIT_KEY: AUDIT_KEY.toString('hex'),
   });
   deps = pipelineFor(tdb.db, catalog, config, []);
+  givesUp = pipelineFor(tdb.db, catalog, config, [], GIVE_UP_MS);
   const sms = { from: FROM, to_prefixes: ['+1'] };
   await applyTestPolicy(tdb.db, catalog, {
     name: 'otp',
@@ -89,17 +93,18 @@ const owners = async (sid: unknown) =>
     await tdb.db.selectFrom('audit_log').select('id').where('vendor_object_id', '=', String(sid)).execute()
   ).map((r) => r.id);
 
-async function send(tool: string, to: string, body: string) {
+async function send(tool: string, to: string, body: string, through = deps) {
   const key = await keyFor(tdb.db, { policy: 'otp' });
-  return settledRun(deps, key.key, tool, { to, body });
+  return settledRun(through, key.key, tool, { to, body });
 }
 
-/** A call whose answer is lost: the client gives up after 300 ms, the fake still creates the message. */
+/** A call whose answer is lost: the fake creates the message and never answers, the client gives up. */
 async function sendLost(to: string, body: string, tool = 'send_sms') {
-  fake.delayMs = 800;
-  const r = await send(tool, to, body);
+  const created = fake.inject({ mode: 'hang_acted' });
+  const r = await send(tool, to, body, givesUp);
   if (r.ok) throw new Error('expected the call to time out');
   expect(r.failure.code).toBe('vendor_timeout');
+  await created;
   return r.failure.audit_id;
 }
 
@@ -110,8 +115,6 @@ async function sendRefused(to: string, body: string, tool = 'send_sms') {
   if (r.ok) throw new Error('expected the call to fail');
   return r.failure.audit_id;
 }
-
-const settleLost = () => new Promise((res) => setTimeout(res, 900)).then(() => (fake.delayMs = 0));
 
 describe('send_sms audit row', () => {
   it('keeps the HMAC-SHA256 of the body under the audit key, never the body or its plain SHA-256', async () => {
@@ -151,7 +154,6 @@ describe('send_sms reconcile by body hash', () => {
     const earlier = await send('send_sms', to, 'Your order has shipped');
     if (!earlier.ok) throw new Error(earlier.failure.message);
     const lost = await sendLost(to, 'Your order has shipped');
-    await settleLost();
 
     await reconcile(deps, { graceSeconds: 0 });
     const row = await auditRow(lost);
@@ -165,7 +167,6 @@ describe('send_sms reconcile by body hash', () => {
     const to = '+15550100007';
     const body = 'Your code is 555555';
     const lost = await sendLost(to, body);
-    await settleLost();
     // As an upgraded server finds it: the body hash taken before hashes were keyed.
     await sql`update audit_log set request = jsonb_set(request, '{body_sha256}', to_jsonb(${sha256(body)}::text)) where id = ${lost}::uuid`.execute(
       tdb.db,
@@ -184,7 +185,6 @@ describe('send_sms reconcile by body hash', () => {
     const to = '+15550100004';
     const a = await sendLost(to, 'Reminder: appointment at 3pm');
     const b = await sendLost(to, 'Reminder: appointment at 3pm');
-    await settleLost();
 
     const summary = await reconcile(deps, { graceSeconds: 0 });
     for (const id of [a, b]) {

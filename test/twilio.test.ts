@@ -10,6 +10,7 @@ import { sendSms } from '../tools/twilio/send-sms.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import {
   applyTestPolicy,
+  GIVE_UP_MS,
   keyFor,
   pipelineFor,
   testConfig,
@@ -28,6 +29,8 @@ const catalog: Catalog = {
 let tdb: TestDatabase;
 let fake: TwilioFake;
 let deps: PipelineDeps;
+/** The same pipeline with a short vendor deadline, for messages whose fake never answers. */
+let givesUp: PipelineDeps;
 const logs: string[] = [];
 
 beforeAll(async () => {
@@ -39,6 +42,7 @@ beforeAll(async () => {
     LEASH_TWILIO_BASE_URL: fake.url,
   });
   deps = pipelineFor(tdb.db, catalog, config, logs);
+  givesUp = pipelineFor(tdb.db, catalog, config, logs, GIVE_UP_MS);
   const sms = { from: '+15550001111', to_prefixes: ['+1'], max_segments: 3 };
   await applyTestPolicy(tdb.db, catalog, { name: 'sms', limits: { daily_usd: 5 }, tools: { send_sms: sms } });
   await applyTestPolicy(tdb.db, catalog, {
@@ -230,13 +234,13 @@ describe('send_sms reconcile', () => {
 
   it('finds a message whose answer was lost by listing messages to the recipient', async () => {
     const key = await keyFor(tdb.db, { policy: 'sms' });
-    fake.delayMs = 800; // the client gives up after 300 ms; the fake still creates the message
-    const r = await settledRun(deps, key.key, 'send_sms', { to: '+15550007777', body: 'Lost answer' });
+    // The fake creates the message and never answers: the client gives up.
+    const created = fake.inject({ mode: 'hang_acted' });
+    const r = await settledRun(givesUp, key.key, 'send_sms', { to: '+15550007777', body: 'Lost answer' });
     expect(r).toMatchObject({ ok: false, failure: { code: 'vendor_timeout' } });
     if (r.ok) return;
     expect(await auditRow(r.failure.audit_id)).toMatchObject({ outcome: 'unknown', reserved_micros: 8300 });
-    await new Promise((res) => setTimeout(res, 900));
-    fake.delayMs = 0;
+    await created;
 
     await reconcile(deps, { graceSeconds: 0 });
     const list = fake.received.find((x) => x.method === 'GET' && x.form.To === '+15550007777');

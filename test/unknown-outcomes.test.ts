@@ -2,11 +2,11 @@
 // one idempotency key (the caller's retry owns the object) as a $0 replay of the row that owns it, releasing its
 // reservation; and a call whose outcome stays unknown past LEASH_UNKNOWN_ALERT_AGE is shown to operators: a webhook
 // alert, the console overview's count, and `leash audit query --outcome unknown`.
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAlerts } from '../src/admin/alerts.js';
 import { createLogger } from '../src/config/logger.js';
 import { reconcile } from '../src/pipeline/reconcile.js';
-import { CONSOLE_JS } from '../src/server/console/script.js';
 import { overview } from '../src/server/console/api.js';
 import { sendJson, startRecordingServer, type RecordingServer } from '../src/vendor-kit/fake-server.js';
 import { callOnce, FROM, startFaultBench, POLICY, type FaultBench } from './support/faults.js';
@@ -125,7 +125,9 @@ describe('a call whose outcome stays unknown', () => {
     expect(o.unknown.count).toBeGreaterThanOrEqual(2);
     expect(o.unknown.older_than_seconds).toBe(1);
     expect(o.unknown.audit_ids).toContain(row!.id);
-    expect(CONSOLE_JS).toContain('renderUnknown(o.unknown)');
+    expect(readFileSync(new URL('../console/main.ts', import.meta.url), 'utf8')).toContain(
+      'renderUnknown(o.unknown)',
+    );
     expect(
       (await overview(bench.tdb.db, { approvals: false }, undefined, { unknownAgeSeconds: 3600 })).unknown
         .count,

@@ -6,14 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime, type Runtime } from '../src/cli/runtime.js';
-import { loadConfig } from '../src/config/config.js';
 import { SESSION_NAME } from '../src/credentials/credential-changes.js';
 import { secretForms } from '../src/credentials/credentials.js';
 import { VendorClients } from '../src/pipeline/clients.js';
 import { runTool } from '../src/pipeline/run-tool.js';
-import type { VendorSpec } from '../src/vendor-kit/vendor-spec.js';
+import type { VendorSpec } from '../src/pipeline/vendor-spec.js';
 import { catalog } from '../tools/index.js';
 import { startTwilioFake, type TwilioFake } from '../tools/twilio/sandbox.js';
+import { catalogConfig } from './support/config.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor } from './support/governance.js';
 import { cli, type CliResult } from './support/run-cli.js';
@@ -169,7 +169,7 @@ describe('leash vendors set checks the shape of each secret field', () => {
     expect(r.stderr).toMatch(/RESEND_API_KEY.*"re_"/);
     expectNotEchoed(r, BAD.sid);
     expectNotEchoed(r, BAD.resend);
-    expect(() => loadConfig({ LEASH_HOME: home, STRIPE_SECRET_KEY: BAD.stripe })).toThrow(
+    expect(() => catalogConfig({ LEASH_HOME: home, STRIPE_SECRET_KEY: BAD.stripe })).toThrow(
       /STRIPE_SECRET_KEY/,
     );
   });
@@ -209,7 +209,7 @@ describe('a changed credential reaches every replica on its next call', () => {
       tools: { send_sms: { from: '+15550001111', to_prefixes: ['+1'], max_segments: 3 } },
     });
     vaultKey = (await keyFor(tdb.db, { policy: 'sms' })).key;
-    const config = loadConfig({ ...env, LEASH_TWILIO_BASE_URL: fake.url });
+    const config = catalogConfig({ ...env, LEASH_TWILIO_BASE_URL: fake.url });
     replicas = [
       await openRuntime(config, { sandbox: false, poolMax: 2 }),
       await openRuntime(config, { sandbox: false, poolMax: 2 }),
@@ -278,7 +278,7 @@ describe('vendor clients kept per credential change', () => {
     const hold = () => {
       gate = new Promise((resolve) => (release = resolve));
     };
-    const clients = new VendorClients(tdb.db, loadConfig({ LEASH_HOME: home }), true, 1_000, feed);
+    const clients = new VendorClients(tdb.db, catalogConfig({ LEASH_HOME: home }), true, 1_000, feed);
     // VendorClients hands out clients as unknown; this spec's are { n }.
     const get = async () => ((await clients.get(spec, 'default', undefined)).client as { n: number }).n;
     return { feed, get, hold, release: () => release() };

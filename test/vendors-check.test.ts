@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { secretForms } from '../src/credentials/credentials.js';
 import { VendorError } from '../src/pipeline/errors.js';
-import type { VendorSpec } from '../src/vendor-kit/vendor-spec.js';
+import type { VendorSpec } from '../src/pipeline/vendor-spec.js';
 import { resendVendor } from '../tools/resend/client.js';
 import { startResendFake, type ResendFake } from '../tools/resend/sandbox.js';
 import { CHECK_PAYMENT_INTENT, stripeVendor } from '../tools/stripe/client.js';
@@ -150,13 +150,13 @@ describe('vendor checks against the --sandbox fakes', () => {
   it.each(vendors.map((v) => [v.name, v] as const))('%s: the sandbox answers the check', async (_n, spec) => {
     const fake = await spec.sandbox();
     const credential = { vendor: spec.name, name: 'default', secret: fake.secret, baseUrl: fake.baseUrl };
-    const client = await spec.createClient(credential, { timeoutMs: 5_000 });
+    const client = await spec.createClient(credential, { timeoutMs: 30_000 });
     expect(await spec.check?.(client)).toMatch(/^authenticated/);
     // A wrong value of any secret field is refused as the real vendor refuses it.
     for (const field of Object.keys(fake.secret)) {
       if (field === 'account_sid') continue; // a different SID is a different account, checked by path
       const wrong = { ...credential, secret: { ...fake.secret, [field]: `${fake.secret[field] ?? ''}x` } };
-      const bad = await spec.createClient(wrong, { timeoutMs: 5_000 });
+      const bad = await spec.createClient(wrong, { timeoutMs: 30_000 });
       const error = await spec.check?.(bad).then(
         () => undefined,
         (e: unknown) => e,

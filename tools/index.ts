@@ -1,6 +1,6 @@
 import type { Catalog, ToolDefinition } from '../src/pipeline/tool.js';
 import type { VendorApi } from '../src/vendor-kit/rest-api.js';
-import type { VendorSpec } from '../src/vendor-kit/vendor-spec.js';
+import type { VendorSpec } from '../src/pipeline/vendor-spec.js';
 import { getApproval } from './leash/get-approval.js';
 import { getBudget } from './leash/get-budget.js';
 import { resendVendor } from './resend/client.js';
@@ -17,6 +17,9 @@ import { sendSms } from './twilio/send-sms.js';
 /** The one list of governed tools. Adding a vendor = adding a folder and a line here. */
 const TOOLS: ToolDefinition[] = [issueRefund, getPayment, sendSms, sendEmail, getBudget, getApproval];
 const VENDORS: VendorSpec[] = [stripeVendor, twilioVendor, resendVendor];
+
+/** The vendors' declarations the composition root hands to `loadConfig` (env vars, secret shapes, prices). */
+export const catalogVendors: readonly VendorSpec[] = VENDORS;
 
 /** The vendors' own REST APIs that `leash serve` also answers (the REST front door). */
 export const vendorApis: readonly VendorApi[] = [stripeApi, twilioApi, resendApi];

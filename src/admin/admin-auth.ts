@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuthThrottle } from '../server/auth-throttle.js';
-import { sendJson, tooManyFailures } from '../server/http.js';
+import { sendJson, tooManyFailures } from '../http/kit.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { ApprovalEvent } from '../approvals/loop.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
@@ -36,18 +37,7 @@ export type AlertEvent =
       /** The oldest ones' audit ids (at most 20). */
       audit_ids: string[];
     }
-  | {
-      type: 'approval_requested' | 'approval_expired';
-      approval_id: string;
-      agent: string | null;
-      run_id: string | null;
-      key_id: string;
-      tool: string;
-      usd_micros: number;
-      expires_at: string;
-      /** approval_requested: the one-time signed link to the confirmation page (null when links are off). */
-      url?: string | null;
-    }
+  | ApprovalEvent
   | {
       type: 'auth_failures';
       /** Wrong secrets checked, and attempts refused unchecked (429) from addresses already blocked. */

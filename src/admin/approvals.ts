@@ -9,7 +9,7 @@ import {
   MAX_NOTE,
 } from '../approvals/store.js';
 import type { Db } from '../db/database.js';
-import { sendJson } from '../server/http.js';
+import { sendJson } from '../http/kit.js';
 
 const decisionBody = z
   .strictObject({

@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { Config } from '../config/config.js';
-import { listKeys, revokeKeys, type RevokeTarget } from '../keys/vault-keys.js';
+import type { RevokeTarget } from '../keys/vault-keys.js';
 import type { PipelineDeps } from '../pipeline/run-tool.js';
 import type { AuthThrottle } from '../server/auth-throttle.js';
-import { HttpError, sendJson, type RouteHandler } from '../server/http.js';
+import { HttpError, sendJson, type RouteHandler } from '../http/kit.js';
 import { adminAuthorized } from './admin-auth.js';
 import type { Alerts } from './alerts.js';
+import { operatorKeys, operatorRevoke, revokeTarget } from './key-ops.js';
 import { approvalRoutes } from './approvals.js';
 import { adminReads } from './reads.js';
 
@@ -48,10 +49,9 @@ export function adminRoutes(
 
     const revoke = async (target: RevokeTarget, reason: string | undefined) => {
       const why = reason ?? 'revoked by operator (admin API)';
-      const revoked = await revokeKeys(deps.db, target, why);
-      if (revoked.length)
-        alerts?.notify({ type: 'key_revoked', key_ids: revoked, by: 'admin API', reason: why });
-      sendJson(res, 200, { revoked });
+      sendJson(res, 200, {
+        revoked: await operatorRevoke(deps.db, target, { reason: why, by: 'admin API', alerts }),
+      });
     };
 
     const keyRevoke = /^\/admin\/keys\/([a-z2-7]{12})\/revoke$/.exec(path);
@@ -75,16 +75,12 @@ export function adminRoutes(
         sendJson(res, 400, { error: z.prettifyError(parsed.error) });
         return true;
       }
-      const b = parsed.data;
-      await revoke(
-        b.key_id ? { id: b.key_id } : b.agent ? { agent: b.agent } : { runId: b.run_id ?? '' },
-        b.reason,
-      );
+      await revoke(revokeTarget(parsed.data), parsed.data.reason);
       return true;
     }
     if (method === 'GET' && path === '/admin/keys') {
       const q = url.searchParams;
-      const keys = await listKeys(deps.db, {
+      const keys = await operatorKeys(deps.db, {
         ...(q.get('agent') ? { agent: q.get('agent') ?? '' } : {}),
         ...(q.get('run') ? { runId: q.get('run') ?? '' } : {}),
         ...(q.get('active') === 'true' || q.get('active') === '1' ? { active: true } : {}),

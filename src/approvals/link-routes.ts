@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { displayText } from '../audit/display-text.js';
 import type { Db } from '../db/database.js';
 import { formatUsd } from '../policy/money.js';
-import type { RouteHandler } from '../server/http.js';
+import type { RouteHandler } from '../http/kit.js';
 import { verifyLinkToken } from './link.js';
 import {
   cancelledText,

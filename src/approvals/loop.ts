@@ -1,7 +1,5 @@
-import type { AlertEvent } from '../admin/alerts.js';
-import type { Logger } from '../config/logger.js';
+import { errorName, type Logger } from '../config/logger.js';
 import type { Db } from '../db/database.js';
-import { errorName } from '../pipeline/failure.js';
 import { linkUrl, mintLinkToken } from './link.js';
 import { claimUnannounced, expireDue, type ApprovalRow } from './store.js';
 
@@ -11,11 +9,21 @@ export interface ApprovalLoop {
   stop(): Promise<void>;
 }
 
-const event = (
-  type: 'approval_requested' | 'approval_expired',
-  a: ApprovalRow,
-  url?: string | null,
-): AlertEvent => ({
+/** What the loop tells operators of (one of the alerts `leash serve` sends). */
+export interface ApprovalEvent {
+  type: 'approval_requested' | 'approval_expired';
+  approval_id: string;
+  agent: string | null;
+  run_id: string | null;
+  key_id: string;
+  tool: string;
+  usd_micros: number;
+  expires_at: string;
+  /** approval_requested: the one-time signed link to the confirmation page (null when links are off). */
+  url?: string | null;
+}
+
+const event = (type: ApprovalEvent['type'], a: ApprovalRow, url?: string | null): ApprovalEvent => ({
   type,
   approval_id: a.id,
   agent: a.agent,
@@ -35,7 +43,7 @@ const event = (
 export function startApprovalLoop(o: {
   db: Db;
   log: Logger;
-  notify: (e: AlertEvent) => void;
+  notify: (e: ApprovalEvent) => void;
   /** Announce new requests (there is a webhook to tell). */
   announce: boolean;
   baseUrl: string;

@@ -1,7 +1,20 @@
 import type { Db } from '../db/database.js';
-import type { ApprovalView } from '../pipeline/tool.js';
 import { getApproval, type ApprovalRow } from './store.js';
 import type { ApprovalWaits } from './wait.js';
+
+/** One approval request of this key, as the agent may see it. */
+export interface ApprovalView {
+  approval_id: string;
+  status: 'pending' | 'approved' | 'denied' | 'expired' | 'used' | 'cancelled';
+  tool: string;
+  usd_micros: number;
+  created_at: string;
+  expires_at: string;
+  decided_at: string | null;
+  note: string | null;
+  /** Why a cancelled request was closed (`key_revoked`); null otherwise. */
+  cancel_reason: string | null;
+}
 
 /** How long `get_approval` may hold a call open for a decision. */
 export const MAX_WAIT_SECONDS = 25;

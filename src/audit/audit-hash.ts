@@ -1,13 +1,10 @@
-import { createHmac, hkdfSync } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 
 /**
  * The key of "unkeyed" mode (no LEASH_AUDIT_KEY and no master key). It is public, so hashes made with it can be
  * brute-forced as plain sha-256 could: set LEASH_AUDIT_KEY (or a master key) to make them unguessable.
  */
 export const UNKEYED_AUDIT_KEY = 'leash unkeyed audit hmac v1';
-
-/** HKDF info for the audit key derived from the master key. */
-export const AUDIT_KEY_INFO = 'leash audit hmac v1';
 
 /** Hashes what the audit log keeps of agent arguments: HMAC-SHA256 under the server's audit key, as hex. */
 export interface AuditHasher {
@@ -27,11 +24,6 @@ export function auditHasher(key: Uint8Array | undefined): AuditHasher {
     keyed: key !== undefined,
     hash: (text: string) => createHmac('sha256', k).update(text, 'utf8').digest('hex'),
   });
-}
-
-/** The audit key derived from the 32-byte master key (HKDF-SHA256, no salt, info `leash audit hmac v1`). */
-export function deriveAuditKey(masterKey: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), AUDIT_KEY_INFO, 32));
 }
 
 /** The warning `leash serve` / `leash mcp` print (one stderr line) at start when no audit key is configured. */

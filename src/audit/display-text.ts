@@ -1,8 +1,11 @@
+// Also bundled into the console's browser code: console/tsconfig.json checks it without Node's types, so it stays
+// strings and patterns only.
 /**
  * Characters that show nothing yet change how the text around them reads: C0 and C1 controls (Cc: NUL, ESC,
  * newline, DEL, …), format characters (Cf: the bidi embeddings, overrides and isolates U+202A–U+202E and
  * U+2066–U+2069, the marks U+200E / U+200F / U+061C, zero-width space and joiners U+200B–U+200D, U+FEFF, the soft
- * hyphen, tag characters) and the line and paragraph separators. The console's script uses this same pattern.
+ * hyphen, tag characters) and the line and paragraph separators. The console's browser code (console/dom.ts)
+ * imports this module too, so the browser, the CLI and the approval page mark the same characters.
  */
 export const HIDDEN_CHARACTERS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 

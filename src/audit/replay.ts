@@ -2,7 +2,15 @@
 import type { CompiledPolicy, ToolRule } from '../policy/compile.js';
 import { genericRuleShape } from '../policy/schema.js';
 import { evaluate, type PolicyFacts } from '../policy/evaluate.js';
-import type { ToolDefinition } from '../pipeline/tool.js';
+import type { ToolRules } from '../policy/rule-set.js';
+
+/** What replay needs of a tool (a catalog's ToolDefinition is one): its own rules, and its facts from the input. */
+export interface ReplayTool {
+  /** Present when the tool looks facts up from the vendor: then its facts cannot come from the stored request. */
+  lookup?: unknown;
+  facts(input: Record<string, unknown>, looked: undefined): PolicyFacts;
+  ownRules?: ToolRules | undefined;
+}
 
 /** What replay reads of one audit row. */
 export interface ReplayRow {
@@ -105,7 +113,7 @@ function factsFrom(v: unknown): PolicyFacts {
  */
 export function rowFacts(
   row: ReplayRow,
-  tool: ToolDefinition | undefined,
+  tool: ReplayTool | undefined,
 ): { facts: PolicyFacts; complete: boolean } {
   const meta = isRecord(row.metadata) ? row.metadata : {};
   let facts: PolicyFacts = {};
@@ -134,7 +142,7 @@ const bump = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
 /** Accumulates a replay over rows fed in any number of batches. */
 export function createReplay(o: {
   policy: CompiledPolicy;
-  tools: ReadonlyMap<string, ToolDefinition>;
+  tools: ReadonlyMap<string, ReplayTool>;
   fxRates: Readonly<Record<string, number>>;
   sample?: number;
 }) {

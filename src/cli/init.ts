@@ -1,7 +1,9 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadMasterKey, masterKeyPath } from '../credentials/master-key.js';
+import { masterKeyPath } from '../config/server-keys.js';
+import { loadMasterKey } from '../credentials/master-key.js';
 import { openDatabase, redactUrl } from '../db/database.js';
+import { embeddedStatus } from '../db/embedded.js';
 import { mintKey } from '../keys/vault-keys.js';
 import { validatePolicy } from '../policy/compile.js';
 import { readPolicyFile } from '../policy/file.js';
@@ -47,15 +49,24 @@ const init = command({
     } finally {
       await handle.close();
     }
+    // Where the embedded cluster went: inside LEASH_HOME, unless its OS user cannot reach it (then say why).
+    const place = config.databaseUrl ? undefined : await embeddedStatus(config.home);
+    if (place?.note)
+      ctx.warn(
+        `the database's data is in ${place.dataDir}, outside LEASH_HOME: ${place.note}. To keep it with LEASH_HOME, ` +
+          'use a LEASH_HOME that user can reach (not under /root), or DATABASE_URL',
+      );
     const summary = {
       home: config.home,
       master_key: config.masterKey ? 'LEASH_MASTER_KEY' : masterKeyPath(config),
       database: redactUrl(handle.url),
+      ...(place ? { data_dir: place.dataDir, data_in_home: place.inHome } : {}),
       ...(demo ? { demo } : {}),
     };
     if (v.json) return void ctx.json(summary);
     ctx.print(
-      `LEASH_HOME   ${summary.home}\nmaster key   ${summary.master_key}\ndatabase     ${summary.database} (migrated)`,
+      `LEASH_HOME   ${summary.home}\nmaster key   ${summary.master_key}\ndatabase     ${summary.database} (migrated)` +
+        (place ? `\ndata         ${place.dataDir}${place.inHome ? '' : ' (outside LEASH_HOME)'}` : ''),
     );
     if (demo) {
       ctx.print(`demo policy  ${demo.policy} v${demo.version}\ndemo key     ${demo.key}`);

@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig, type Config } from '../config/config.js';
+import { catalogVendors } from '../../tools/index.js';
 import {
   CliError,
   EXIT,
@@ -76,7 +77,7 @@ const GROUPS: LazyGroup[] = [
   },
   {
     name: 'db',
-    summary: 'Manage the database: start, stop, status, migrate, url',
+    summary: 'Manage the database: start, stop, status, migrate, url, destroy',
     load: async () => (await import('./db.js')).dbCommands,
   },
 ];
@@ -112,7 +113,19 @@ function defaultIo(): Io {
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
       return Buffer.concat(chunks).toString('utf8');
     },
+    ...(process.stdin.isTTY && process.stdout.isTTY ? { ask } : {}),
   };
+}
+
+/** One line from the terminal; the question goes to stderr, since stdout carries the command's data. */
+async function ask(question: string): Promise<string> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
 }
 
 /** Runs the `leash` command line; returns the exit code. Never throws. */
@@ -124,7 +137,8 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
   const colour = colourWanted(io) && !jsonMode;
   const ctx: Context = {
     io,
-    config: () => (config ??= loadConfig(io.env)),
+    // The composition root: config learns the vendors' env vars and prices from the catalog, handed in here.
+    config: () => (config ??= loadConfig(io.env, catalogVendors)),
     print: (text) => io.stdout(text.endsWith('\n') ? text : text + '\n'),
     json: (data) => io.stdout(JSON.stringify(data, null, 2) + '\n'),
     jsonMode,

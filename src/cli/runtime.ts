@@ -3,7 +3,7 @@ import type { Config } from '../config/config.js';
 import { createLogger, type Logger } from '../config/logger.js';
 import { listenForCredentialChanges, type CredentialChanges } from '../credentials/credential-changes.js';
 import { envSecret } from '../credentials/credentials.js';
-import { checkSecretShapes } from '../credentials/secret-shape.js';
+import { checkSecretShapes } from '../config/secret-shape.js';
 import { openDatabase, type DbHandle } from '../db/database.js';
 import { createPipeline, type PipelineDeps } from '../pipeline/run-tool.js';
 import { catalog } from '../../tools/index.js';

@@ -8,7 +8,7 @@ import {
   type CredentialInfo,
 } from '../credentials/credentials.js';
 import { loadMasterKey } from '../credentials/master-key.js';
-import { checkSecretShapes } from '../credentials/secret-shape.js';
+import { checkSecretShapes } from '../config/secret-shape.js';
 import { VendorError } from '../pipeline/errors.js';
 import { withDb } from './with-db.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';

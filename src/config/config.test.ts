@@ -1,12 +1,16 @@
-// Covers config built from the vendors' declarations: base URL variables, secret env vars and price keys (the
-// config file keys as before), and that unknown keys and bad values are still errors.
+// Covers config built from the vendors' declarations it is handed: base URL variables, secret env vars and price keys
+// (the config file keys as before), and that unknown keys and bad values are still errors.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { smsPrices } from '../../tools/twilio/client.js';
 import { emailPrices } from '../../tools/resend/client.js';
-import { ConfigError, loadConfig } from './config.js';
+import { catalogVendors } from '../../tools/index.js';
+import { ConfigError, loadConfig as loadWith } from './config.js';
+
+/** As the CLI loads it: with the catalog's vendors. */
+const loadConfig = (env: NodeJS.ProcessEnv) => loadWith(env, catalogVendors);
 
 function withFile(content: unknown): Record<string, string> {
   const dir = mkdtempSync(join(tmpdir(), 'leash-config-'));
@@ -59,5 +63,16 @@ describe('loadConfig', () => {
   ])('refuses %s, naming it', (_name, env, needle) => {
     expect(() => loadConfig({ LEASH_HOME: '/nonexistent', ...env })).toThrow(ConfigError);
     expect(() => loadConfig({ LEASH_HOME: '/nonexistent', ...env })).toThrow(needle);
+  });
+
+  it('knows only the vendors it is handed: their variables and price keys mean nothing without them', () => {
+    const env = {
+      LEASH_HOME: '/nonexistent',
+      LEASH_TWILIO_BASE_URL: 'http://127.0.0.1:9',
+      STRIPE_SECRET_KEY: 'x',
+    };
+    const config = loadWith(env, []);
+    expect([config.baseUrls, config.vendorEnv, config.prices]).toEqual([{}, {}, {}]);
+    expect(() => loadWith(withFile({ sms_price_micros: { '+44': 4000 } }), [])).toThrow('sms_price_micros');
   });
 });

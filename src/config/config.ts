@@ -2,11 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import type { VendorDeclaration } from '../vendor-kit/vendor-spec.js';
-import { deriveAuditKey } from '../audit/audit-hash.js';
-import { CredentialError, decodeKey, masterKeyPath } from '../credentials/master-key.js';
-import { checkSecretShapes, type SecretShape } from '../credentials/secret-shape.js';
-import { catalog } from '../../tools/index.js';
+import { checkSecretShapes, type SecretShape } from './secret-shape.js';
+import { deriveAuditKey, KEY_TEXT_RULE, keyBytes, masterKeyPath } from './server-keys.js';
+import type { VendorDeclaration } from './vendor-declaration.js';
 
 /** Error for a configuration that cannot be used; its message is already readable. */
 export class ConfigError extends Error {
@@ -164,28 +162,33 @@ function auditKeyOf(
   if (e.LEASH_AUDIT_KEY) return { auditKey: e.LEASH_AUDIT_KEY, auditKeySource: 'LEASH_AUDIT_KEY' };
   const file = masterKeyPath({ home });
   // A master key that is there but unusable fails loudly: silently unkeyed, replicas would disagree on digests.
-  try {
-    let master: Buffer | undefined;
-    if (e.LEASH_MASTER_KEY) master = decodeKey(e.LEASH_MASTER_KEY, 'LEASH_MASTER_KEY');
-    else if (existsSync(file)) master = decodeKey(readFileSync(file, 'utf8'), file);
-    return master
-      ? { auditKey: deriveAuditKey(master), auditKeySource: 'master key' }
-      : { auditKey: undefined, auditKeySource: 'none' };
-  } catch (error) {
-    if (error instanceof CredentialError) throw new ConfigError(`invalid configuration: ${error.message}`);
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new ConfigError(`invalid configuration: cannot read the master key ${file} (${code})`);
+  const decode = (text: string, where: string): Buffer => {
+    const key = keyBytes(text);
+    if (!key) throw new ConfigError(`invalid configuration: ${where} ${KEY_TEXT_RULE}`);
+    return key;
+  };
+  let master: Buffer | undefined;
+  if (e.LEASH_MASTER_KEY) master = decode(e.LEASH_MASTER_KEY, 'LEASH_MASTER_KEY');
+  else if (existsSync(file)) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      throw new ConfigError(`invalid configuration: cannot read the master key ${file} (${code})`);
+    }
+    master = decode(text, file);
   }
+  return master
+    ? { auditKey: deriveAuditKey(master), auditKeySource: 'master key' }
+    : { auditKey: undefined, auditKeySource: 'none' };
 }
 
 /**
  * Parses env (and the optional config file) once; the result is frozen. Throws ConfigError. Vendor variables
- * and price keys come from the vendors' declarations (the tool catalog unless given).
+ * and price keys come from the vendors' declarations, which the composition root takes from the tool catalog.
  */
-export function loadConfig(
-  env: NodeJS.ProcessEnv = process.env,
-  vendors: readonly VendorDeclaration[] = [...catalog.vendors.values()],
-): Config {
+export function loadConfig(env: NodeJS.ProcessEnv, vendors: readonly VendorDeclaration[]): Config {
   const schema = schemas(vendors);
   const parsedEnv = schema.env.safeParse(env);
   if (!parsedEnv.success) throw new ConfigError(describe(parsedEnv.error, 'environment'));

@@ -24,3 +24,10 @@ export function createLogger(
     debug: (m, f) => emit('debug', m, f),
   };
 }
+
+/** A name for logs that carries no message (messages can hold URLs with secrets). */
+export function errorName(error: unknown): string {
+  if (!(error instanceof Error)) return 'unknown';
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? `${error.name} ${code}` : error.name;
+}

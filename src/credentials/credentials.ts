@@ -1,11 +1,9 @@
 import { sql } from 'kysely';
 import type { Config } from '../config/config.js';
+import { checkSecretShapes, type SecretShapes } from '../config/secret-shape.js';
+import type { SecretFields } from '../config/vendor-declaration.js';
 import type { Db } from '../db/database.js';
 import { CredentialError, loadMasterKey, open, seal } from './master-key.js';
-import { checkSecretShapes, type SecretShapes } from './secret-shape.js';
-
-/** What a vendor needs as its secret: field name → the env var the vendor's own docs use for it. */
-export type SecretFields = Readonly<Record<string, string>>;
 
 /** A credential ready for a vendor client. Holds raw secrets: never log, return or audit it. */
 export interface ResolvedCredential {

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Config } from '../config/config.js';
+import { KEY_TEXT_RULE, keyBytes, masterKeyPath } from '../config/server-keys.js';
 
 /** A vendor credential problem: missing secret, bad master key. Messages never contain a secret. */
 export class CredentialError extends Error {
@@ -10,14 +10,9 @@ export class CredentialError extends Error {
 
 /** A 32-byte key written as 64 hex characters or base64. Throws CredentialError (naming `where`, never the key). */
 export function decodeKey(text: string, where: string): Buffer {
-  const t = text.trim();
-  const key = /^[0-9a-f]{64}$/i.test(t) ? Buffer.from(t, 'hex') : Buffer.from(t, 'base64');
-  if (key.length !== 32) throw new CredentialError(`${where} must be 32 bytes (64 hex characters or base64)`);
+  const key = keyBytes(text);
+  if (!key) throw new CredentialError(`${where} ${KEY_TEXT_RULE}`);
   return key;
-}
-
-export function masterKeyPath(config: Pick<Config, 'home'>): string {
-  return join(config.home, 'master.key');
 }
 
 /** The AES-256 master key: LEASH_MASTER_KEY, or the 0600 file in LEASH_HOME (created when `create` is set). */

@@ -1,7 +1,26 @@
 import type { Db } from '../db/database.js';
 import type { CompiledPolicy } from '../policy/compile.js';
-import type { BudgetView } from '../pipeline/tool.js';
 import { windowsFor } from './windows.js';
+
+/** This key's budget as a tool may report it. */
+export interface BudgetView {
+  key_id: string;
+  agent: string;
+  run_id: string | null;
+  policy: string;
+  policy_version: number;
+  expires_at: string | null;
+  scopes: {
+    scope: 'key' | 'policy';
+    window: 'day' | 'hour';
+    unit: 'usd_micros' | 'requests';
+    cap: number;
+    used: number;
+    reserved: number;
+    remaining: number;
+    resets_at: string;
+  }[];
+}
 
 export interface KeyIdentity {
   id: string;

@@ -2,7 +2,7 @@ import type { Config } from '../config/config.js';
 import type { CredentialChanges } from '../credentials/credential-changes.js';
 import { resolveCredential, secretForms, type ResolvedCredential } from '../credentials/credentials.js';
 import type { Db } from '../db/database.js';
-import type { VendorSpec } from '../vendor-kit/vendor-spec.js';
+import type { VendorSpec } from './vendor-spec.js';
 
 export interface VendorHandle {
   client: unknown;

@@ -3,7 +3,8 @@ import { budgetView } from '../ledger/budget.js';
 import { vendorIdempotencyKey, type CallState, type ToolCallResult } from './call-state.js';
 import type { PipelineDeps } from './deps.js';
 import { scrubId, scrubVendorError, VendorError } from './errors.js';
-import { failure, errorName, vendorInfo } from './failure.js';
+import { errorName } from '../config/logger.js';
+import { failure, vendorInfo } from './failure.js';
 import type { Effect } from './tool.js';
 
 /** The vendor call, with the server-held credential and an idempotency key derived from the audit row. */

@@ -30,10 +30,3 @@ export function vendorInfo(e: VendorError): NonNullable<ToolFailure['vendor']> {
   if (e.retryAfterSeconds !== undefined) v.retry_after_seconds = e.retryAfterSeconds;
   return v;
 }
-
-/** A name for logs that carries no message (messages can hold URLs with secrets). */
-export function errorName(error: unknown): string {
-  if (!(error instanceof Error)) return 'unknown';
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' ? `${error.name} ${code}` : error.name;
-}

@@ -4,7 +4,8 @@ import { recordDenial, type AuditDraft } from '../audit/write.js';
 import type { CallRequest, CallState, Refusal, StageResult, ToolCallResult } from './call-state.js';
 import { emit, type PipelineDeps } from './deps.js';
 import { answer, call, settle } from './effect-stages.js';
-import { errorName, failure } from './failure.js';
+import { errorName } from '../config/logger.js';
+import { failure } from './failure.js';
 import { admitStage, authenticate, evaluate, facts, validate } from './stages.js';
 import { operationOf } from './tool.js';
 

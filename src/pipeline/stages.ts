@@ -8,7 +8,8 @@ import type { PipelineDeps } from './deps.js';
 import { PolicyDenied, scrub, scrubVendorError, VendorError } from './errors.js';
 import { pricingFrom, withoutNulls } from './tool.js';
 import { vendorContext } from './vendor-context.js';
-import { vendorInfo, errorName } from './failure.js';
+import { errorName } from '../config/logger.js';
+import { vendorInfo } from './failure.js';
 
 /** Nesting deeper than this is refused before anything walks it (hashing, validation, storage). */
 const MAX_DEPTH = 32;

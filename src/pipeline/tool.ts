@@ -1,14 +1,16 @@
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { z } from 'zod';
+import type { ApprovalView } from '../approvals/view.js';
 import type { AuditHasher } from '../audit/audit-hash.js';
 import type { Config } from '../config/config.js';
+import type { BudgetView } from '../ledger/budget.js';
 import type { ToolRule, ToolRuleSpec } from '../policy/compile.js';
 import type { PolicyFacts } from '../policy/evaluate.js';
 import type { ToolRules } from '../policy/rule-set.js';
 import type { RuleName } from '../policy/schema.js';
-import type { VendorSpec } from '../vendor-kit/vendor-spec.js';
+import type { VendorSpec } from './vendor-spec.js';
 
-export type { AuditHasher, VendorSpec };
+export type { ApprovalView, AuditHasher, BudgetView, VendorSpec };
 
 /** Prices and rates the cost estimates use (from config). A vendor reads its own with its PriceSheet. */
 export interface Pricing {
@@ -20,40 +22,6 @@ export interface Pricing {
 /** The prices config holds, as tools read them. */
 export function pricingFrom(config: Config): Pricing {
   return { fxRates: config.fxRates, prices: config.prices };
-}
-
-/** This key's budget as a tool may report it. */
-export interface BudgetView {
-  key_id: string;
-  agent: string;
-  run_id: string | null;
-  policy: string;
-  policy_version: number;
-  expires_at: string | null;
-  scopes: {
-    scope: 'key' | 'policy';
-    window: 'day' | 'hour';
-    unit: 'usd_micros' | 'requests';
-    cap: number;
-    used: number;
-    reserved: number;
-    remaining: number;
-    resets_at: string;
-  }[];
-}
-
-/** One approval request of this key, as the agent may see it. */
-export interface ApprovalView {
-  approval_id: string;
-  status: 'pending' | 'approved' | 'denied' | 'expired' | 'used' | 'cancelled';
-  tool: string;
-  usd_micros: number;
-  created_at: string;
-  expires_at: string;
-  decided_at: string | null;
-  note: string | null;
-  /** Why a cancelled request was closed (`key_revoked`); null otherwise. */
-  cancel_reason: string | null;
 }
 
 export interface LookupContext<Client> {

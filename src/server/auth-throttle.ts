@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
-import type { AuthResult } from '../keys/authenticate.js';
-import { parseVaultKey } from '../keys/vault-keys.js';
+import type { WrongKeyLimit } from '../pipeline/presented-key.js';
 
 /**
  * One wrong secret presented over HTTP. `reason`: `malformed` (not shaped like a vault key), `wrong` (checked and
@@ -145,46 +144,10 @@ export function createAuthThrottle(o: AuthThrottleOptions): AuthThrottle {
   };
 }
 
-/** What a door does with a presented vault key: serve it, or answer 401 or 429. */
-export type VaultKeyCheck =
-  | { verdict: 'valid' }
-  /** The database could not be asked: the pipeline answers (audit_unavailable), as for any call. */
-  | { verdict: 'undecided' }
-  | { verdict: 'wrong'; malformed: boolean }
-  | { verdict: 'throttled'; retryAfter: number };
-
-/** The key cache's side the check needs: a cached answer (right or wrong), or a lookup. */
-export interface KeyLookup {
-  peek(presented: string): AuthResult | undefined;
-  identify(presented: string): Promise<AuthResult>;
-}
-
-/**
- * Checks a presented vault key under the throttle: the cache first (a right key is served from any address, a
- * remembered wrong one costs no query), then the database when the address may still look up. A key that
- * exists is valid here even when revoked or expired: the pipeline refuses it with its own code and row.
- */
-export async function checkVaultKey(
-  throttle: AuthThrottle,
-  keys: KeyLookup,
-  req: IncomingMessage,
-  presented: string,
-): Promise<VaultKeyCheck> {
-  const refuse = (reason: AuthFailure['reason']): VaultKeyCheck => {
-    const retryAfter = throttle.reject(req, 'vault_key', reason);
-    return retryAfter
-      ? { verdict: 'throttled', retryAfter }
-      : { verdict: 'wrong', malformed: reason === 'malformed' };
+/** This throttle's limit on wrong vault keys from one request's address, as the pipeline's key check takes it. */
+export function vaultKeyLimit(throttle: AuthThrottle, req: IncomingMessage): WrongKeyLimit {
+  return {
+    mayLookUp: () => throttle.mayLookUp(req),
+    reject: (reason) => throttle.reject(req, 'vault_key', reason),
   };
-  if (!parseVaultKey(presented)) return refuse('malformed');
-  let auth = keys.peek(presented);
-  if (!auth) {
-    if (!throttle.mayLookUp(req)) return refuse('unchecked');
-    try {
-      auth = await keys.identify(presented);
-    } catch {
-      return { verdict: 'undecided' };
-    }
-  }
-  return auth.ok ? { verdict: 'valid' } : refuse('wrong');
 }

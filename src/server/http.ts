@@ -8,19 +8,10 @@ import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { sql } from 'kysely';
 import type { PipelineDeps } from '../pipeline/run-tool.js';
-import { checkVaultKey, createAuthThrottle, type AuthThrottle } from './auth-throttle.js';
-import { jsonOverLimit } from './json-limits.js';
+import { HttpError, parseBody, readRaw, sendJson, tooManyFailures, type RouteHandler } from '../http/kit.js';
+import { checkVaultKey } from '../pipeline/presented-key.js';
+import { createAuthThrottle, vaultKeyLimit, type AuthThrottle } from './auth-throttle.js';
 import { createMcpServer } from './mcp.js';
-
-/** Extra routes mounted beside /mcp (the admin API). Returns false when the path is not theirs. */
-export type RouteHandler = (
-  req: IncomingMessage,
-  res: ServerResponse,
-  url: URL,
-  body: () => Promise<unknown>,
-  /** The body's bytes as sent (form-encoded bodies, say), under the same size limit; empty when none. */
-  raw: () => Promise<Buffer>,
-) => Promise<boolean>;
 
 export interface HttpOptions {
   host: string;
@@ -37,69 +28,7 @@ export interface RunningHttp {
   close(): Promise<void>;
 }
 
-const MAX_BODY = 1 << 20;
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-
-export function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
-  res.end(JSON.stringify(body));
-}
-
-/** An over-limit body is drained (so the 413 is not lost to a reset) up to this much, then cut off. */
-const MAX_DRAIN = 16 * MAX_BODY;
-
-/** JSON too deep or too wide is refused before anything walks it (the SDK's validation, the loop guard's hash). */
-function parseBody(raw: Buffer): unknown {
-  if (!raw.length) return undefined;
-  const text = raw.toString('utf8');
-  const over = jsonOverLimit(text);
-  if (over) throw new HttpError(400, over);
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new HttpError(400, 'request body is not valid JSON', -32700);
-  }
-}
-
-function readRaw(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const tooLarge = () => new HttpError(413, `request body is over ${MAX_BODY} bytes`);
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_BODY) return void chunks.push(c);
-      // Keep reading and dropping: answering while the client still writes would reset the connection.
-      chunks.length = 0;
-      if (size > MAX_DRAIN) {
-        req.pause();
-        reject(tooLarge());
-      }
-    });
-    req.on('end', () => {
-      if (size > MAX_BODY) return reject(tooLarge());
-      resolve(Buffer.concat(chunks));
-    });
-    req.on('error', reject);
-  });
-}
-
-export class HttpError extends Error {
-  override name = 'HttpError';
-  constructor(
-    readonly status: number,
-    message: string,
-    /** The JSON-RPC error code when the answer goes to an MCP client (default: Invalid Request). */
-    readonly rpcCode = -32600,
-  ) {
-    super(message);
-  }
-}
 
 function unauthorized(res: ServerResponse, description: string) {
   sendJson(
@@ -107,19 +36,6 @@ function unauthorized(res: ServerResponse, description: string) {
     401,
     { jsonrpc: '2.0', error: { code: -32001, message: `unauthorized: ${description}` }, id: null },
     { 'www-authenticate': `Bearer realm="leash", error="invalid_token", error_description="${description}"` },
-  );
-}
-
-/** 429 for an address that presented too many wrong secrets; `jsonRpc` shapes the body for /mcp. */
-export function tooManyFailures(res: ServerResponse, retryAfter: number, jsonRpc: boolean) {
-  const message = `too many failed authentication attempts from this address; retry after ${retryAfter}s`;
-  sendJson(
-    res,
-    429,
-    jsonRpc
-      ? { jsonrpc: '2.0', error: { code: -32029, message, data: { retry_after: retryAfter } }, id: null }
-      : { error: message, retry_after: retryAfter },
-    { 'retry-after': String(retryAfter) },
   );
 }
 
@@ -194,7 +110,7 @@ export async function startHttpServer(deps: PipelineDeps, o: HttpOptions): Promi
     // Transport-level answer (401, 429) from the pipeline's own key cache, so a tool call that follows costs no
     // extra query (admission re-checks in SQL). A right key is served from any address; only wrong ones are
     // throttled. With the database unreachable the MCP server answers, with the request's id.
-    const check = await checkVaultKey(throttle, deps.keys, req, presented);
+    const check = await checkVaultKey(deps.keys, presented, vaultKeyLimit(throttle, req));
     if (check.verdict === 'throttled') return tooManyFailures(res, check.retryAfter, true);
     if (check.verdict === 'wrong')
       return unauthorized(res, check.malformed ? 'malformed vault key' : 'unknown vault key');

@@ -8,7 +8,7 @@ import type { Db } from '../db/database.js';
 import type { PipelineEvent } from '../pipeline/deps.js';
 import type { AuthFailure, AuthThrottle } from './auth-throttle.js';
 import { adminAuthorized } from '../admin/admin-auth.js';
-import { sendJson, type RouteHandler } from './http.js';
+import { sendJson, type RouteHandler } from '../http/kit.js';
 
 /** Seconds: admission is ~1 ms, vendor calls 50 ms – 20 s. */
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];

@@ -3,7 +3,7 @@
 // runCall → the vendor's answer (or a refusal in the vendor's own error shape) out. Knows no vendor by name.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TrieRouter } from 'hono/router/trie-router';
-import { checkPresentedKey } from '../pipeline/presented-key.js';
+import { checkPresentedKey, checkVaultKey } from '../pipeline/presented-key.js';
 import { refusalKind } from '../pipeline/refusals.js';
 import { runCall, type PipelineDeps } from '../pipeline/run-tool.js';
 import type { ToolFailure } from '../pipeline/errors.js';
@@ -15,9 +15,9 @@ import {
   type VendorApi,
 } from '../vendor-kit/rest-api.js';
 import { FormLimitError, parseForm } from '../vendor-kit/form-parse.js';
-import { checkVaultKey, type AuthThrottle } from './auth-throttle.js';
-import { jsonOverLimit } from './json-limits.js';
-import { HttpError, type RouteHandler } from './http.js';
+import { vaultKeyLimit, type AuthThrottle } from './auth-throttle.js';
+import { jsonOverLimit } from '../http/json-limits.js';
+import { HttpError, type RouteHandler } from '../http/kit.js';
 
 export interface RestDoorOptions {
   apis: readonly VendorApi[];
@@ -164,7 +164,7 @@ export function restRoutes(deps: PipelineDeps, o: RestDoorOptions): RouteHandler
       return true;
     }
     // A right key is served from any address; only wrong ones are throttled (429 once the address is blocked).
-    const check = await checkVaultKey(o.throttle, deps.keys, req, key);
+    const check = await checkVaultKey(deps.keys, key, vaultKeyLimit(o.throttle, req));
     if (check.verdict === 'throttled') {
       const wait = check.retryAfter;
       const message = `too many failed authentication attempts from this address; retry after ${wait}s`;

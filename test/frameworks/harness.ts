@@ -8,7 +8,7 @@ import { startHttpServer, type RunningHttp } from '../../src/server/http.js';
 import { catalog } from '../../tools/index.js';
 import { childEnv, LEASH_BIN } from '../support/cli.js';
 import { freshDatabase, type TestDatabase } from '../support/database.js';
-import { applyTestPolicy, keyFor, testConfig } from '../support/governance.js';
+import { applyTestPolicy, keyFor, TEST_VENDOR_TIMEOUT_MS, testConfig } from '../support/governance.js';
 import { startVendors, type Vendors } from '../support/vendors.js';
 
 export const POLICY = {
@@ -47,7 +47,7 @@ export async function startLeash(): Promise<Leash> {
     catalog,
     sandbox: false,
     log: createLogger({ logLevel: 'silent' }, () => undefined),
-    vendorTimeoutMs: 2000,
+    vendorTimeoutMs: TEST_VENDOR_TIMEOUT_MS,
   });
   await applyTestPolicy(tdb.db, catalog, POLICY);
   const http: RunningHttp = await startHttpServer(deps, { host: '127.0.0.1', port: 0 });

@@ -19,6 +19,9 @@ import { INVALID_TEXT, REFUSAL_TEXT, startLeash, TOOL_NAMES, untypedFields, type
 
 setTracingDisabled(true);
 
+// The SDK gives each MCP request 5 s by default; a spawned `leash mcp` on a busy machine can take longer to start.
+const SESSION_TIMEOUT_S = 60;
+
 let leash: Leash;
 beforeAll(async () => {
   leash = await startLeash();
@@ -150,6 +153,7 @@ describe('OpenAI Agents SDK', () => {
       const server = new MCPServerStreamableHttp({
         url: leash.url,
         requestInit: { headers: { Authorization: `Bearer ${key}` } },
+        clientSessionTimeoutSeconds: SESSION_TIMEOUT_S,
       });
       expectContract(await agentRun(server, strict, scenario(strict)), strict);
     },
@@ -160,6 +164,7 @@ describe('OpenAI Agents SDK', () => {
     const server = new MCPServerStreamableHttp({
       url: leash.url,
       requestInit: { headers: { Authorization: `Bearer ${key}` } },
+      clientSessionTimeoutSeconds: SESSION_TIMEOUT_S,
     });
     const calls = Array.from({ length: 5 }, () => ({ name: 'get_budget', args: {} }));
     const model = await agentRun(server, true, calls);
@@ -171,7 +176,10 @@ describe('OpenAI Agents SDK', () => {
   it('over stdio (a spawned leash mcp) in strict mode does the same', async () => {
     leash.vendors.reset();
     const key = await leash.key();
-    const server = new MCPServerStdio({ ...leash.stdio(key) });
+    const server = new MCPServerStdio({
+      ...leash.stdio(key),
+      clientSessionTimeoutSeconds: SESSION_TIMEOUT_S,
+    });
     expectContract(await agentRun(server, true, scenario(true)), true);
-  });
+  }, 90_000); // starts a leash process: slow on a busy machine
 });

@@ -3,9 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { loadConfig } from '../../src/config/config.js';
 import { openDatabase, type DbHandle } from '../../src/db/database.js';
 import type { Database } from '../../src/db/schema.js';
+import { catalogConfig } from './config.js';
 
 export interface TestDatabase extends DbHandle {
   name: string;
@@ -27,7 +27,7 @@ export async function freshDatabase(poolMax = 10): Promise<TestDatabase> {
   }
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
-  const config = loadConfig({});
+  const config = catalogConfig({});
   const handle = await openDatabase(config, { url: url.toString(), poolMax, migrate: false });
   return {
     ...handle,

@@ -6,9 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { loadConfig } from '../../src/config/config.js';
 import { openDatabase } from '../../src/db/database.js';
 import { destroyEmbedded, ensureEmbedded } from '../../src/db/embedded.js';
+import { catalogConfig } from './config.js';
+import { runHomes } from './leftovers.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -43,6 +44,7 @@ async function findChromium(): Promise<{ path: string; args: string[] } | { erro
 }
 
 export default async function setup(project: TestProject) {
+  const homes = await runHomes();
   let home: string | undefined;
   let adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) {
@@ -57,13 +59,16 @@ export default async function setup(project: TestProject) {
   await admin.query(`create database ${templateDb}`);
   const url = new URL(adminUrl);
   url.pathname = `/${templateDb}`;
-  const handle = await openDatabase(loadConfig({}), { url: url.toString(), poolMax: 1 });
+  const handle = await openDatabase(catalogConfig({}), { url: url.toString(), poolMax: 1 });
   await handle.close();
   project.provide('adminUrl', adminUrl);
   project.provide('templateDb', templateDb);
   project.provide('chromium', await findChromium());
+  // Every temporary home the test files make (tmpdir()) lands in one directory, checked for clusters at the end.
+  process.env.TMPDIR = homes.dir;
 
   return async () => {
+    await homes.finish();
     const leftovers = await admin.query<{ datname: string }>(
       `select datname from pg_database where datname like 'leash_t_%' or datname = $1`,
       [templateDb],

@@ -1,5 +1,5 @@
 // Builds a pipeline on a test database with a given catalog and policy, and mints keys for it.
-import { loadConfig, type Config } from '../../src/config/config.js';
+import type { Config } from '../../src/config/config.js';
 import { createLogger } from '../../src/config/logger.js';
 import type { Db } from '../../src/db/database.js';
 import { mintKey, type MintOptions } from '../../src/keys/vault-keys.js';
@@ -12,21 +12,37 @@ import {
   type ToolCallResult,
 } from '../../src/pipeline/run-tool.js';
 import { ruleSpecs, type Catalog } from '../../src/pipeline/tool.js';
+import { catalogConfig } from './config.js';
 
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ LEASH_HOME: '/nonexistent/leash-test-home', LEASH_LOG: 'silent', ...env });
+  return catalogConfig({ LEASH_HOME: '/nonexistent/leash-test-home', LEASH_LOG: 'silent', ...env });
 }
 
 export async function applyTestPolicy(db: Db, catalog: Catalog, doc: unknown) {
   return applyPolicy(db, validatePolicy(doc, ruleSpecs(catalog)));
 }
 
+/**
+ * The vendor deadline of test pipelines: generous, so a fake that answers on a busy machine is never given up on.
+ * A test of a timeout makes its fake hang (`inject({ mode: 'hang_acted' })`) and passes a short deadline instead.
+ */
+export const TEST_VENDOR_TIMEOUT_MS = 30_000;
+
+/**
+ * The deadline of a pipeline used only for a call whose fake hangs (never answers): any value times out, so it is
+ * short. Not for calls that first read from the vendor (a refund looks its payment up): see GIVE_UP_AFTER_READ_MS.
+ */
+export const GIVE_UP_MS = 300;
+
+/** The same for a call whose hanging write follows a read that must still be answered on a busy machine. */
+export const GIVE_UP_AFTER_READ_MS = 3_000;
+
 export function pipelineFor(
   db: Db,
   catalog: Catalog,
   config = testConfig({ TESTVENDOR_TOKEN: 'tok_canary_123456' }),
   logLines?: string[],
-  vendorTimeoutMs = 300,
+  vendorTimeoutMs = TEST_VENDOR_TIMEOUT_MS,
 ): PipelineDeps {
   return createPipeline({
     db,

@@ -48,6 +48,24 @@ export async function startVendors(): Promise<Vendors> {
   };
 }
 
+/**
+ * Holds every answer `fake` stalls (the ones its `pause()` delays; each sandbox says which) until the returned
+ * function is called: a test waits on the event it needs (the answer is still held) instead of a guess of the time.
+ */
+export function holdAnswers(fake: { delayMs: number; pause(): Promise<void> }): () => void {
+  const delayMs = fake.delayMs;
+  const pause = fake.pause.bind(fake);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  fake.delayMs = 1; // the fakes stall only when a delay is set
+  fake.pause = () => released;
+  return () => {
+    fake.delayMs = delayMs;
+    fake.pause = pause;
+    release();
+  };
+}
+
 /** True when no canary appears in the text. */
 export function containsCanary(text: string): string | undefined {
   return Object.values(CANARIES).find((c) => text.includes(c));

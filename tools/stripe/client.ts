@@ -2,7 +2,7 @@ import type Stripe from 'stripe';
 import { VendorError } from '../../src/pipeline/errors.js';
 import { guardClient, type GuardedClient } from '../../src/vendor-kit/client-guard.js';
 import { createForwarder, type Forwarder } from '../../src/vendor-kit/forward.js';
-import type { VendorSpec } from '../../src/vendor-kit/vendor-spec.js';
+import type { VendorSpec } from '../../src/pipeline/vendor-spec.js';
 import { stripeError } from './errors.js';
 import { STRIPE_RESPONSE_HEADERS } from './http-shape.js';
 import { stripeSandbox } from './sandbox.js';

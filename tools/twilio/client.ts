@@ -2,7 +2,8 @@ import type twilio from 'twilio';
 import type RequestClient from 'twilio/lib/base/RequestClient.js';
 import { z } from 'zod';
 import { guardClient, type GuardedClient } from '../../src/vendor-kit/client-guard.js';
-import { definePriceSheet, type VendorSpec } from '../../src/vendor-kit/vendor-spec.js';
+import { definePriceSheet } from '../../src/config/vendor-declaration.js';
+import type { VendorSpec } from '../../src/pipeline/vendor-spec.js';
 import { createForwarder, type Forwarder } from '../../src/vendor-kit/forward.js';
 import {
   twilioError,

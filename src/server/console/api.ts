@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Alerts } from '../../admin/alerts.js';
+import { operatorKeys, operatorRevoke, revokeTarget } from '../../admin/key-ops.js';
 import {
   cancelledText,
   decideApproval,
@@ -8,7 +9,6 @@ import {
   type ApprovalRow,
 } from '../../approvals/store.js';
 import type { Db } from '../../db/database.js';
-import { listKeys, revokeKeys, type RevokeTarget } from '../../keys/vault-keys.js';
 import { spendReport, type SpendRow } from '../../ledger/spend.js';
 import { databaseNow } from '../../db/clock.js';
 import { dayStart } from '../../ledger/windows.js';
@@ -120,7 +120,7 @@ export async function overview(
     spendReport(db, { by: 'agent' }, now),
     spendReport(db, { by: 'key' }, now),
     spendReport(db, { by: 'day', since: weekStart }, now),
-    listKeys(db, { active: true }),
+    operatorKeys(db, { active: true }),
     features.approvals ? pendingApprovals(db) : [],
     unknownOutcomes(db, unknownAge, 5),
   ]);
@@ -205,15 +205,8 @@ export async function revokeFromConsole(
   body: z.infer<typeof revokeRequest>,
   alerts: Alerts | undefined,
 ): Promise<string[]> {
-  const target: RevokeTarget = body.key_id
-    ? { id: body.key_id }
-    : body.agent
-      ? { agent: body.agent }
-      : { runId: body.run_id ?? '' };
   const why = body.reason?.trim() || 'revoked by operator (console)';
-  const revoked = await revokeKeys(db, target, why);
-  if (revoked.length) alerts?.notify({ type: 'key_revoked', key_ids: revoked, by: 'console', reason: why });
-  return revoked;
+  return operatorRevoke(db, revokeTarget(body), { reason: why, by: 'console', alerts });
 }
 
 export const decisionRequest = z.strictObject({

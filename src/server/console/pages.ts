@@ -1,8 +1,17 @@
-/** The console's two server-rendered pages. Everything dynamic is filled in by console.js with textContent. */
+import type { AssetUrls } from './assets.js';
+
+/**
+ * The console's server-rendered pages. Everything dynamic on the console page is filled in by its script (built
+ * from console/) with textContent. `urls` are the built assets' hashed URLs; without them (the console is off, or
+ * not built) a page goes unstyled.
+ */
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-function layout(title: string, head: string, body: string): string {
+function layout(urls: AssetUrls | undefined, title: string, head: string, body: string): string {
+  const assets = urls
+    ? `<link rel="icon" href="${urls.icon}" type="image/svg+xml">\n<link rel="stylesheet" href="${urls.style}">\n`
+    : '';
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -10,9 +19,7 @@ function layout(title: string, head: string, body: string): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
 <title>${escapeHtml(title)}</title>
-<link rel="icon" href="/console/assets/favicon.svg" type="image/svg+xml">
-<link rel="stylesheet" href="/console/assets/console.css">
-${head}
+${assets}${head}
 </head>
 <body>
 ${body}
@@ -22,9 +29,10 @@ ${body}
 }
 
 /** The sign-in form. The token is POSTed in the body, never put in a URL. */
-export function signInPage(o: { error?: string } = {}): string {
+export function signInPage(urls: AssetUrls | undefined, o: { error?: string } = {}): string {
   const error = o.error ? `<p class="error" role="alert" id="signin-error">${escapeHtml(o.error)}</p>` : '';
   return layout(
+    urls,
     'Sign in · leash console',
     '',
     `<main class="signin">
@@ -41,13 +49,14 @@ export function signInPage(o: { error?: string } = {}): string {
   );
 }
 
-/** The console itself: static structure only, with the session's CSRF token for console.js. */
-export function consolePage(csrf: string): string {
+/** The console itself: static structure only, with the session's CSRF token for its script. */
+export function consolePage(urls: AssetUrls, csrf: string): string {
   const token = escapeHtml(csrf);
   return layout(
+    urls,
     'leash console',
     `<meta name="leash-csrf" content="${token}">
-<script src="/console/assets/console.js" defer></script>`,
+<script src="${urls.script}" defer></script>`,
     `<a class="skip" href="#live">Skip to live activity</a>
 <header class="topbar">
   <h1><span class="logo" aria-hidden="true"></span>leash</h1>
@@ -123,8 +132,9 @@ export function consolePage(csrf: string): string {
 }
 
 /** A small page for errors that are not the sign-in form's (a refused cross-site request, a disabled console). */
-export function messagePage(title: string, message: string): string {
+export function messagePage(urls: AssetUrls | undefined, title: string, message: string): string {
   return layout(
+    urls,
     `${title} · leash console`,
     '',
     `<main class="signin"><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p><p><a href="/console">Back to the console</a></p></main>`,

@@ -5,7 +5,7 @@ import type { AuditFilter } from '../../audit/query.js';
 import type { Config } from '../../config/config.js';
 import type { Db } from '../../db/database.js';
 import type { AuthThrottle } from '../auth-throttle.js';
-import { HttpError, type RouteHandler } from '../http.js';
+import { HttpError, type RouteHandler } from '../../http/kit.js';
 import {
   decideFromConsole,
   decisionRequest,
@@ -14,8 +14,8 @@ import {
   revokeRequest,
   type ConsoleFeatures,
 } from './api.js';
+import { loadConsoleAssets, type AssetUrls, type ConsoleAssets } from './assets.js';
 import { consolePage, messagePage, signInPage } from './pages.js';
-import { CONSOLE_JS } from './script.js';
 import {
   isHttps,
   readCookie,
@@ -27,7 +27,6 @@ import {
 } from './security.js';
 import { createSessionStore, type ConsoleSession, type SessionStore } from './sessions.js';
 import { streamAudit } from './stream.js';
-import { CONSOLE_CSS, FAVICON_SVG } from './style.js';
 
 export interface ConsoleOptions {
   db: Db;
@@ -45,11 +44,8 @@ export interface ConsoleOptions {
 
 const COOKIE = 'leash_console';
 const HTML = 'text/html; charset=utf-8';
-const ASSETS: Record<string, { type: string; body: string }> = {
-  '/console/assets/console.js': { type: 'text/javascript; charset=utf-8', body: CONSOLE_JS },
-  '/console/assets/console.css': { type: 'text/css; charset=utf-8', body: CONSOLE_CSS },
-  '/console/assets/favicon.svg': { type: 'image/svg+xml', body: FAVICON_SVG },
-};
+// The assets' URLs name their content's hash (assets.ts): a browser may keep them as long as it likes.
+const IMMUTABLE = 'public, max-age=31536000, immutable';
 
 const filterText = z.string().trim().max(200).optional();
 const streamFilter = z.object({
@@ -71,15 +67,23 @@ export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void
   const maxStreams = o.maxStreams ?? 32;
   const hops = o.config.trustProxyHops;
   let streams = 0;
+  // Read on first use (not at all while the console is off), then kept; a missing build is looked for again.
+  let built: ConsoleAssets | undefined;
+  function assets(): ConsoleAssets | { error: string } {
+    if (built) return built;
+    const loaded = loadConsoleAssets();
+    if (!('error' in loaded)) built = loaded;
+    return loaded;
+  }
 
   const cookie = (req: IncomingMessage, value: string, maxAge: number) =>
     `${COOKIE}=${value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${isHttps(req, hops) ? '; Secure' : ''}`;
   const redirect = (res: ServerResponse, headers: Record<string, string> = {}) =>
     send(res, 303, 'text/plain; charset=utf-8', 'see /console', { location: '/console', ...headers });
 
-  async function signIn(req: IncomingMessage, res: ServerResponse, token: string) {
+  async function signIn(req: IncomingMessage, res: ServerResponse, token: string, urls: AssetUrls) {
     if (!sameOrigin(req, hops))
-      return send(res, 403, HTML, messagePage('Refused', 'Sign in from the console page itself.'));
+      return send(res, 403, HTML, messagePage(urls, 'Refused', 'Sign in from the console page itself.'));
     const form = await readSmallForm(req);
     // The right token signs in from any address; wrong ones count against it (429 once it is blocked).
     if (!secretEquals(form?.token, token)) {
@@ -89,20 +93,25 @@ export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void
           res,
           429,
           HTML,
-          signInPage({ error: `Too many wrong tokens from this address; try again in ${wait} s.` }),
+          signInPage(urls, { error: `Too many wrong tokens from this address; try again in ${wait} s.` }),
           { 'retry-after': String(wait) },
         );
-      return send(res, 401, HTML, signInPage({ error: 'That is not the admin token.' }));
+      return send(res, 401, HTML, signInPage(urls, { error: 'That is not the admin token.' }));
     }
     const session = sessions.create();
     redirect(res, { 'set-cookie': cookie(req, session.id, 12 * 3600) });
   }
 
-  async function signOut(req: IncomingMessage, res: ServerResponse, session: ConsoleSession | undefined) {
+  async function signOut(
+    req: IncomingMessage,
+    res: ServerResponse,
+    session: ConsoleSession | undefined,
+    urls: AssetUrls,
+  ) {
     const form = await readSmallForm(req);
     if (!session) return redirect(res);
     if (!sameOrigin(req, hops) || !secretEquals(form?.csrf, session.csrf))
-      return send(res, 403, HTML, messagePage('Refused', 'Sign out from the console page itself.'));
+      return send(res, 403, HTML, messagePage(urls, 'Refused', 'Sign out from the console page itself.'));
     sessions.destroy(session.id);
     redirect(res, { 'set-cookie': cookie(req, '', 0) });
   }
@@ -186,23 +195,29 @@ export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void
         res,
         404,
         HTML,
-        messagePage('Console off', 'The console is off; set LEASH_ADMIN_TOKEN to turn it on.'),
+        messagePage(undefined, 'Console off', 'The console is off; set LEASH_ADMIN_TOKEN to turn it on.'),
       );
       return true;
     }
+    const web = assets();
+    if ('error' in web) {
+      send(res, 500, HTML, messagePage(undefined, 'Console not built', web.error));
+      return true;
+    }
+    const { urls } = web;
     const method = req.method ?? 'GET';
-    const asset = ASSETS[url.pathname];
+    const asset = web.files.get(url.pathname);
     if (asset && (method === 'GET' || method === 'HEAD')) {
-      send(res, 200, asset.type, asset.body, { 'cache-control': 'no-cache' });
+      send(res, 200, asset.type, asset.body, { 'cache-control': IMMUTABLE });
       return true;
     }
     const session = sessions.get(readCookie(req, COOKIE));
     const path = url.pathname.replace(/\/+$/, '') || '/console';
-    if (path === '/console/login' && method === 'POST') await signIn(req, res, token);
+    if (path === '/console/login' && method === 'POST') await signIn(req, res, token, urls);
     else if (path === '/console/login' && method === 'GET') redirect(res);
-    else if (path === '/console/logout' && method === 'POST') await signOut(req, res, session);
+    else if (path === '/console/logout' && method === 'POST') await signOut(req, res, session, urls);
     else if (path === '/console' && (method === 'GET' || method === 'HEAD'))
-      send(res, 200, HTML, session ? consolePage(session.csrf) : signInPage());
+      send(res, 200, HTML, session ? consolePage(urls, session.csrf) : signInPage(urls));
     else if (path.startsWith('/console/api/')) {
       if (!session) sendJsonSafe(res, 401, { error: 'sign in at /console' });
       else
@@ -210,7 +225,7 @@ export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void
           if (error instanceof HttpError) return sendJsonSafe(res, error.status, { error: error.message });
           throw error;
         });
-    } else send(res, 404, HTML, messagePage('Not found', `Nothing at ${path}.`));
+    } else send(res, 404, HTML, messagePage(urls, 'Not found', `Nothing at ${path}.`));
     return true;
   };
   return Object.assign(handler, { close: () => sessions.clear() });

@@ -34,7 +34,7 @@ export function send(
   res: ServerResponse,
   status: number,
   type: string,
-  body: string,
+  body: string | Buffer,
   extra: Record<string, string | string[]> = {},
 ): void {
   res.writeHead(status, securityHeaders({ 'content-type': type, ...extra }));

@@ -1,6 +1,8 @@
 import type { z } from 'zod';
-import type { ResolvedCredential, SecretFields } from '../credentials/credentials.js';
-import type { SecretShapes } from '../credentials/secret-shape.js';
+import type { SecretShapes } from './secret-shape.js';
+
+/** What a vendor needs as its secret: field name → the env var the vendor's own docs use for it. */
+export type SecretFields = Readonly<Record<string, string>>;
 
 /**
  * A vendor's prices as the config file states them: one top-level key of the config file, its schema, and
@@ -28,7 +30,10 @@ export function definePriceSheet<T>(o: Omit<PriceSheet<T>, 'read'>): PriceSheet<
   };
 }
 
-/** What config needs to know of a vendor: the env vars it reads and its prices. No client, no SDK. */
+/**
+ * What config needs to know of a vendor: the env vars it reads and its prices. No client, no SDK. The composition
+ * root (the CLI's runtime) hands the catalog's declarations to `loadConfig`; config never imports the catalog.
+ */
 export interface VendorDeclaration {
   name: string;
   env: {
@@ -40,18 +45,4 @@ export interface VendorDeclaration {
     shapes?: SecretShapes;
   };
   pricing?: PriceSheet;
-}
-
-/** A vendor: its declaration, how to build its client from a credential, and its built-in fake for --sandbox. */
-export interface VendorSpec<Client = unknown> extends VendorDeclaration {
-  /** May be async so the vendor SDK is imported on first use, not at startup. */
-  createClient(credential: ResolvedCredential, options: { timeoutMs: number }): Client | Promise<Client>;
-  /** Starts (once per process) a local fake of this vendor for --sandbox. */
-  sandbox(): Promise<{ baseUrl: string; secret: Record<string, string> }>;
-  /**
-   * `leash vendors check`: one harmless read (never a write) that proves the credential works. Resolves to a
-   * short human summary (never a secret); a failure throws the client's scrubbed VendorError (kind 'auth' for
-   * a bad key).
-   */
-  check?(client: Client): Promise<string>;
 }

@@ -1,3 +1,4 @@
+// Here, below credentials: config checks the vendors' secret env vars at start, and credentials when one is stored.
 /** What a well-formed value of one secret field looks like; each vendor folder declares its own. */
 export interface SecretShape {
   /** The whole value must match. */

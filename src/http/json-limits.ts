@@ -8,7 +8,7 @@ export interface JsonLimits {
   items: number;
 }
 
-/** The same bound as a form's parameters (form-parse.ts), with room for an MCP request's envelope. */
+/** The same bound as a form's parameters (src/vendor-kit/form-parse.ts), with room for an MCP request's envelope. */
 export const JSON_LIMITS: Readonly<JsonLimits> = Object.freeze({ depth: 64, items: 1000 });
 
 /**

@@ -1,0 +1,59 @@
+-- Admission as one call in two transactions, so the shared window rows are locked only for as long as
+-- the statement that changes them, not through a WAL flush (calls of one key or policy would otherwise
+-- queue behind each other's fsync). 1: leash_admit_call, committed asynchronously (locks released at once).
+-- 2: the key re-checked under its shared lock (a revoke that committed in between undoes the admission),
+-- committed durably, which flushes the WAL of 1 as well. The caller calls the vendor only after both, so
+-- no vendor call happens without a durable audit row. A crash between them loses nothing that was acted on:
+-- 1 is either lost with its reservation, or durable as a pending row that reconcile settles.
+-- Both start with leash_admission_session (read committed, a bounded wait for locks), and 2 commits durably
+-- whatever synchronous_commit defaults to (server, database or role).
+create or replace procedure leash_admission(p jsonb, inout r jsonb default null) language plpgsql as $$
+declare
+  k record;
+  w jsonb;
+  a record;
+begin
+  perform leash_admission_session();
+  perform set_config('synchronous_commit', 'off', true);
+  r := leash_admit_call(p);
+  commit;
+  if coalesce((r->>'admitted')::boolean, false) then
+    perform leash_admission_session();
+    -- Whatever the server's or the role's default: this transaction's commit waits for the WAL to be flushed.
+    if current_setting('synchronous_commit') = 'off' then
+      perform set_config('synchronous_commit', 'on', true);
+    end if;
+    perform pg_advisory_xact_lock_shared(leash_key_lock_id(p->>'key_id'));
+    -- A transaction that writes no WAL commits without waiting for the flush (even with an xid), so write one
+    -- record: this commit then waits for the WAL to be flushed past it, and so past transaction 1's audit row.
+    r := r || jsonb_build_object('durable_lsn', pg_logical_emit_message(true, 'leash.admitted', p->'row'->>'id')::text);
+    select revoked_at, expires_at, secret_hash into k from vault_keys where id = p->>'key_id';
+    -- Rotated (rotate takes the same lock exclusively), revoked or expired since transaction 1: undo it.
+    if k.secret_hash is distinct from decode(p->>'secret_hash', 'hex')
+       or k.revoked_at is not null or (k.expires_at is not null and k.expires_at <= clock_timestamp()) then
+      select id, budget, reserved_micros into a from audit_log where id = (p->'row'->>'id')::uuid for update;
+      for w in select value from jsonb_array_elements(a.budget) loop
+        if w->>'kind' = 'usd_day' then
+          update spend_windows set reserved_micros = reserved_micros - a.reserved_micros
+            where scope = w->>'scope' and kind = 'usd_day' and window_start = (w->>'window_start')::timestamptz;
+        else
+          update spend_windows set requests = requests - 1
+            where scope = w->>'scope' and kind = 'requests_hour' and window_start = (w->>'window_start')::timestamptz;
+        end if;
+      end loop;
+      r := jsonb_build_object('admitted', false, 'ts', r->'ts', 'remaining_micros', null,
+             'durable_lsn', r->'durable_lsn',
+             'code', case when k.secret_hash is distinct from decode(p->>'secret_hash', 'hex') then 'key_invalid'
+                          when k.revoked_at is not null then 'key_revoked' else 'key_expired' end,
+             'details', case when k.revoked_at is not null then jsonb_build_object('revoked_at', k.revoked_at)
+                             when k.expires_at is not null then jsonb_build_object('expired_at', k.expires_at)
+                             else '{}'::jsonb end);
+      update audit_log set decision = 'denied', reason = r->>'code', outcome = 'none', reserved_micros = 0,
+          usd_micros = 0, cost_status = 'none', budget = '[]',
+          metadata = metadata || jsonb_build_object('denial', r->'details')
+        where id = a.id;
+      delete from audit_unsettled where id = a.id;
+    end if;
+  end if;
+  commit;
+end $$;
