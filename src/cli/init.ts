@@ -11,7 +11,7 @@ import { applyPolicy } from '../policies/store.js';
 import { ruleSpecs } from '../pipeline/tool.js';
 import { command, type CommandGroup } from './command.js';
 import { catalog } from './runtime.js';
-import { packageRoot } from './serve.js';
+import { packageRoot } from './demo.js';
 
 const init = command({
   name: '',

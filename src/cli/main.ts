@@ -38,7 +38,7 @@ const GROUPS: LazyGroup[] = [
   {
     name: 'demo',
     summary: 'Start a sandbox server with a demo policy and key (what npm start runs)',
-    load: async () => (await import('./serve.js')).demoCommands,
+    load: async () => (await import('./demo.js')).demoCommands,
   },
   {
     name: 'policies',

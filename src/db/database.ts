@@ -1,7 +1,8 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config/config.js';
-import { ensureEmbedded, readEmbedded } from './embedded.js';
+import { ensureEmbedded } from './embedded.js';
+import { readEmbedded } from './embedded-record.js';
 import { migrateToLatest } from './migrate.js';
 import type { Database } from './schema.js';
 
