@@ -8,7 +8,7 @@ import type { Insertable } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_COLUMNS, auditQuery, parseTime, TimeInputError, type AuditRow } from '../src/audit/query.js';
 import { watchAudit, type AuditEvent } from '../src/audit/watch.js';
-import { auditCsv, formatAuditLine } from '../src/cli/audit.js';
+import { auditCsv, formatAuditLine } from '../src/cli/audit-format.js';
 import { uuidv7 } from '../src/audit/uuid.js';
 import type { Db } from '../src/db/database.js';
 import type { AuditLogTable } from '../src/db/schema.js';

@@ -11,7 +11,7 @@ import { queryAudit } from '../src/audit/query.js';
 import { watchAudit, type AuditEvent } from '../src/audit/watch.js';
 import { uuidv7 } from '../src/audit/uuid.js';
 import { admit, type AuditDraft } from '../src/audit/write.js';
-import { formatAuditLine } from '../src/cli/audit.js';
+import { formatAuditLine } from '../src/cli/audit-format.js';
 import { createLogger } from '../src/config/logger.js';
 import { spendReport } from '../src/ledger/spend.js';
 import { windowsFor } from '../src/ledger/windows.js';

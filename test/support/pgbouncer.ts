@@ -6,7 +6,7 @@ import { chown, mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { osIds } from '../../src/db/embedded.js';
+import { osIds } from '../../src/db/embedded-programs.js';
 
 /** The PgBouncer binary: PGBOUNCER, else Debian's /usr/sbin/pgbouncer. */
 export function pgbouncerPath(): string {

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { osIds } from '../../src/db/embedded.js';
+import { osIds } from '../../src/db/embedded-programs.js';
 
 const run = promisify(execFile);
 
