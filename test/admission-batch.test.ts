@@ -48,6 +48,8 @@ beforeAll(async () => {
     });
   await policy('near-cap', { daily_usd: 10, per_key_daily_usd: 10, hourly_requests: 1000 });
   await policy('roomy', { daily_usd: 100, per_key_daily_usd: 100, hourly_requests: 1000 });
+  // Roomy too, for the one test that reads what its window has left: no other test spends from it.
+  await policy('untouched', { daily_usd: 100, per_key_daily_usd: 100, hourly_requests: 1000 });
   await policy('give-back', { daily_usd: 10, per_key_daily_usd: 100, hourly_requests: 1000 });
   await policy('looping', { daily_usd: 100, hourly_requests: 1000 }, true);
   await policy('a', { daily_usd: 5, per_key_daily_usd: 5, hourly_requests: 10_000 });
@@ -63,9 +65,9 @@ afterAll(async () => {
 
 type Authed = Extract<Awaited<ReturnType<typeof authenticate>>, { ok: true }>['key'];
 
-async function authed(policy: string): Promise<Authed> {
-  const minted = await keyFor(tdb.db, { policy });
-  const auth = await authenticate(tdb.db, minted.key);
+async function authed(policy: string, db = tdb.db): Promise<Authed> {
+  const minted = await keyFor(db, { policy });
+  const auth = await authenticate(db, minted.key);
   if (!auth.ok) throw new Error('the key did not authenticate');
   return auth.key;
 }
@@ -139,13 +141,13 @@ async function reserved(scope: string): Promise<{ usd: number; requests: number 
 
 describe('a batch of admissions', () => {
   it('admits every call that fits, each told what its windows had left after it', async () => {
-    const k = await authed('roomy');
+    const k = await authed('untouched');
     const batch = Array.from({ length: 5 }, () => call(k, { cost: 2 * USD }));
     const rs = await admitBatch(tdb.db, batch);
     expect(codes(rs)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok']);
     expect(remaining(rs)).toEqual([98, 96, 94, 92, 90].map((u) => u * USD));
     expect(await reserved(`key:${k.id}`)).toEqual({ usd: 10 * USD, requests: 0 });
-    expect(await reserved('policy:roomy')).toEqual({ usd: 10 * USD, requests: 5 });
+    expect(await reserved('policy:untouched')).toEqual({ usd: 10 * USD, requests: 5 });
     const rows = await Promise.all(batch.map((b) => readAuditRow(tdb.db, b.row.id)));
     expect(rows.map((r) => [r.decision, r.outcome, Number(r.reserved_micros)])).toEqual(
       batch.map(() => ['allowed', 'pending', 2 * USD]),
@@ -633,20 +635,31 @@ describe('batch statements on big tables', () => {
 
 describe('a database migrated with the first version of 0009', () => {
   it('gets the lock helpers the batch functions call from 0011, and admits batches again', async () => {
-    // 0009's first version took its locks inline: a database migrated with it has neither helper.
-    await sql`drop function leash_lock_batch(jsonb); drop function leash_lock_window(text, text, timestamptz)`.execute(
-      tdb.db,
-    );
+    // A database of its own: 0011 leaves its (older) definitions behind, which the other tests here must not meet.
+    const own = await freshDatabase(2);
     try {
-      const k = await authed('roomy');
-      await expect(admitBatch(tdb.db, [call(k, { cost: USD }), call(k, { cost: USD })])).rejects.toThrow(
-        /leash_lock_batch/,
+      await applyTestPolicy(own.db, deps.catalog, {
+        name: 'roomy',
+        limits: { daily_usd: 100, per_key_daily_usd: 100, hourly_requests: 1000 },
+        tools: { charge_test: { max_amount_usd: 50 } },
+      });
+      // 0009's first version took its locks inline: a database migrated with it has neither helper.
+      await sql`drop function leash_lock_batch(jsonb); drop function leash_lock_window(text, text, timestamptz)`.execute(
+        own.db,
       );
+      try {
+        const k = await authed('roomy', own.db);
+        await expect(admitBatch(own.db, [call(k, { cost: USD }), call(k, { cost: USD })])).rejects.toThrow(
+          /leash_lock_batch/,
+        );
+      } finally {
+        await leanerBatches(own.db);
+      }
+      const k = await authed('roomy', own.db);
+      const rs = await admitBatch(own.db, [call(k, { cost: USD }), call(k, { cost: USD })]);
+      expect(codes(rs)).toEqual(['ok', 'ok']);
     } finally {
-      await leanerBatches(tdb.db);
+      await own.close();
     }
-    const k = await authed('roomy');
-    const rs = await admitBatch(tdb.db, [call(k, { cost: USD }), call(k, { cost: USD })]);
-    expect(codes(rs)).toEqual(['ok', 'ok']);
   });
 });

@@ -60,10 +60,11 @@ function admin(base: string, token: string | undefined, from?: string) {
   });
 }
 
-const hookEvents = () =>
-  hook.received.map(
-    (r) => (JSON.parse(r.body) as { event: { type: string } & Record<string, unknown> }).event,
-  );
+/** The alerts posted to one path of the hook (each describe's server posts to its own). */
+const hookEvents = (path: string) =>
+  hook.received
+    .filter((r) => r.path === path)
+    .map((r) => (JSON.parse(r.body) as { event: { type: string } & Record<string, unknown> }).event);
 
 describe('leash serve (spawned)', () => {
   let serve: ChildProcess;
@@ -125,9 +126,9 @@ describe('leash serve (spawned)', () => {
     expect(adminBlocked.headers.get('retry-after')).toMatch(/^\d+$/);
     expect(await adminBlocked.json()).toMatchObject({ error: expect.any(String) as unknown });
 
-    await expect.poll(() => hook.received.length, { timeout: 20_000 }).toBeGreaterThan(0);
+    await expect.poll(() => hookEvents('/hook').length, { timeout: 20_000 }).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 300)); // a second alert, if one were sent, would arrive by now
-    const events = hookEvents().filter((e) => e.type === 'auth_failures');
+    const events = hookEvents('/hook').filter((e) => e.type === 'auth_failures');
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({
       type: 'auth_failures',
@@ -230,7 +231,8 @@ describe('addresses and alerts', () => {
       authFailureWindowMs: 60_000,
     });
     try {
-      const before = hook.received.length;
+      const windowPosts = () => hook.received.filter((r) => r.path === '/window');
+      const before = windowPosts().length;
       for (let i = 0; i < 9; i++)
         alerts.onAuthFailure({
           address: `192.0.2.${i}`,
@@ -239,11 +241,11 @@ describe('addresses and alerts', () => {
           throttled: false,
         });
       await alerts.drain(20_000);
-      expect(hook.received.length).toBe(before);
+      expect(windowPosts().length).toBe(before);
       for (let i = 0; i < 500; i++)
         alerts.onAuthFailure({ address: '192.0.2.99', kind: 'vault_key', reason: 'wrong', throttled: i > 3 });
       await alerts.drain(20_000);
-      const posted = hook.received.slice(before);
+      const posted = windowPosts().slice(before);
       expect(posted).toHaveLength(1);
       const body = JSON.parse(posted[0]?.body ?? '{}') as { text: string; event: Record<string, unknown> };
       expect(body.text).toContain('failed authentication attempts');

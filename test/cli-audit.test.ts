@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Insertable } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AUDIT_COLUMNS, auditQuery, parseTime, TimeInputError, type AuditRow } from '../src/audit/query.js';
 import { watchAudit, type AuditEvent } from '../src/audit/watch.js';
 import { auditCsv, formatAuditLine } from '../src/cli/audit-format.js';
@@ -376,6 +376,11 @@ describe('leash spend', () => {
 });
 
 describe('leash audit tail', () => {
+  // The rows these tests write go again after each: every test of this file sees the seeded rows, in any order.
+  afterEach(async () => {
+    await tdb.db.deleteFrom('audit_log').where('id', 'not in', Object.values(ids)).execute();
+  });
+
   it('prints the last N matching rows oldest first, as lines or NDJSON', async () => {
     const json = await leash('audit', 'tail', '-n', '3', '--json');
     expect(json.code).toBe(0);

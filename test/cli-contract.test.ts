@@ -35,6 +35,8 @@ beforeAll(async () => {
   };
   policyPath = join(home, 'contract.yaml');
   await writeFile(policyPath, POLICY);
+  // An initialised home (a master key, so a keyed audit log), as every test here expects, whichever runs first.
+  expect((await leash('init')).code).toBe(0);
   expect((await leash('policies', 'apply', policyPath)).code).toBe(0);
   const k = await leash(
     'keys',
@@ -396,6 +398,8 @@ describe('vendors', () => {
   });
 
   it('says why a credential is not ready', async () => {
+    const set = await leash('vendors', 'set', 'resend', '--from-env', 'NOT_SET_ANYWHERE', '--allow-unset');
+    expect(set.code, set.stderr).toBe(0);
     const list = JSON.parse((await leash('vendors', 'list', '--json')).stdout) as {
       vendor: string;
       name: string;

@@ -85,6 +85,16 @@ describe('leash policies', () => {
 });
 
 describe('leash keys', () => {
+  // A policy of their own, so these tests need none of the ones above to have run first.
+  beforeAll(async () => {
+    const file = await policyFile(
+      'bots.yaml',
+      'name: bots\ntools:\n  issue_refund: { max_amount_usd: 10 }\n',
+    );
+    const applied = await cli(['policies', 'apply', file], env);
+    expect(applied.code, applied.stderr).toBe(0);
+  });
+
   it('creates a key shown once, lists and shows it without the secret, rotates and revokes it', async () => {
     const created = await cli(
       [
@@ -95,7 +105,7 @@ describe('leash keys', () => {
         '--run',
         'r-1',
         '--policy',
-        'ops',
+        'bots',
         '--expires-in',
         '30m',
         '--label',
@@ -115,7 +125,7 @@ describe('leash keys', () => {
       policy: string;
       expires_at: string;
     };
-    expect(k).toMatchObject({ agent: 'bot', run_id: 'r-1', policy: 'ops' });
+    expect(k).toMatchObject({ agent: 'bot', run_id: 'r-1', policy: 'bots' });
     expect(new Date(k.expires_at).getTime()).toBeGreaterThan(Date.now() + 29 * 60_000);
     const secret = k.key.slice(18);
     const list = await cli(['keys', 'list', '--agent', 'bot'], env);
@@ -138,7 +148,7 @@ describe('leash keys', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('--agent and --policy are required');
     const badDur = await cli(
-      ['keys', 'create', '--agent', 'x', '--policy', 'ops', '--expires-in', 'soon'],
+      ['keys', 'create', '--agent', 'x', '--policy', 'bots', '--expires-in', 'soon'],
       env,
     );
     expect(badDur.code).toBe(2);

@@ -23,41 +23,57 @@ const parse = (s: string) =>
 
 describe('leash db (embedded)', () => {
   it('reports a stopped, uninitialised server before anything starts it', async () => {
-    const r = await runLeash(['db', 'status', '--json'], env);
-    expect(r.code).toBe(4);
-    expect(parse(r.stdout)).toMatchObject({ running: false, initialised: false });
+    // A home of its own, so nothing the other tests start is there, whichever runs first.
+    const fresh = await mkdtemp(join(tmpdir(), 'leash-embedded-fresh-'));
+    try {
+      const r = await runLeash(['db', 'status', '--json'], childEnv({ LEASH_HOME: fresh }));
+      expect(r.code).toBe(4);
+      expect(parse(r.stdout)).toMatchObject({ running: false, initialised: false });
+    } finally {
+      await destroyEmbedded(fresh).finally(() => rm(fresh, { recursive: true, force: true }));
+    }
   });
 
   it('leaves exactly one running server when two `db start` run at the same moment', async () => {
-    const [a, b] = await Promise.all([
-      runLeash(['db', 'start', '--json'], env),
-      runLeash(['db', 'start', '--json'], env),
-    ]);
-    expect(a.code, a.stderr).toBe(0);
-    expect(b.code, b.stderr).toBe(0);
-    const sa = parse(a.stdout);
-    const sb = parse(b.stdout);
-    expect(sa.port).toBeGreaterThan(0);
-    expect(sb.port).toBe(sa.port);
-    expect(sb.pid).toBe(sa.pid);
-    const pidFile = await readFile(join(sa.data_dir, 'postmaster.pid'), 'utf8');
-    expect(Number.parseInt(pidFile, 10)).toBe(sa.pid);
-    const status = await runLeash(['db', 'status', '--json'], env);
-    expect(status.code).toBe(0);
-    expect(parse(status.stdout)).toMatchObject({ running: true, port: sa.port, pid: sa.pid });
+    // A home of its own: the two race from nothing (initdb, then start), whichever test ran first.
+    const own = await mkdtemp(join(tmpdir(), 'leash-embedded-race-'));
+    const ownEnv = childEnv({ LEASH_HOME: own });
+    try {
+      const [a, b] = await Promise.all([
+        runLeash(['db', 'start', '--json'], ownEnv),
+        runLeash(['db', 'start', '--json'], ownEnv),
+      ]);
+      expect(a.code, a.stderr).toBe(0);
+      expect(b.code, b.stderr).toBe(0);
+      const sa = parse(a.stdout);
+      const sb = parse(b.stdout);
+      expect(sa.port).toBeGreaterThan(0);
+      expect(sb.port).toBe(sa.port);
+      expect(sb.pid).toBe(sa.pid);
+      const pidFile = await readFile(join(sa.data_dir, 'postmaster.pid'), 'utf8');
+      expect(Number.parseInt(pidFile, 10)).toBe(sa.pid);
+      const status = await runLeash(['db', 'status', '--json'], ownEnv);
+      expect(status.code).toBe(0);
+      expect(parse(status.stdout)).toMatchObject({ running: true, port: sa.port, pid: sa.pid });
+    } finally {
+      await destroyEmbedded(own).finally(() => rm(own, { recursive: true, force: true }));
+    }
     // initdb and a server start in new processes: slow on a busy machine.
   }, 120_000);
 
   it('never prints the database password in status output', async () => {
+    expect((await runLeash(['db', 'start'], env)).code).toBe(0); // running, whichever test ran first
     const url = await runLeash(['db', 'url', '--json'], env);
     const password = new URL((JSON.parse(url.stdout) as { url: string }).url).password;
     expect(password.length).toBeGreaterThan(10);
     const status = await runLeash(['db', 'status', '--json'], env);
     expect(status.stdout).not.toContain(password);
     expect(status.stdout).toContain('****');
-  });
+    // May be the first to start the server (initdb): slow on a busy machine.
+  }, 120_000);
 
   it('stops the server with `db stop` and starts it again with `db start` on the same port', async () => {
+    expect((await runLeash(['db', 'start'], env)).code).toBe(0); // running, whichever test ran first
     const before = parse((await runLeash(['db', 'status', '--json'], env)).stdout).port;
     expect(before).toBeGreaterThan(0);
     const stop = await runLeash(['db', 'stop'], env);

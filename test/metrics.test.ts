@@ -88,18 +88,24 @@ async function scrape(url: string, token?: string): Promise<PromFamily[]> {
 const family = (families: PromFamily[], name: string) => families.find((f) => f.name === name);
 
 describe('leash serve metrics', () => {
-  it('counts a denied call by tool, decision and code, with latency histograms and database gauges', async () => {
+  // The two calls every test here looks at (in its metrics or its log), made before any of them, in any order.
+  let denied: Awaited<ReturnType<Client['callTool']>>;
+  let allowed: Awaited<ReturnType<Client['callTool']>>;
+  beforeAll(async () => {
     const client = new Client({ name: 'metrics-test', version: '1.0.0' });
     await client.connect(
       new StreamableHTTPClientTransport(new URL(started.mcp_url), {
         requestInit: { headers: { Authorization: `Bearer ${vaultKey}` } },
       }),
     );
-    const denied = await client.callTool({ name: 'send_sms', arguments: { to: '+15555550123', body: 'hi' } });
-    expect(denied.isError).toBe(true);
-    const allowed = await client.callTool({ name: 'get_budget', arguments: {} });
-    expect(allowed.isError).toBeFalsy();
+    denied = await client.callTool({ name: 'send_sms', arguments: { to: '+15555550123', body: 'hi' } });
+    allowed = await client.callTool({ name: 'get_budget', arguments: {} });
     await client.close();
+  });
+
+  it('counts a denied call by tool, decision and code, with latency histograms and database gauges', async () => {
+    expect(denied.isError).toBe(true);
+    expect(allowed.isError).toBeFalsy();
 
     const families = await scrape(`${started.url}/metrics`, ADMIN_TOKEN);
     const calls = family(families, 'leash_calls_total');

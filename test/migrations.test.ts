@@ -3,7 +3,7 @@
 // database migrated from empty and on one upgraded from the last released schema.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openDatabase, type DbHandle } from '../src/db/database.js';
 import { FUNCTION_FILES, loadFunctionFiles } from '../src/db/function-files.js';
 import { MigrationError, migrateTo, migrateToLatest } from '../src/db/migrate.js';
@@ -40,10 +40,14 @@ async function expectFunctionsEqualFiles(db: DbHandle): Promise<void> {
 }
 
 describe('migrations', () => {
-  it('create every table on an empty database, then do nothing on a second run', async () => {
+  /** What the first run on the empty database applied: here, so every test finds it migrated, in any order. */
+  let first: string[];
+  beforeAll(async () => {
     handle = await emptyDatabase(name);
+    first = await migrateToLatest(handle.db);
+  });
 
-    const first = await migrateToLatest(handle.db);
+  it('create every table on an empty database, then do nothing on a second run', async () => {
     expect(first).toEqual([
       '2026-11-22-0001-initial',
       '2026-11-22-0002-admission',
@@ -64,10 +68,10 @@ describe('migrations', () => {
       '2026-12-06-0017-function-files',
       ...FUNCTIONS_APPLIED,
     ]);
-    const second = await migrateToLatest(handle.db);
+    const second = await migrateToLatest(handle!.db);
     expect(second).toEqual([]);
 
-    const { rows } = await handle.pool.query<{ table_name: string }>(
+    const { rows } = await handle!.pool.query<{ table_name: string }>(
       `select table_name from information_schema.tables where table_schema = 'public' order by 1`,
     );
     expect(rows.map((r) => r.table_name)).toEqual(
@@ -80,7 +84,7 @@ describe('migrations', () => {
         'vendor_credentials',
       ]),
     );
-    const idx = await handle.pool.query<{ indexname: string }>(
+    const idx = await handle!.pool.query<{ indexname: string }>(
       `select indexname from pg_indexes where tablename = 'audit_log'`,
     );
     expect(idx.rows.map((r) => r.indexname)).toEqual(

@@ -62,7 +62,13 @@ const auditRow = (id: string | null) => readAuditRow(tdb.db, id);
 
 describe('runTool', () => {
   it('calls the vendor once with an idempotency key derived from the audit row and settles the cost', async () => {
-    const key = await keyFor(tdb.db, { policy: 'charges' });
+    // A policy of its own, so what it has left does not depend on the tests before it.
+    await applyTestPolicy(tdb.db, deps.catalog, {
+      name: 'charges-once',
+      limits: { daily_usd: 10, per_key_daily_usd: 10 },
+      tools: { charge_test: { max_amount_usd: 50, customers: ['cus_A'] } },
+    });
+    const key = await keyFor(tdb.db, { policy: 'charges-once' });
     const r = await settledRun(deps, key.key, 'charge_test', charge(120));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -75,7 +81,7 @@ describe('runTool', () => {
       key_id: key.id,
       agent: 'agent-1',
       run_id: 'run-1',
-      policy: 'charges',
+      policy: 'charges-once',
       policy_version: 1,
       tool: 'charge_test',
       vendor: 'testvendor',
@@ -87,8 +93,10 @@ describe('runTool', () => {
       cost_status: 'settled',
       amount: 120,
       currency: 'usd',
-      vendor_object_id: 'eff_1',
     });
+    // The effect the fake made for this call's idempotency key.
+    expect(row.vendor_object_id).toBe(fake.effects.get(`leash_${r.audit_id}`)?.id);
+    expect(row.vendor_object_id).toMatch(/^eff_\d+$/);
     expect(row.latency_ms).toBeGreaterThanOrEqual(0);
     const win = await tdb.db
       .selectFrom('spend_windows')

@@ -112,6 +112,20 @@ const email = (client: Client, subject: string) =>
     arguments: { to: ['pat@acme.com'], subject, text: 'Your refund is on its way.' },
   }) as Promise<CallToolResult>;
 const structured = (r: CallToolResult) => r.structuredContent as Record<string, unknown>;
+
+/**
+ * One email sent as `agent` (a key of its own) through a real MCP client, so a test has the rows it looks at
+ * whatever ran before it (the suite passes in any order).
+ */
+async function emailAs(agent: string, policy = 'support'): Promise<CallToolResult> {
+  const key = await keyFor(tdb.db, { policy, agent, runId: `run-${agent}` });
+  const client = await mcpClient(key.key);
+  try {
+    return await email(client, `From ${agent}`);
+  } finally {
+    await client.close();
+  }
+}
 function approvalId(r: CallToolResult): string {
   const s = structured(r) as { details?: { approval_id?: unknown }; approval_id?: unknown };
   const id = s.details?.approval_id ?? s.approval_id;
@@ -205,13 +219,15 @@ describe('the signed-in console', () => {
   });
 
   it('opens a row’s details from the keyboard, with no secret in them', async () => {
-    const button = page.locator('tr', { hasText: 'slow-mailer' }).locator('button.link');
+    expect((await emailAs('details-reader')).isError).toBeFalsy();
+    const button = page.locator('tr', { hasText: 'details-reader' }).locator('button.link');
+    await button.waitFor({ timeout: WAIT_MS });
     await button.focus();
     await page.keyboard.press('Enter');
     const details = page.locator('#details');
     await details.waitFor({ state: 'visible' });
     const text = (await details.textContent()) ?? '';
-    expect(text).toContain('slow-mailer');
+    expect(text).toContain('details-reader');
     expect(text).toContain('send_email');
     expect(text).not.toMatch(/lsk_|re_canary|sk_test|canary/i);
     await screenshot(page, 'details');
@@ -220,6 +236,11 @@ describe('the signed-in console', () => {
   });
 
   it('filters the live view by agent', async () => {
+    // Two agents, one's name inside the other's: the filter is the agent, not a substring of it.
+    for (const agent of ['mailer', 'slow-mailer']) {
+      expect((await emailAs(agent)).isError).toBeFalsy();
+      await page.locator('#audit tbody tr', { hasText: agent }).first().waitFor({ timeout: WAIT_MS });
+    }
     await page.fill('#filters input[name=agent]', 'mailer');
     await page.locator('#status[data-state="live"]').waitFor();
     await expect
@@ -235,11 +256,12 @@ describe('the signed-in console', () => {
   });
 
   it('shows today’s spend per policy against its cap and the last 7 days', async () => {
+    expect((await emailAs('mailer')).isError).toBeFalsy();
     const policy = page.locator('#spend-policies .bar[data-name="support"]');
     await expect.poll(() => policy.textContent(), { timeout: WAIT_MS }).toContain('of $5.00');
-    await expect(page.locator('#spend-agents .bar[data-name="mailer"]').textContent()).resolves.toContain(
-      'support',
-    );
+    await expect
+      .poll(() => page.locator('#spend-agents .bar[data-name="mailer"]').textContent(), { timeout: WAIT_MS })
+      .toContain('support');
     expect(await page.locator('#spend-days .day').count()).toBe(7);
     await screenshot(page, 'console-1280');
   });
@@ -327,6 +349,8 @@ describe('the signed-in console', () => {
   });
 
   it('filters the live view to held calls', async () => {
+    expect(structured(await emailAs('gated-bot', 'gated'))).toMatchObject({ code: 'approval_required' });
+    expect((await emailAs('mailer')).isError).toBeFalsy();
     await page.selectOption('#filters select[name="decision"]', 'held');
     try {
       const rows = page.locator('#audit tbody tr');
@@ -343,6 +367,7 @@ describe('the signed-in console', () => {
   it('is readable at phone width without sideways scrolling', async () => {
     const phone = await context.newPage();
     await phone.setViewportSize({ width: 390, height: 844 });
+    expect((await emailAs('phone-reader')).isError).toBeFalsy();
     await phone.goto(`${origin}/console`);
     await phone.locator('#status[data-state="live"]').waitFor();
     await phone.locator('#audit tbody tr').first().waitFor();
