@@ -49,6 +49,7 @@ const envShape = {
   LEASH_VAULT_KEY: z.string().optional(),
   LEASH_LOG: z.enum(['silent', 'error', 'info', 'debug']).optional(),
   LEASH_DB_POOL_MAX: z.coerce.number().int().min(1).max(200).optional(),
+  LEASH_DB_POOL_WAIT_MS: z.coerce.number().int().min(100).max(600_000).optional(),
   LEASH_AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).optional(),
   LEASH_TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).optional(),
   LEASH_VENDOR_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).optional(),
@@ -85,6 +86,8 @@ export type Config = Readonly<{
   vaultKey: string | undefined;
   logLevel: 'silent' | 'error' | 'info' | 'debug';
   poolMax: number;
+  /** How long a call may wait for a free database connection before it is refused (audit_unavailable). */
+  poolWaitMs: number;
   /** Wrong vault keys / admin tokens one client address may present per minute over HTTP before 429. */
   authFailuresPerMinute: number;
   /** Proxies in front of `leash serve` that append X-Forwarded-For (0: the socket's peer is the client). */
@@ -226,6 +229,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, vendors: readonly VendorDecla
     vaultKey: e.LEASH_VAULT_KEY,
     logLevel: e.LEASH_LOG ?? 'info',
     poolMax: e.LEASH_DB_POOL_MAX ?? 10,
+    poolWaitMs: e.LEASH_DB_POOL_WAIT_MS ?? 5000,
     authFailuresPerMinute: e.LEASH_AUTH_FAILURES_PER_MINUTE ?? 20,
     trustProxyHops: e.LEASH_TRUST_PROXY_HOPS ?? 0,
     vendorTimeoutMs: e.LEASH_VENDOR_TIMEOUT_MS ?? 20_000,

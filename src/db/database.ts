@@ -84,7 +84,7 @@ export async function openDatabase(
   };
   const pool = new pg.Pool({
     max: options.poolMax ?? config.poolMax,
-    connectionTimeoutMillis: 5000,
+    connectionTimeoutMillis: config.poolWaitMs,
     idleTimeoutMillis: 30_000,
     Client: TargetClient,
   });
