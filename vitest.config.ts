@@ -24,8 +24,8 @@ if (!systemPg && !process.env.LEASH_SYSTEM_PG_SKIP_SAID) {
 
 export default defineConfig({
   test: {
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
     pool: 'forks',
     maxWorkers: 2,
     projects: [

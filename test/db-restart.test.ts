@@ -197,7 +197,7 @@ describe('leash serve across a database restart', () => {
     expect(r.portAfter).toBe(r.portBefore);
     console.info(`db restart on the same port: serving again ${r.recoveryMs} ms after db start returned`);
     // Stops and starts the database with the CLI: slow on a busy machine.
-  }, 90_000);
+  }, 180_000);
 
   it('follows the database to a new port when its old one was taken while it was down', async () => {
     const r = await bounce({ holdPort: true });
@@ -211,7 +211,7 @@ describe('leash serve across a database restart', () => {
     expect(serve.exitCode, serveLog).toBeNull();
     console.info(`db restart on a new port: serving again ${r.recoveryMs} ms after db start returned`);
     // Stops and starts the database with the CLI: slow on a busy machine.
-  }, 90_000);
+  }, 180_000);
 
   it('survives the database going away under a connection that is checked out', async () => {
     const handle = await openDatabase(testConfig({ LEASH_HOME: home }), { poolMax: 2, migrate: false });
@@ -231,5 +231,5 @@ describe('leash serve across a database restart', () => {
       await handle.close();
     }
     // Stops and starts the database with the CLI: slow on a busy machine.
-  }, 90_000);
+  }, 180_000);
 });

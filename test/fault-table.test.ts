@@ -22,7 +22,7 @@ let bench: FaultBench;
 
 beforeAll(async () => {
   bench = await startFaultBench({ timeoutMs: VENDOR_TIMEOUT_MS });
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await bench?.close();

@@ -48,12 +48,12 @@ describe('install path', () => {
         '--no-audit',
         '--no-fund',
       ],
-      { env, cwd: dir, timeout: 120_000 },
+      { env, cwd: dir, timeout: 540_000 },
     );
     const help = await run(join(prefix, 'bin', 'leash'), ['--help'], { env, cwd: dir });
     expect(help.stdout).toContain('Usage: leash <command>');
     expect(help.stdout).toContain('mcp');
-  }, 150_000);
+  }, 600_000);
 
   it('never tells an agent host to run `npx leash`', async () => {
     const mcp = JSON.parse(await readFile(join(ROOT, 'mcp.json'), 'utf8')) as {

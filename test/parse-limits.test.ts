@@ -51,7 +51,7 @@ beforeAll(async () => {
       resend: { http: { 'POST /emails': { from: 'Support <support@acme.com>' } } },
     },
   });
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await http?.close();

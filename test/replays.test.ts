@@ -203,7 +203,7 @@ describe('a replay through the REST door', () => {
         );
       await settled();
       const replays = () => events.filter((e) => e.row.replay_of).map((e) => e.row);
-      await expect.poll(() => replays().length, { timeout: 5_000 }).toBeGreaterThan(0);
+      await expect.poll(() => replays().length, { timeout: 30_000 }).toBeGreaterThan(0);
       const first = events.find((e) => e.kind === 'row')!.row;
       expect(replays().at(-1)).toMatchObject({ replay_of: first.id, cost_micros: 0, reserved_micros: 0 });
       expect(formatAuditLine(replays().at(-1)!, 'settled')).toMatch(/ replay {3}.* replay of /);
@@ -252,7 +252,7 @@ describe('a replay through the REST door', () => {
     stripe.delayMs = 800;
     const first = await postRefund(key.key, 'order-88', body, slowHttp);
     expect(first.status).toBe(504);
-    await expect.poll(() => p.amount_refunded, { timeout: 5_000 }).toBe(1200);
+    await expect.poll(() => p.amount_refunded, { timeout: 30_000 }).toBe(1200);
     stripe.delayMs = 0;
     const again = await postRefund(key.key, 'order-88', body, slowHttp);
     expect(again.status).toBe(200);
@@ -317,7 +317,7 @@ describe('a replay through the MCP door', () => {
       amount: 1500,
     });
     expect(r.ok).toBe(false);
-    await expect.poll(() => p.amount_refunded, { timeout: 5_000 }).toBe(1500);
+    await expect.poll(() => p.amount_refunded, { timeout: 30_000 }).toBe(1500);
     stripe.delayMs = 0;
     await settled();
     await reconcile(slow, { graceSeconds: 0 });

@@ -64,7 +64,7 @@ beforeAll(async () => {
       },
     },
   });
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await http?.close();

@@ -45,7 +45,7 @@ beforeAll(async () => {
     vendors: { stripe: { http: { 'POST /v1/payment_intents': intentRule } } },
   });
   serve = await startServe(tdb.url, vendors.env);
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await serve?.stop();

@@ -62,7 +62,7 @@ beforeAll(async () => {
     vendors: { stripe: { http: { 'POST /v1/refunds': {} } } },
   });
   replicas.push(await startServe(tdb.url, vendors.env), await startServe(tdb.url, vendors.env));
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await Promise.all(replicas.map((r) => r.stop()));
@@ -412,7 +412,7 @@ describe('one budget, one engine', () => {
     expect(ok).toBe(20);
     expect(results.filter((r) => r.statusCode === 402)).toHaveLength(180);
     expect(vendors.stripe.received.filter((r) => r.method === 'POST')).toHaveLength(20);
-  }, 60_000);
+  }, 180_000);
 
   it('answers the very next SDK call after `leash keys revoke` with 401', async () => {
     const p = vendors.stripe.addPayment({ customer: 'cus_alice', amount: 10_000 });

@@ -20,7 +20,7 @@ let hook: RecordingServer;
 beforeAll(async () => {
   bench = await startFaultBench({ timeoutMs: 10_000 });
   hook = await startRecordingServer((_req, res) => sendJson(res, 200, { ok: true }));
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await hook?.close();

@@ -19,7 +19,7 @@ let bench: FaultBench;
 
 beforeAll(async () => {
   bench = await startFaultBench({ timeoutMs: 10_000 });
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   await bench?.close();
