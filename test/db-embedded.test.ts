@@ -59,7 +59,7 @@ describe('leash db (embedded)', () => {
       await destroyEmbedded(own).finally(() => rm(own, { recursive: true, force: true }));
     }
     // initdb and a server start in new processes: slow on a busy machine.
-  }, 120_000);
+  }, 300_000);
 
   it('never prints the database password in status output', async () => {
     expect((await runLeash(['db', 'start'], env)).code).toBe(0); // running, whichever test ran first
@@ -70,7 +70,7 @@ describe('leash db (embedded)', () => {
     expect(status.stdout).not.toContain(password);
     expect(status.stdout).toContain('****');
     // May be the first to start the server (initdb): slow on a busy machine.
-  }, 120_000);
+  }, 300_000);
 
   it('stops the server with `db stop` and starts it again with `db start` on the same port', async () => {
     expect((await runLeash(['db', 'start'], env)).code).toBe(0); // running, whichever test ran first
@@ -88,7 +88,7 @@ describe('leash db (embedded)', () => {
     expect(start.code, start.stderr).toBe(0);
     expect(parse(start.stdout)).toMatchObject({ running: true, port: before });
     // Five leash processes, a server stop and start: slow on a busy machine.
-  }, 120_000);
+  }, 300_000);
 
   it('answers --help and rejects unknown commands with a usage exit code', async () => {
     const help = await runLeash(['db', '--help'], env);

@@ -94,7 +94,7 @@ describe('where the embedded cluster lives', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toContain(`data         ${join(home, 'pg', 'data')}\n`);
     expect(await statusOf(home)).toMatchObject({ running: true, initialised: true, in_home: true });
-  }, 120_000);
+  }, 300_000);
 
   it.runIf(asRoot)(
     'falls back to /var/lib/leash for a home its user cannot reach (as under /root), says so at init, and marks the cluster',
@@ -173,7 +173,7 @@ describe('leash db destroy', () => {
     const nothing = await leash(['db', 'destroy', '--yes', '--json'], home);
     expect(nothing.code).toBe(0);
     expect(JSON.parse(nothing.stdout)).toMatchObject({ destroyed: false });
-  }, 120_000);
+  }, 300_000);
 
   it('answers --help', async () => {
     const help = await leash(['db', 'destroy', '--help'], '/nonexistent/leash-destroy-help');
@@ -221,7 +221,7 @@ describe('clusters whose home is gone', () => {
     }
     const now = await statusOf(looker);
     for (const g of gone) expect(now.orphans.map((o) => o.dir)).not.toContain(g.dir);
-  }, 180_000);
+  }, 300_000);
 });
 
 describe("the suite's sweep", () => {
@@ -273,5 +273,5 @@ describe("the suite's sweep", () => {
     expect(await running(live)).toEqual([]);
     if (asRoot) expect(existsSync(sharedDirOf(join(live, 'locked', 'home')))).toBe(false);
     expect(await sweepLeftovers(live)).toEqual([]);
-  }, 120_000);
+  }, 300_000);
 });

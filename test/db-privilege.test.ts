@@ -139,7 +139,7 @@ describe('least privilege in the embedded database', () => {
     const migrate = await runLeash(['db', 'migrate'], env);
     expect(migrate.code, migrate.stderr).toBe(0);
     // Runs every migration in a new process: slow on a busy machine.
-  }, 120_000);
+  }, 300_000);
 });
 
 describe('DATABASE_URL with the grants the README lists', () => {
@@ -184,5 +184,5 @@ describe('DATABASE_URL with the grants the README lists', () => {
       });
     }
     // Runs every migration in a new process: slow on a busy machine.
-  }, 120_000);
+  }, 300_000);
 });

@@ -71,5 +71,5 @@ describe('leash demo (npm start)', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ mode: 'embedded', running: false });
     expect(status.code).toBe(4);
     // initdb, migrations and a server process: generous, for a machine busy with other work.
-  }, 120_000);
+  }, 300_000);
 });
