@@ -12,6 +12,7 @@ const SYSTEM_PG_FILES = [
   'test/approvals-revoke.test.ts',
   'test/function-files.test.ts',
   'test/outcome-pending.test.ts',
+  'test/tripwires.test.ts',
 ];
 const systemPg = existsSync(`/usr/lib/postgresql/${SYSTEM_PG}/bin/initdb`);
 // Said once: vitest evaluates this file again for each project that extends it.

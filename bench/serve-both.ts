@@ -56,6 +56,12 @@ export const BENCH_POLICY = {
   },
 };
 
+/** Two wires on the bench key (per key, enforce, pause), far above anything a run reaches. */
+export const BENCH_TRIPWIRES = [
+  { when: { calls_per_minute: 100_000_000 } },
+  { when: { spend_usd_per_10m: 1_000_000 } },
+];
+
 const SECRETS = {
   STRIPE_SECRET_KEY: 'sk_test_bench0a1b2c3d4e5f',
   TWILIO_ACCOUNT_SID: `AC${'b3'.repeat(16)}`,
@@ -99,7 +105,10 @@ async function main(): Promise<void> {
   );
   const handle = await openDatabase(config, { poolMax });
   // LEASH_BENCH_CAPS=0 drops every cap (no spend windows touched): a diagnostic for hot budget rows.
-  const policy = process.env.LEASH_BENCH_CAPS === '0' ? { ...BENCH_POLICY, limits: {} } : BENCH_POLICY;
+  const capped = process.env.LEASH_BENCH_CAPS === '0' ? { ...BENCH_POLICY, limits: {} } : BENCH_POLICY;
+  // LEASH_BENCH_TRIPWIRES=1 adds two tripwires on the bench key, never reached: their cost on the admission path.
+  const policy =
+    process.env.LEASH_BENCH_TRIPWIRES === '1' ? { ...capped, tripwires: BENCH_TRIPWIRES } : capped;
   const doc = validatePolicy(policy, ruleSpecs(catalog));
   await applyPolicy(handle.db, doc);
   const key = await mintKey(handle.db, {

@@ -1,6 +1,6 @@
 // The console's calls to /console/api: reads with the session cookie, changes with the session's CSRF token too
 // (the page carries it in <meta name="leash-csrf">). A 401 means the session ended: back to the sign-in page.
-import type { Overview, RevokeTarget } from './types.js';
+import type { OperatorAction, Overview, RevokeTarget } from './types.js';
 
 /** The request was refused; `message` is the server's reason (shown to the operator). */
 export class ApiError extends Error {
@@ -46,6 +46,11 @@ async function post<T>(path: string, body: object): Promise<T> {
 }
 
 export const getOverview = (): Promise<Overview> => read<Overview>('/console/api/overview');
+
+/** The last operator actions, newest first (the server's default: 20). */
+export async function getActions(): Promise<OperatorAction[]> {
+  return (await read<{ actions: OperatorAction[] }>('/console/api/actions')).actions;
+}
 
 /** False (after sending the browser to sign in) when the session has ended; true otherwise, server away included. */
 export async function sessionAlive(): Promise<boolean> {

@@ -35,3 +35,32 @@ export const plural = (n: number, word: string): string => `${n} ${word}${n === 
 /** `part` as a CSS percentage of `whole`, clamped to 0–100%. */
 export const pct = (part: number, whole: number): string =>
   `${Math.max(0, Math.min(100, (part / whole) * 100))}%`;
+
+/**
+ * A vendor amount in minor units as money in its currency: `$40.00`, `€12.50`, `¥500` (the currency's own number of
+ * decimals). A code the browser does not know reads `4000 XYZ (minor units)`, as sent.
+ */
+export function money(minor: number, currency: string): string {
+  const code = currency.toUpperCase();
+  try {
+    const f = new Intl.NumberFormat('en-US', { style: 'currency', currency: code });
+    return f.format(minor / 10 ** (f.resolvedOptions().maximumFractionDigits ?? 2));
+  } catch {
+    return `${minor} ${code} (minor units)`;
+  }
+}
+
+/** How long before `now` a time was, in one short phrase: `4 s ago`, `12 min ago`, `3 h ago`, `2 d ago`. */
+export function ago(iso: string, now: string): string {
+  const s = Math.max(0, Math.round((new Date(now).getTime() - new Date(iso).getTime()) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 172_800) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86_400)} d ago`;
+}
+
+/** A share as a whole percentage (`0%`, `<1%` for a little, `57%`, `100%`, past 100 when over). */
+export function percent(part: number, whole: number): string {
+  const p = (part / whole) * 100;
+  return p > 0 && p < 1 ? '<1%' : `${Math.round(p)}%`;
+}

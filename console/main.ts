@@ -1,14 +1,17 @@
 // The operator console's browser app (bundled by scripts/bundle.js into one script, served from /console/assets/
 // under a CSP that allows only this origin's scripts). It follows the audit stream into the live table, reads
-// the overview into the side panels, and sends revokes and approval decisions. The page's markup is
+// the overview into the agents view and the side panels and the recent operator actions into theirs (again soon
+// after streamed rows, so the agents view moves with the calls, and right after a change made here), and sends
+// revokes and approval decisions. The page's markup is
 // src/server/console/pages.ts; every element added here is built by dom.ts's h(), never from HTML.
 import { byId } from './dom.js';
 import { overviewPoller } from './overview.js';
 import { liveStream } from './stream.js';
-import type { Overview } from './types.js';
+import type { OperatorAction, Overview } from './types.js';
+import { actionsView } from './views/actions.js';
+import { agentsView } from './views/agents.js';
 import { approvalsView } from './views/approvals.js';
-import { showDetails } from './views/details.js';
-import { renderKeys } from './views/keys.js';
+import { detailsDialog } from './views/details.js';
 import { liveTable } from './views/live-table.js';
 import { revokeDialog } from './views/revoke.js';
 import { renderSpend } from './views/spend.js';
@@ -20,20 +23,20 @@ function start(): void {
   const overview = overviewPoller(render);
   const askRevoke = revokeDialog(overview.refresh);
   const approvals = approvalsView(overview.refresh);
-  const table = liveTable(showDetails);
+  const agents = agentsView(askRevoke);
+  const actions = actionsView();
+  const table = liveTable(detailsDialog(askRevoke));
 
-  // Spend and keys are re-rendered only when they changed (re-rendering keys would drop a focused button).
+  // Spend is re-rendered only when it changed; the agents view every time (its times are relative to now).
   let lastSpend = '';
-  let lastKeys = '';
-  function render(o: Overview): void {
+  function render(o: Overview, recent: OperatorAction[]): void {
+    agents.render(o.agents, o.now);
+    actions.render(recent);
     byId('approvals', HTMLElement).hidden = !o.features.approvals;
     if (o.features.approvals) approvals.render(o.approvals);
     const spend = JSON.stringify(o.spend);
     if (spend !== lastSpend) renderSpend(o.spend);
     lastSpend = spend;
-    const keys = JSON.stringify(o.keys);
-    if (keys !== lastKeys) renderKeys(o.keys, askRevoke);
-    lastKeys = keys;
     renderUnknown(o.unknown);
   }
 

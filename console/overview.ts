@@ -1,8 +1,9 @@
-// The side panels' numbers: one overview read every 5 s while the page is visible, one soon after calls stream
-// in, and one right after a change; never two at once (a read asked for during one runs when it ends).
-import { getOverview, SignedOut } from './api.js';
+// The panels' numbers: one read of the overview and of the recent operator actions every 5 s while the page is
+// visible, one soon after calls stream in, and one right after a change; never two at once (a read asked for during
+// one runs when it ends).
+import { getActions, getOverview, SignedOut } from './api.js';
 import { setStatus } from './notify.js';
-import type { Overview } from './types.js';
+import type { OperatorAction, Overview } from './types.js';
 
 const EVERY_MS = 5000;
 const SOON_MS = 1000;
@@ -16,7 +17,7 @@ export interface OverviewPoller {
   start: () => void;
 }
 
-export function overviewPoller(render: (o: Overview) => void): OverviewPoller {
+export function overviewPoller(render: (o: Overview, actions: OperatorAction[]) => void): OverviewPoller {
   let busy = false;
   let again = false;
   let soonTimer: ReturnType<typeof setTimeout> | undefined;
@@ -28,7 +29,8 @@ export function overviewPoller(render: (o: Overview) => void): OverviewPoller {
     }
     busy = true;
     try {
-      render(await getOverview());
+      const [o, actions] = await Promise.all([getOverview(), getActions()]);
+      render(o, actions);
     } catch (e) {
       if (!(e instanceof SignedOut)) setStatus('warn', 'Cannot reach leash');
     } finally {

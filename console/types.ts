@@ -38,6 +38,7 @@ export interface SpendRow {
   denied: number;
   cost_micros: number;
   reserved_micros: number;
+  /** cost + reserved: money used (its wire name in leash spend --json and /admin/spend), not a held call. */
   held_micros: number;
   cap_micros: number | null;
 }
@@ -61,16 +62,32 @@ export interface Spend {
   days: DaySpend[];
 }
 
-export interface ActiveKey {
-  id: string;
+/** One active key in the agents view (AgentActivityRow in src/admin/agent-activity.ts, plus its spend today). */
+export interface AgentRow {
+  key_id: string;
   agent: string;
   run_id: string | null;
   policy: string;
   label: string | null;
   created_at: string;
   expires_at: string | null;
-  held_micros: number;
-  cap_micros: number | null;
+  /** Calls per minute over the window, oldest first; the last is the 60 s up to the overview's `now`. */
+  per_minute: number[];
+  calls: number;
+  denied: number;
+  last_call: string | null;
+  key_held_micros: number | null;
+  key_cap_micros: number | null;
+  policy_held_micros: number | null;
+  policy_cap_micros: number | null;
+  spent_today_micros: number;
+}
+
+export interface Agents {
+  window_minutes: number;
+  /** Active keys in all; rows holds the busiest (at most 100). */
+  active_keys: number;
+  rows: AgentRow[];
 }
 
 export interface Approval {
@@ -103,7 +120,23 @@ export interface Overview {
   approvals: Approval[];
   spend: Spend;
   unknown: UnknownOutcomes;
-  keys: ActiveKey[];
+  agents: Agents;
+}
+
+/** One change an operator made (OperatorAction in src/audit/operator-actions.ts, as /console/api/actions sends it). */
+export interface OperatorAction {
+  id: string;
+  ts: string;
+  /** The operator's name, `admin` for the admin token, what the CLI was told, or `system`. */
+  actor: string;
+  /** The door: admin_api, console, cli, link or system. */
+  via: string;
+  /** key.revoke, approval.approve, policy.apply, … */
+  action: string;
+  /** `key:<id>`, `run:<id>`, `agent:<name>`, `approval:<id>`, `policy:<name>`, `credential:<vendor>/<name>`, … */
+  target: string;
+  /** Ids, versions, reasons and notes (never a secret). */
+  detail: Record<string, unknown>;
 }
 
 /** What a revoke names: exactly one of a key, an agent or a run. */

@@ -224,7 +224,8 @@ describe('admin API', () => {
     });
     expect(ok.status).toBe(200);
     expect(await ok.json()).toMatchObject({
-      approval: { status: 'approved', decided_by: 'ops-bot', note: 'fine' },
+      // The admin token records `admin`; a `by` in the body only follows it.
+      approval: { status: 'approved', decided_by: 'admin (ops-bot)', note: 'fine' },
     });
     expect((await admin(`/admin/approvals/${h.id}/deny`, { method: 'POST' })).status).toBe(409);
     expect(
@@ -235,7 +236,7 @@ describe('admin API', () => {
       rows: { approval?: { id: string; decided_by: string } | null }[];
     };
     expect(audit.rows.find((r) => r.approval?.id === h.id)?.approval).toMatchObject({
-      decided_by: 'ops-bot',
+      decided_by: 'admin (ops-bot)',
     });
     expect((await runTool(deps, h.key, 'issue_refund', h.args)).ok).toBe(true);
   });

@@ -116,7 +116,9 @@ const targets: { name: string; tag: string; revoke: (k: MintedKey) => Promise<vo
     name: 'its agent, from the console',
     tag: 'agent',
     async revoke(k) {
-      expect(await revokeFromConsole(tdb.db, { agent: k.agent }, undefined)).toEqual([k.id]);
+      expect(
+        await revokeFromConsole(tdb.db, { agent: k.agent }, undefined, { name: 'dana', via: 'console' }),
+      ).toEqual([k.id]);
     },
   },
 ];
@@ -190,7 +192,10 @@ describe('revoke cancels approval requests', () => {
       expect(await form.text()).toContain('key_revoked');
 
       // Console.
-      const viaConsole = await decideFromConsole(tdb.db, approved, 'approved', undefined);
+      const viaConsole = await decideFromConsole(tdb.db, approved, 'approved', undefined, {
+        name: 'dana',
+        via: 'console',
+      });
       expect(viaConsole.status).toBe(409);
       expect(JSON.stringify(viaConsole.body)).toContain('key_revoked');
 

@@ -356,8 +356,9 @@ describe('leash spend', () => {
       [null, 1_000, 1, 0, null, null],
     ]);
     const table = await leash('spend', '--by', 'policy', '--since', '1h');
-    expect(table.stdout).toMatch(/refunds\s+\$279\.999999\s+5\s+1\s+\$500\.00\s+\$220\.000001/);
-    expect(table.stdout).toMatch(/POLICY\s+HELD\s+REQUESTS\s+DENIED\s+CAP\s+REMAINING/);
+    // Money as cost and what pending calls have reserved ("held" is for calls waiting for a person).
+    expect(table.stdout).toMatch(/refunds\s+\$229\.999999\s+\$50\.00\s+5\s+1\s+\$500\.00\s+\$220\.000001/);
+    expect(table.stdout).toMatch(/POLICY\s+COST\s+RESERVED\s+REQUESTS\s+DENIED\s+CAP\s+REMAINING/);
   });
 
   it('groups by UTC day, oldest first, and rejects an unknown grouping', async () => {

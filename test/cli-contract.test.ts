@@ -179,12 +179,12 @@ describe('--json on every command', () => {
     const status = JSON.parse((await leash('db', 'status', '--json')).stdout) as Record<string, unknown>;
     expect(Object.keys(status).every((k) => /^[a-z_]+$/.test(k))).toBe(true);
     const table = await leash('spend', '--by', 'policy');
-    expect(table.stdout).toMatch(/POLICY\s+HELD\s+REQUESTS\s+DENIED\s+CAP\s+REMAINING/);
+    expect(table.stdout).toMatch(/POLICY\s+COST\s+RESERVED\s+REQUESTS\s+DENIED\s+CAP\s+REMAINING/);
     const json = JSON.parse((await leash('spend', '--by', 'policy', '--json')).stdout) as {
       rows: Record<string, unknown>[];
     };
     expect(Object.keys(json.rows[0] ?? {})).toEqual(
-      expect.arrayContaining(['held_micros', 'cap_micros', 'remaining_micros']),
+      expect.arrayContaining(['cost_micros', 'reserved_micros', 'cap_micros', 'remaining_micros']),
     );
     const query = await leash('audit', 'query', '--json');
     expect(JSON.parse(query.stdout)).toMatchObject([{ cost_micros: 5_000_000, reserved_micros: 0 }]);
@@ -301,7 +301,7 @@ describe('help and typos', () => {
 });
 
 describe('tables and colour', () => {
-  it('fits the terminal width, truncating the widest column with …, and prints everything with --wide', async () => {
+  it('fits the terminal width, hiding low-priority columns (and saying so) with ids whole, and prints everything with --wide', async () => {
     await leash(
       'keys',
       'create',
@@ -317,7 +317,9 @@ describe('tables and colour', () => {
     const narrow = await cli(['keys', 'list'], { ...env, COLUMNS: '80' });
     const lines = narrow.stdout.trimEnd().split('\n');
     expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(80);
-    expect(narrow.stdout).toContain('…');
+    expect(narrow.stdout).toContain(keyId);
+    expect(lines.at(-1)).toMatch(/columns? hidden.*--wide shows them/);
+    expect(narrow.stdout).not.toContain('x'.repeat(20));
     const wide = await cli(['keys', 'list', '--wide'], { ...env, COLUMNS: '80' });
     expect(wide.stdout).toContain('x'.repeat(60));
   });

@@ -62,7 +62,7 @@ describe('bounded label sets', () => {
       host: '127.0.0.1',
       port: 0,
       routes: [
-        metricsRoute(metrics, ADMIN_TOKEN, throttle),
+        metricsRoute(metrics, { db: tdb.db, adminToken: ADMIN_TOKEN, throttle }),
         restRoutes(deps, { apis: vendorApis, throttle }),
       ],
       throttle,

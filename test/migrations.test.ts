@@ -66,6 +66,8 @@ describe('migrations', () => {
       '2026-12-06-0015-credential-version',
       '2026-12-06-0016-outcome-pending',
       '2026-12-06-0017-function-files',
+      '2026-12-06-0018-operators',
+      '2026-12-06-0019-tripwires',
       ...FUNCTIONS_APPLIED,
     ]);
     const second = await migrateToLatest(handle!.db);
@@ -102,6 +104,8 @@ describe('migrations', () => {
       expect((await migrateTo(upgraded.db, LAST_RELEASED)).at(-1)).toBe(LAST_RELEASED);
       expect(await migrateToLatest(upgraded.db)).toEqual([
         '2026-12-06-0017-function-files',
+        '2026-12-06-0018-operators',
+        '2026-12-06-0019-tripwires',
         ...FUNCTIONS_APPLIED,
       ]);
       await expectFunctionsEqualFiles(upgraded);

@@ -2,7 +2,7 @@
 // typed survives), each with Deny and Approve. Shown only when the server offers the feature.
 import { decide, SignedOut } from '../api.js';
 import { byId, h, setText } from '../dom.js';
-import { untilText, usd } from '../format.js';
+import { money, untilText, usd } from '../format.js';
 import { toast } from '../notify.js';
 import type { Approval } from '../types.js';
 
@@ -51,8 +51,9 @@ export function approvalsView(decided: () => void): ApprovalsView {
       'aria-label': `Note for the ${a.tool} request of ${a.agent || 'unknown agent'}`,
     });
     const error = h('p', { class: 'error', role: 'alert', hidden: true });
-    const amount =
-      a.amount !== null && a.currency ? ` · ${a.amount} ${a.currency.toUpperCase()} (minor units)` : '';
+    // Money reads as money: the USD value admitted, and the vendor's own amount when it is in another currency.
+    const own = a.amount !== null && a.currency ? money(a.amount, a.currency) : '';
+    const amount = own && a.currency?.toLowerCase() !== 'usd' ? ` (${own})` : '';
     const who =
       `agent ${a.agent || '–'}${a.run_id ? `, run ${a.run_id}` : ''}, key ${a.key_id}` +
       `${a.policy ? `, policy ${a.policy}` : ''} · `;

@@ -1,5 +1,6 @@
 // The live activity table: one row per audit id, newest first, updated in place when the call settles (with a
-// flash), at most MAX_ROWS kept. Choosing a row (its time button, or anywhere on it) opens its details.
+// flash), at most MAX_ROWS kept. Choosing a row (its time button, or anywhere on it) opens its details. Each cell
+// has a class naming its column: at phone width console.css lays a row out as a card by them.
 import { byId, h } from '../dom.js';
 import { clock, usd } from '../format.js';
 import type { AuditRow } from '../types.js';
@@ -40,18 +41,18 @@ export function liveTable(open: (row: AuditRow) => void): LiveTable {
       clock(r.ts),
     );
     return [
-      h('td', {}, time),
+      h('td', { class: 'c-time' }, time),
       // Cells cut a long value with an ellipsis (console.css); the title and the row's details hold all of it.
-      h('td', { title: r.agent, text: r.agent }),
-      h('td', { class: 'opt', title: r.run_id, text: r.run_id || '–' }),
-      h('td', { title: r.tool, text: r.tool }),
+      h('td', { class: 'c-agent', title: r.agent, text: r.agent }),
+      h('td', { class: 'c-run', title: r.run_id, text: r.run_id || '–' }),
+      h('td', { class: 'c-tool', title: r.tool, text: r.tool }),
       h(
         'td',
-        { title: denied ? r.reason : null },
+        { class: 'c-decision', title: denied ? r.reason : null },
         h('span', { class: `badge ${r.decision}`, text: r.decision }),
         denied && r.reason ? h('span', { class: 'reason', text: r.reason }) : null,
       ),
-      h('td', { class: 'opt' }, denied ? '–' : outcomeBadge(r)),
+      h('td', { class: 'c-outcome' }, denied ? '–' : outcomeBadge(r)),
       usdCell(r),
     ];
   }
@@ -102,12 +103,12 @@ const outcomeBadge = (r: AuditRow) =>
     : h('span', { class: `badge ${r.outcome}`, text: r.outcome });
 
 function usdCell(r: AuditRow): HTMLTableCellElement {
-  if (r.decision !== 'allowed') return h('td', { class: 'num' }, '–');
+  if (r.decision !== 'allowed') return h('td', { class: 'num c-usd' }, '–');
   if (r.cost_status === 'settled' || r.cost_status === 'none')
-    return h('td', { class: 'num' }, usd(r.cost_micros));
+    return h('td', { class: 'num c-usd' }, usd(r.cost_micros));
   return h(
     'td',
-    { class: 'num', title: 'estimate, reserved until it settles' },
+    { class: 'num c-usd', title: 'estimate, reserved until it settles' },
     h('span', { class: 'est', text: `~${usd(r.reserved_micros + r.cost_micros)}` }),
   );
 }

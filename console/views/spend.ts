@@ -19,12 +19,12 @@ function bar(label: string, o: BarValues): HTMLElement {
   const reserved = h('span', { class: 'fill reserved' });
   spent.style.width = pct(o.cost, scale);
   reserved.style.width = pct(o.reserved, scale);
-  const held = o.cost + o.reserved;
+  const used = o.cost + o.reserved;
   const value =
-    usd(held) + (o.cap ? ` of ${usd(o.cap)}` : '') + (o.reserved ? ` (${usd(o.reserved)} reserved)` : '');
+    usd(used) + (o.cap ? ` of ${usd(o.cap)}` : '') + (o.reserved ? ` (${usd(o.reserved)} reserved)` : '');
   return h(
     'div',
-    { class: `bar${o.cap && held >= o.cap ? ' full' : ''}`, 'data-name': label },
+    { class: `bar${o.cap && used >= o.cap ? ' full' : ''}`, 'data-name': label },
     h(
       'div',
       { class: 'bar-head' },
@@ -36,14 +36,15 @@ function bar(label: string, o: BarValues): HTMLElement {
   );
 }
 
-const maxHeld = (list: { held_micros: number }[]) => Math.max(1, ...list.map((r) => r.held_micros));
+// `held_micros` is the wire name (leash spend --json, /admin/spend) of cost + reserved: money used, not a held call.
+const maxUsed = (list: { held_micros: number }[]) => Math.max(1, ...list.map((r) => r.held_micros));
 const calls = (r: SpendRow) => `${plural(r.requests, 'call')}, ${r.denied} denied`;
 const noneToday = () => [h('p', { class: 'empty', text: 'No calls today.' })];
 
 /** Bars for the rows that name a group (a policy or an agent). */
 function bars<R extends SpendRow>(rows: R[], note: (r: R) => string): HTMLElement[] {
   const named = rows.flatMap((r) => (r.group === null ? [] : [{ ...r, group: r.group }]));
-  const max = maxHeld(named);
+  const max = maxUsed(named);
   return named.map((r) =>
     bar(r.group, { cost: r.cost_micros, reserved: r.reserved_micros, cap: r.cap_micros, max, note: note(r) }),
   );
@@ -83,6 +84,6 @@ export function renderSpend(s: Spend): void {
       (r.policy ? ` · counts against ${r.policy}${r.cap_micros ? '’s daily cap' : ' (no daily cap)'}` : ''),
   );
   byId('spend-agents', HTMLElement).replaceChildren(...(agents.length ? agents : noneToday()));
-  const max = maxHeld(s.days);
+  const max = maxUsed(s.days);
   byId('spend-days', HTMLElement).replaceChildren(...s.days.map((d) => day(d, max)));
 }

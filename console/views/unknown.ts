@@ -14,7 +14,7 @@ export function renderUnknown(u: UnknownOutcomes): void {
   const minutes = Math.round(u.older_than_seconds / 60);
   setText(
     el,
-    `${plural(u.count, 'call')} with an unknown outcome for over ${minutes} min, reservations held ` +
+    `${plural(u.count, 'call')} with an unknown outcome for over ${minutes} min, their money still reserved ` +
       `(oldest: audit id ${u.audit_ids[0] ?? '–'}). Run leash reconcile; ` +
       'leash audit query --outcome unknown lists them.',
   );

@@ -163,7 +163,31 @@ export function startAlerts(o: {
 
   return {
     onEvent(event) {
-      if (!url || event.type !== 'denied') return;
+      if (!url) return;
+      // Admission raises each trip and each alert once across replicas, so each is sent as it comes.
+      if (event.type === 'tripwire') {
+        enqueue({
+          type: event.action === 'alert' ? 'tripwire_alert' : 'tripwire_tripped',
+          wire: event.wire,
+          policy: event.policy,
+          metric: event.metric,
+          figure: event.figure,
+          limit: event.limit,
+          window_seconds: event.window_seconds,
+          scope_kind: event.scope_kind,
+          scope: event.scope,
+          mode: event.mode,
+          action: event.action,
+          ...(event.would ? { would: event.would } : {}),
+          ...(event.revoked_keys !== undefined ? { revoked_keys: event.revoked_keys } : {}),
+          key_id: event.key_id,
+          agent: event.agent,
+          tool: event.tool,
+          audit_id: event.audit_id,
+        });
+        return;
+      }
+      if (event.type !== 'denied') return;
       const details = event.details;
       if (event.code === 'budget_exceeded' || event.code === 'request_limit_exceeded') {
         const scope = typeof details.scope === 'string' ? details.scope : 'unknown';

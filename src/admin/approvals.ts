@@ -8,8 +8,10 @@ import {
   MAX_BY,
   MAX_NOTE,
 } from '../approvals/store.js';
+import type { Actor } from '../audit/operator-actions.js';
 import type { Db } from '../db/database.js';
 import { sendJson } from '../http/kit.js';
+import type { Alerts } from './alerts.js';
 
 const decisionBody = z
   .strictObject({
@@ -19,8 +21,18 @@ const decisionBody = z
   .optional();
 
 /**
- * `/admin/approvals` (behind the admin token, checked by the caller): GET the list (`?pending=1`, `?limit=N`),
- * GET one, POST `/{id}/approve` or `/{id}/deny` with `{note?, by?}`. Returns false for any other path.
+ * The name a decision records: the caller's (an operator's, or `admin`), followed by a `by` the body gives in
+ * parentheses (a bot sharing a token can say which one it is, but never stands in for the name the token proved).
+ */
+export function decidedBy(actor: Actor, by: string | undefined): Actor {
+  const label = by?.trim();
+  return label && label !== actor.name ? { ...actor, name: `${actor.name} (${label})` } : actor;
+}
+
+/**
+ * `/admin/approvals` (behind an operator or admin token, checked by the caller): GET the list (`?pending=1`,
+ * `?limit=N`), GET one, POST `/{id}/approve` or `/{id}/deny` with `{note?, by?}`, recorded as `actor`. Returns false
+ * for any other path.
  */
 export async function approvalRoutes(
   db: Db,
@@ -28,6 +40,8 @@ export async function approvalRoutes(
   res: ServerResponse,
   url: URL,
   body: () => Promise<unknown>,
+  actor: Actor,
+  alerts?: Alerts,
 ): Promise<boolean> {
   const path = url.pathname.replace(/\/+$/, '');
   if (path !== '/admin/approvals' && !path.startsWith('/admin/approvals/')) return false;
@@ -58,9 +72,18 @@ export async function approvalRoutes(
       return true;
     }
     const decision = act[2] === 'approve' ? 'approved' : 'denied';
-    const r = await decideApproval(db, act[1], decision, parsed.data?.by ?? 'admin API', parsed.data?.note);
-    if (r.ok) sendJson(res, 200, { approval: r.approval });
-    else if (r.reason === 'not_found') sendJson(res, 404, { error: `no approval request ${act[1]}` });
+    const who = decidedBy(actor, parsed.data?.by);
+    const r = await decideApproval(db, act[1], decision, who, parsed.data?.note);
+    if (r.ok) {
+      alerts?.notify({
+        type: 'operator_action',
+        action: decision === 'approved' ? 'approval.approve' : 'approval.deny',
+        target: `approval:${r.approval.id}`,
+        by: who.name,
+        via: who.via,
+      });
+      sendJson(res, 200, { approval: r.approval });
+    } else if (r.reason === 'not_found') sendJson(res, 404, { error: `no approval request ${act[1]}` });
     else if (r.reason === 'cancelled' && r.approval)
       sendJson(res, 409, {
         error: `the request was ${cancelledText(r.approval)}`,

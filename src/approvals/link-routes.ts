@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { displayText } from '../audit/display-text.js';
 import type { Db } from '../db/database.js';
-import { formatUsd } from '../policy/money.js';
+import { formatUsd, minorUnitExponent } from '../policy/money.js';
 import type { RouteHandler } from '../http/kit.js';
 import { verifyLinkToken } from './link.js';
 import {
@@ -49,13 +49,37 @@ function page(res: ServerResponse, status: number, title: string, body: string) 
   );
 }
 
+/**
+ * A vendor amount in minor units as money in its currency (`€36.80`, `¥500`, `XYZ 40.00`); a code that is no
+ * currency code at all reads `4000 XY (minor units)`, as stored.
+ */
+function money(minor: number, currency: string): string {
+  const code = currency.toUpperCase();
+  try {
+    const digits = minorUnitExponent(code);
+    const f = new Intl.NumberFormat('en-US', {
+      style: 'currency',
+      currency: code,
+      minimumFractionDigits: digits,
+      maximumFractionDigits: digits,
+    });
+    return f.format(minor / 10 ** digits);
+  } catch {
+    return `${minor} ${code} (minor units)`;
+  }
+}
+
+/** The USD value admitted (`$40.00`), and the vendor's own amount only when it is in another currency. */
+function amountText(a: Pick<ApprovalRow, 'usd_micros' | 'amount' | 'currency'>): string {
+  const usd = formatUsd(a.usd_micros);
+  if (a.amount === null || !a.currency || a.currency.toUpperCase() === 'USD') return usd;
+  return `${usd} (${money(a.amount, a.currency)})`;
+}
+
 function summary(a: ApprovalRow): string {
   const rows: [string, string][] = [
     ['Call', a.operation ? `${a.tool} (${a.operation})` : a.tool],
-    [
-      'Amount',
-      `${formatUsd(a.usd_micros)}${a.amount !== null ? ` (${a.amount} ${a.currency ?? ''} minor units)` : ''}`,
-    ],
+    ['Amount', amountText(a)],
     ['Agent', `${a.agent ?? '?'}${a.run_id ? `, run ${a.run_id}` : ''}`],
     ['Key', a.key_id],
     ['Policy', a.policy ?? '?'],
@@ -149,7 +173,8 @@ export function approvalLinkRoutes(db: Db, key: Buffer | undefined): RouteHandle
       db,
       id,
       decision === 'approve' ? 'approved' : 'denied',
-      by ? `${by} (signed link)` : 'signed link',
+      // Whoever holds the link says who they are: taken on trust, and marked so.
+      { name: by ? `${by} (signed link)` : 'signed link', via: 'link' },
       note,
       hash,
     );

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { actorName, type Actor } from '../audit/operator-actions.js';
 import type { Db } from '../db/database.js';
 import type { ApprovalStatus } from '../db/schema.js';
 import { approvalsChanged } from './changes.js';
@@ -91,18 +92,22 @@ export type DecideResult =
  * Approves or denies a pending, unexpired request in one conditional update (a second approver, an expired
  * request or a used link changes nothing), and stamps the decision on the held audit rows of that request.
  * With `nonceHash`, only the signed link whose nonce this is may decide, and the link is spent in the same update.
+ * The decision is recorded as an operator action in the same statement; `by` as a plain string is a caller that
+ * names no door (recorded as `system`).
  */
 export async function decideApproval(
   db: Db,
   id: string,
   decision: Decision,
-  by: string,
+  by: string | Actor,
   note: string | undefined,
   nonceHash?: Buffer,
 ): Promise<DecideResult> {
   if (!isApprovalId(id)) return { ok: false, reason: 'not_found' };
-  const who = by.slice(0, MAX_BY);
+  const actor: Actor = typeof by === 'string' ? { name: by, via: 'system' } : by;
+  const who = actorName(actor).slice(0, MAX_BY);
   const why = note?.slice(0, MAX_NOTE) ?? null;
+  const action = decision === 'approved' ? 'approval.approve' : 'approval.deny';
   const { rows } = await sql<{ id: string }>`
     with d as (
       update approvals set status = ${decision}, decided_at = clock_timestamp(), decided_by = ${who}, note = ${why},
@@ -117,6 +122,11 @@ export async function decideApproval(
         from d
         where a.key_id = d.key_id and a.args_hash = d.args_hash and a.decision = 'held'
           and a.metadata->'approval'->>'id' = d.id::text
+    ), logged as (
+      insert into operator_actions (actor, via, action, target, detail)
+        select d.decided_by, ${actor.via}, ${action}, 'approval:' || d.id::text,
+            jsonb_strip_nulls(jsonb_build_object('key_id', d.key_id, 'note', d.note))
+          from d
     )
     select id from d`.execute(db);
   if (rows.length) approvalsChanged([id]);

@@ -24,7 +24,8 @@ interface Waiting {
  * large.
  *
  * A batch that fails is retried one call at a time, so one call's failure never refuses another; a call whose own
- * admission fails rejects, and its vendor is not called.
+ * admission fails rejects, and its vendor is not called. Calls a tripwire measures batch like any other: the batch's
+ * statement holds their scopes' locks and measures each call against the ones before it, exactly.
  */
 export class AdmissionQueue {
   private waiting: Waiting[] = [];

@@ -1,7 +1,8 @@
-// Replays audit rows through a candidate policy's rules (pure): what would have been decided differently.
-import type { CompiledPolicy, ToolRule } from '../policy/compile.js';
-import { genericRuleShape } from '../policy/schema.js';
-import { evaluate, type PolicyFacts } from '../policy/evaluate.js';
+// Replays audit rows through a candidate policy's rules (pure), held calls too: which would now be allowed, held
+// or denied. It decides each row on the facts the pipeline stored for it, with the pipeline's own decideFacts.
+import type { CompiledPolicy } from '../policy/compile.js';
+import { decideFacts, undecidedRules, verdictOf, type Verdict } from '../policy/decide-call.js';
+import type { PolicyFacts } from '../policy/evaluate.js';
 import type { ToolRules } from '../policy/rule-set.js';
 
 /** What replay needs of a tool (a catalog's ToolDefinition is one): its own rules, and its facts from the input. */
@@ -17,14 +18,14 @@ export interface ReplayRow {
   id: string;
   ts: Date;
   tool: string;
-  /** allowed | denied */
+  /** allowed | held | denied */
   decision: string;
   reason: string | null;
   request: unknown;
   amount: number | null;
   currency: string | null;
   metadata: unknown;
-  /** The USD value admitted (0 for denied rows). */
+  /** The USD value admitted (0 for denied and held rows). */
   usd_micros: number;
   cost_micros: number;
   reserved_micros: number;
@@ -39,7 +40,10 @@ const RULE_CODES = new Set([
   'recipient_not_allowed',
   'too_many_recipients',
   'too_many_segments',
+  'parameter_not_allowed',
 ]);
+/** Refusals of a call the policy held for a person: the person (or the clock) said no, the policy said hold. */
+const APPROVAL_CODES = new Set(['approval_denied', 'approval_expired']);
 /** Decided in SQL at admission (caps, loop guard), after the rules: replay does not re-run them. */
 const ADMISSION_CODES = new Set([
   'budget_exceeded',
@@ -52,7 +56,9 @@ export interface ReplayChange {
   id: string;
   ts: string;
   tool: string;
+  /** allowed, approved (held, then approved by a person), held, or the code it was denied with */
   was: string;
+  /** allowed, held, or the code the candidate denies it with */
   now: string;
   message?: string;
   usd_micros?: number;
@@ -67,30 +73,22 @@ export interface ReplayReport {
   /** Rows whose facts the audit row does not hold (e.g. a refund's customer): by the rule that needs them. */
   undecidable: number;
   undecidable_by_rule: Record<string, number>;
+  /** Calls allowed or held that the candidate denies, by its code. */
   now_denied: number;
   now_denied_by_code: Record<string, number>;
   /** USD that calls now denied had been admitted at: what the candidate would have refused. */
   usd_refused_micros: number;
+  /** Calls denied or held (approved or not) that the candidate allows outright, by what they were. */
   now_allowed: number;
   now_allowed_by_code: Record<string, number>;
+  /** Calls allowed or denied that the candidate holds for a person, by what they were. */
+  now_held: number;
+  now_held_by_code: Record<string, number>;
+  /** What the candidate decides for every replayed row: allowed, held for a person, or denied (by code). */
+  decisions: { allowed: number; held: number; denied: number; denied_by_code: Record<string, number> };
   /** Up to `sample` rows of each kind of change, oldest first. */
   changes: ReplayChange[];
   note: string;
-}
-
-/**
- * The rules of `rule` that partial facts (no stored facts, no facts from the request) cannot decide: a tool's
- * own rules read facts only the tool knows, and the generic ones need the amount or the customer.
- */
-export function undecidedRules(rule: ToolRule, facts: PolicyFacts, complete: boolean): string[] {
-  const gaps: string[] = [];
-  if (rule.maxAmountMicros !== undefined && facts.amount === undefined) gaps.push('max_amount_usd');
-  if (rule.customers && facts.customer === undefined) gaps.push('customers');
-  if (!complete) {
-    const generic = new Set(Object.keys(genericRuleShape));
-    for (const k of Object.keys(rule.source)) if (!generic.has(k)) gaps.push(k);
-  }
-  return gaps;
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
@@ -107,21 +105,20 @@ function factsFrom(v: unknown): PolicyFacts {
 }
 
 /**
- * The facts the policy saw for a row, from what the row holds: the facts the pipeline stored
- * (`metadata.facts`), the amount and currency columns, the tool's own `facts()` over the stored request when
- * the tool needs no vendor lookup, and what a denial recorded. Nothing is guessed.
+ * The facts the policy saw for a row, from what the row holds: the facts the pipeline stored (`metadata.facts`,
+ * exactly what it decided on); for rows from before it stored them, the tool's own `facts()` over the stored
+ * request when the tool needs no vendor lookup, the amount and currency columns, and what a denial recorded.
+ * Nothing is guessed.
  */
 export function rowFacts(
   row: ReplayRow,
   tool: ReplayTool | undefined,
 ): { facts: PolicyFacts; complete: boolean } {
   const meta = isRecord(row.metadata) ? row.metadata : {};
+  if (isRecord(meta.facts)) return { facts: factsFrom(meta.facts), complete: true };
   let facts: PolicyFacts = {};
   let complete = false;
-  if (isRecord(meta.facts)) {
-    facts = factsFrom(meta.facts);
-    complete = true;
-  } else if (tool && !tool.lookup && isRecord(row.request)) {
+  if (tool && !tool.lookup && isRecord(row.request)) {
     try {
       facts = factsFrom(tool.facts(row.request, undefined));
       complete = true;
@@ -135,6 +132,25 @@ export function rowFacts(
   if (row.amount !== null && row.currency)
     facts = { ...facts, amount: { minor: row.amount, currency: row.currency } };
   return { facts, complete };
+}
+
+/** What the row's call was under the policy it ran under: the verdict its rules gave, and a label for it. */
+function wasOf(row: ReplayRow): { verdict: Verdict | 'admission'; label: string } | undefined {
+  const meta = isRecord(row.metadata) ? row.metadata : {};
+  if (row.decision === 'allowed') {
+    const approval = isRecord(meta.approval) ? meta.approval : {};
+    // Admitted by spending a person's approval: the rules held it.
+    return approval.status === 'used'
+      ? { verdict: 'held', label: 'approved' }
+      : { verdict: 'allowed', label: 'allowed' };
+  }
+  if (row.decision === 'held') return { verdict: 'held', label: 'held' };
+  const code = row.reason ?? 'denied';
+  if (RULE_CODES.has(code)) return { verdict: 'denied', label: code };
+  if (APPROVAL_CODES.has(code)) return { verdict: 'held', label: code };
+  // The rules let it through (allowed or held); caps or the loop guard refused it.
+  if (ADMISSION_CODES.has(code)) return { verdict: 'admission', label: code };
+  return undefined;
 }
 
 const bump = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
@@ -158,18 +174,19 @@ export function createReplay(o: {
     usd_refused_micros: 0,
     now_allowed: 0,
     now_allowed_by_code: {},
+    now_held: 0,
+    now_held_by_code: {},
+    decisions: { allowed: 0, held: 0, denied: 0, denied_by_code: {} },
     changes: [],
     note: 'policy rules only: caps, request limits and the loop guard are decided at admission and are not replayed',
   };
   const sample = o.sample ?? 20;
-  let deniedShown = 0;
-  let allowedShown = 0;
+  const shown = { allowed: 0, held: 0, denied: 0 };
 
   function add(row: ReplayRow): void {
     r.rows++;
-    const was = row.decision === 'allowed' ? 'allowed' : (row.reason ?? 'denied');
-    const ruleDecided = row.decision === 'allowed' || RULE_CODES.has(was) || ADMISSION_CODES.has(was);
-    if (!ruleDecided) return void r.not_replayed++;
+    const was = wasOf(row);
+    if (!was) return void r.not_replayed++;
     const rule = o.policy.tools.get(row.tool);
     const tool = o.tools.get(row.tool);
     const { facts, complete } = rowFacts(row, tool);
@@ -180,9 +197,8 @@ export function createReplay(o: {
       return;
     }
     r.replayed++;
-    const d = evaluate({
-      tool: row.tool,
-      ownRules: tool?.ownRules,
+    const d = decideFacts({
+      tool: { name: row.tool, ownRules: tool?.ownRules },
       policy: o.policy,
       // The row got past authentication, so the key was good then; key state is not policy.
       key: { revokedAt: null, expiresAt: null },
@@ -190,19 +206,28 @@ export function createReplay(o: {
       facts,
       fxRates: o.fxRates,
     });
-    const base = { id: row.id, ts: row.ts.toISOString(), tool: row.tool, was };
-    if (!d.allow && row.decision === 'allowed') {
+    const now = verdictOf(d);
+    r.decisions[now]++;
+    if (!d.allow) bump(r.decisions.denied_by_code, d.code);
+    // Caps still apply to whatever the rules would let through; a call refused by them stays refused.
+    if (was.verdict === now || was.verdict === 'admission') return void r.unchanged++;
+    const base = { id: row.id, ts: row.ts.toISOString(), tool: row.tool, was: was.label };
+    const usd = Math.max(row.usd_micros, row.cost_micros + row.reserved_micros);
+    if (!d.allow) {
       r.now_denied++;
       bump(r.now_denied_by_code, d.code);
-      const usd = Math.max(row.usd_micros, row.cost_micros + row.reserved_micros);
       r.usd_refused_micros += usd;
-      if (deniedShown++ < sample)
+      if (shown.denied++ < sample)
         r.changes.push({ ...base, now: d.code, message: d.message, usd_micros: usd });
-    } else if (d.allow && RULE_CODES.has(was)) {
+    } else if (now === 'held') {
+      r.now_held++;
+      bump(r.now_held_by_code, was.label);
+      if (shown.held++ < sample) r.changes.push({ ...base, now, ...(usd ? { usd_micros: usd } : {}) });
+    } else {
       r.now_allowed++;
-      bump(r.now_allowed_by_code, was);
-      if (allowedShown++ < sample) r.changes.push({ ...base, now: 'allowed' });
-    } else r.unchanged++;
+      bump(r.now_allowed_by_code, was.label);
+      if (shown.allowed++ < sample) r.changes.push({ ...base, now, ...(usd ? { usd_micros: usd } : {}) });
+    }
   }
 
   return {

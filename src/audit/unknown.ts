@@ -1,4 +1,4 @@
-// Calls whose outcome has stayed unknown too long: the vendor may have acted, their reservations are held, and
+// Calls whose outcome has stayed unknown too long: the vendor may have acted, their money stays reserved, and
 // reconcile could not settle them (yet). Alerts and the console tell operators about them.
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';

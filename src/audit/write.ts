@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { BudgetWindow } from '../db/schema.js';
+import type { TripwireCheck } from '../policy/tripwires.js';
 import type { AuditHasher } from './audit-hash.js';
 import {
   MAX_METADATA_BYTES,
@@ -42,6 +43,29 @@ export interface Admission {
   remaining_micros: number | null;
   /** Admitted: a WAL position written by admission's last, synchronously committed transaction (after the audit row). */
   durable_lsn?: string;
+  /** Wires that tripped (the call refused tripwire_tripped) or alerted on this call: the caller raises the alerts. */
+  tripwires?: TripwireEvent[];
+  /** Approval requests a wire's revoke closed (their waiters are told). */
+  approvals_cancelled?: string[];
+}
+
+/** A wire that tripped or alerted, as admission (leash_tripwires) reports it. */
+export interface TripwireEvent {
+  wire: string;
+  metric: TripwireCheck['metric'];
+  /** Calls, denials or recipients, or micro-USD for spend; this call included. */
+  figure: number;
+  limit: number;
+  window_seconds: number;
+  per: TripwireCheck['per'];
+  scope_kind: TripwireCheck['kind'];
+  scope: string;
+  policy: string;
+  mode: TripwireCheck['mode'];
+  /** pause or revoke: it tripped; alert: it alerts (then: alert, or mode warn; `would` says what then it has). */
+  action: 'pause' | 'revoke' | 'alert';
+  would?: TripwireCheck['then'];
+  revoked_keys?: number;
 }
 
 const SHORT = 256;
@@ -153,6 +177,15 @@ export interface AdmitRequest {
    * idempotency key goes on (the vendor answers it with the first outcome).
    */
   pending?: { seconds: number; sameKey: boolean } | null | undefined;
+  /** The policy's tripwires, each with the scope it measures (tripwiresFor); measured in the same statement. */
+  tripwires?: readonly TripwireCheck[] | undefined;
+  /** Who the call reaches (recipientsOf), for distinct_recipients_per_hour. */
+  recipients?: readonly string[] | undefined;
+  /**
+   * leash's own lookups that call no vendor and spend nothing (get_budget, get_approval): served on a paused key, so the agent can
+   * read why it is paused. Every other call of a paused key is refused key_paused.
+   */
+  pauseExempt?: boolean | undefined;
 }
 
 export type AdmitResult = Admission | { stale: true; policy_version: number };
@@ -171,13 +204,21 @@ export function admissionPayload(a: AdmitRequest, draft: AuditDraft, h: AuditHas
       ? { expires_seconds: a.approval.expiresSeconds, usd_micros: a.approval.usdMicros }
       : null,
     pending: a.pending ? { seconds: a.pending.seconds, same_key: a.pending.sameKey } : null,
+    ...(a.pauseExempt ? { pause_exempt: true } : {}),
+    // Sent only when the policy has wires: a call without them keeps the batch's set-based path.
+    ...(a.tripwires?.length
+      ? { tripwires: a.tripwires, recipients: a.tripwires.some(countsRecipients) ? (a.recipients ?? []) : [] }
+      : {}),
     row: storableDraft(draft, h),
   };
 }
 
+const countsRecipients = (w: TripwireCheck) => w.metric === 'distinct_recipients_per_hour';
+
 /**
  * Admits calls in one round trip and one durable commit (`leash_admit_batch`): for each, in order, the key
- * re-check (secret, revoke, expiry, policy version), the loop guard, reservations in every window and the audit row.
+ * re-check (secret, revoke, expiry, policy version, pauses), the loop guard, reservations in every window, the
+ * policy's tripwires and the audit row.
  * Results come back in the order given. If this throws, call no vendor for any of them.
  */
 export async function admitBatch(
@@ -215,11 +256,20 @@ export async function admit(
 }
 
 export type DenialResult =
-  { code: string; details: Record<string, unknown> } | { stale: true; policy_version: number };
+  | {
+      code: string;
+      details: Record<string, unknown>;
+      /** Wires that tripped (code tripwire_tripped) or alerted on this denial. */
+      tripwires?: TripwireEvent[];
+      approvals_cancelled?: string[];
+    }
+  | { stale: true; policy_version: number };
 
 /**
  * Writes a refusal decided before admission. With `key`, the key is re-checked in the same statement: a revoked,
- * expired or wrong key wins over the evaluated code; a policy that moved on returns stale with nothing written.
+ * expired, paused or wrong key wins over the evaluated code; a policy that moved on returns stale with nothing
+ * written. With `key.tripwires`, the denial is counted by the policy's denials_per_minute wires in the same statement,
+ * and the one that goes over a line is refused tripwire_tripped.
  */
 export async function recordDenial(
   db: Db,
@@ -227,7 +277,7 @@ export async function recordDenial(
   code: string,
   details: Record<string, unknown>,
   h: AuditHasher,
-  key?: { secretHash: string; policyVersion: number },
+  key?: { secretHash: string; policyVersion: number; tripwires?: readonly TripwireCheck[] | undefined },
 ): Promise<DenialResult> {
   const safe = storableDraft(draft, h);
   const payload = {
@@ -236,6 +286,7 @@ export async function recordDenial(
     policy_version: key?.policyVersion ?? null,
     code: safeText(code, MAX_NAME_CHARS).text,
     details: safeJson(details, h, MAX_METADATA_BYTES).value,
+    ...(key?.tripwires?.length ? { tripwires: key.tripwires } : {}),
     row: safe,
   };
   const { rows } = await sql<{

@@ -1,4 +1,3 @@
-import { userInfo } from 'node:os';
 import {
   cancelledText,
   decideApproval,
@@ -11,8 +10,9 @@ import {
 import { displayText, displayValue } from '../audit/display-text.js';
 import { formatUsd } from '../policy/money.js';
 import { CliError, EXIT, command, intFlag, type CommandGroup, type Context } from './command.js';
-import { cellText, type Style } from './output.js';
+import { cellText, type Column, type Style } from './output.js';
 import { withDb } from './with-db.js';
+import { announce, cliActor } from './acting.js';
 
 // Agent- and approver-supplied text with hidden characters (a bidi override, an ESC) shown as ⟨U+…⟩ markers.
 const row = (a: ApprovalRow) => ({
@@ -28,6 +28,19 @@ const row = (a: ApprovalRow) => ({
   note: displayValue(a.note),
 });
 
+/** At 80 columns: the id (whole, to paste into `approvals approve`), status, amount and tool; more as it widens. */
+const LIST_COLUMNS: readonly Column[] = [
+  { name: 'id', priority: 0 },
+  { name: 'status', priority: 0 },
+  { name: 'agent', priority: 3 },
+  { name: 'run_id', priority: 5 },
+  { name: 'tool', priority: 2 },
+  { name: 'usd', priority: 1 },
+  { name: 'expires_at', priority: 4 },
+  { name: 'decided_by', priority: 6 },
+  { name: 'note', priority: 7, cut: true },
+];
+
 const statusStyle = (column: string, text: string): Style | undefined =>
   column !== 'status'
     ? undefined
@@ -37,20 +50,10 @@ const statusStyle = (column: string, text: string): Style | undefined =>
         ? 'green'
         : 'red';
 
-/** Who decides from this terminal, unless --by says otherwise. */
-function approver(by: string | undefined): string {
-  if (by) return by;
-  try {
-    return `cli:${userInfo().username}`;
-  } catch {
-    return 'cli';
-  }
-}
-
 const list = command({
   name: 'list',
   summary: 'List approval requests, newest first.',
-  usage: 'approvals list [--pending] [--limit N] [--json]',
+  usage: 'approvals list [--pending] [--limit N] [--json] [--wide]',
   help: [
     '--pending   only requests still waiting for a person',
     '--limit N   at most N requests (default 100)',
@@ -65,11 +68,7 @@ const list = command({
     if (ctx.jsonMode) return void ctx.json(rows);
     if (!rows.length)
       return void ctx.print(v.pending ? 'no pending approval requests' : 'no approval requests');
-    ctx.table(
-      rows.map(row),
-      ['id', 'status', 'agent', 'run_id', 'tool', 'usd', 'expires_at', 'decided_by', 'note'],
-      statusStyle,
-    );
+    ctx.table(rows.map(row), LIST_COLUMNS, statusStyle);
   },
 });
 
@@ -124,7 +123,7 @@ function decide(decision: Decision) {
     usage: `approvals ${verb} <id> [--note TEXT] [--by NAME] [--json]`,
     help: [
       `--note TEXT  why (at most ${MAX_NOTE} characters; the agent sees it)`,
-      '--by NAME    who decides (default cli:<your user name>)',
+      '--by NAME    who decides (default $LEASH_OPERATOR, else cli:<your user name>)',
       '--json       print the request after the decision',
     ],
     options: { note: { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' } },
@@ -132,7 +131,8 @@ function decide(decision: Decision) {
     async run(ctx, v, [id]) {
       if (v.note !== undefined && v.note.length > MAX_NOTE)
         throw new CliError(`--note is at most ${MAX_NOTE} characters`, EXIT.usage);
-      const r = await withDb(ctx, (db) => decideApproval(db, id ?? '', decision, approver(v.by), v.note));
+      const by = cliActor(ctx, v.by);
+      const r = await withDb(ctx, (db) => decideApproval(db, id ?? '', decision, by, v.note));
       if (!r.ok) {
         if (r.reason === 'not_found') throw new CliError(`no approval request '${id ?? ''}'`, EXIT.notFound);
         const a = r.approval;
@@ -144,6 +144,13 @@ function decide(decision: Decision) {
               : `approval request ${id ?? ''} is already ${a?.status ?? 'decided'}${a?.decided_by ? ` (by ${displayText(a.decided_by)})` : ''}`,
         );
       }
+      await announce(ctx, {
+        type: 'operator_action',
+        action: decision === 'approved' ? 'approval.approve' : 'approval.deny',
+        target: `approval:${r.approval.id}`,
+        by: by.name,
+        via: by.via,
+      });
       if (ctx.jsonMode) return void ctx.json(r.approval);
       ctx.print(
         `${decision} ${r.approval.id}: ${displayText(r.approval.tool)} ${formatUsd(r.approval.usd_micros)} for agent ${displayValue(r.approval.agent, '?')}` +

@@ -14,16 +14,24 @@ import { openDatabase, type Db } from '../db/database.js';
 import { formatUsd, parseUsd, UsdInputError } from '../policy/money.js';
 import {
   approvalText,
-  AUDIT_LINE_HEADER,
   auditCsv,
-  colourLine,
   decisionText,
   formatAuditLine,
   jsonRow,
   outcomeText,
+  tailHeader,
+  tailLayout,
 } from './audit-format.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
-import { paint } from './output.js';
+import {
+  ACTION_QUERY_HELP,
+  ACTION_QUERY_OPTIONS,
+  ACTION_TAIL_HELP,
+  ACTION_TAIL_OPTIONS,
+  actionsQuery,
+  actionsTail,
+} from './operator-actions.js';
+import { hiddenNote, outputWidth, paint, type ColumnSpec } from './output.js';
 
 /** A `--since` / `--until` value as a Date; a bad one is a usage error naming the flag. */
 export function timeFlag(value: string | undefined, flag: string): Date | undefined {
@@ -72,7 +80,8 @@ function outcomeFlag(value: string | undefined): AuditFilter['outcome'] {
 const tail = command({
   name: 'tail',
   summary: 'Print the newest audit rows, oldest first; with -f keep printing new ones as they are written.',
-  usage: 'audit tail [-f] [--agent A] [--run R] [--tool T] [--denied] [-n 20] [--json]',
+  usage:
+    'audit tail [-f] [--agent A] [--run R] [--tool T] [--denied] [-n 20] [--json] [--wide] [--operator-actions [--operator NAME]]',
   help: [
     '-f, --follow     keep printing new rows (from any process) until Ctrl-C, and print a row again',
     '                 (marked settled, or "event":"settle" in JSON) when its outcome or cost settles',
@@ -82,6 +91,9 @@ const tail = command({
     '--denied         only denied calls',
     '-n, --lines N    how many recent rows to print first (default 20; 0 with -f: only new ones)',
     '--json           one JSON object per line (NDJSON), money in micro-USD',
+    '--wide           every column, however long the lines (otherwise one line per row that fits the terminal,',
+    '                 leaving out run id, outcome, cost and vendor id as it narrows: a line under the rows says which)',
+    ...ACTION_TAIL_HELP,
   ],
   options: {
     follow: { type: 'boolean', short: 'f' },
@@ -91,9 +103,12 @@ const tail = command({
     denied: { type: 'boolean' },
     lines: { type: 'string', short: 'n', default: '20' },
     json: { type: 'boolean' },
+    wide: { type: 'boolean' },
+    ...ACTION_TAIL_OPTIONS,
   },
   async run(ctx, v) {
     const n = countFlag(v.lines, '-n', MAX_AUDIT_LIMIT);
+    if (v['operator-actions'] || v.operator !== undefined) return actionsTail(ctx, v, n);
     const filter: AuditFilter = {
       agent: v.agent,
       run: v.run,
@@ -101,16 +116,28 @@ const tail = command({
       decision: v.denied ? 'denied' : undefined,
     };
     const json = v.json || ctx.jsonMode;
+    // Columns chosen once for the terminal's width: every line fits it, whatever rows come.
+    const layout = tailLayout(outputWidth(ctx.io, Boolean(v.wide)));
     const print = json
       ? (r: AuditRow) => ctx.io.stdout(JSON.stringify(jsonRow(r)) + '\n')
-      : (r: AuditRow) => ctx.io.stdout(colourLine(formatAuditLine(r), r, ctx.colour) + '\n');
-    if (!json) ctx.io.stdout(paint(AUDIT_LINE_HEADER, 'bold', ctx.colour) + '\n');
+      : (r: AuditRow) => ctx.io.stdout(formatAuditLine(r, undefined, layout, ctx.colour) + '\n');
+    // Said once, under the first rows, like a table's.
+    const sayHidden = () => {
+      if (!json && layout.hidden.length)
+        ctx.io.stdout(paint(hiddenNote(layout.hidden, layout.width), 'dim', ctx.colour) + '\n');
+    };
     // Opening migrates (and starts the embedded server if needed).
     const handle = await openDatabase(ctx.config(), { poolMax: 2 });
     try {
+      // The header only once the database has answered: a failure leaves stdout empty.
+      const header = () => {
+        if (!json) ctx.io.stdout(paint(tailHeader(layout), 'bold', ctx.colour) + '\n');
+      };
       if (!v.follow) {
         const rows = n > 0 ? await queryAudit(handle.db, { ...filter, limit: n }) : [];
+        header();
         rows.reverse().forEach(print);
+        sayHidden();
         return EXIT.ok;
       }
       const onEvent = (e: AuditEvent) => {
@@ -119,10 +146,11 @@ const tail = command({
         ctx.io.stdout(
           json
             ? JSON.stringify({ event: 'settle', ...jsonRow(e.row) }) + '\n'
-            : formatAuditLine(e.row, label) + '\n',
+            : formatAuditLine(e.row, label, layout) + '\n',
         );
       };
-      await follow(ctx, handle.db, filter, n, onEvent);
+      header();
+      await follow(ctx, handle.db, filter, n, onEvent, sayHidden);
       return EXIT.ok;
     } finally {
       await handle.close();
@@ -137,6 +165,7 @@ async function follow(
   filter: AuditFilter,
   backlog: number,
   onEvent: (e: AuditEvent) => void,
+  onBacklog: () => void,
 ): Promise<void> {
   const stop = new AbortController();
   const onSignal = () => stop.abort();
@@ -152,6 +181,7 @@ async function follow(
   });
   try {
     await watch.ready;
+    onBacklog();
     await new Promise<void>((resolve) => {
       if (stop.signal.aborted) return resolve();
       stop.signal.addEventListener('abort', () => resolve(), { once: true });
@@ -166,11 +196,30 @@ async function follow(
 
 const FORMATS = ['table', 'json', 'csv'] as const;
 
+/**
+ * The query table's columns. At 80 columns: ts, decision and the row id (whole: it names a held call's approval
+ * request and what `reconcile --settle` takes); tool, agent, cost, … join them as the terminal widens.
+ */
+const QUERY_COLUMNS: readonly ColumnSpec[] = [
+  { name: 'ts', priority: 0 },
+  { name: 'agent', priority: 2 },
+  { name: 'run_id', priority: 6 },
+  { name: 'tool', priority: 1 },
+  { name: 'decision', priority: 0, cut: true, min: 22 },
+  { name: 'outcome', priority: 4 },
+  { name: 'cost', priority: 3 },
+  { name: 'reserved', priority: 5 },
+  { name: 'vendor_object_id', priority: 7 },
+  { name: 'id', priority: 0 },
+  { name: 'replay_of', priority: 8 },
+  { name: 'approval', priority: 9, cut: true },
+];
+
 const query = command({
   name: 'query',
   summary: 'Find audit rows by agent, run, key, tool, decision, time and amount (newest first).',
   usage:
-    'audit query [--agent A] [--run R] [--key K] [--tool T] [--decision allowed|denied|held] [--outcome O] [--since T] [--until T] [--min-usd D] [--limit N] [--format table|json|csv] [--json] [--wide]',
+    'audit query [--agent A] [--run R] [--key K] [--tool T] [--decision allowed|denied|held] [--outcome O] [--since T] [--until T] [--min-usd D] [--limit N] [--format table|json|csv] [--json] [--wide] [--operator-actions [--operator NAME] [--action A] [--target T]]',
   help: [
     '--agent A                   only this agent',
     '--run R                     only this run id',
@@ -181,10 +230,12 @@ const query = command({
     '                            have acted; reconcile settles it) or none; e.g. --outcome unknown --until 15m',
     '--since T                   from T: 2026-11-20T14:30:00Z, 2026-11-20 (UTC), or ago: 30m, 2h, 7d',
     '--until T                   before T (same forms as --since)',
-    '--min-usd D                 only calls costing or holding at least D dollars, e.g. 100 or 0.30',
+    '--min-usd D                 only calls costing or reserving at least D dollars, e.g. 100 or 0.30',
     `--limit N                   at most N rows (default 100, max ${MAX_AUDIT_LIMIT})`,
     '--format F                  table (default), json (an array; same as --json) or csv (with a header row)',
-    '--wide                      every column in full (tables fit the terminal otherwise)',
+    '--wide                      every column (otherwise columns are left out as the terminal narrows, from the',
+    '                            approval and vendor id to the agent; ts, id and decision always show, ids whole)',
+    ...ACTION_QUERY_HELP,
   ],
   options: {
     agent: { type: 'string' },
@@ -198,6 +249,7 @@ const query = command({
     'min-usd': { type: 'string' },
     limit: { type: 'string', default: '100' },
     format: { type: 'string', default: 'table' },
+    ...ACTION_QUERY_OPTIONS,
   },
   async run(ctx, v) {
     if (ctx.jsonMode && v.format !== 'table' && v.format !== 'json')
@@ -207,6 +259,14 @@ const query = command({
       throw new CliError(`--format must be one of ${FORMATS.join(', ')}, got '${v.format}'`, EXIT.usage);
     const limit = countFlag(v.limit, '--limit', MAX_AUDIT_LIMIT);
     if (limit === 0) throw new CliError('--limit must be at least 1', EXIT.usage);
+    if (v['operator-actions'] || (v.operator ?? v.action ?? v.target) !== undefined)
+      return actionsQuery(
+        ctx,
+        v,
+        { since: timeFlag(v.since, '--since'), until: timeFlag(v.until, '--until') },
+        limit,
+        format,
+      );
     const filter: AuditFilter = {
       agent: v.agent,
       run: v.run,
@@ -240,22 +300,13 @@ const query = command({
           replay_of: r.replay_of,
           approval: displayValue(approvalText(r)),
         })),
-        [
-          'ts',
-          'agent',
-          'run_id',
-          'tool',
-          'decision',
-          'outcome',
-          'cost',
-          'reserved',
-          'vendor_object_id',
-          'id',
-          // The row a replay repeats (and that counts its cost), only when some row is one.
-          ...(rows.some((r) => r.replay_of) ? ['replay_of'] : []),
-          // Who approved or denied a held call, only when some row has one.
-          ...(rows.some((r) => approvalText(r)) ? ['approval'] : []),
-        ],
+        QUERY_COLUMNS.filter(
+          (c) =>
+            // The row a replay repeats (and that counts its cost), only when some row is one.
+            (c.name !== 'replay_of' || rows.some((r) => r.replay_of)) &&
+            // Who approved or denied a held call, only when some row has one.
+            (c.name !== 'approval' || rows.some((r) => approvalText(r))),
+        ),
         (column, text) =>
           column !== 'decision'
             ? undefined

@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Config } from '../config/config.js';
 import type { Io } from './io.js';
-import { alignHelp, closest, type Style } from './output.js';
+import { alignHelp, closest, HELP_WIDTH, wrapText, type Column, type Style } from './output.js';
 
 export type { Io } from './io.js';
 
@@ -54,10 +54,13 @@ export interface Context {
   jsonMode: boolean;
   /** A warning for the person at the terminal (stderr, or a JSON line under --json). */
   warn(text: string): void;
-  /** A table that fits the terminal (all of it with --wide), coloured only on a TTY without NO_COLOR. */
+  /**
+   * A table that fits the terminal: columns hidden by priority (a line says so) and free text cut, ids and times
+   * whole; every column with --wide or when piped. Coloured only on a TTY without NO_COLOR.
+   */
   table(
     rows: Record<string, unknown>[],
-    columns: string[],
+    columns: readonly Column[],
     style?: (column: string, text: string) => Style | undefined,
   ): void;
   colour: boolean;
@@ -80,14 +83,26 @@ export function command<O extends Options>(spec: Command<O>): Command {
   return spec;
 }
 
+/** "Usage: leash …" wrapped to the help width, continuation lines under the command's first option. */
+function usageLines(usage: string): string[] {
+  const head = `Usage: leash ${usage}`.trimEnd();
+  if (head.length <= HELP_WIDTH) return [head];
+  // Continuation lines start under the first option, after "Usage: leash <group> <command> ".
+  const lead = /^Usage: leash (?:[a-z-]+ ){0,2}/.exec(head)?.[0] ?? 'Usage: leash ';
+  const indent = ' '.repeat(Math.min(lead.length, 30));
+  const [first = '', ...rest] = wrapText(head.slice(lead.length), HELP_WIDTH - indent.length);
+  return [lead + first, ...rest.map((l) => indent + l)];
+}
+
 export function helpText(cmd: Command): string {
-  const lines = [`Usage: leash ${cmd.usage}`.trimEnd(), '', cmd.summary, '', 'Options:'];
+  const lines = [...usageLines(cmd.usage), '', ...wrapText(cmd.summary, HELP_WIDTH), '', 'Options:'];
   const own = cmd.help ?? [];
+  // A flag a command explains itself is not listed again among the ones every command takes.
   const mentions = (flag: string) => own.some((l) => new RegExp(`(^|[ ,])${flag}\\b`).test(l));
   const entries = [
     ...own,
     ...(mentions('--json') ? [] : ['--json  print JSON (errors as JSON on stderr)']),
-    '--wide  tables: every column in full, whatever the terminal width',
+    ...(mentions('--wide') ? [] : ['--wide  tables: every column in full, whatever the terminal width']),
     '-h, --help  show this help',
   ];
   lines.push(...alignHelp(entries));
@@ -95,15 +110,14 @@ export function helpText(cmd: Command): string {
 }
 
 export function groupHelp(group: CommandGroup, summary: string): string {
-  const width = Math.max(...group.commands.map((c) => c.name.length));
   return (
     [
       `Usage: leash ${group.name} <command> [options]`,
       '',
-      summary,
+      ...wrapText(summary, HELP_WIDTH),
       '',
       'Commands:',
-      ...group.commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+      ...alignHelp(group.commands.map((c) => `${c.name}  ${c.summary}`)),
       '',
       `Run 'leash ${group.name} <command> --help' for a command's options.`,
     ].join('\n') + '\n'

@@ -96,21 +96,29 @@ const status = command({
       });
     else {
       const bytes = orphans.reduce((sum, o) => sum + o.bytes, 0);
+      const state = s.running
+        ? `running (pid ${s.pid ?? '?'}, port ${s.port ?? '?'}, ${s.version ?? ''})`
+        : s.initialised
+          ? 'stopped; `leash db start` starts it'
+          : 'not initialised; run `leash init` to set up LEASH_HOME and its database';
       ctx.print(
         [
-          `embedded PostgreSQL: ${s.running ? `running (pid ${s.pid ?? '?'}, port ${s.port ?? '?'}, ${s.version ?? ''})` : s.initialised ? 'stopped' : 'not initialised'}`,
+          `embedded PostgreSQL: ${state}`,
           `LEASH_HOME: ${s.home}`,
-          `data directory: ${s.dataDir}${s.osUser ? ` (runs as OS user '${s.osUser}')` : ''}`,
+          `data directory: ${s.dataDir}`,
+          ...(s.osUser ? [`  runs as OS user '${s.osUser}'`] : []),
           ...(s.note ? [`  outside LEASH_HOME: ${s.note}`] : []),
           ...(orphans.length
             ? [
-                `clusters whose LEASH_HOME is gone: ${orphans.length} (${formatBytes(bytes)}); delete with \`leash db destroy --orphans\``,
+                `clusters whose LEASH_HOME is gone: ${orphans.length} (${formatBytes(bytes)})`,
                 ...orphans.map((o) => `  ${describeOrphan(o)}`),
+                '  delete them with `leash db destroy --orphans`',
               ]
             : []),
           ...(unmarked.length
             ? [
-                `clusters an earlier leash left without a marker (home unknown; each gets one when its home's leash starts it): ${unmarked.length}`,
+                `clusters an earlier leash left without a marker: ${unmarked.length}`,
+                "  (home unknown; each gets a marker when its home's leash starts it)",
                 ...unmarked.map((d) => `  ${d}`),
               ]
             : []),

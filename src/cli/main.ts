@@ -11,7 +11,16 @@ import {
   type Context,
   type Io,
 } from './command.js';
-import { closest, colourWanted, outputWidth, paint, table } from './output.js';
+import {
+  alignHelp,
+  closest,
+  colourWanted,
+  HELP_WIDTH,
+  outputWidth,
+  paint,
+  table,
+  wrapText,
+} from './output.js';
 /** A command group, loaded only when it runs: `leash keys revoke` must not pay for the vendor SDKs. */
 interface LazyGroup {
   name: string;
@@ -51,6 +60,11 @@ const GROUPS: LazyGroup[] = [
     load: async () => (await import('./keys.js')).keysCommands,
   },
   {
+    name: 'operators',
+    summary: 'Operators: add (prints a console / admin API token), list, remove',
+    load: async () => (await import('./operators.js')).operatorsCommands,
+  },
+  {
     name: 'vendors',
     summary: 'Vendor credentials: set, list, check, remove (secrets never printed)',
     load: async () => (await import('./vendors.js')).vendorsCommands,
@@ -85,17 +99,22 @@ const GROUPS: LazyGroup[] = [
 const VERSION = '0.1.0';
 
 function rootHelp(): string {
-  const width = Math.max(...GROUPS.map((g) => g.name.length));
   return (
     [
-      'leash — governed vendor tools for AI agents (MCP server, policies, budgets, audit)',
+      ...wrapText(
+        'leash — governed vendor tools for AI agents (MCP server, policies, budgets, audit)',
+        HELP_WIDTH,
+      ),
       '',
       'Usage: leash <command> [options]',
       '',
       'Commands:',
-      ...GROUPS.map((g) => `  ${g.name.padEnd(width)}  ${g.summary}`),
+      ...alignHelp(GROUPS.map((g) => `${g.name}  ${g.summary}`)),
       '',
-      "Run 'leash <command> --help' for more. Every command takes --json; --version prints the version.",
+      ...wrapText(
+        "Run 'leash <command> --help' for more. Every command takes --json; --version prints the version.",
+        HELP_WIDTH,
+      ),
       'Exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 database unavailable.',
     ].join('\n') + '\n'
   );

@@ -1,10 +1,12 @@
 import { applyPolicy, listPolicies, policyDocument } from '../policies/store.js';
 import { stringify as toYaml } from 'yaml';
+import { announce, BY_HELP, BY_OPTION, cliActor } from './acting.js';
 import { withDb } from './with-db.js';
 import { CliError, EXIT, command, intFlag, type CommandGroup, type Context } from './command.js';
 import { replayCommand, testCommand } from './policy-check.js';
 import { diffPolicies, formatChange } from './policy-diff.js';
 import { loadPolicyFile, policyWarnings } from './policy-file.js';
+import type { Column } from './output.js';
 
 function warnAll(ctx: Context, warnings: string[]) {
   for (const w of warnings) ctx.warn(w);
@@ -32,14 +34,23 @@ const apply = command({
   name: 'apply',
   summary:
     'Apply a policy file: a changed document becomes a new version; keys follow the latest unless pinned.',
-  usage: 'policies apply <file> [--json]',
-  help: ['--json  print {name, version, created, digest, warnings}'],
-  options: {},
+  usage: 'policies apply <file> [--by NAME] [--json]',
+  help: [BY_HELP, '--json       print {name, version, created, digest, warnings}'],
+  options: { ...BY_OPTION },
   positionals: { min: 1, max: 1 },
-  async run(ctx, _v, [file = '']) {
+  async run(ctx, v, [file = '']) {
+    const by = cliActor(ctx, v.by);
     const doc = await loadPolicyFile(file);
     const warnings = policyWarnings(doc);
-    const r = await withDb(ctx, (db) => applyPolicy(db, doc));
+    const r = await withDb(ctx, (db) => applyPolicy(db, doc, by));
+    if (r.created)
+      await announce(ctx, {
+        type: 'operator_action',
+        action: 'policy.apply',
+        target: `policy:${r.name}`,
+        by: by.name,
+        via: by.via,
+      });
     if (ctx.jsonMode) return void ctx.json({ ...r, warnings });
     warnAll(ctx, warnings);
     ctx.print(
@@ -49,6 +60,16 @@ const apply = command({
     );
   },
 });
+
+// At 80 columns names and times are whole; the tool list (free text) is cut, applied_by hidden first.
+const POLICY_COLUMNS: readonly Column[] = [
+  { name: 'name', priority: 0 },
+  { name: 'latest_version', priority: 1 },
+  { name: 'tools', priority: 4, cut: true },
+  { name: 'active_keys', priority: 2 },
+  { name: 'updated_at', priority: 3 },
+  { name: 'applied_by', priority: 5 },
+];
 
 const list = command({
   name: 'list',
@@ -60,7 +81,7 @@ const list = command({
     if (ctx.jsonMode) return void ctx.json(rows);
     ctx.table(
       rows.map((r) => ({ ...r, tools: r.tools.join(',') })),
-      ['name', 'latest_version', 'tools', 'active_keys', 'updated_at'],
+      POLICY_COLUMNS,
     );
   },
 });

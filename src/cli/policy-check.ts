@@ -1,12 +1,14 @@
-// `leash policies test` (one call, no vendor, nothing written) and `leash policies replay` (the audit log).
-import { createReplay, undecidedRules, type ReplayReport, type ReplayRow } from '../audit/replay.js';
+// `leash policies test` (one call, no vendor, nothing written) and `leash policies replay` (the audit log). Both
+// decide with the pipeline's own decideCall/decideFacts, so a dry run prices and holds a call as a live one would.
+import { createReplay, type ReplayReport, type ReplayRow } from '../audit/replay.js';
 import { getKey } from '../keys/vault-keys.js';
 import { compilePolicy } from '../policy/compile.js';
-import { evaluate, type PolicyFacts } from '../policy/evaluate.js';
+import { decideCall, undecidedRules } from '../policy/decide-call.js';
 import { formatUsd } from '../policy/money.js';
-import { pricingFrom, withoutNulls } from '../pipeline/tool.js';
+import { invalidInputMessage, parseInput, pricingFrom, withoutNulls } from '../pipeline/tool.js';
 import { timeFlag } from './audit.js';
 import { CliError, EXIT, command, type Context } from './command.js';
+import { HELP_WIDTH, type Column } from './output.js';
 import { loadPolicyFile } from './policy-file.js';
 import { catalog } from './runtime.js';
 import { withDb } from './with-db.js';
@@ -14,129 +16,184 @@ import { withDb } from './with-db.js';
 const RULES_ONLY =
   'policy rules only: caps, request limits and the loop guard are decided in SQL at admission and are not checked here';
 
+/** Prints a line wrapped at spaces to 80 columns, later lines indented by `indent`; a long word stays whole. */
+function say(ctx: Context, text: string, indent = '  '): void {
+  let line = text;
+  while (line.length > HELP_WIDTH) {
+    const cut = line.lastIndexOf(' ', HELP_WIDTH);
+    if (cut <= line.search(/\S/)) break;
+    ctx.print(line.slice(0, cut).trimEnd());
+    line = indent + line.slice(cut + 1).trimStart();
+  }
+  ctx.print(line);
+}
+
+/** The longest --call accepted: the HTTP front door's own body limit. */
+const MAX_CALL_CHARS = 1_000_000;
+
 interface CallSpec {
   tool: string;
   args: Record<string, unknown>;
+  /** What the tool's vendor lookup would find (a payment's customer and amount); empty when not given. */
   facts: Record<string, unknown>;
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
 function parseCall(text: string): CallSpec {
+  if (text.length > MAX_CALL_CHARS)
+    throw new CliError(`--call is longer than ${MAX_CALL_CHARS} characters`, EXIT.usage);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch {
     throw new CliError(`--call is not JSON: ${text.slice(0, 80)}`, EXIT.usage);
   }
-  const obj = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (!obj(raw)) throw new CliError('--call must be a JSON object {"tool": …, "args": {…}}', EXIT.usage);
-  const r = raw as Record<string, unknown>;
-  if (typeof r.tool !== 'string') throw new CliError('--call needs "tool": the tool name', EXIT.usage);
-  if (r.args !== undefined && !obj(r.args)) throw new CliError('--call "args" must be an object', EXIT.usage);
-  if (r.facts !== undefined && !obj(r.facts))
+  if (!isObject(raw)) throw new CliError('--call must be a JSON object {"tool": …, "args": {…}}', EXIT.usage);
+  const unknown = Object.keys(raw).filter((k) => k !== 'tool' && k !== 'args' && k !== 'facts');
+  if (unknown.length)
+    throw new CliError(
+      `--call takes "tool", "args" and "facts", not ${unknown.map((k) => JSON.stringify(k.slice(0, 40))).join(', ')}`,
+      EXIT.usage,
+    );
+  if (typeof raw.tool !== 'string') throw new CliError('--call needs "tool": the tool name', EXIT.usage);
+  if (raw.args !== undefined && !isObject(raw.args))
+    throw new CliError('--call "args" must be an object', EXIT.usage);
+  if (raw.facts !== undefined && !isObject(raw.facts))
     throw new CliError('--call "facts" must be an object', EXIT.usage);
-  const amount = (r.facts as Record<string, unknown> | undefined)?.amount as
-    Record<string, unknown> | undefined;
-  if (amount !== undefined && !(Number.isInteger(amount.minor) && typeof amount.currency === 'string'))
-    throw new CliError('--call "facts.amount" must be {"minor": <integer>, "currency": "usd"}', EXIT.usage);
-  return {
-    tool: r.tool,
-    args: (r.args ?? {}) as Record<string, unknown>,
-    facts: (r.facts ?? {}) as Record<string, unknown>,
-  };
+  return { tool: raw.tool, args: raw.args ?? {}, facts: raw.facts ?? {} };
 }
+
+type Money = { minor: number; currency: string } | null;
 
 type Verdict =
   | {
       decision: 'allow';
+      /** The money the call moves, in the vendor's minor units, as the pipeline would record it. */
+      amount: Money;
       amount_micros: number | null;
-      estimated_cost_micros: number | null;
+      estimated_cost_micros: number;
       /** Set when a person must approve the call first: it would be held, then admitted once approved. */
       approval_required: { expires_seconds: number } | null;
     }
-  | { decision: 'deny'; code: string; message: string; details: Record<string, unknown> }
-  | { decision: 'undecidable'; message: string; rules: string[] };
+  | { decision: 'deny'; code: string; message: string; details: Record<string, unknown>; amount: Money }
+  | { decision: 'undecidable'; message: string; rules: string[]; facts_needed: string[] };
 
-/** Decides one call against a policy the way the pipeline's validate → facts → evaluate stages do, without a vendor. */
-export function decideCall(
+const FACTS_EXAMPLE = '{"customer": "cus_…", "amount": {"minor": 15000, "currency": "usd"}}';
+
+/** The facts a generic rule reads, to name what a dry run must be told. */
+const RULE_FACT: Readonly<Record<string, string>> = {
+  max_amount_usd: 'amount',
+  customers: 'customer',
+  approval: 'amount',
+};
+
+/**
+ * Decides one call against a policy as the pipeline's validate → facts → evaluate stages do, with no vendor: the
+ * facts a tool looks up come from what `call.facts` says the vendor would answer (a payment's customer and amount;
+ * the refund's own amount still comes from its arguments), and the decision and price from decideCall.
+ */
+export function dryRun(
   policy: ReturnType<typeof compilePolicy>,
   call: CallSpec,
   key: { revokedAt: Date | null; expiresAt: Date | null },
   ctx: Context,
 ): Verdict {
+  const deny = (
+    code: string,
+    message: string,
+    details: Record<string, unknown> = {},
+    amount: Money = null,
+  ): Verdict => ({ decision: 'deny', code, message, details, amount });
+  const now = new Date();
+  // The key first, as the pipeline authenticates before it looks at the call.
+  if (key.revokedAt)
+    return deny('key_revoked', 'this vault key has been revoked', { revoked_at: key.revokedAt });
+  if (key.expiresAt && key.expiresAt.getTime() <= now.getTime())
+    return deny('key_expired', 'this vault key has expired', { expired_at: key.expiresAt });
   const tool = catalog.tools.get(call.tool);
-  const rule = policy.tools.get(call.tool);
-  const deny = (code: string, message: string, details: Record<string, unknown> = {}): Verdict => ({
-    decision: 'deny',
-    code,
-    message,
-    details,
-  });
-  if (!tool) return deny('unknown_tool', `there is no tool named ${call.tool}`);
+  if (!tool) return deny('unknown_tool', `there is no tool named ${call.tool.slice(0, 80)}`);
+  const rule = policy.tools.get(tool.name);
   if (!rule)
-    return deny('tool_not_allowed', `policy '${policy.name}' does not allow ${call.tool}`, {
+    return deny('tool_not_allowed', `policy '${policy.name}' does not allow ${tool.name}`, {
       allowed_tools: [...policy.tools.keys()],
     });
-  const parsed = tool.input.safeParse(withoutNulls(call.args));
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => ({
-      field: i.path.join('.') || '(input)',
-      problem: i.message,
-    }));
-    return deny(
-      'invalid_input',
-      `invalid input for ${tool.name}: ${issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`,
-      { issues },
-    );
-  }
-  // A tool that looks facts up at the vendor gets them from "facts" (nothing is looked up); others derive them from the input.
-  let facts: PolicyFacts = call.facts;
-  let complete = Object.keys(call.facts).length > 0;
+  const parsed = parseInput(tool, withoutNulls(call.args));
+  if (!parsed.ok)
+    return deny('invalid_input', invalidInputMessage(tool.name, parsed.issues), { issues: parsed.issues });
+
+  let looked: unknown;
   if (!tool.lookup) {
-    facts = { ...tool.facts(parsed.data, undefined), ...call.facts };
-    complete = true;
+    if (Object.keys(call.facts).length)
+      throw new CliError(
+        `--call "facts": ${tool.name} looks nothing up at the vendor; its facts come from "args" alone`,
+        EXIT.usage,
+      );
+  } else {
+    const given = call.facts;
+    const assumed = tool.assumeLookup?.(given, parsed.input);
+    if (assumed && 'issues' in assumed)
+      throw new CliError(
+        `--call ${assumed.issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`,
+        EXIT.usage,
+      );
+    // A rule that reads a fact the operator did not give is undecided, never taken as "none".
+    const gaps = undecidedRules(rule, given, assumed !== undefined);
+    const missing = assumed && 'missing' in assumed ? assumed.missing : [];
+    if (!assumed || gaps.length || missing.length) {
+      const needed = [...new Set([...missing, ...gaps.flatMap((g) => RULE_FACT[g] ?? [])])];
+      const what = assumed
+        ? `give what the vendor would answer in --call "facts" (e.g. ${FACTS_EXAMPLE})`
+        : 'a dry run cannot be told what it finds';
+      const parts = [
+        needed.length ? `missing: ${needed.join(', ')}` : '',
+        gaps.length ? `for rules: ${gaps.join(', ')}` : '',
+      ].filter(Boolean);
+      return {
+        decision: 'undecidable',
+        message: `${tool.name} looks facts up at the vendor; ${what}${parts.length ? `; ${parts.join('; ')}` : ''}`,
+        rules: gaps,
+        facts_needed: needed,
+      };
+    }
+    if ('looked' in assumed) looked = assumed.looked;
   }
-  const gaps = undecidedRules(rule, facts, complete);
-  if (gaps.length)
-    return {
-      decision: 'undecidable',
-      message: `${tool.name} looks facts up at the vendor; give them in --call as "facts" (e.g. {"amount": {"minor": 500, "currency": "usd"}, "customer": "cus_…"}) for rules: ${gaps.join(', ')}`,
-      rules: gaps,
-    };
-  const d = evaluate({
-    tool: tool.name,
-    ownRules: tool.ownRules,
+
+  const { facts, decision, costMicros } = decideCall({
+    tool,
+    input: parsed.input,
+    looked,
     policy,
     key,
-    now: new Date(),
-    facts,
-    fxRates: ctx.config().fxRates,
+    now,
+    pricing: pricingFrom(ctx.config()),
   });
-  if (!d.allow) return deny(d.code, d.message, d.details);
-  let cost: number | null = null;
-  try {
-    cost = tool.estimateCostMicros(parsed.data, undefined, pricingFrom(ctx.config()), d.amountMicros);
-  } catch {
-    // The estimate may need looked-up data the test was not given; the decision stands without it.
-  }
+  const amount = facts.amount ? { minor: facts.amount.minor, currency: facts.amount.currency } : null;
+  if (!decision.allow) return deny(decision.code, decision.message, decision.details, amount);
   return {
     decision: 'allow',
-    amount_micros: d.amountMicros ?? null,
-    estimated_cost_micros: cost,
-    approval_required: d.approval ? { expires_seconds: d.approval.expiresSeconds } : null,
+    amount,
+    amount_micros: decision.amountMicros ?? null,
+    estimated_cost_micros: costMicros,
+    approval_required: decision.approval ? { expires_seconds: decision.approval.expiresSeconds } : null,
   };
 }
 
 export const testCommand = command({
   name: 'test',
   summary:
-    'Decide one call against a policy file: the decision and the reason. No vendor call, nothing written. Exit 1 when denied.',
+    'Decide one call against a policy file as the pipeline would: allowed (and its amount), held for a person, or denied and why. No vendor call, nothing written. Exit 1 when denied.',
   usage: `policies test <file> --call '{"tool":"issue_refund","args":{…},"facts":{…}}' [--as-key ID] [--json]`,
   help: [
-    '--call JSON   the call: {"tool": …, "args": {…}}; facts a tool looks up at the vendor (a payment\'s',
-    '              customer and amount) go in "facts", e.g. {"customer":"cus_A","amount":{"minor":500,"currency":"usd"}}',
+    '--call JSON   the call: {"tool": …, "args": {…}, "facts": {…}}. "facts" is what the tool would look up',
+    '              at the vendor, e.g. the payment a refund is of: {"customer":"cus_A","amount":{"minor":15000,',
+    '              "currency":"usd"},"amount_refunded":0}; the refund\'s amount is args.amount, or all that is',
+    '              still refundable',
     '--as-key ID   decide as this vault key would be (revoked or expired keys are refused)',
     'Checks policy rules only; caps, request limits and the loop guard are decided at admission.',
-    'Exit codes: 0 allowed, 1 denied, 2 the call lacks facts the rules need, 3 no such file or key.',
+    'Exit codes: 0 allowed (or held for a person), 1 denied, 2 a bad --call, or it lacks facts the rules need,',
+    '  3 no such file or key.',
   ],
   options: { call: { type: 'string' }, 'as-key': { type: 'string' } },
   positionals: { min: 1, max: 1 },
@@ -156,7 +213,7 @@ export const testCommand = command({
       if (k.policy !== policy.name)
         ctx.warn(`key ${k.id} uses policy '${k.policy}', not '${policy.name}'; deciding with ${file} anyway`);
     }
-    const verdict = decideCall(policy, call, key, ctx);
+    const verdict = dryRun(policy, call, key, ctx);
     if (ctx.jsonMode) {
       ctx.json({
         tool: call.tool,
@@ -166,24 +223,27 @@ export const testCommand = command({
         checked: RULES_ONLY,
       });
     } else if (verdict.decision === 'allow') {
+      const cost = verdict.estimated_cost_micros;
       const money = [
         verdict.amount_micros !== null ? `amount ${formatUsd(verdict.amount_micros)}` : '',
-        verdict.estimated_cost_micros !== null
-          ? `estimated cost ${formatUsd(verdict.estimated_cost_micros)}`
-          : '',
+        // A refund costs its amount: said once.
+        cost && cost !== verdict.amount_micros ? `estimated cost ${formatUsd(cost)}` : '',
       ].filter(Boolean);
-      ctx.print(
-        `allow: ${call.tool} under policy '${policy.name}'${money.length ? ` (${money.join(', ')})` : ''}`,
+      const held = verdict.approval_required;
+      say(
+        ctx,
+        `${held ? 'held' : 'allow'}: ${call.tool} under policy '${policy.name}'${money.length ? ` (${money.join(', ')})` : ''}`,
       );
-      if (verdict.approval_required)
-        ctx.print(
-          `held: a person must approve this exact call first (the approval is good for ${verdict.approval_required.expires_seconds}s)`,
+      if (held)
+        say(
+          ctx,
+          `  a person must approve this exact call first; the approval is good for ${held.expires_seconds}s`,
         );
-      ctx.print(`note: ${RULES_ONLY}`);
+      say(ctx, `note: ${RULES_ONLY}`);
     } else if (verdict.decision === 'deny') {
-      ctx.print(`deny ${verdict.code}: ${verdict.message}`);
+      say(ctx, `deny ${verdict.code}: ${verdict.message}`);
     } else {
-      ctx.print(`undecidable: ${verdict.message}`);
+      say(ctx, `undecidable: ${verdict.message}`);
     }
     return verdict.decision === 'allow' ? EXIT.ok : verdict.decision === 'deny' ? EXIT.failure : EXIT.usage;
   },
@@ -194,7 +254,7 @@ const BATCH = 2_000;
 export const replayCommand = command({
   name: 'replay',
   summary:
-    'Run a candidate policy over past calls in the audit log: what it would now deny (by code, with the USD), allow, or cannot decide. Writes nothing.',
+    'Run a candidate policy over past calls in the audit log, held ones too: what it would now deny (by code, with the USD), hold for a person, allow, or cannot decide. Writes nothing.',
   usage: 'policies replay <file> [--since 7d] [--until T] [--agent A] [--policy NAME] [--json]',
   help: [
     '--since T      from T (default 7d ago): 2026-11-20T14:30:00Z, 2026-11-20, or ago: 30m, 2h, 7d',
@@ -204,6 +264,7 @@ export const replayCommand = command({
     '--json         the report as JSON, money in micro-USD',
     'Replays policy rules only; caps, request limits and the loop guard are decided at admission.',
     "A row lacking a fact a rule needs (e.g. a refund's customer) is counted as undecidable, never guessed.",
+    'A call a person approved counts as held: a candidate without the approval rule now allows it.',
     'Exit codes: 0 no decision would change, 1 some would, 3 no such file.',
   ],
   options: {
@@ -219,7 +280,9 @@ export const replayCommand = command({
     const doc = await loadPolicyFile(file);
     const policy = compilePolicy(doc, 0);
     const name = v.policy ?? doc.name;
-    const replay = createReplay({ policy, tools: catalog.tools, fxRates: ctx.config().fxRates });
+    // The vendors' REST endpoints are named in policies and the audit log like tools.
+    const tools = new Map([...catalog.tools, ...(catalog.endpoints ?? [])]);
+    const replay = createReplay({ policy, tools, fxRates: ctx.config().fxRates });
     await withDb(ctx, async (db) => {
       let after: string | undefined;
       for (;;) {
@@ -248,24 +311,40 @@ export const replayCommand = command({
         ...report,
       });
     else printReport(ctx, name, file, since, report);
-    return report.now_denied || report.now_allowed ? EXIT.failure : EXIT.ok;
+    return report.now_denied || report.now_allowed || report.now_held ? EXIT.failure : EXIT.ok;
   },
 });
 
 const counts = (m: Record<string, number>) =>
   Object.entries(m)
-    .sort((a, b) => b[1] - a[1])
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
     .map(([k, n]) => `${k} ${n}`)
     .join(', ');
 
+// Narrow terminals hide usd, then tool, then ts; what the call was is cut before what it is now (a denial code,
+// never cut below 17 characters); the audit id is always whole.
+const CHANGE_COLUMNS: readonly Column[] = [
+  { name: 'ts', priority: 2 },
+  { name: 'id', priority: 0 },
+  { name: 'tool', priority: 3 },
+  { name: 'was', priority: 1, cut: true },
+  { name: 'now', priority: 0, cut: true, min: 17 },
+  { name: 'usd', priority: 4 },
+];
+
 function printReport(ctx: Context, name: string, file: string, since: Date, r: ReplayReport) {
-  ctx.print(
+  say(
+    ctx,
     `replay of ${file} over ${r.rows} call${r.rows === 1 ? '' : 's'} under policy '${name}' since ${since.toISOString()}`,
   );
   const lines: [string, string][] = [
     [
       'now denied',
       `${r.now_denied}${r.now_denied ? `  (${formatUsd(r.usd_refused_micros)} would have been refused; ${counts(r.now_denied_by_code)})` : ''}`,
+    ],
+    [
+      'now held',
+      `${r.now_held}${r.now_held ? `  (were ${counts(r.now_held_by_code)}; a person must approve)` : ''}`,
     ],
     [
       'now allowed',
@@ -281,13 +360,19 @@ function printReport(ctx: Context, name: string, file: string, since: Date, r: R
       `${r.not_replayed}${r.not_replayed ? '  (refused before policy: key, input or vendor lookup)' : ''}`,
     ],
   ];
-  for (const [label, text] of lines) ctx.print(`  ${label.padEnd(12)}  ${text}`);
-  ctx.print(`note: ${r.note}`);
+  for (const [label, text] of lines) say(ctx, `  ${label.padEnd(12)}  ${text}`, ' '.repeat(18));
+  const d = r.decisions;
+  if (r.replayed)
+    say(
+      ctx,
+      `in all, the candidate allows ${d.allowed}, holds ${d.held} and denies ${d.denied}${d.denied ? ` (${counts(d.denied_by_code)})` : ''}`,
+    );
+  say(ctx, `note: ${r.note}`);
   if (r.changes.length) {
     ctx.print('changes:');
     ctx.table(
       r.changes.map((c) => ({ ...c, usd: c.usd_micros !== undefined ? formatUsd(c.usd_micros) : '-' })),
-      ['ts', 'id', 'tool', 'was', 'now', 'usd'],
+      CHANGE_COLUMNS,
     );
   }
 }

@@ -5,6 +5,7 @@ import { startHttpServer } from '../server/http.js';
 import { restRoutes } from '../server/rest.js';
 import { vendorApis } from '../../tools/index.js';
 import { consoleRoutes } from '../server/console/routes.js';
+import { operatorDoors } from '../admin/admin-auth.js';
 import { adminRoutes } from '../admin/routes.js';
 import { startAlerts } from '../admin/alerts.js';
 import { linkKey } from '../approvals/link.js';
@@ -94,7 +95,7 @@ export async function serveHttp(
       host: o.host,
       port: o.port,
       routes: [
-        metricsRoute(metrics, config.adminToken, throttle),
+        metricsRoute(metrics, { db: runtime.deps.db, adminToken: config.adminToken, throttle }),
         adminRoutes(runtime.deps, config, alerts, throttle),
         approvalLinkRoutes(runtime.deps.db, signing),
         web,
@@ -120,13 +121,20 @@ export async function serveHttp(
   ctx.io.stderr(`leash serving MCP at ${http.url}/mcp${o.sandbox ? ' (sandbox vendors)' : ''}\n`);
   ctx.io.stderr(`vendor REST APIs (Stripe, Twilio, Resend SDKs) at base URL ${http.url}\n`);
   if (metricsServer) ctx.io.stderr(`metrics at ${metricsServer.url}\n`);
+  // The console, /admin and /metrics are on while the admin token is set or an operator is active (admin-auth.ts).
+  const doorsOn = await operatorDoors(runtime.deps.db, config.adminToken)().catch(() => false);
   if (ctx.jsonMode && !after)
     ctx.json({
       url: http.url,
       mcp_url: `${http.url}/mcp`,
-      metrics_url: metricsServer?.url ?? (config.adminToken ? `${http.url}/metrics` : null),
+      metrics_url: metricsServer?.url ?? (doorsOn ? `${http.url}/metrics` : null),
+      console_url: doorsOn ? `${http.url}/console` : null,
     });
-  if (config.adminToken) ctx.io.stderr(`operator console at ${http.url}/console\n`);
+  ctx.io.stderr(
+    doorsOn
+      ? `operator console at ${http.url}/console\n`
+      : 'operator console off until an operator exists (leash operators add NAME) or LEASH_ADMIN_TOKEN is set\n',
+  );
   approvals.loop = startApprovalLoop({
     db: runtime.deps.db,
     log: runtime.deps.log,
@@ -150,7 +158,9 @@ export async function serveHttp(
 const serve = command({
   name: '',
   summary:
-    'Serve MCP over Streamable HTTP at /mcp (vault key as Authorization: Bearer), plus /healthz and /admin.',
+    'Serve MCP over Streamable HTTP at /mcp (vault key as Authorization: Bearer) and /healthz; /admin, /metrics ' +
+    'and the operator console (/console) too once an operator exists (leash operators add NAME) or ' +
+    'LEASH_ADMIN_TOKEN is set.',
   usage:
     'serve [--host 127.0.0.1] [--port 8787] [--sandbox] [--reconcile-every 60] [--metrics-port P] [--json]',
   help: [
@@ -159,8 +169,8 @@ const serve = command({
     '--sandbox   route vendor calls to built-in local fakes',
     '--reconcile-every S  settle pending rows and late vendor prices every S seconds (default 60; 0 = off)',
     '--metrics-port P  also serve Prometheus /metrics on 127.0.0.1:P without a token',
-    '                  (on the main port, /metrics needs LEASH_ADMIN_TOKEN as a bearer token)',
-    '--json  print {url, mcp_url, metrics_url} on stdout once listening',
+    '                  (on the main port, /metrics needs an operator token or LEASH_ADMIN_TOKEN as a bearer token)',
+    '--json  print {url, mcp_url, metrics_url, console_url} on stdout once listening',
   ],
   options: serveOptions,
   async run(ctx, v) {

@@ -10,6 +10,7 @@ import {
 import { loadMasterKey } from '../credentials/master-key.js';
 import { checkSecretShapes } from '../config/secret-shape.js';
 import { VendorError } from '../pipeline/errors.js';
+import { announce, BY_HELP, BY_OPTION, cliActor } from './acting.js';
 import { withDb } from './with-db.js';
 import { CliError, EXIT, command, type CommandGroup, type Context } from './command.js';
 import { catalog } from './runtime.js';
@@ -94,16 +95,17 @@ function parseEnvMapping(
 const set = command({
   name: 'set',
   summary: 'Store a named vendor credential: encrypted (AES-256-GCM) from stdin, or a reference to env vars.',
-  usage: `vendors set <${[...catalog.vendors.keys()].join('|')}> [--name N] (--secret-stdin | --from-env VAR…) [--base-url URL] [--account ACCT]`,
+  usage: `vendors set <${[...catalog.vendors.keys()].join('|')}> [--name N] (--secret-stdin | --from-env VAR…) [--base-url URL] [--account ACCT] [--by NAME]`,
   help: [
     '--name N          credential name (default "default"); policies pick it with vendors.<v>.credential',
     '--secret-stdin    read the secret from stdin (never from argv); stored encrypted under the master key',
-    '                  a vendor with several fields: JSON {"field":…} or field=value lines',
+    '                  A vendor with several fields: JSON {"field":…} or field=value lines.',
     '--from-env VAR    read the secret from this env var at call time (several fields: field=VAR each)',
     '--allow-unset     with --from-env: store the reference even though the variable is not set here',
     '                  (it is set only where leash serve runs)',
     "--base-url URL    send this credential's calls to another base URL (a mock, a proxy)",
     '--account ACCT    the vendor account calls are routed to (e.g. a connected account or subaccount)',
+    BY_HELP,
   ],
   options: {
     name: { type: 'string', default: 'default' },
@@ -112,12 +114,14 @@ const set = command({
     'base-url': { type: 'string' },
     account: { type: 'string' },
     'allow-unset': { type: 'boolean' },
+    ...BY_OPTION,
     json: { type: 'boolean' },
   },
   positionals: { min: 1, max: 1 },
   async run(ctx, v, [vendor]) {
     const name = vendor ?? '';
     const fields = vendorFields(name);
+    const by = cliActor(ctx, v.by);
     if (Boolean(v['secret-stdin']) === Boolean(v['from-env']?.length))
       throw new CliError('give exactly one of --secret-stdin or --from-env', EXIT.usage);
     if (!/^[a-z0-9][a-z0-9_-]*$/.test(v.name))
@@ -141,16 +145,28 @@ const set = command({
     if (shape.problems.length) throw new CliError(shape.problems.join('; '), EXIT.usage);
     for (const w of shape.warnings) ctx.warn(w);
     await withDb(ctx, (db) =>
-      setCredential(db, ctx.config(), {
-        vendor: name,
-        name: v.name,
-        ...(secret ? { secret } : {}),
-        ...(envVars ? { envVars } : {}),
-        baseUrl: v['base-url'],
-        account: v.account,
-        shapes,
-      }),
+      setCredential(
+        db,
+        ctx.config(),
+        {
+          vendor: name,
+          name: v.name,
+          ...(secret ? { secret } : {}),
+          ...(envVars ? { envVars } : {}),
+          baseUrl: v['base-url'],
+          account: v.account,
+          shapes,
+        },
+        by,
+      ),
     );
+    await announce(ctx, {
+      type: 'operator_action',
+      action: 'credential.set',
+      target: `credential:${name}/${v.name}`,
+      by: by.name,
+      via: by.via,
+    });
     if (v.json) ctx.json({ vendor: name, name: v.name, source: secret ? 'encrypted' : 'env' });
     else
       ctx.print(
@@ -198,7 +214,17 @@ const list = command({
         env_vars: r.env_vars?.join(',') ?? null,
         ready: r.ready ? 'yes' : `no: ${r.not_ready_reason ?? 'unknown'}`,
       })),
-      ['vendor', 'name', 'source', 'env_vars', 'base_url', 'account', 'ready'],
+      // At 80 columns: whether each credential is ready (and why not, cut to fit) before where it comes from.
+      [
+        { name: 'vendor', priority: 0 },
+        { name: 'name', priority: 0 },
+        { name: 'source', priority: 2 },
+        { name: 'env_vars', priority: 4 },
+        { name: 'base_url', priority: 5 },
+        { name: 'account', priority: 3 },
+        { name: 'ready', priority: 1, cut: true, min: 24 },
+        { name: 'updated_by', priority: 6 },
+      ],
       (column, text) => (column !== 'ready' ? undefined : text === 'yes' ? 'green' : 'red'),
     );
   },
@@ -207,13 +233,22 @@ const list = command({
 const remove = command({
   name: 'remove',
   summary: 'Remove a stored vendor credential.',
-  usage: 'vendors remove <vendor> [--name N]',
-  options: { name: { type: 'string', default: 'default' } },
+  usage: 'vendors remove <vendor> [--name N] [--by NAME]',
+  help: ['--name N     credential name (default "default")', BY_HELP],
+  options: { name: { type: 'string', default: 'default' }, ...BY_OPTION },
   positionals: { min: 1, max: 1 },
   async run(ctx, v, [vendor]) {
     vendorFields(vendor ?? '');
-    const removed = await withDb(ctx, (db) => removeCredential(db, vendor ?? '', v.name));
+    const by = cliActor(ctx, v.by);
+    const removed = await withDb(ctx, (db) => removeCredential(db, vendor ?? '', v.name, by));
     if (!removed) throw new CliError(`no stored credential ${vendor ?? ''}/${v.name}`, EXIT.notFound);
+    await announce(ctx, {
+      type: 'operator_action',
+      action: 'credential.remove',
+      target: `credential:${vendor ?? ''}/${v.name}`,
+      by: by.name,
+      via: by.via,
+    });
     if (ctx.jsonMode) ctx.json({ vendor, name: v.name, removed: true });
     else ctx.print(`${vendor ?? ''}/${v.name} removed`);
   },

@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import type { Config } from '../config/config.js';
 import { checkSecretShapes, type SecretShapes } from '../config/secret-shape.js';
 import type { SecretFields } from '../config/vendor-declaration.js';
-import type { Db } from '../db/database.js';
+import { actorName, recordAction, SYSTEM_ACTOR, type Actor } from '../audit/operator-actions.js';
+import { durableCommit, type Db } from '../db/database.js';
 import { CredentialError, loadMasterKey, open, seal } from './master-key.js';
 
 /** A credential ready for a vendor client. Holds raw secrets: never log, return or audit it. */
@@ -76,6 +77,8 @@ export interface CredentialInfo {
   base_url: string | null;
   account: string | null;
   updated_at: Date | null;
+  /** Who set it last (null for the env default and for rows set before leash recorded it). */
+  updated_by: string | null;
   ready: boolean;
 }
 
@@ -176,8 +179,16 @@ export function envSecret(config: Config, mapping: SecretFields): Record<string,
   );
 }
 
-/** Creates or replaces a named vendor credential. Checks shapes first: a malformed credential stores nothing. */
-export async function setCredential(db: Db, config: Config, c: SetCredential): Promise<void> {
+/**
+ * Creates or replaces a named vendor credential. Checks shapes first: a malformed credential stores nothing. `by` is
+ * recorded on the row (`updated_by`) and as an operator action (never the secret), in the same transaction.
+ */
+export async function setCredential(
+  db: Db,
+  config: Config,
+  c: SetCredential,
+  by: Actor = SYSTEM_ACTOR,
+): Promise<void> {
   if (!c.secret === !c.envVars) throw new CredentialError('give either a secret or env var names, not both');
   if (c.secret) assertShapes(c.vendor, c.name, c.secret, c.shapes);
   const mapping = c.envVars;
@@ -200,23 +211,45 @@ export async function setCredential(db: Db, config: Config, c: SetCredential): P
     ciphertext,
     base_url: c.baseUrl ?? null,
     account: c.account ?? null,
+    updated_by: actorName(by),
   };
-  await db
-    .insertInto('vendor_credentials')
-    .values(values)
-    .onConflict((oc) =>
-      oc.columns(['vendor', 'name']).doUpdateSet({ ...values, updated_at: sql<Date>`now()` }),
-    )
-    .execute();
+  await db.transaction().execute(async (trx) => {
+    await durableCommit(trx);
+    await trx
+      .insertInto('vendor_credentials')
+      .values(values)
+      .onConflict((oc) =>
+        oc.columns(['vendor', 'name']).doUpdateSet({ ...values, updated_at: sql<Date>`now()` }),
+      )
+      .execute();
+    // What changed, never the secret: where it comes from, and the routing settings.
+    await recordAction(trx, by, 'credential.set', `credential:${c.vendor}/${c.name}`, {
+      source: values.source,
+      ...(c.envVars ? { env_vars: Object.values(c.envVars) } : {}),
+      base_url: values.base_url,
+      account: values.account,
+    });
+  });
 }
 
-export async function removeCredential(db: Db, vendor: string, name: string): Promise<boolean> {
-  const r = await db
-    .deleteFrom('vendor_credentials')
-    .where('vendor', '=', vendor)
-    .where('name', '=', name)
-    .executeTakeFirst();
-  return r.numDeletedRows > 0n;
+/** Removes a stored credential and records `by`, in one transaction; false when there was none. */
+export async function removeCredential(
+  db: Db,
+  vendor: string,
+  name: string,
+  by: Actor = SYSTEM_ACTOR,
+): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    await durableCommit(trx);
+    const r = await trx
+      .deleteFrom('vendor_credentials')
+      .where('vendor', '=', vendor)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (r.numDeletedRows === 0n) return false;
+    await recordAction(trx, by, 'credential.remove', `credential:${vendor}/${name}`);
+    return true;
+  });
 }
 
 /** Lists credentials without secrets: stored rows plus env defaults for the given vendors. */
@@ -241,6 +274,7 @@ export async function listCredentials(
       base_url: r.base_url,
       account: r.account,
       updated_at: r.updated_at,
+      updated_by: r.updated_by,
       ready:
         r.source === 'encrypted' ||
         (envVars ?? []).every((v) => Boolean(config.vendorEnv[v] ?? config.extraEnv[v])),
@@ -257,6 +291,7 @@ export async function listCredentials(
       base_url: config.baseUrls[vendor] ?? null,
       account: null,
       updated_at: null,
+      updated_by: null,
       ready: envVars.every((v) => Boolean(config.vendorEnv[v])),
     });
   }

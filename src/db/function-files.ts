@@ -13,11 +13,15 @@ import { sql, type Kysely } from 'kysely';
  */
 export const FUNCTION_FILES: readonly string[] = [
   'leash_key_lock_id',
+  'leash_trip_lock_id',
   'leash_window_order',
   'leash_admission_session',
   'leash_lock_batch',
   'leash_lock_window',
   'leash_claim_object',
+  'leash_active_pause',
+  'leash_lock_tripwires',
+  'leash_tripwires',
   'leash_admit_call',
   'leash_admission',
   'leash_admit_batch_each',

@@ -23,6 +23,8 @@ import * as approvalCancel from './migrations/2026-12-06-0014-approval-cancel.js
 import * as credentialVersion from './migrations/2026-12-06-0015-credential-version.js';
 import * as outcomePending from './migrations/2026-12-06-0016-outcome-pending.js';
 import * as functionFiles from './migrations/2026-12-06-0017-function-files.js';
+import * as operators from './migrations/2026-12-06-0018-operators.js';
+import * as tripwires from './migrations/2026-12-06-0019-tripwires.js';
 
 /**
  * Every migration, in order. Names are frozen: they are recorded in the database. Migrations change tables, indexes
@@ -46,6 +48,8 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-12-06-0015-credential-version': credentialVersion,
   '2026-12-06-0016-outcome-pending': outcomePending,
   '2026-12-06-0017-function-files': functionFiles,
+  '2026-12-06-0018-operators': operators,
+  '2026-12-06-0019-tripwires': tripwires,
 };
 /** The newest migration this version knows. */
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).at(-1) ?? '';

@@ -13,6 +13,8 @@ export interface VendorCredentialsTable {
   account: string | null;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
+  /** Who set it last (operator_actions has every change). */
+  updated_by: string | null;
 }
 
 export interface PoliciesTable {
@@ -30,6 +32,7 @@ export interface PolicyVersionsTable {
   loop_limit: number | null;
   loop_window_seconds: number | null;
   created_at: Generated<Date>;
+  applied_by: string | null;
 }
 
 export interface VaultKeysTable {
@@ -46,6 +49,8 @@ export interface VaultKeysTable {
   revoked_at: Timestamp | null;
   revoked_reason: string | null;
   rotated_at: Timestamp | null;
+  revoked_by: string | null;
+  rotated_by: string | null;
 }
 
 export interface SpendWindowsTable {
@@ -161,6 +166,72 @@ export interface BudgetWindow {
   cap: number;
 }
 
+/** A person's credential for the admin API and the console (`leash operators add`): only its hash is kept. */
+export interface OperatorsTable {
+  id: string;
+  name: string;
+  token_hash: Buffer;
+  created_at: Generated<Date>;
+  created_by: string;
+  removed_at: Timestamp | null;
+  removed_by: string | null;
+}
+
+/** One change an operator made, written in the change's own transaction (src/audit/operator-actions.ts). */
+export interface OperatorActionsTable {
+  id: Generated<string>;
+  ts: Generated<Date>;
+  actor: string;
+  via: string;
+  action: string;
+  target: string;
+  detail: JSONColumnType<Json, string, string>;
+}
+
+/** A paused scope: every call of the key, run, agent or policy is refused `key_paused` until it is resumed. */
+export interface PausesTable {
+  id: Generated<number>;
+  scope_kind: 'key' | 'run' | 'agent' | 'policy';
+  scope: string;
+  /** The tripwire that paused it (null: an operator did) and that wire's policy. */
+  wire: string | null;
+  policy: string | null;
+  details: JSONColumnType<Json, string, string>;
+  paused_at: Generated<Date>;
+  paused_by: string;
+  resumed_at: Timestamp | null;
+  resumed_by: string | null;
+}
+
+/** One call of a scope a tripwire measures: the scope's running totals before it, and what it added. */
+export interface TripwireMarksTable {
+  scope: string;
+  seq: number;
+  ts: Date;
+  calls: number;
+  usd_micros: number;
+  denials: number;
+  add_calls: number;
+  add_usd: number;
+  add_denials: number;
+}
+
+/** When a scope last reached each recipient (distinct_recipients_per_hour). */
+export interface TripwireRecipientsTable {
+  scope: string;
+  recipient: string;
+  last_at: Date;
+}
+
+/** When a wire last alerted for a scope: `alert` and `warn` alert once per window. */
+export interface TripwireAlertsTable {
+  policy: string;
+  wire: string;
+  scope: string;
+  alerted_at: Date;
+  figure: number;
+}
+
 export interface Database {
   vendor_credentials: VendorCredentialsTable;
   policies: PoliciesTable;
@@ -171,4 +242,10 @@ export interface Database {
   audit_unsettled: AuditUnsettledTable;
   audit_objects: AuditObjectsTable;
   approvals: ApprovalsTable;
+  pauses: PausesTable;
+  tripwire_marks: TripwireMarksTable;
+  tripwire_recipients: TripwireRecipientsTable;
+  tripwire_alerts: TripwireAlertsTable;
+  operators: OperatorsTable;
+  operator_actions: OperatorActionsTable;
 }

@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import { approvalsChanged } from '../approvals/changes.js';
 import { cancelForKeys } from '../approvals/store.js';
+import { actorName, recordAction, SYSTEM_ACTOR, type Actor } from '../audit/operator-actions.js';
 import { durableCommit, type Db } from '../db/database.js';
 
 /** A vault key problem an operator can act on (unknown policy, bad id). */
@@ -111,12 +112,14 @@ export type RevokeTarget = { id: string } | { agent: string } | { runId: string 
  * Revokes keys and returns the ids revoked now. Each key's admission lock is taken exclusively first, so the
  * revoke waits out admissions in flight and every admission that starts later sees it: once this returns,
  * no call of these keys is admitted, on any replica. Their open approval requests are cancelled (`key_revoked`)
- * in the same transaction, so no one can approve a call these keys can no longer make.
+ * in the same transaction, so no one can approve a call these keys can no longer make. `by` is recorded on each key
+ * (`revoked_by`) and as one operator action, in the same transaction.
  */
 export async function revokeKeys(
   db: Db,
   target: RevokeTarget,
   reason = 'revoked by operator',
+  by: Actor = SYSTEM_ACTOR,
 ): Promise<string[]> {
   const done = await db.transaction().execute(async (trx) => {
     await durableCommit(trx);
@@ -134,34 +137,53 @@ export async function revokeKeys(
       .updateTable('vault_keys')
       // clock_timestamp(): the moment the row changed (after waiting out in-flight admissions), so no
       // admitted audit row can carry a later time than the revoke.
-      .set({ revoked_at: sql<Date>`clock_timestamp()`, revoked_reason: reason })
+      .set({ revoked_at: sql<Date>`clock_timestamp()`, revoked_reason: reason, revoked_by: actorName(by) })
       .where('id', 'in', ids)
       .where('revoked_at', 'is', null)
       .returning('id')
       .execute();
     const revoked = rows.map((r) => r.id);
-    return { revoked, cancelled: await cancelForKeys(trx, revoked, 'key_revoked') };
+    const cancelled = await cancelForKeys(trx, revoked, 'key_revoked');
+    if (revoked.length)
+      await recordAction(trx, by, 'key.revoke', revokeTargetText(target), {
+        key_ids: revoked,
+        reason,
+        ...(cancelled.length ? { approvals_cancelled: cancelled } : {}),
+      });
+    return { revoked, cancelled };
   });
   approvalsChanged(done.cancelled);
   return done.revoked;
 }
 
+/** How a revoke target reads in the operator actions: `key:<id>`, `agent:<name>` or `run:<id>`. */
+export function revokeTargetText(target: RevokeTarget): string {
+  return 'id' in target
+    ? `key:${target.id}`
+    : 'agent' in target
+      ? `agent:${target.agent}`
+      : `run:${target.runId}`;
+}
+
 /**
  * New secret for the same key identity and history. Takes the key's admission lock exclusively, like revoke, so once
- * this returns no call presenting the old secret is admitted (admission re-checks the secret under that lock).
+ * this returns no call presenting the old secret is admitted (admission re-checks the secret under that lock). `by`
+ * is recorded on the key (`rotated_by`) and as an operator action, in the same transaction.
  */
-export async function rotateKey(db: Db, id: string): Promise<string> {
+export async function rotateKey(db: Db, id: string, by: Actor = SYSTEM_ACTOR): Promise<string> {
   const secret = newSecret();
   const row = await db.transaction().execute(async (trx) => {
     await durableCommit(trx);
     await sql`select pg_advisory_xact_lock(leash_key_lock_id(${id}))`.execute(trx);
-    return trx
+    const rotated = await trx
       .updateTable('vault_keys')
-      .set({ secret_hash: hashSecret(secret), rotated_at: sql<Date>`now()` })
+      .set({ secret_hash: hashSecret(secret), rotated_at: sql<Date>`now()`, rotated_by: actorName(by) })
       .where('id', '=', id)
       .where('revoked_at', 'is', null)
       .returning('id')
       .executeTakeFirst();
+    if (rotated) await recordAction(trx, by, 'key.rotate', `key:${id}`);
+    return rotated;
   });
   if (!row) throw new KeyError(`no active key '${id}'`);
   return `lsk_${id}_${secret}`;
@@ -179,7 +201,9 @@ export interface KeyRow {
   expires_at: Date | null;
   revoked_at: Date | null;
   revoked_reason: string | null;
+  revoked_by: string | null;
   rotated_at: Date | null;
+  rotated_by: string | null;
   status: 'active' | 'revoked' | 'expired';
 }
 
@@ -195,7 +219,9 @@ const keyColumns = [
   'expires_at',
   'revoked_at',
   'revoked_reason',
+  'revoked_by',
   'rotated_at',
+  'rotated_by',
 ] as const;
 
 function withStatus(r: Omit<KeyRow, 'status'>): KeyRow {

@@ -13,7 +13,7 @@ export interface SpendRow {
   /** For `by: 'key'`: the key's agent and policy. */
   agent: string | null;
   policy: string | null;
-  /** cost_micros + reserved_micros of allowed calls: what these calls hold against budgets. */
+  /** cost_micros + reserved_micros of allowed calls: what these calls count against budgets. */
   held_micros: number;
   cost_micros: number;
   reserved_micros: number;

@@ -5,6 +5,7 @@ import type { Db } from '../db/database.js';
 import type { CredentialChanges } from '../credentials/credential-changes.js';
 import { auditHasher, type AuditHasher } from '../audit/audit-hash.js';
 import { AdmissionQueue } from '../audit/admission-queue.js';
+import type { TripwireEvent } from '../audit/write.js';
 import { ApprovalWaits } from '../approvals/wait.js';
 import { SETTLE_DELAY_MS, SettleQueue } from '../audit/settle-queue.js';
 import { KeyCache } from '../keys/key-cache.js';
@@ -18,11 +19,18 @@ export type PipelineEvent =
       code: string;
       key_id: string | null;
       agent: string | null;
+      /** The key's policy (null when no valid key was presented): refusals are counted per policy. */
+      policy: string | null;
       tool: string;
       audit_id: string | null;
       details: Record<string, unknown>;
     }
   | { type: 'admitted'; key_id: string; agent: string; tool: string; audit_id: string; cost_micros: number }
+  /**
+   * A tripwire tripped (action pause or revoke: this call was refused tripwire_tripped) or alerts (action alert: once
+   * per window per wire and scope, whichever replica saw it). One alert each.
+   */
+  | (TripwireEvent & { type: 'tripwire'; key_id: string; agent: string; tool: string; audit_id: string })
   | {
       type: 'finished';
       tool: string;

@@ -76,6 +76,28 @@ export const REFUSALS: Readonly<Record<string, RefusalKind>> = {
     message: (d) =>
       `the same call was already made ${String(d.identical_calls)} times in the last ${String(d.window_seconds)}s; stop and ask a human`,
   },
+  tripwire_tripped: {
+    retryable: false,
+    http: 429,
+    message: (d) => {
+      const spend = d.metric === 'spend_usd_per_10m';
+      const figure = spend ? usd(d.figure) : String(d.figure);
+      const limit = spend ? usd(d.limit) : String(d.limit);
+      const scope = typeof d.scope_kind === 'string' ? d.scope_kind : 'key';
+      const then =
+        d.action === 'revoke'
+          ? `this ${scope}'s keys are revoked`
+          : `this ${scope} is paused until an operator resumes it`;
+      return `tripwire '${String(d.wire)}' tripped: ${figure} ${String(d.metric)} is over its limit of ${limit} in ${String(d.window_seconds)}s, so this call was not made and ${then}; stop and ask a human`;
+    },
+  },
+  key_paused: {
+    retryable: false,
+    http: 403,
+    message: say(
+      'this key, its run, its agent or its policy is paused (a tripwire tripped, or an operator paused it); stop and ask an operator to resume it',
+    ),
+  },
   outcome_pending: {
     retryable: false,
     http: 409,

@@ -8,6 +8,8 @@ import { errorName } from '../config/logger.js';
 import { failure } from './failure.js';
 import { admitStage, authenticate, evaluate, facts, validate } from './stages.js';
 import { operationOf } from './tool.js';
+import { tripwiresFor } from '../policy/tripwires.js';
+import { raiseTripwires } from './tripwire-events.js';
 
 export { createPipeline, type PipelineDeps, type PipelineEvent } from './deps.js';
 export type { CallRequest, ToolCallResult } from './call-state.js';
@@ -67,9 +69,17 @@ async function refuse(s: CallState, deps: PipelineDeps, r: Refusal): Promise<Too
   let details = r.details ?? {};
   if (r.row !== 'written') {
     try {
-      const key = s.key ? { secretHash: s.key.secret_hash, policyVersion: s.key.policy.version } : undefined;
+      const key = s.key
+        ? {
+            secretHash: s.key.secret_hash,
+            policyVersion: s.key.policy.version,
+            // The refusal counts toward the policy's denials_per_minute wires, in the same statement.
+            tripwires: s.tool?.countsAsRequest === false ? [] : tripwiresFor(s.key.policy, s.key),
+          }
+        : undefined;
       const written = await recordDenial(deps.db, s.draft, code, details, deps.auditHash, key);
       if ('stale' in written) return 'restart';
+      raiseTripwires(deps, s, written);
       if (written.code !== code) {
         if (s.req.key) deps.keys.forget(s.req.key);
         ({ code, details } = written);
@@ -84,6 +94,7 @@ async function refuse(s: CallState, deps: PipelineDeps, r: Refusal): Promise<Too
     code,
     key_id: s.draft.key_id,
     agent: s.draft.agent,
+    policy: s.draft.policy,
     tool: s.name,
     audit_id: s.id,
     details,

@@ -1,15 +1,17 @@
 import { windowsFor } from '../ledger/windows.js';
-import { evaluate as evaluatePolicy } from '../policy/evaluate.js';
+import { decideCall } from '../policy/decide-call.js';
 import { canonicalJson } from '../policy/compile.js';
 import type { AuditHasher } from '../audit/audit-hash.js';
 import { approvalView } from '../approvals/view.js';
 import { vendorIdempotencyKey, type CallState, type StageResult } from './call-state.js';
 import type { PipelineDeps } from './deps.js';
 import { PolicyDenied, scrub, scrubVendorError, VendorError } from './errors.js';
-import { pricingFrom, withoutNulls } from './tool.js';
+import { invalidInputMessage, parseInput, pricingFrom, withoutNulls } from './tool.js';
 import { vendorContext } from './vendor-context.js';
 import { errorName } from '../config/logger.js';
 import { vendorInfo } from './failure.js';
+import { recipientsOf, tripwiresFor } from '../policy/tripwires.js';
+import { raiseTripwires } from './tripwire-events.js';
 
 /** Nesting deeper than this is refused before anything walks it (hashing, validation, storage). */
 const MAX_DEPTH = 32;
@@ -93,23 +95,19 @@ export function validate(s: CallState, deps: PipelineDeps): StageResult {
   // The tool's own schema: the narrowed one only advertises policy limits, which evaluate() enforces
   // so that every over-limit call is a denial with its code in the audit log.
   // A door's own finding (a bad header, an unreadable or oversized body) is the call's only issue.
-  const parsed = s.req.issues?.length ? undefined : s.tool.input.safeParse(args);
-  if (!parsed?.success) {
-    const issues = s.req.issues?.length
-      ? s.req.issues
-      : parsed!.error.issues.map((i) => ({
-          field: i.path.join('.') || '(input)',
-          problem: i.message,
-        }));
+  const parsed = s.req.issues?.length
+    ? { ok: false as const, issues: s.req.issues }
+    : parseInput(s.tool, args);
+  if (!parsed.ok) {
     s.draft.request = rawRequest(s, args, h);
     return {
       code: 'invalid_input',
-      message: `invalid input for ${s.tool.name}: ${issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`,
-      details: { issues },
+      message: invalidInputMessage(s.tool.name, parsed.issues),
+      details: { issues: parsed.issues },
     };
   }
-  s.input = parsed.data;
-  s.draft.request = s.tool.redact ? s.tool.redact(parsed.data, h) : requestOf(parsed.data);
+  s.input = parsed.input;
+  s.draft.request = s.tool.redact ? s.tool.redact(parsed.input, h) : requestOf(parsed.input);
   return undefined;
 }
 
@@ -157,32 +155,35 @@ export async function facts(s: CallState, deps: PipelineDeps): Promise<StageResu
       };
     }
   }
-  s.facts = tool.facts(s.input, s.looked);
-  // What policy decided on, so `leash policies replay` can decide the same row under another policy.
-  s.draft.metadata.facts = s.facts;
-  if (s.facts.amount) {
-    s.draft.amount = s.facts.amount.minor;
-    s.draft.currency = s.facts.amount.currency.toLowerCase();
-  }
   return undefined;
 }
 
-/** The policy decides, once, on the facts. Pure. */
+/**
+ * The policy decides, once, on the call's facts, and the call is priced: decideCall, which `leash policies test`
+ * runs too. Pure.
+ */
 export function evaluate(s: CallState, deps: PipelineDeps): StageResult {
   const key = s.key!;
-  const decision = evaluatePolicy({
-    tool: s.tool!.name,
-    ownRules: s.tool!.ownRules,
+  const { facts, decision, costMicros } = decideCall({
+    tool: s.tool!,
+    input: s.input,
+    looked: s.looked,
     policy: key.policy,
     key: { revokedAt: key.revoked_at, expiresAt: key.expires_at },
     now: new Date(),
-    facts: s.facts ?? {},
-    fxRates: deps.config.fxRates,
+    pricing: pricingFrom(deps.config),
   });
+  s.facts = facts;
+  // What policy decided on, so `leash policies replay` can decide the same row under another policy.
+  s.draft.metadata.facts = facts;
+  if (facts.amount) {
+    s.draft.amount = facts.amount.minor;
+    s.draft.currency = facts.amount.currency.toLowerCase();
+  }
   if (!decision.allow) return { code: decision.code, message: decision.message, details: decision.details };
   s.amountMicros = decision.amountMicros;
   s.approval = decision.approval;
-  s.cost = s.tool!.estimateCostMicros(s.input, s.looked, pricingFrom(deps.config), decision.amountMicros);
+  s.cost = costMicros;
   return undefined;
 }
 
@@ -209,6 +210,12 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
         // The same logical call while an identical one's outcome is unknown: refused (or, with the same key at a
         // vendor that dedupes by key, sent on), decided in the admission statement.
         pending: readOnly ? null : { seconds: OUTCOME_PENDING_SECONDS, sameKey: tool.dedupesByKey === true },
+        // Measured in the same statement; calls that do not use up the request cap (budget lookups) are not counted.
+        tripwires: tool.countsAsRequest === false ? [] : tripwiresFor(key.policy, key),
+        recipients: recipientsOf(s.facts),
+        // leash's own lookups (get_budget, get_approval) are served on a paused key: get_budget tells the agent why it
+        // is paused and that only an operator resumes it.
+        pauseExempt: tool.vendor === undefined && tool.countsAsRequest === false,
       },
       s.draft,
     );
@@ -218,6 +225,7 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
   }
   s.admitMs = performance.now() - t0;
   if ('stale' in result) return 'restart';
+  raiseTripwires(deps, s, result);
   // A held call (approval_required) is refused like any other: its row and approval request are written.
   if (!result.admitted) return { code: result.code ?? 'denied', details: result.details, row: 'written' };
   s.admission = result;

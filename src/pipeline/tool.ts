@@ -5,19 +5,13 @@ import type { AuditHasher } from '../audit/audit-hash.js';
 import type { Config } from '../config/config.js';
 import type { BudgetView } from '../ledger/budget.js';
 import type { ToolRule, ToolRuleSpec } from '../policy/compile.js';
+import type { Pricing } from '../policy/decide-call.js';
 import type { PolicyFacts } from '../policy/evaluate.js';
 import type { ToolRules } from '../policy/rule-set.js';
 import type { RuleName } from '../policy/schema.js';
 import type { VendorSpec } from './vendor-spec.js';
 
-export type { ApprovalView, AuditHasher, BudgetView, VendorSpec };
-
-/** Prices and rates the cost estimates use (from config). A vendor reads its own with its PriceSheet. */
-export interface Pricing {
-  fxRates: Readonly<Record<string, number>>;
-  /** Vendor prices by price-sheet key. */
-  prices: Readonly<Record<string, unknown>>;
-}
+export type { ApprovalView, AuditHasher, BudgetView, Pricing, VendorSpec };
 
 /** The prices config holds, as tools read them. */
 export function pricingFrom(config: Config): Pricing {
@@ -138,6 +132,12 @@ export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Cl
   narrow?(rule: ToolRule): { input: z.ZodObject; limits: string[] };
   /** Read-only vendor lookups the policy needs (e.g. a payment's customer). Failures deny. */
   lookup?(ctx: LookupContext<Client>, input: In): Promise<Facts>;
+  /**
+   * For a dry run (`leash policies test`), which looks nothing up: what `lookup` would find, from the facts an
+   * operator gives for it (a payment's customer and amount). Pure. A tool with a lookup and without this cannot
+   * be decided by a dry run.
+   */
+  assumeLookup?(given: Readonly<Record<string, unknown>>, input: In): AssumedLookup<Facts>;
   /** The facts policy checks, from the input and the lookup. */
   facts(input: In, looked: Facts): PolicyFacts;
   /** Estimated cost in micro-USD, reserved before the call. `amountMicros` is the USD value evaluate computed. */
@@ -152,6 +152,41 @@ export interface ToolDefinition<In = unknown, Facts = unknown, Out = unknown, Cl
   redact?(input: In, h: AuditHasher): Record<string, unknown>;
   /** Top-level fields never stored, even when the input is invalid (then only their length and audit hash are). */
   sensitive?: readonly string[];
+}
+
+/** What a dry run takes a tool's lookup to have found, or why it cannot say. */
+export type AssumedLookup<Facts> =
+  | { looked: Facts }
+  /** Facts the operator must give for the call to be decided (e.g. `amount`: a refund's amount and currency). */
+  | { missing: readonly string[] }
+  /** Given facts that do not parse, each naming its field (e.g. `facts.amount_refunded`). */
+  | { issues: readonly InputIssue[] };
+
+/** One problem with a call's input, naming the field. */
+export interface InputIssue {
+  field: string;
+  problem: string;
+}
+
+/**
+ * A call's arguments parsed with the tool's own schema (top-level nulls already dropped), as the pipeline's
+ * validate stage and the dry run both do: the input, or each issue naming its field, and one sentence of them.
+ */
+export function parseInput(
+  tool: ToolDefinition,
+  args: unknown,
+): { ok: true; input: unknown } | { ok: false; issues: InputIssue[] } {
+  const parsed = tool.input.safeParse(args);
+  if (parsed.success) return { ok: true, input: parsed.data };
+  return {
+    ok: false,
+    issues: parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(input)', problem: i.message })),
+  };
+}
+
+/** The invalid_input sentence for a call's issues. */
+export function invalidInputMessage(tool: string, issues: readonly InputIssue[]): string {
+  return `invalid input for ${tool}: ${issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`;
 }
 
 /**

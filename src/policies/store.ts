@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { recordAction, SYSTEM_ACTOR, actorName, type Actor } from '../audit/operator-actions.js';
 import { durableCommit, type Db } from '../db/database.js';
 import { compilePolicy, policyDigest, PolicyFileError, type CompiledPolicy } from '../policy/compile.js';
 import { policyFileSchema, type PolicyFile } from '../policy/schema.js';
@@ -10,8 +11,11 @@ export interface AppliedPolicy {
   digest: string;
 }
 
-/** Stores a validated policy; a changed document becomes a new version, an unchanged one is a no-op. */
-export async function applyPolicy(db: Db, doc: PolicyFile): Promise<AppliedPolicy> {
+/**
+ * Stores a validated policy; a changed document becomes a new version, an unchanged one is a no-op. A new version
+ * records `by` (`applied_by`, and an operator action) in the same transaction.
+ */
+export async function applyPolicy(db: Db, doc: PolicyFile, by: Actor = SYSTEM_ACTOR): Promise<AppliedPolicy> {
   const digest = policyDigest(doc);
   const compiled = compilePolicy(doc, 0);
   return db.transaction().execute(async (trx) => {
@@ -48,8 +52,10 @@ export async function applyPolicy(db: Db, doc: PolicyFile): Promise<AppliedPolic
         digest,
         loop_limit: compiled.loopGuard?.identicalCalls ?? null,
         loop_window_seconds: compiled.loopGuard?.windowSeconds ?? null,
+        applied_by: actorName(by),
       })
       .execute();
+    await recordAction(trx, by, 'policy.apply', `policy:${doc.name}`, { version, digest });
     return { name: doc.name, version, created: true, digest };
   });
 }
@@ -93,6 +99,8 @@ export interface PolicySummary {
   name: string;
   latest_version: number;
   updated_at: Date;
+  /** Who applied the latest version (null for versions applied before leash recorded it). */
+  applied_by: string | null;
   tools: string[];
   active_keys: number;
 }
@@ -107,6 +115,7 @@ export async function listPolicies(db: Db): Promise<PolicySummary[]> {
       'p.name',
       'p.latest_version',
       'p.updated_at',
+      'v.applied_by',
       'v.document',
       eb
         .selectFrom('vault_keys as k')
@@ -122,6 +131,7 @@ export async function listPolicies(db: Db): Promise<PolicySummary[]> {
     name: r.name,
     latest_version: r.latest_version,
     updated_at: r.updated_at,
+    applied_by: r.applied_by,
     tools: Object.keys((r.document as { tools?: Record<string, unknown> }).tools ?? {}),
     active_keys: r.active_keys ?? 0,
   }));

@@ -8,6 +8,7 @@ import {
   type PolicyFile,
   type ToolRuleInput,
 } from './schema.js';
+import { compileTripwires } from './tripwires.js';
 import { PolicyFileError, type CompiledPolicy, type ToolRule, type ToolRuleSpec } from './types.js';
 
 export { PolicyFileError } from './types.js';
@@ -172,6 +173,7 @@ export function compilePolicy(doc: PolicyFile, version: number): CompiledPolicy 
     limits,
     vendors,
     tools,
+    tripwires: compileTripwires(doc.tripwires),
     approvals,
     document: doc,
   };

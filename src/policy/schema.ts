@@ -42,6 +42,74 @@ export type RuleName = Exclude<keyof typeof genericRuleShape, 'credential' | 'ap
 /** One tool's rule as written: generic keys plus the tool's own, checked against the catalog when applied. */
 export type ToolRuleInput = Readonly<Record<string, unknown>>;
 
+/** What a tripwire measures, each over its own sliding window (TRIPWIRE_WINDOWS). */
+export const TRIPWIRE_METRICS = [
+  'calls_per_minute',
+  'denials_per_minute',
+  'spend_usd_per_10m',
+  'distinct_recipients_per_hour',
+] as const;
+
+/** Whose calls a tripwire counts, and what it pauses or revokes: the key (default), its run, its agent, or the policy. */
+export const TRIPWIRE_SCOPES = ['key', 'run', 'agent', 'policy'] as const;
+
+const count = z.number().int('expected a whole number').positive().max(1e9);
+
+/**
+ * A tripwire: when one measure of a scope's calls goes over its line, pause the scope (default), revoke its keys, or
+ * alert. `mode` warn only alerts; shadow only records what it would have done on the audit row.
+ */
+const tripwireSchema = z.strictObject({
+  /** Names the wire in refusals, alerts and pauses; defaults to the metric (plus `_<per>` when not per key). */
+  name: name.optional(),
+  when: z
+    .strictObject({
+      calls_per_minute: count.optional(),
+      denials_per_minute: count.optional(),
+      spend_usd_per_10m: z
+        .number()
+        .positive()
+        .max(1e9)
+        .multipleOf(0.000001, 'at most 6 decimal places')
+        .optional(),
+      distinct_recipients_per_hour: count.optional(),
+    })
+    .refine((w) => Object.values(w).filter((v) => v !== undefined).length === 1, {
+      message: `give exactly one of ${TRIPWIRE_METRICS.join(', ')}`,
+    }),
+  per: z.enum(TRIPWIRE_SCOPES).optional(),
+  then: z.enum(['pause', 'alert', 'revoke']).optional(),
+  mode: z.enum(['enforce', 'warn', 'shadow']).optional(),
+});
+
+export type TripwireInput = z.infer<typeof tripwireSchema>;
+
+/** The name a wire goes by: its own, or the metric (plus `_<per>` when it is not per key). */
+export function tripwireName(w: TripwireInput): string {
+  if (w.name) return w.name;
+  const metric = TRIPWIRE_METRICS.find((m) => w.when[m] !== undefined) ?? 'tripwire';
+  return w.per && w.per !== 'key' ? `${metric}_${w.per}` : metric;
+}
+
+/** At most 20 wires, each name used once (a wire is named in refusals, alerts and pauses). */
+const tripwiresSchema = z
+  .array(tripwireSchema)
+  .max(20, 'at most 20 tripwires')
+  .superRefine((wires, ctx) => {
+    const seen = new Map<string, number>();
+    wires.forEach((w, i) => {
+      const n = tripwireName(w);
+      const first = seen.get(n);
+      if (first === undefined) seen.set(n, i);
+      else
+        ctx.addIssue({
+          code: 'custom',
+          path: [i, 'name'],
+          message: `tripwire name '${n}' is already used by tripwires[${first}]; give each wire its own name`,
+        });
+    });
+  });
+
 /** The policy file (YAML or JSON). Unknown keys are errors, reported with their path. */
 export const policyFileSchema = z.strictObject({
   name,
@@ -88,6 +156,7 @@ export const policyFileSchema = z.strictObject({
       window: duration,
     })
     .optional(),
+  tripwires: tripwiresSchema.optional(),
 });
 
 export type PolicyFile = z.infer<typeof policyFileSchema>;

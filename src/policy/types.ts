@@ -41,6 +41,8 @@ export interface CompiledPolicy {
   vendors: Readonly<Record<string, { credential: string; account?: string }>>;
   tools: ReadonlyMap<string, ToolRule>;
   loopGuard?: { identicalCalls: number; windowSeconds: number };
+  /** Tripwires, in the order written (measured in the admission statement; see tripwires.ts). */
+  tripwires: readonly Tripwire[];
   /** Some rule holds calls for a person (then `get_approval` is allowed and listed). */
   approvals: boolean;
   document: PolicyFile;
@@ -55,7 +57,28 @@ export interface PolicyFacts {
   amount?: { minor: number; currency: string };
   /** The vendor customer the call touches; null when the object has none. */
   customer?: string | null;
+  /**
+   * Who the call reaches (phone numbers, email addresses): what `distinct_recipients_per_hour` counts. A call that
+   * names none counts its `customer`.
+   */
+  recipients?: readonly string[];
   [fact: string]: unknown;
+}
+
+/** What a tripwire measures: calls and denials per minute, spend per 10 minutes, distinct recipients per hour. */
+export type TripwireMetric =
+  'calls_per_minute' | 'denials_per_minute' | 'spend_usd_per_10m' | 'distinct_recipients_per_hour';
+
+/** A tripwire as compiled: every default filled in, spend in micro-USD. */
+export interface Tripwire {
+  name: string;
+  metric: TripwireMetric;
+  /** The line: calls, denials or recipients, or micro-USD for spend. Going over it (figure > limit) trips the wire. */
+  limit: number;
+  windowSeconds: number;
+  per: 'key' | 'run' | 'agent' | 'policy';
+  then: 'pause' | 'alert' | 'revoke';
+  mode: 'enforce' | 'warn' | 'shadow';
 }
 
 /** A tool-declared rule said no: a stable code (from the refusal table), a sentence and details. */

@@ -1,14 +1,15 @@
-// Prometheus metrics for `leash serve`: per-call counters and latencies from pipeline events, budget and
-// unsettled-row gauges read from Postgres at scrape time (so every replica reports the shared state).
+// Prometheus metrics for `leash serve`: per-call counters and latencies and per-policy refusals from pipeline events;
+// the gauges of shared state (cap use, spend, unsettled rows, approvals) are read from Postgres at scrape time.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { sql } from 'kysely';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Db } from '../db/database.js';
 import type { PipelineEvent } from '../pipeline/deps.js';
+import { REFUSALS } from '../pipeline/refusals.js';
 import type { AuthFailure, AuthThrottle } from './auth-throttle.js';
-import { adminAuthorized } from '../admin/admin-auth.js';
+import { operatorAuthorized, operatorDoors } from '../admin/admin-auth.js';
 import { sendJson, type RouteHandler } from '../http/kit.js';
+import { MAX_POLICY_SERIES, registerDatabaseGauges } from './metrics-database.js';
 
 /** Seconds: admission is ~1 ms, vendor calls 50 ms – 20 s. */
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
@@ -27,12 +28,43 @@ export interface Metrics {
   alertDeliveryFailed: () => void;
   /** Counts a failed HTTP authentication (the auth throttle's `onFailure`), by kind and reason only. */
   authFailed: (failure: AuthFailure) => void;
-  /** The exposition text, with the database gauges read now. */
+  /** The exposition text, with the database gauges read now (see metrics-database.ts). */
   render(): Promise<string>;
   contentType: string;
 }
 
-export function createMetrics(o: { db: Db }): Metrics {
+/**
+ * Policy names as labels: operators name policies, so they are few, but a process keeps at most MAX_POLICY_SERIES of
+ * them; later ones count as `_other` (no policy name starts with `_`).
+ */
+function boundedPolicies(): (policy: string) => string {
+  const seen = new Set<string>();
+  return (policy) => {
+    if (seen.has(policy)) return policy;
+    if (seen.size >= MAX_POLICY_SERIES) return '_other';
+    seen.add(policy);
+    return policy;
+  };
+}
+
+/**
+ * Wire names as labels: at most MAX_WIRES_PER_POLICY per policy (a policy has at most 20 wires, but a process may see
+ * several versions of it); later ones count as `_other` (no wire name starts with `_`).
+ */
+function boundedWires(): (policy: string, wire: string) => string {
+  const seen = new Map<string, Set<string>>();
+  return (policy, wire) => {
+    const wires = seen.get(policy) ?? new Set<string>();
+    seen.set(policy, wires);
+    if (wires.has(wire)) return wire;
+    if (wires.size >= MAX_WIRES_PER_POLICY) return '_other';
+    wires.add(wire);
+    return wire;
+  };
+}
+const MAX_WIRES_PER_POLICY = 40;
+
+export function createMetrics(o: { db: Db; databaseTimeoutMs?: number }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // prom-client's sums of the labelled gauges are gauges named like counters (promtool refuses them); the labelled
@@ -75,60 +107,43 @@ export function createMetrics(o: { db: Db }): Metrics {
     help: 'Alerts the webhook did not accept after all retries',
     registers: [registry],
   });
-  const spent = new Gauge({
-    name: 'leash_policy_spent_usd',
-    help: 'USD spent today (UTC) under each policy with a daily cap, across every replica',
-    labelNames: ['policy'] as const,
+  const denials = new Counter({
+    name: 'leash_policy_denials_total',
+    help: 'Refused calls by policy and refusal code, as written to the audit log (held calls are not refusals)',
+    labelNames: ['policy', 'code'] as const,
     registers: [registry],
   });
-  const reserved = new Gauge({
-    name: 'leash_policy_reserved_usd',
-    help: 'USD reserved today (UTC) by calls not yet settled, per policy with a daily cap',
-    labelNames: ['policy'] as const,
+  const policyLabel = boundedPolicies();
+  const trips = new Counter({
+    name: 'leash_tripwire_trips_total',
+    help:
+      'Tripwires over their line, by policy, wire, then (pause, revoke, alert) and mode (enforce, warn); shadow ' +
+      'wires are recorded on the audit row only',
+    labelNames: ['policy', 'wire', 'then', 'mode'] as const,
     registers: [registry],
   });
-  const unsettled = new Gauge({
-    name: 'leash_unsettled_rows',
-    help: 'Admitted calls whose outcome or cost is not settled yet (reconcile settles them)',
-    registers: [registry],
-  });
-  const dbUp = new Gauge({
-    name: 'leash_metrics_database_up',
-    help: '1 when the last scrape could read the database gauges',
-    registers: [registry],
-  });
-
-  async function readDatabase() {
-    try {
-      const today = new Date(new Date().toISOString().slice(0, 10) + 'T00:00:00Z');
-      const [windows, pending] = await Promise.all([
-        o.db
-          .selectFrom('spend_windows')
-          .select(['scope', 'spent_micros', 'reserved_micros'])
-          .where('kind', '=', 'usd_day')
-          .where('window_start', '=', today)
-          .where('scope', 'like', 'policy:%')
-          .execute(),
-        sql<{ n: number }>`select count(*)::int as n from audit_unsettled`.execute(o.db),
-      ]);
-      spent.reset();
-      reserved.reset();
-      for (const w of windows) {
-        const policy = w.scope.slice('policy:'.length);
-        spent.set({ policy }, Number(w.spent_micros) / 1e6);
-        reserved.set({ policy }, Number(w.reserved_micros) / 1e6);
-      }
-      unsettled.set(pending.rows[0]?.n ?? 0);
-      dbUp.set(1);
-    } catch {
-      dbUp.set(0);
-    }
-  }
+  const wireLabel = boundedWires();
+  registerDatabaseGauges(registry, o.db, o.databaseTimeoutMs);
 
   return {
     registry,
     contentType: registry.contentType,
     onEvent(e) {
+      // A refusal with no policy (no valid key) is counted in leash_calls_total alone.
+      if (e.type === 'denied' && e.policy !== null && e.code !== 'approval_required')
+        denials.inc({
+          policy: policyLabel(e.policy),
+          code: Object.hasOwn(REFUSALS, e.code) ? e.code : 'other',
+        });
+      if (e.type === 'tripwire') {
+        const policy = policyLabel(e.policy);
+        trips.inc({
+          policy,
+          wire: policy === '_other' ? '_other' : wireLabel(e.policy, e.wire),
+          then: e.would ?? e.action,
+          mode: e.mode,
+        });
+      }
       if (e.type !== 'finished') return;
       calls.inc({ tool: e.tool, door: e.door, decision: e.decision, code: e.code ?? 'none' });
       callSeconds.observe({ door: e.door }, e.ms / 1000);
@@ -137,10 +152,7 @@ export function createMetrics(o: { db: Db }): Metrics {
     },
     alertDeliveryFailed: () => alertsFailed.inc(),
     authFailed: (f) => authFailures.inc({ kind: f.kind, reason: f.throttled ? 'throttled' : f.reason }),
-    async render() {
-      await readDatabase();
-      return registry.metrics();
-    },
+    render: () => registry.metrics(),
   };
 }
 
@@ -151,23 +163,26 @@ async function answer(metrics: Metrics, res: ServerResponse) {
 }
 
 /**
- * GET /metrics on the main server, behind the admin token (LEASH_ADMIN_TOKEN); without a token configured it
- * answers 404 and says how to turn it on. Wrong tokens count against the address like wrong vault keys.
+ * GET /metrics on the main server, behind an operator's token (`leash operators add`) or the admin token
+ * (LEASH_ADMIN_TOKEN), as /admin is; while neither exists it answers 404 and says how to turn it on. Wrong tokens
+ * count against the address like wrong vault keys.
  */
 export function metricsRoute(
   metrics: Metrics,
-  adminToken: string | undefined,
-  throttle?: AuthThrottle,
+  o: { db: Db; adminToken: string | undefined; throttle?: AuthThrottle | undefined },
 ): RouteHandler {
+  const doorsOn = operatorDoors(o.db, o.adminToken);
   return async (req: IncomingMessage, res: ServerResponse, url: URL) => {
     if (url.pathname !== '/metrics') return false;
-    if (!adminToken) {
+    if (!(await doorsOn())) {
       sendJson(res, 404, {
-        error: '/metrics needs LEASH_ADMIN_TOKEN (send it as a bearer token), or serve it on --metrics-port',
+        error:
+          '/metrics needs an operator (leash operators add NAME) or LEASH_ADMIN_TOKEN (send the token as a bearer ' +
+          'token), or serve it on --metrics-port',
       });
       return true;
     }
-    if (!adminAuthorized(req, res, adminToken, throttle)) return true;
+    if (!(await operatorAuthorized(req, res, o.db, o.adminToken, o.throttle))) return true;
     await answer(metrics, res);
     return true;
   };

@@ -266,13 +266,13 @@ describe('the signed-in console', () => {
     await screenshot(page, 'console-1280');
   });
 
-  it('revokes a key with one confirmation, and the agent’s next call is refused key_revoked', async () => {
+  it('revokes a key from its agents view row with one confirmation, and the agent’s next call is refused key_revoked', async () => {
     const key = await keyFor(tdb.db, { policy: 'support', agent: 'refund-bot', runId: 'ticket-3' });
     const client = await mcpClient(key.key);
     expect((await email(client, 'before')).isError).toBeFalsy();
-    const item = page.locator(`li[data-key-id="${key.id}"]`);
+    const item = page.locator(`#agents-table tr[data-key-id="${key.id}"]`);
     await item.waitFor({ timeout: WAIT_MS });
-    await item.locator('button').click();
+    await item.locator('button[data-revoke="key"]').click();
     await page.locator('#confirm').waitFor({ state: 'visible' });
     await expect(page.locator('#confirm-text').textContent()).resolves.toContain(key.id);
     await page.fill('#confirm-reason', 'looping on refunds');
@@ -295,9 +295,9 @@ describe('the signed-in console', () => {
   it('cancelling the confirmation revokes nothing', async () => {
     const key = await keyFor(tdb.db, { policy: 'support', agent: 'careful-bot', runId: 'ticket-4' });
     await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))");
-    const card = page.locator('.agent-card[data-agent="careful-bot"]');
-    await card.waitFor({ timeout: WAIT_MS });
-    await card.locator('.card-head button').click();
+    const row = page.locator('#agents-table tr[data-agent="careful-bot"]');
+    await row.waitFor({ timeout: WAIT_MS });
+    await row.locator('button[data-revoke="agent"]').click();
     await page.locator('#confirm').waitFor({ state: 'visible' });
     await page.keyboard.press('Escape');
     await page.locator('#confirm').waitFor({ state: 'hidden' });
@@ -323,7 +323,8 @@ describe('the signed-in console', () => {
     await expect.poll(() => page.locator('#toast').textContent(), { timeout: WAIT_MS }).toMatch(/Approved/);
     expect(await getApproval(tdb.db, id)).toMatchObject({
       status: 'approved',
-      decided_by: 'console',
+      // Signed in with the admin token: recorded as `admin` (an operator's token records their name).
+      decided_by: 'admin',
       note: 'customer called',
     });
     expect(vendors.requests()).toBe(0);
@@ -342,7 +343,7 @@ describe('the signed-in console', () => {
     await card.waitFor({ timeout: WAIT_MS });
     await card.locator('button[data-decide="deny"]').click();
     await card.waitFor({ state: 'detached' });
-    expect(await getApproval(tdb.db, id)).toMatchObject({ status: 'denied', decided_by: 'console' });
+    expect(await getApproval(tdb.db, id)).toMatchObject({ status: 'denied', decided_by: 'admin' });
     expect((await email(client, 'Suspicious refund')).isError).toBe(true);
     expect(vendors.requests()).toBe(0);
     await client.close();

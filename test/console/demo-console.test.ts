@@ -72,7 +72,7 @@ describe('the console from leash demo', () => {
     await page.fill('#token', info.admin_token ?? '');
     await page.click('#signin button[type=submit]');
     await page.locator('#status[data-state="live"]').waitFor();
-    await page.locator('.agent-card[data-agent="demo-agent"]').waitFor({ timeout: 15_000 });
+    await page.locator('#agents-table tr[data-agent="demo-agent"]').waitFor({ timeout: 15_000 });
 
     const client = new Client({ name: 'demo-console-test', version: '1.0.0' });
     await client.connect(

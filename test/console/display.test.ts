@@ -205,7 +205,7 @@ describe.each([1280, 390])('the console at %i px', (width) => {
     await page.locator(`tr[data-audit-id="${rawAuditId}"]`).waitFor();
     await page.locator(`tr[data-audit-id="${heldAuditId}"]`).waitFor();
     await page.locator(`article[data-approval-id="${approvalId}"]`).waitFor();
-    await page.locator(`li[data-key-id="${keyId}"]`).waitFor();
+    await page.locator(`#agents-table tr[data-key-id="${keyId}"]`).waitFor();
   });
   afterAll(async () => {
     await context?.close();
@@ -217,7 +217,7 @@ describe.each([1280, 390])('the console at %i px', (width) => {
     await expect(row.textContent()).resolves.toContain('bot⟨U+202E⟩txt.exe');
     const card = page.locator(`article[data-approval-id="${approvalId}"]`);
     await expect(card.textContent()).resolves.toContain(SUBJECT_SHOWN);
-    await expect(page.locator(`li[data-key-id="${keyId}"]`).textContent()).resolves.toContain(
+    await expect(page.locator(`#agents-table tr[data-key-id="${keyId}"]`).textContent()).resolves.toContain(
       `⟨U+202E⟩${LABEL}`,
     );
   });
@@ -225,12 +225,17 @@ describe.each([1280, 390])('the console at %i px', (width) => {
   it('is never wider than the window, whatever the length of a value', async () => {
     await screenshot(page, `display-console-${width}`);
     expect(await overflow(page)).toBeLessThanOrEqual(0);
-    for (const sel of [`li[data-key-id="${keyId}"]`, `article[data-approval-id="${approvalId}"]`]) {
+    for (const sel of [
+      `#agents-table tr[data-key-id="${keyId}"]`,
+      `article[data-approval-id="${approvalId}"]`,
+    ]) {
       const box = await page.locator(sel).boundingBox();
       expect(box && box.x + box.width, sel).toBeLessThanOrEqual(width);
     }
     // The label wraps in its own box (scrolling down past a few lines), never sideways.
-    expect(await hiddenBeyond(page, `li[data-key-id="${keyId}"] .key-label`)).toBeLessThanOrEqual(0);
+    expect(
+      await hiddenBeyond(page, `#agents-table tr[data-key-id="${keyId}"] .key-label`),
+    ).toBeLessThanOrEqual(0);
     if (width >= 1280) {
       // At desktop width the live table fits its panel: long values are cut there, not scrolled to.
       expect(await hiddenBeyond(page, '.table-wrap')).toBeLessThanOrEqual(0);

@@ -21,8 +21,30 @@ const output = z.object({
       resets_at: z.string(),
     }),
   ),
+  paused: z
+    .object({
+      scope_kind: z.enum(['key', 'run', 'agent', 'policy']),
+      scope: z.string(),
+      wire: z.string().nullable(),
+      metric: z.string().nullable(),
+      figure: z.number().nullable(),
+      limit: z.number().nullable(),
+      window_seconds: z.number().nullable(),
+      paused_at: z.string(),
+      paused_by: z.string(),
+    })
+    .nullable(),
   summary: z.string(),
 });
+
+/** What the agent must hear first when its key is paused: that it is, why, and that it must stop. */
+function pausedText(p: NonNullable<BudgetView['paused']>): string {
+  const what = p.scope_kind === 'key' ? 'This key' : `This key's ${p.scope_kind} (${p.scope})`;
+  const why = p.wire
+    ? `tripwire '${p.wire}' tripped (${p.figure ?? '?'} ${p.metric ?? ''} over its limit of ${p.limit ?? '?'} in ${p.window_seconds ?? '?'}s)`
+    : `an operator (${p.paused_by}) paused it`;
+  return `${what} is PAUSED since ${p.paused_at}: ${why}. Every call is refused key_paused; stop and ask a human: only an operator can resume it.`;
+}
 
 function summarise(b: BudgetView): string {
   const parts = b.scopes.map((s) =>
@@ -31,7 +53,8 @@ function summarise(b: BudgetView): string {
       : `${s.remaining} of ${s.cap} requests left this hour (${s.scope})`,
   );
   if (!parts.length) parts.push('no spend or request caps apply');
-  return `${parts.join('; ')}. Key ${b.expires_at ? `expires ${b.expires_at}` : 'does not expire'}.`;
+  const budget = `${parts.join('; ')}. Key ${b.expires_at ? `expires ${b.expires_at}` : 'does not expire'}.`;
+  return b.paused ? `${pausedText(b.paused)} ${budget}` : budget;
 }
 
 /** What this vault key may still spend and do, per scope, and when it expires. Free; not counted as a request. */
@@ -39,7 +62,7 @@ export const getBudget = defineTool<Record<string, never>, undefined, z.infer<ty
   name: 'get_budget',
   title: 'Check remaining budget',
   description:
-    'What this key may still spend (USD, today, UTC) and do (requests, this hour) under its policy, per scope, and when the key expires. Amounts are micro-USD (1 USD = 1,000,000).',
+    'What this key may still spend (USD, today, UTC) and do (requests, this hour) under its policy, per scope, and when the key expires; `paused` says when the key, its run, agent or policy is paused (stop: only an operator can resume it). Amounts are micro-USD (1 USD = 1,000,000).',
   vendor: undefined,
   operation: 'leash budget',
   annotations: {

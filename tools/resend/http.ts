@@ -122,7 +122,11 @@ const createEmail = defineEndpoint<EmailBody, undefined, ResendClient>({
   passthrough: EMAIL_PASSTHROUGH,
   rules: [],
   ownRules: proxiedEmailRules,
-  facts: (req): ProxiedEmailFacts => ({ emails: recipients(req.body), sender: req.body.from ?? null }),
+  facts: (req): ProxiedEmailFacts => ({
+    emails: recipients(req.body),
+    recipients: recipients(req.body),
+    sender: req.body.from ?? null,
+  }),
   estimateCostMicros: (req, _l, pricing) => emailPrices.read(pricing.prices) * recipients(req.body).length,
   async call(ctx, req) {
     const from = req.body.from ?? emailRules.of(ctx.rule).from;

@@ -159,7 +159,7 @@ export const sendEmail = defineTool<In, undefined, Out, ResendClient>({
       limits,
     };
   },
-  facts: (i): EmailFacts => ({ emails: i.to }),
+  facts: (i): EmailFacts => ({ emails: i.to, recipients: i.to }),
   estimateCostMicros: (i, _looked, pricing) => estimate(i, pricing),
   async call(ctx, i) {
     const from = emailRules.of(ctx.rule).from;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { defineTool } from '../../src/pipeline/tool.js';
 import type { StripeClient } from './client.js';
 import {
+  assumePayment,
   exactlyOneMessage,
   exactlyOnePayment,
   lookupPayment,
@@ -49,6 +50,8 @@ export const getPayment = defineTool<In, PaymentFacts, z.infer<typeof output>, S
     limits: rule.customers ? [`Only payments of these customers: ${[...rule.customers].join(', ')}.`] : [],
   }),
   lookup: (ctx, i) => lookupPayment(ctx.client, i),
+  // Its facts are the customer only: a dry run need not be told the payment's amount.
+  assumeLookup: (given, i) => assumePayment({ amount: { minor: 0, currency: 'usd' }, ...given }, i),
   facts: (_i, p) => ({ customer: p.customer }),
   estimateCostMicros: () => 0,
   // The lookup already read the payment; returning it avoids a second identical vendor read.

@@ -5,6 +5,7 @@ import { VendorError } from '../../src/pipeline/errors.js';
 import { defineTool, type Effect } from '../../src/pipeline/tool.js';
 import { requestOptions, type StripeClient } from './client.js';
 import {
+  assumePayment,
   exactlyOneMessage,
   exactlyOnePayment,
   lookupPayment,
@@ -134,6 +135,7 @@ export const issueRefund = defineTool<In, PaymentFacts, Out, StripeClient>({
     return { input: shape.refine(exactlyOne, oneMessage), limits };
   },
   lookup: (ctx, i) => lookupPayment(ctx.client, i),
+  assumeLookup: (given, i) => assumePayment(given, i),
   facts: (i, p) => ({ amount: { minor: refundAmount(i, p), currency: p.currency }, customer: p.customer }),
   estimateCostMicros: (_i, _p, _pricing, usd) => usd ?? 0,
   async call(ctx, i, p) {

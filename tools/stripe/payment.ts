@@ -1,5 +1,6 @@
 import type Stripe from 'stripe';
 import { z } from 'zod';
+import type { AssumedLookup } from '../../src/pipeline/tool.js';
 import { requestOptions, type StripeClient } from './client.js';
 
 /** Stripe object ids are short; Stripe promises at most 255 characters, so nothing longer is sent or audited. */
@@ -78,5 +79,54 @@ export async function lookupPayment(
     amount_refunded: 0,
     refundable: 0,
     status: pi.status,
+  };
+}
+
+/** What a dry run may say of a payment (`leash policies test --call '{"facts": …}'`), in Stripe's own terms. */
+const givenPayment = z
+  .strictObject({
+    customer: z.string().min(1).max(MAX_STRIPE_ID).nullable().optional(),
+    amount: z
+      .strictObject({
+        minor: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+        currency: z.string().regex(/^[A-Za-z]{3}$/, 'expected a three-letter currency code, e.g. "usd"'),
+      })
+      .optional(),
+    amount_refunded: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  })
+  .refine((g) => g.amount_refunded === undefined || g.amount_refunded <= (g.amount?.minor ?? Infinity), {
+    message: "more than the payment's amount",
+    path: ['amount_refunded'],
+  });
+
+/**
+ * The payment a dry run describes: its `amount` (the payment's, with its currency; needed), its `customer` (none
+ * when not given: the dry run finds a customers rule undecided before asking) and what is already refunded.
+ */
+export function assumePayment(
+  given: Readonly<Record<string, unknown>>,
+  ref: { payment_intent?: string | undefined; charge?: string | undefined },
+): AssumedLookup<PaymentFacts> {
+  const parsed = givenPayment.safeParse(given);
+  if (!parsed.success)
+    return {
+      issues: parsed.error.issues.map((i) => ({
+        field: ['facts', ...i.path.map(String)].join('.'),
+        problem: i.message,
+      })),
+    };
+  const { amount, customer = null, amount_refunded = 0 } = parsed.data;
+  if (!amount) return { missing: ['amount'] };
+  return {
+    looked: {
+      payment_intent: ref.payment_intent ?? null,
+      charge: ref.charge ?? null,
+      customer,
+      currency: amount.currency.toLowerCase(),
+      amount: amount.minor,
+      amount_refunded,
+      refundable: Math.max(amount.minor - amount_refunded, 0),
+      status: 'succeeded',
+    },
   };
 }

@@ -120,6 +120,7 @@ const createMessage = defineEndpoint<MessageBody, undefined, TwilioClient>({
   ownRules: messageRules,
   facts: (req): MessageFacts => ({
     phones: [req.body.To],
+    recipients: [req.body.To],
     segments: segmentsOf(req.body),
     senders: [req.body.From, req.body.MessagingServiceSid].filter((v) => v !== undefined),
     media: req.body.MediaUrl !== undefined,

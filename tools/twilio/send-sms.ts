@@ -128,7 +128,7 @@ export const sendSms = defineTool<In, undefined, Out, TwilioClient>({
   rules: [],
   ownRules: smsRules,
   narrow,
-  facts: (i): SmsFacts => ({ phones: [i.to], segments: countSegments(i.body).segments }),
+  facts: (i): SmsFacts => ({ phones: [i.to], recipients: [i.to], segments: countSegments(i.body).segments }),
   estimateCostMicros: (i, _looked, pricing) => estimate(i, pricing),
   sensitive: ['body'],
   // The body's HMAC under the audit key, so reconcile can recognise the message without its text being kept or

@@ -9,8 +9,11 @@
 -- The usual case in a few set-based statements: the locks in the global order (keys shared, as revoke and rotate
 -- take them exclusively; then loop guards), every call's key, same-logical-call and loop-guard decision in one
 -- query, one conditional update per window row for all calls still in (in leash_window_order), every audit row in
--- one insert. A batch with a call held for a person, or whose calls would pass a cap together, is decided one call
--- at a time by leash_admit_batch_each instead (the reservations taken here are given back first). Rows are looked up
+-- one insert. A batch with a call held for a person, calls that would pass a cap together, or calls that could take a
+-- tripwire over its line (or a wire on distinct recipients) is decided one call at a time by leash_admit_batch_each
+-- instead (the reservations taken here are given back first): a wire's figure then counts the calls before it in the
+-- batch exactly as it counts committed ones. A paused key, run, agent or policy refuses its calls here too
+-- (key_paused). Rows are looked up
 -- by primary key, one index lookup per call, whatever the planner guesses of a batch's size (jsonb): a hash join
 -- would read the whole table once per batch.
 create or replace function leash_admit_batch(p jsonb) returns jsonb language plpgsql as $$
@@ -36,7 +39,8 @@ begin
   -- A batch holds up every admission of its process: a lock that is not granted in 10 s (a window row held by
   -- someone's open transaction, say) fails the batch, and its calls are retried one by one, each waiting alone.
   perform set_config('lock_timeout', '10s', true);
-  if jsonb_path_exists(p, '$[*].approval ? (@.type() == "object")') then
+  if jsonb_path_exists(p, '$[*].approval ? (@.type() == "object")')
+     or jsonb_path_exists(p, '$[*].tripwires[*] ? (@.metric == "distinct_recipients_per_hour")') then
     return leash_admit_batch_each(p);
   end if;
 
@@ -53,19 +57,22 @@ begin
                 when kk.revoked_at is not null then 'key_revoked'
                 when kk.expires_at is not null and kk.expires_at <= it.ts then 'key_expired'
                 when coalesce(kk.policy_version, kk.latest_version) <> (it.x->>'policy_version')::integer then 'stale'
+                when kk.pause is not null and not coalesce((it.x->>'pause_exempt')::boolean, false)
+                  then 'key_paused'
            end as code,
-           kk.revoked_at, kk.expires_at
+           kk.revoked_at, kk.expires_at, kk.pause
       from it
       -- One index lookup per call (LIMIT keeps the planner from hashing the whole key table per batch).
       left join lateral (
-        select k0.id, k0.secret_hash, k0.revoked_at, k0.expires_at, k0.policy_version, pp.latest_version
+        select k0.id, k0.secret_hash, k0.revoked_at, k0.expires_at, k0.policy_version, pp.latest_version,
+               leash_active_pause(k0.id, k0.run_id, k0.agent, k0.policy) as pause
           from vault_keys k0 left join policies pp on pp.name = k0.policy
           where k0.id = it.x->>'key_id' limit 1) kk on true
   ), pended as (
     -- The same logical call, as leash_admit_call decides it: an identical call of this key with an
     -- unknown outcome in the window makes this one outcome_pending, unless it carries that call's idempotency key
     -- to a vendor that dedupes by key.
-    select keyed.n, keyed.x, keyed.ts, keyed.version, keyed.revoked_at, keyed.expires_at,
+    select keyed.n, keyed.x, keyed.ts, keyed.version, keyed.revoked_at, keyed.expires_at, keyed.pause,
            coalesce(keyed.code, case when pend.id is not null then 'outcome_pending' end) as code,
            case when keyed.code is null and pend.id is not null then
              jsonb_build_object('audit_id', pend.id, 'since', pend.ts,
@@ -94,7 +101,7 @@ begin
                               x->'row'->>'args_hash' order by n) as r
       from pended
   ), decided as (
-    select n, ts, version, revoked_at, expires_at, x, pend,
+    select n, ts, version, revoked_at, expires_at, pause, x, pend,
            case when d is not null then d + least(r - 1, greatest((x->>'loop_limit')::integer - d, 0)) end as seen,
            code
       from looped
@@ -107,12 +114,62 @@ begin
                         when code = 'outcome_pending' then pend
                         when code = 'key_revoked' then jsonb_build_object('revoked_at', revoked_at)
                         when code = 'key_expired' then jsonb_build_object('expired_at', expires_at)
+                        when code = 'key_paused' then pause
                         else '{}'::jsonb end
                    order by n),
          array_agg(ts order by n),
          array_agg(version order by n)
     into c_code, c_details, c_ts, c_version
     from decided;
+
+  -- Tripwires (their scopes' locks are held since leash_lock_batch, so the figures below are exact): when no call
+  -- could take a wire over its line even if every call still in were admitted — each wire's figure before the batch
+  -- (its window taken from the batch's first call, so it may count a little more) plus all the batch's calls its scope
+  -- counts — they are measured together here and marked below. Otherwise the calls are decided one by one, each
+  -- against the calls before it (leash_admit_batch_each), as a wire that trips, alerts or shadows needs.
+  if jsonb_path_exists(p, '$[*].tripwires[*]') then
+    if exists (
+      with cw as (
+        select distinct t.n::integer as n, (wj->>'kind') || ':' || (wj->>'id') as s
+          from jsonb_array_elements(p) with ordinality as t(x, n),
+               jsonb_array_elements(case when jsonb_typeof(t.x->'tripwires') = 'array' then t.x->'tripwires'
+                                         else '[]' end) wj
+      ), contrib as (
+        select cw.s, count(*) filter (where c_code[cw.n] is null) as calls,
+               coalesce(sum((p->(cw.n - 1)->>'cost')::bigint) filter (where c_code[cw.n] is null), 0) as usd,
+               count(*) filter (where c_code[cw.n] in ('outcome_pending', 'loop_detected')) as denials
+          from cw group by cw.s
+      ), wires as (
+        select distinct (wj->>'kind') || ':' || (wj->>'id') as s, wj->>'kind' as kind, wj->>'id' as id,
+               wj->>'metric' as metric, (wj->>'limit')::bigint as lim, (wj->>'seconds')::integer as secs
+          from jsonb_array_elements(p) t(x),
+               jsonb_array_elements(case when jsonb_typeof(t.x->'tripwires') = 'array' then t.x->'tripwires'
+                                         else '[]' end) wj
+      )
+      select 1 from wires
+        join contrib using (s)
+        left join lateral (
+          select m.calls, m.add_calls, m.usd_micros, m.add_usd, m.denials, m.add_denials from tripwire_marks m
+            where m.scope = wires.s order by m.seq desc limit 1) h on true
+        left join lateral (
+          select m.calls, m.usd_micros, m.denials from tripwire_marks m
+            where m.scope = wires.s
+              and m.ts > greatest(c_ts[1] - make_interval(secs => wires.secs),
+                                  coalesce((select max(z.resumed_at) from pauses z
+                                             where z.scope_kind = wires.kind and z.scope = wires.id
+                                               and z.resumed_at is not null), '-infinity'))
+            order by m.ts, m.seq limit 1) b on true
+        where case wires.metric
+                when 'calls_per_minute' then contrib.calls > 0
+                  and coalesce(h.calls + h.add_calls - b.calls, 0) + contrib.calls > wires.lim
+                when 'spend_usd_per_10m' then contrib.calls > 0
+                  and coalesce(h.usd_micros + h.add_usd - b.usd_micros, 0) + contrib.usd > wires.lim
+                else contrib.denials > 0
+                  and coalesce(h.denials + h.add_denials - b.denials, 0) + contrib.denials > wires.lim end
+    ) then
+      return leash_admit_batch_each(p);
+    end if;
+  end if;
 
   -- The reservations of every call still in, at once: one conditional update per window row, in the global
   -- order. Window rows only refused calls name are locked all the same (so the rows this takes are always a
@@ -198,6 +255,42 @@ begin
         order by t.n
       returning id, ts, decision)
   insert into audit_unsettled (id, ts) select ins.id, ins.ts from ins where ins.decision = 'allowed';
+
+  -- Each measured call in its scopes' marks, in order, with the running totals (as leash_tripwires writes one), and
+  -- every 256 marks of a scope, its marks older than the longest window pruned.
+  if jsonb_path_exists(p, '$[*].tripwires[*]') then
+    with cw as (
+      select distinct t.n::integer as n, (wj->>'kind') || ':' || (wj->>'id') as s
+        from jsonb_array_elements(p) with ordinality as t(x, n),
+             jsonb_array_elements(case when jsonb_typeof(t.x->'tripwires') = 'array' then t.x->'tripwires'
+                                       else '[]' end) wj
+        where c_code[t.n::integer] is null or c_code[t.n::integer] in ('outcome_pending', 'loop_detected')
+    ), d as (
+      select cw.s, cw.n, c_ts[cw.n] as ts,
+             case when c_code[cw.n] is null then 1 else 0 end as add_calls,
+             case when c_code[cw.n] is null then (p->(cw.n - 1)->>'cost')::bigint else 0 end as add_usd,
+             case when c_code[cw.n] is null then 0 else 1 end as add_denials
+        from cw
+    ), heads as (
+      select x.s, coalesce(h.seq, 0) as seq0, coalesce(h.calls + h.add_calls, 0) as calls0,
+             coalesce(h.usd_micros + h.add_usd, 0) as usd0, coalesce(h.denials + h.add_denials, 0) as denials0
+        from (select distinct s from cw) x
+        left join lateral (
+          select m.* from tripwire_marks m where m.scope = x.s order by m.seq desc limit 1) h on true
+    ), marked as (
+      insert into tripwire_marks (scope, seq, ts, calls, usd_micros, denials, add_calls, add_usd, add_denials)
+        select d.s, heads.seq0 + row_number() over r, d.ts,
+               heads.calls0 + sum(d.add_calls) over r - d.add_calls,
+               heads.usd0 + sum(d.add_usd) over r - d.add_usd,
+               heads.denials0 + sum(d.add_denials) over r - d.add_denials,
+               d.add_calls, d.add_usd, d.add_denials
+          from d join heads using (s)
+          window r as (partition by d.s order by d.n rows between unbounded preceding and current row)
+        returning scope, seq)
+    delete from tripwire_marks m
+      using (select scope, min(seq) as lo, max(seq) as hi from marked group by scope) x
+      where m.scope = x.scope and x.hi / 256 > (x.lo - 1) / 256 and m.ts < c_ts[1] - interval '3700 seconds';
+  end if;
   -- The caller's commit (synchronous) flushes the WAL past this position, so past every row written here.
   lsn := pg_current_wal_insert_lsn()::text;
 

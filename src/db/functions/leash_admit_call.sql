@@ -1,12 +1,20 @@
--- Admit one call in one statement: the key re-checked under its shared lock, then the same logical call
--- (outcome_pending), approvals, the loop guard, a reservation in every window (key scope first) and the audit row.
--- p: {key_id, secret_hash (hex), policy_version, cost, windows, row, loop_limit, loop_seconds, approval, pending}.
--- Returns {admitted, code, details, ts, remaining_micros[, held]}, or {stale: true, policy_version} (no row written)
--- when the key's policy moved on since the caller evaluated it.
+-- Admit one call in one statement: the key re-checked under its shared lock, then pauses (key_paused), the same
+-- logical call (outcome_pending), approvals, the loop guard, a reservation in every window (key scope first), the
+-- policy's tripwires and the audit row.
+-- p: {key_id, secret_hash (hex), policy_version, cost, windows, row, loop_limit, loop_seconds, approval, pending,
+-- tripwires, recipients}. Returns {admitted, code, details, ts, remaining_micros[, held][, tripwires]
+-- [, approvals_cancelled]}, or {stale: true, policy_version} (no row written) when the key's policy moved on since the
+-- caller evaluated it. `tripwires`: the wires that tripped or alerted, for the caller to raise alerts about;
+-- `approvals_cancelled`: the approval requests a wire's revoke closed.
 -- A call a rule holds for a person is an audit row `held` plus an approval request bound to the key and the digest
 -- of its exact arguments; an approved request is consumed in the same statement that reserves the budget.
--- `approval` and `pending` ({seconds, same_key}) are optional: a caller that does not send them (a replica on an
--- earlier version) keeps its behaviour. leash_admission and leash_admit_batch_each admit through this function.
+-- `approval`, `pending` ({seconds, same_key}), `tripwires` and `recipients` are optional: a caller that does not send
+-- them (a replica on an earlier version) keeps its behaviour, except that a paused key, run, agent or policy refuses
+-- its calls too. leash_admission and leash_admit_batch_each admit through this function.
+-- Tripwires (leash_tripwires): their scopes' locks are taken after the loop guard's and before the window rows (the
+-- global order); a call admitted by every window is then measured, and one that would take a wire over its line is
+-- refused tripwire_tripped, its reservations given back, and its scope paused (or its keys revoked) in this
+-- transaction. A refusal that counts as a denial is measured against denials_per_minute the same way.
 create or replace function leash_admit_call(p jsonb) returns jsonb language plpgsql as $$
 declare
   k record;
@@ -28,9 +36,16 @@ declare
   held_expires timestamptz;
   p_hash text := p_row->>'args_hash';
   pend record;
+  p_wires jsonb := case when jsonb_typeof(p->'tripwires') = 'array' then p->'tripwires' else '[]' end;
+  kr record;
+  t jsonb;
+  shadow jsonb := '[]';
+  raised jsonb := '[]';
+  cancelled jsonb := '[]';
 begin
   perform pg_advisory_xact_lock_shared(leash_key_lock_id(p_key_id));
-  select kk.secret_hash, kk.revoked_at, kk.expires_at, coalesce(kk.policy_version, pp.latest_version) as version
+  select kk.secret_hash, kk.revoked_at, kk.expires_at, coalesce(kk.policy_version, pp.latest_version) as version,
+         leash_active_pause(kk.id, kk.run_id, kk.agent, kk.policy) as pause
     into k
     from vault_keys kk join policies pp on pp.name = kk.policy
     where kk.id = p_key_id;
@@ -45,6 +60,10 @@ begin
     details := jsonb_build_object('expired_at', k.expires_at);
   elsif k.version <> (p->>'policy_version')::integer then
     return jsonb_build_object('stale', true, 'policy_version', k.version);
+  elsif k.pause is not null and not coalesce((p->>'pause_exempt')::boolean, false) then
+    -- The key, its run, its agent or its policy is paused (by a tripwire or an operator) until someone resumes it.
+    code := 'key_paused';
+    details := k.pause;
   end if;
 
   -- The same logical call: while an identical call of this key (same arguments digest) admitted in
@@ -136,6 +155,24 @@ begin
     end if;
   end if;
 
+  -- Tripwires: the scopes' locks, then the key and its pauses read again, since a call that held them before this one
+  -- may have paused the scope or revoked the key. From here on, this call's time is after that call's.
+  if jsonb_array_length(p_wires) > 0
+     and code is distinct from 'key_invalid' and code is distinct from 'key_revoked'
+     and code is distinct from 'key_expired' and code is distinct from 'key_paused' then
+    perform leash_lock_tripwires(p_wires);
+    now_ts := clock_timestamp();
+    select kk.revoked_at, leash_active_pause(kk.id, kk.run_id, kk.agent, kk.policy) as pause into kr
+      from vault_keys kk where kk.id = p_key_id;
+    if kr.revoked_at is not null then
+      code := 'key_revoked';
+      details := jsonb_build_object('revoked_at', kr.revoked_at);
+    elsif kr.pause is not null then
+      code := 'key_paused';
+      details := kr.pause;
+    end if;
+  end if;
+
   if code is null then
     for w in select value from jsonb_array_elements(p->'windows') loop
       cap := (w->>'cap')::bigint;
@@ -195,6 +232,38 @@ begin
     end if;
   end if;
 
+  -- The call as it stands (admitted by every window, or refused with a code that counts as a denial) against the
+  -- wires. One that trips refuses it: an admitted call gives back what it reserved.
+  if jsonb_array_length(p_wires) > 0
+     and (code is null or code not in ('key_invalid', 'key_revoked', 'key_expired', 'key_paused')) then
+    t := leash_tripwires(jsonb_build_object(
+           'wires', p_wires, 'side', case when code is null then 'allowed' else 'denied' end,
+           'cost', p_cost, 'recipients', p->'recipients', 'now', now_ts));
+    shadow := t->'shadow';
+    raised := t->'alerts';
+    if jsonb_typeof(t->'trip') = 'object' then
+      if code is null then
+        for w in select value from jsonb_array_elements(done) loop
+          if w->>'kind' = 'usd_day' then
+            update spend_windows set reserved_micros = reserved_micros - p_cost
+              where scope = w->>'scope' and kind = 'usd_day' and window_start = (w->>'window_start')::timestamptz;
+          else
+            update spend_windows set requests = requests - 1
+              where scope = w->>'scope' and kind = 'requests_hour' and window_start = (w->>'window_start')::timestamptz;
+          end if;
+        end loop;
+        done := '[]';
+        min_left := null;
+        details := t->'trip';
+      else
+        -- The denial that went over denials_per_minute: refused as the wire, with what refused it first.
+        details := t->'trip' || jsonb_build_object('refused', jsonb_build_object('code', code, 'details', details));
+      end if;
+      code := 'tripwire_tripped';
+      cancelled := t->'cancelled';
+    end if;
+  end if;
+
   -- Reservations all held: the approval is spent by this call, in this statement.
   if code is null and consume is not null then
     update approvals set status = 'used', used_at = now_ts, used_by_audit_id = (p_row->>'id')::uuid
@@ -217,12 +286,17 @@ begin
       'budget', done,
       'sandbox', coalesce((p_row->>'sandbox')::boolean, false),
       'metadata', coalesce(p_row->'metadata', '{}')
-                  || case when code is null then '{}' else jsonb_build_object('denial', details) end));
+                  || case when code is null then '{}' else jsonb_build_object('denial', details) end
+                  || case when jsonb_array_length(shadow) > 0 then jsonb_build_object('tripwires', shadow)
+                          else '{}' end));
 
   if code is null then
     insert into audit_unsettled (id, ts) values ((p_row->>'id')::uuid, now_ts);
   end if;
 
   return jsonb_build_object('admitted', code is null, 'code', code, 'details', details, 'ts', now_ts,
-                            'remaining_micros', min_left);
+                            'remaining_micros', min_left)
+         || case when jsonb_array_length(raised) > 0 then jsonb_build_object('tripwires', raised) else '{}' end
+         || case when jsonb_array_length(cancelled) > 0 then jsonb_build_object('approvals_cancelled', cancelled)
+                 else '{}' end;
 end $$;

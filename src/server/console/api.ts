@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import { agentActivity, type AgentActivityRow } from '../../admin/agent-activity.js';
 import type { Alerts } from '../../admin/alerts.js';
-import { operatorKeys, operatorRevoke, revokeTarget } from '../../admin/key-ops.js';
+import { operatorRevoke, revokeTarget } from '../../admin/key-ops.js';
 import {
   cancelledText,
   decideApproval,
@@ -9,6 +10,7 @@ import {
   type ApprovalRow,
 } from '../../approvals/store.js';
 import type { Db } from '../../db/database.js';
+import type { Actor } from '../../audit/operator-actions.js';
 import { spendReport, type SpendRow } from '../../ledger/spend.js';
 import { databaseNow } from '../../db/clock.js';
 import { dayStart } from '../../ledger/windows.js';
@@ -85,25 +87,22 @@ export interface Overview {
     }[];
   };
   /**
-   * Calls whose outcome has been unknown longer than LEASH_UNKNOWN_ALERT_AGE (the vendor may have acted; their
-   * reservations are held): how many, since when, and the oldest ones' audit ids.
+   * Calls whose outcome has been unknown longer than LEASH_UNKNOWN_ALERT_AGE (the vendor may have acted, so
+   * the money they reserved stays reserved): how many, since when, and the oldest ones' audit ids.
    */
   unknown: { count: number; older_than_seconds: number; oldest: string | null; audit_ids: string[] };
-  /** Active keys, sorted by agent, run and creation; with today's spend against the per-key cap. */
-  keys: {
-    id: string;
-    agent: string;
-    run_id: string | null;
-    policy: string;
-    label: string | null;
-    created_at: Date;
-    expires_at: Date | null;
-    held_micros: number;
-    cap_micros: number | null;
-  }[];
+  /**
+   * The agents view: active keys busiest first (calls per minute over the last 15 minutes, denials, last call,
+   * today's spend against the caps that bind them), at most 100; `active_keys` counts them all.
+   */
+  agents: {
+    window_minutes: number;
+    active_keys: number;
+    rows: (AgentActivityRow & { spent_today_micros: number })[];
+  };
 }
 
-/** The numbers behind the Spend and Keys panels, in one read (four aggregates over recent audit rows). */
+/** The numbers behind the agents view and the Spend panel, in one read (aggregates over recent audit rows). */
 export async function overview(
   db: Db,
   features: ConsoleFeatures,
@@ -115,14 +114,14 @@ export async function overview(
   const today = dayStart(now);
   const weekStart = new Date(today.getTime() - (DAYS - 1) * 86_400_000);
   const unknownAge = o.unknownAgeSeconds ?? DEFAULT_UNKNOWN_AGE;
-  const [policies, agents, byKey, days, keys, approvals, unknown] = await Promise.all([
+  const [policies, agents, byKey, days, approvals, unknown, activity] = await Promise.all([
     spendReport(db, { by: 'policy' }, now),
     spendReport(db, { by: 'agent' }, now),
     spendReport(db, { by: 'key' }, now),
     spendReport(db, { by: 'day', since: weekStart }, now),
-    operatorKeys(db, { active: true }),
     features.approvals ? pendingApprovals(db) : [],
     unknownOutcomes(db, unknownAge, 5),
+    agentActivity(db, now),
   ]);
   const policyCap = new Map(policies.rows.map((r) => [r.group, r.cap_micros]));
   // An agent's spend counts against its policy's daily cap; say which one when the agent used exactly one today.
@@ -146,6 +145,15 @@ export async function overview(
       oldest: unknown.oldest?.toISOString() ?? null,
       audit_ids: unknown.ids,
     },
+    agents: {
+      window_minutes: activity.window_minutes,
+      active_keys: activity.active_keys,
+      // A key's spend today: its own window when its policy caps keys, else its allowed calls' today.
+      rows: activity.rows.map((r) => ({
+        ...r,
+        spent_today_micros: r.key_held_micros ?? keySpend.get(r.key_id)?.held_micros ?? 0,
+      })),
+    },
     spend: {
       policies: policies.rows,
       agents: agents.rows.map((r) => {
@@ -165,24 +173,6 @@ export async function overview(
         };
       }),
     },
-    keys: keys
-      .map((k) => ({
-        id: k.id,
-        agent: k.agent,
-        run_id: k.run_id,
-        policy: k.policy,
-        label: k.label,
-        created_at: k.created_at,
-        expires_at: k.expires_at,
-        held_micros: keySpend.get(k.id)?.held_micros ?? 0,
-        cap_micros: keySpend.get(k.id)?.cap_micros ?? null,
-      }))
-      .sort(
-        (a, b) =>
-          a.agent.localeCompare(b.agent) ||
-          (a.run_id ?? '').localeCompare(b.run_id ?? '') ||
-          a.created_at.getTime() - b.created_at.getTime(),
-      ),
   };
 }
 
@@ -199,14 +189,15 @@ export const revokeRequest = z
     message: 'give exactly one of key_id, agent or run_id',
   });
 
-/** Revokes a key, a run or an agent (as the admin API does) and alerts; returns the ids revoked now. */
+/** Revokes a key, a run or an agent (as the admin API does) as `by`, and alerts; returns the ids revoked now. */
 export async function revokeFromConsole(
   db: Db,
   body: z.infer<typeof revokeRequest>,
   alerts: Alerts | undefined,
+  by: Actor,
 ): Promise<string[]> {
   const why = body.reason?.trim() || 'revoked by operator (console)';
-  return operatorRevoke(db, revokeTarget(body), { reason: why, by: 'console', alerts });
+  return operatorRevoke(db, revokeTarget(body), { reason: why, by, alerts });
 }
 
 export const decisionRequest = z.strictObject({
@@ -219,8 +210,9 @@ export async function decideFromConsole(
   id: string,
   decision: 'approved' | 'denied',
   note: string | undefined,
+  by: Actor,
 ): Promise<{ status: number; body: unknown }> {
-  const r = await decideApproval(db, id, decision, 'console', note?.trim() || undefined);
+  const r = await decideApproval(db, id, decision, by, note?.trim() || undefined);
   if (r.ok) return { status: 200, body: { approval: { id: r.approval.id, status: r.approval.status } } };
   if (r.reason === 'not_found') return { status: 404, body: { error: 'no such approval request' } };
   const error =

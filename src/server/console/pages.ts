@@ -38,29 +38,41 @@ export function signInPage(urls: AssetUrls | undefined, o: { error?: string } = 
     `<main class="signin">
   <h1><span class="logo" aria-hidden="true"></span>leash console</h1>
   <form method="post" action="/console/login" id="signin">
-    <input type="text" name="username" value="leash-admin" autocomplete="username" hidden>
-    <label for="token">Admin token</label>
-    <input id="token" name="token" type="password" autocomplete="current-password" required autofocus spellcheck="false">
+    <input type="text" name="username" value="leash-operator" autocomplete="username" hidden>
+    <label for="token">Operator token or admin token</label>
+    <input id="token" name="token" type="password" autocomplete="current-password" required autofocus spellcheck="false" aria-describedby="token-hint">
     <button type="submit">Sign in</button>
   </form>
   ${error}
-  <p class="hint">Use the server's <code>LEASH_ADMIN_TOKEN</code>; <code>leash demo</code> prints one.</p>
+  <p class="hint" id="token-hint">Your operator token (<code>leash operators add NAME</code> prints it once): what you do here is recorded under your name. Or the server's break-glass <code>LEASH_ADMIN_TOKEN</code>, recorded as <code>admin</code>; <code>leash demo</code> prints one.</p>
 </main>`,
   );
 }
 
-/** The console itself: static structure only, with the session's CSRF token for its script. */
-export function consolePage(urls: AssetUrls, csrf: string): string {
+/** Who a console session belongs to, as its header shows it. */
+export interface SignedIn {
+  /** The operator's name; `admin` for the break-glass admin token. */
+  name: string;
+  adminToken: boolean;
+}
+
+/**
+ * The console itself: static structure only, with the session's CSRF token for its script and, in the header, who is
+ * signed in (every change made here is recorded under that name).
+ */
+export function consolePage(urls: AssetUrls, csrf: string, who: SignedIn): string {
   const token = escapeHtml(csrf);
+  const name = who.adminToken ? `${who.name} (break-glass token)` : who.name;
   return layout(
     urls,
     'leash console',
     `<meta name="leash-csrf" content="${token}">
 <script src="${urls.script}" defer></script>`,
-    `<a class="skip" href="#live">Skip to live activity</a>
+    `<a class="skip" href="#agents">Skip to agents</a>
 <header class="topbar">
   <h1><span class="logo" aria-hidden="true"></span>leash</h1>
   <span id="status" class="status" role="status" data-state="connecting">Connecting…</span>
+  <span id="who" class="who" data-admin-token="${who.adminToken ? 'yes' : 'no'}" title="Your revokes and decisions are recorded under this name">Signed in as <strong id="who-name">${escapeHtml(name)}</strong></span>
   <form method="post" action="/console/logout" class="signout">
     <input type="hidden" name="csrf" value="${token}">
     <button type="submit" class="quiet">Sign out</button>
@@ -68,6 +80,15 @@ export function consolePage(urls: AssetUrls, csrf: string): string {
 </header>
 <noscript><p class="error">The console needs JavaScript (served by leash itself; nothing is loaded from elsewhere).</p></noscript>
 <main class="grid">
+  <section id="agents" class="panel agents" aria-labelledby="agents-h" tabindex="-1">
+    <h2 id="agents-h">Agents <small id="agents-count"></small></h2>
+    <table id="agents-table" class="agents-table">
+      <caption class="sr-only">Active keys, busiest first: calls per minute over the last 15 minutes, today's spend against the cap nearest to stopping each, denials, last call, and revoke.</caption>
+      <thead><tr><th scope="col">Agent · run · key</th><th scope="col">Calls / min <small>(15 min)</small></th><th scope="col">Spend today <small>(of cap)</small></th><th scope="col" class="num">Denied <small>(15 min)</small></th><th scope="col">Last call</th><th scope="col"><span class="sr-only">Revoke</span></th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p id="agents-empty" class="empty">No active keys.</p>
+  </section>
   <section id="live" class="panel live" aria-labelledby="live-h" tabindex="-1">
     <h2 id="live-h">Live activity</h2>
     <form id="filters" class="filters" role="search" aria-label="Filter audit rows">
@@ -80,7 +101,7 @@ export function consolePage(urls: AssetUrls, csrf: string): string {
     <div class="table-wrap">
       <table id="audit">
         <caption class="sr-only">Audit rows, newest first. Choose a time to see a row's details.</caption>
-        <thead><tr><th scope="col">Time</th><th scope="col">Agent</th><th scope="col" class="opt">Run</th><th scope="col">Tool</th><th scope="col">Decision</th><th scope="col" class="opt">Outcome</th><th scope="col" class="num">USD</th></tr></thead>
+        <thead><tr><th scope="col" class="c-time">Time</th><th scope="col" class="c-agent">Agent</th><th scope="col" class="c-run">Run</th><th scope="col" class="c-tool">Tool</th><th scope="col" class="c-decision">Decision</th><th scope="col" class="c-outcome">Outcome</th><th scope="col" class="num c-usd">USD</th></tr></thead>
         <tbody></tbody>
       </table>
     </div>
@@ -103,16 +124,22 @@ export function consolePage(urls: AssetUrls, csrf: string): string {
       <h3>Last 7 days</h3>
       <div id="spend-days" class="days"></div>
     </section>
-    <section id="keys" class="panel" aria-labelledby="keys-h">
-      <h2 id="keys-h">Active keys</h2>
-      <div id="key-list"></div>
-    </section>
   </div>
+  <section id="actions" class="panel actions" aria-labelledby="actions-h" tabindex="-1">
+    <h2 id="actions-h">Recent operator actions <small id="actions-count"></small></h2>
+    <table id="actions-table" class="actions-table">
+      <caption class="sr-only">The last 20 changes operators made (approve, deny, revoke, rotate, policy apply, vendor credentials, operators), newest first: when, who, what, and through which door.</caption>
+      <thead><tr><th scope="col" class="c-when">Time</th><th scope="col" class="c-by">Who</th><th scope="col" class="c-what">Action</th><th scope="col" class="c-target">Target</th><th scope="col" class="c-via">Via</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p id="actions-empty" class="empty">No operator actions yet.</p>
+  </section>
 </main>
 <dialog id="details" aria-labelledby="details-h">
   <h2 id="details-h">Call details</h2>
   <dl id="details-body"></dl>
-  <form method="dialog"><button type="submit" autofocus>Close</button></form>
+  <div id="details-actions" class="actions revoke-actions"></div>
+  <form method="dialog" class="actions"><button type="submit" class="quiet" autofocus>Close</button></form>
 </dialog>
 <dialog id="confirm" aria-labelledby="confirm-h">
   <form method="dialog" id="confirm-form">

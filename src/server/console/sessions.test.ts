@@ -1,4 +1,5 @@
-// Covers the console's in-memory sessions: idle and absolute expiry, eviction past the cap, and ending streams.
+// Covers the console's in-memory sessions: idle and absolute expiry, eviction past the cap, ending streams, and
+// ending a removed operator's sessions.
 import { describe, expect, it } from 'vitest';
 import { createSessionStore } from './sessions.js';
 
@@ -47,5 +48,22 @@ describe('console sessions', () => {
     store.destroy(s.id);
     expect(calls).toEqual(['a']);
     expect(store.get(s.id)).toBeUndefined();
+  });
+
+  it('knows who signed in, and ends every session of a removed operator and no other', () => {
+    const store = createSessionStore();
+    const admin = store.create();
+    const a1 = store.create({ operator: 'alice', operatorId: 'id-a' });
+    const a2 = store.create({ operator: 'alice', operatorId: 'id-a' });
+    const b = store.create({ operator: 'bob', operatorId: 'id-b' });
+    expect([admin.operator, admin.operatorId, a1.operator]).toEqual(['admin', null, 'alice']);
+    expect(store.operatorIds().sort()).toEqual(['id-a', 'id-b']);
+    let ended = 0;
+    store.onEnd(a2.id, () => ended++);
+    expect(store.endOperators(['id-a'])).toBe(2);
+    expect([store.get(a1.id), store.get(a2.id)]).toEqual([undefined, undefined]);
+    expect(ended).toBe(1);
+    expect([store.get(b.id), store.get(admin.id)]).toEqual([b, admin]);
+    expect(store.operatorIds()).toEqual(['id-b']);
   });
 });

@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 
+/** Who signed in: an operator (by name and id) or the break-glass admin token (`admin`, no operator id). */
+export interface SessionOwner {
+  readonly operator: string;
+  readonly operatorId: string | null;
+}
+
 /** A signed-in console browser. `csrf` goes into the page and must come back on every state-changing request. */
-export interface ConsoleSession {
+export interface ConsoleSession extends SessionOwner {
   readonly id: string;
   readonly csrf: string;
   readonly createdAt: number;
@@ -19,7 +25,8 @@ export interface SessionStoreOptions {
 }
 
 export interface SessionStore {
-  create(): ConsoleSession;
+  /** Signs `owner` in (default: the admin token). */
+  create(owner?: SessionOwner): ConsoleSession;
   /** The live session with this id (and marks it seen), or undefined. */
   get(id: string | undefined): ConsoleSession | undefined;
   /** Signs a session out and ends whatever it had open (live streams). */
@@ -28,15 +35,23 @@ export interface SessionStore {
   onEnd(id: string, onEnd: () => void): () => void;
   /** Signs every session out (server shutdown). */
   clear(): void;
+  /** The operator ids that have sessions here (the admin token's have none). */
+  operatorIds(): string[];
+  /** Signs out every session of these operators (they were removed); returns how many ended. */
+  endOperators(ids: ReadonlySet<string> | readonly string[]): number;
   readonly size: number;
 }
 
 const token = () => randomBytes(32).toString('base64url');
 
+/** The admin token's sessions. */
+export const ADMIN_OWNER: SessionOwner = Object.freeze({ operator: 'admin', operatorId: null });
+
 /**
  * Console sessions in this process's memory: a restart (or another replica behind a load balancer without
- * sticky routing) signs operators out, and they sign in again with the admin token. Nothing here touches
- * Postgres, so the console adds no state that must be shared between replicas.
+ * sticky routing) signs operators out, and they sign in again with their token. Nothing here touches Postgres:
+ * the console routes check each operator session's operator against the operators table (routes.ts), so a removed
+ * operator's sessions end on every replica without sessions being shared.
  */
 export function createSessionStore(o: SessionStoreOptions = {}): SessionStore {
   const idleMs = o.idleMs ?? 2 * 3_600_000;
@@ -55,12 +70,19 @@ export function createSessionStore(o: SessionStoreOptions = {}): SessionStore {
   const expired = (s: ConsoleSession, t: number) => t - s.seenAt > idleMs || t - s.createdAt > maxAgeMs;
 
   return {
-    create() {
+    create(owner = ADMIN_OWNER) {
       const t = now();
       for (const [id, s] of sessions) if (expired(s, t)) end(id);
       // A Map iterates in insertion order: the first entry is the oldest sign-in.
       while (sessions.size >= maxSessions) end(sessions.keys().next().value ?? '');
-      const s: ConsoleSession = { id: token(), csrf: token(), createdAt: t, seenAt: t };
+      const s: ConsoleSession = {
+        id: token(),
+        csrf: token(),
+        createdAt: t,
+        seenAt: t,
+        operator: owner.operator,
+        operatorId: owner.operatorId,
+      };
       sessions.set(s.id, s);
       return s;
     },
@@ -85,6 +107,21 @@ export function createSessionStore(o: SessionStoreOptions = {}): SessionStore {
     },
     clear() {
       for (const id of [...sessions.keys()]) end(id);
+    },
+    operatorIds() {
+      const ids = new Set<string>();
+      for (const s of sessions.values()) if (s.operatorId) ids.add(s.operatorId);
+      return [...ids];
+    },
+    endOperators(ids) {
+      const gone = new Set(ids);
+      let n = 0;
+      for (const [id, s] of [...sessions])
+        if (s.operatorId && gone.has(s.operatorId)) {
+          end(id);
+          n++;
+        }
+      return n;
     },
     get size() {
       return sessions.size;
