@@ -1,6 +1,6 @@
 // The console's calls to /console/api: reads with the session cookie, changes with the session's CSRF token too
 // (the page carries it in <meta name="leash-csrf">). A 401 means the session ended: back to the sign-in page.
-import type { OperatorAction, Overview, RevokeTarget } from './types.js';
+import type { OperatorAction, Overview, ResumeTarget, RevokeTarget } from './types.js';
 
 /** The request was refused; `message` is the server's reason (shown to the operator). */
 export class ApiError extends Error {
@@ -66,6 +66,11 @@ export async function sessionAlive(): Promise<boolean> {
 export async function revoke(target: RevokeTarget, reason: string): Promise<string[]> {
   const r = await post<{ revoked: string[] }>('/console/api/revoke', reason ? { ...target, reason } : target);
   return r.revoked;
+}
+
+/** Resumes a paused key, run, agent or policy; answers false when it was not paused (any more). */
+export async function resume(target: ResumeTarget): Promise<boolean> {
+  return (await post<{ resumed: boolean }>('/console/api/resume', target)).resumed;
 }
 
 /** Approves or denies a pending request, with the operator's note if any. */

@@ -2,7 +2,7 @@
 // under a CSP that allows only this origin's scripts). It follows the audit stream into the live table, reads
 // the overview into the agents view and the side panels and the recent operator actions into theirs (again soon
 // after streamed rows, so the agents view moves with the calls, and right after a change made here), and sends
-// revokes and approval decisions. The page's markup is
+// revokes, resumes of paused keys and approval decisions. The page's markup is
 // src/server/console/pages.ts; every element added here is built by dom.ts's h(), never from HTML.
 import { byId } from './dom.js';
 import { overviewPoller } from './overview.js';
@@ -13,6 +13,7 @@ import { agentsView } from './views/agents.js';
 import { approvalsView } from './views/approvals.js';
 import { detailsDialog } from './views/details.js';
 import { liveTable } from './views/live-table.js';
+import { resumeDialog } from './views/resume.js';
 import { revokeDialog } from './views/revoke.js';
 import { renderSpend } from './views/spend.js';
 import { renderUnknown } from './views/unknown.js';
@@ -23,7 +24,7 @@ function start(): void {
   const overview = overviewPoller(render);
   const askRevoke = revokeDialog(overview.refresh);
   const approvals = approvalsView(overview.refresh);
-  const agents = agentsView(askRevoke);
+  const agents = agentsView(askRevoke, resumeDialog(overview.refresh));
   const actions = actionsView();
   const table = liveTable(detailsDialog(askRevoke));
 

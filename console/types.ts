@@ -81,7 +81,30 @@ export interface AgentRow {
   policy_held_micros: number | null;
   policy_cap_micros: number | null;
   spent_today_micros: number;
+  /** The pause that stops the key's calls (on it, its run, its agent or its policy); null when none. */
+  pause: Pause | null;
 }
+
+/** A pause as the server shows it (PauseView in src/admin/key-ops.ts). */
+export interface Pause {
+  scope_kind: PauseKind;
+  scope: string;
+  /** The tripwire that paused it; null when an operator did. */
+  wire: string | null;
+  policy: string | null;
+  metric: string | null;
+  figure: number | null;
+  limit: number | null;
+  window_seconds: number | null;
+  reason: string | null;
+  paused_at: string;
+  paused_by: string;
+}
+
+export type PauseKind = 'key' | 'run' | 'agent' | 'policy';
+
+/** What a resume names: exactly one of a key, a run, an agent or a policy. */
+export type ResumeTarget = { key_id: string } | { run_id: string } | { agent: string } | { policy: string };
 
 export interface Agents {
   window_minutes: number;

@@ -14,6 +14,8 @@ const VERB: Readonly<Record<string, string>> = {
   'approval.deny': 'denied',
   'key.revoke': 'revoked',
   'key.rotate': 'rotated',
+  'key.pause': 'paused',
+  'key.resume': 'resumed',
   'policy.apply': 'applied',
   'credential.set': 'set',
   'credential.remove': 'removed',
@@ -39,6 +41,7 @@ function detailText(a: OperatorAction): string {
   if (Array.isArray(d.key_ids) && !(d.key_ids.length === 1 && a.target === `key:${String(d.key_ids[0])}`))
     parts.push(plural(d.key_ids.length, 'key'));
   if (typeof d.version === 'number') parts.push(`version ${d.version}`);
+  if (typeof d.wire === 'string') parts.push(`tripwire ${d.wire}`);
   if (typeof d.reason === 'string') parts.push(d.reason);
   if (typeof d.note === 'string') parts.push(d.note);
   return parts.join(' · ');

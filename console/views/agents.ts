@@ -1,12 +1,14 @@
 // The agents view, the first thing after sign-in: one row per active key, busiest first (calls in the last minute,
 // then in the last 15), with its calls per minute as a sparkline, today's spend as a share of the cap nearest to
-// stopping it, denials and the last call, and the revoke buttons for its key, its run and its agent. A table at
+// stopping it, denials and the last call, and the revoke buttons for its key, its run and its agent. A paused key
+// (or one whose run, agent or policy is paused) says so with a badge, why, and a Resume button. A table at
 // desktop width, one card per key at phone width (console.css). Re-rendered on every overview read; the button that
 // had focus gets it back.
 import { byId, h } from '../dom.js';
 import { ago, percent, plural, untilText, usd } from '../format.js';
 import { sparkline } from '../sparkline.js';
 import type { AgentRow, Agents } from '../types.js';
+import { pauseReason, scopeText, type AskResume } from './resume.js';
 import { revokeChoice, type AskRevoke, type RevokeKind } from './revoke.js';
 
 /** The cap nearest to stopping the key (the larger share): its own daily cap or its policy's. */
@@ -55,7 +57,36 @@ function spendCell(r: AgentRow): HTMLTableCellElement {
   );
 }
 
-function actions(r: AgentRow, ask: AskRevoke): HTMLTableCellElement {
+/** A paused key's badge and why: the wire and its figures or who paused it, and the scope when not the key. */
+function pausedLine(r: AgentRow): HTMLElement | null {
+  const p = r.pause;
+  if (!p) return null;
+  const via = p.scope_kind === 'key' ? '' : ` (${scopeText(p)} is paused)`;
+  return h(
+    'span',
+    { class: 'paused-line' },
+    h('span', { class: 'badge paused', text: 'Paused' }),
+    ' ',
+    h('span', { class: 'pause-why', text: `${pauseReason(p)}${via}` }),
+  );
+}
+
+function actions(r: AgentRow, ask: AskRevoke, askResume: AskResume): HTMLTableCellElement {
+  const p = r.pause;
+  const resumeButton = p
+    ? h(
+        'button',
+        {
+          type: 'button',
+          class: 'small',
+          'data-resume': p.scope_kind,
+          'data-focus': `resume:${r.key_id}`,
+          'aria-label': `Resume ${scopeText(p)}`,
+          onclick: () => askResume(p),
+        },
+        'Resume',
+      )
+    : null;
   const button = (kind: RevokeKind, text: string) => {
     const choice = revokeChoice(r, kind);
     if (!choice) return null;
@@ -79,6 +110,7 @@ function actions(r: AgentRow, ask: AskRevoke): HTMLTableCellElement {
     h(
       'div',
       { class: 'revoke-buttons' },
+      resumeButton,
       button('key', 'Revoke key'),
       button('run', 'Run'),
       button('agent', 'Agent'),
@@ -86,7 +118,7 @@ function actions(r: AgentRow, ask: AskRevoke): HTMLTableCellElement {
   );
 }
 
-function row(r: AgentRow, now: string, ask: AskRevoke): HTMLTableRowElement {
+function row(r: AgentRow, now: string, ask: AskRevoke, askResume: AskResume): HTMLTableRowElement {
   const lastMinute = r.per_minute.at(-1) ?? 0;
   const peak = Math.max(0, ...r.per_minute);
   const words =
@@ -94,7 +126,12 @@ function row(r: AgentRow, now: string, ask: AskRevoke): HTMLTableRowElement {
     `${lastMinute} in the last minute, at most ${peak}, ${plural(r.calls, 'call')} in all`;
   return h(
     'tr',
-    { 'data-key-id': r.key_id, 'data-agent': r.agent, 'data-active': lastMinute > 0 ? 'yes' : null },
+    {
+      'data-key-id': r.key_id,
+      'data-agent': r.agent,
+      'data-active': lastMinute > 0 ? 'yes' : null,
+      'data-paused': r.pause ? r.pause.scope_kind : null,
+    },
     h(
       'td',
       { class: 'c-who', 'data-label': 'Agent' },
@@ -106,6 +143,7 @@ function row(r: AgentRow, now: string, ask: AskRevoke): HTMLTableRowElement {
       }),
       h('span', { class: 'sub mono', text: `key ${r.key_id} · ${r.policy} · ${untilText(r.expires_at)}` }),
       r.label ? h('bdi', { class: 'sub key-label', text: r.label }) : null,
+      pausedLine(r),
     ),
     h(
       'td',
@@ -124,7 +162,7 @@ function row(r: AgentRow, now: string, ask: AskRevoke): HTMLTableRowElement {
       { class: 'c-last', 'data-label': 'Last call', title: r.last_call },
       r.last_call ? ago(r.last_call, now) : 'none in 24 h',
     ),
-    actions(r, ask),
+    actions(r, ask, askResume),
   );
 }
 
@@ -132,7 +170,7 @@ export interface AgentsView {
   render(agents: Agents, now: string): void;
 }
 
-export function agentsView(ask: AskRevoke): AgentsView {
+export function agentsView(ask: AskRevoke, askResume: AskResume): AgentsView {
   const tbody = byId('agents-table', HTMLTableElement).tBodies[0];
   const empty = byId('agents-empty', HTMLElement);
   const count = byId('agents-count', HTMLElement);
@@ -140,7 +178,7 @@ export function agentsView(ask: AskRevoke): AgentsView {
     render(a, now) {
       if (!tbody) return;
       const focused = document.activeElement?.getAttribute('data-focus');
-      tbody.replaceChildren(...a.rows.map((r) => row(r, now, ask)));
+      tbody.replaceChildren(...a.rows.map((r) => row(r, now, ask, askResume)));
       empty.hidden = a.rows.length > 0;
       count.textContent =
         a.active_keys > a.rows.length

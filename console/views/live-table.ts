@@ -67,7 +67,10 @@ export function liveTable(open: (row: AuditRow) => void): LiveTable {
       const known = rows.get(r.id);
       if (known) {
         known.row = r;
+        // A row that settles is redrawn; whoever had its details button focused (keyboard users) keeps the focus.
+        const focused = known.tr.contains(document.activeElement);
         known.tr.replaceChildren(...cells(r));
+        if (focused) known.tr.querySelector<HTMLElement>('button')?.focus();
         known.tr.dataset.outcome = r.outcome;
         known.tr.dataset.costStatus = r.cost_status;
         if (settled) flash(known.tr);

@@ -1,9 +1,12 @@
 // The console's agents view: every active key with what it did in the last 15 minutes (calls per minute, denials,
-// last call) and today's spend against the caps that bind it, busiest first, in one bounded read.
+// last call), today's spend against the caps that bind it, and the pause that stops it (if any), busiest first, in
+// one bounded read.
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
+import type { PauseRow } from '../keys/pauses.js';
 import { dayStart } from '../ledger/windows.js';
 import { usdToMicros } from '../policy/money.js';
+import { pauseView, type PauseView } from './key-ops.js';
 
 /** The activity window: the sparkline's minutes. */
 export const ACTIVITY_MINUTES = 15;
@@ -33,6 +36,11 @@ export interface AgentActivityRow {
   /** The same for the key's policy (every key of it together), and the policy's daily cap. */
   policy_held_micros: number | null;
   policy_cap_micros: number | null;
+  /**
+   * The pause that stops the key's calls (on the key, its run, its agent or its policy; the earliest when several
+   * do, as admission sees it): the wire that tripped with its figures, or who paused it and why; null when none.
+   */
+  pause: PauseView | null;
 }
 
 export interface AgentActivity {
@@ -59,6 +67,9 @@ interface Raw {
   key_held: number | null;
   policy_held: number | null;
   limits: { daily_usd?: unknown; per_key_daily_usd?: unknown } | null;
+  /** The active pause's row as JSON (its times as text), or null. */
+  pause:
+    (Omit<PauseRow, 'paused_at' | 'resumed_at'> & { paused_at: string; resumed_at: string | null }) | null;
   active_keys: number;
 }
 
@@ -92,6 +103,13 @@ export async function agentActivity(db: Db, now: Date, limit = MAX_AGENT_ROWS): 
       key_cap_micros: keyCap,
       policy_held_micros: policyCap === null ? null : (r.policy_held ?? 0),
       policy_cap_micros: policyCap,
+      pause: r.pause
+        ? pauseView({
+            ...r.pause,
+            paused_at: new Date(r.pause.paused_at),
+            resumed_at: r.pause.resumed_at ? new Date(r.pause.resumed_at) : null,
+          })
+        : null,
     };
   });
   return { now, window_minutes: ACTIVITY_MINUTES, active_keys: rows[0]?.active_keys ?? 0, rows: out };
@@ -140,12 +158,18 @@ export function activityQuery(now: Date, limit = MAX_AGENT_ROWS) {
            )) as last_call,
            kw.spent_micros + kw.reserved_micros as key_held,
            pw.spent_micros + pw.reserved_micros as policy_held,
-           v.document -> 'limits' as limits, t.active_keys
+           v.document -> 'limits' as limits,
+           case when z.id is not null then to_jsonb(z) end as pause, t.active_keys
       from ranked t
       left join spend_windows kw
         on kw.scope = 'key:' || t.id and kw.kind = 'usd_day' and kw.window_start = ${today}
       left join spend_windows pw
         on pw.scope = 'policy:' || t.policy and pw.kind = 'usd_day' and pw.window_start = ${today}
       left join policy_versions v on v.policy = t.policy and v.version = t.version
+      -- The pause admission would refuse the key's next call for (the same function), then its row for the figures:
+      -- at most one active pause per scope (pauses' unique index on scope where resumed_at is null).
+      cross join lateral (select leash_active_pause(t.id, t.run_id, t.agent, t.policy) as ap) ap
+      left join pauses z
+        on z.resumed_at is null and z.scope_kind = ap.ap ->> 'scope_kind' and z.scope = ap.ap ->> 'scope'
       order by t.rank`;
 }

@@ -395,7 +395,7 @@ const paused = command({
   summary: 'List what is paused (keys, runs, agents, policies), the wire that tripped or who paused it.',
   usage: 'keys paused [--json]',
   help: [
-    '--json  print [{scope_kind, scope, wire, policy, metric, figure, limit, window_seconds, reason, …}]',
+    '--json  print one object per pause: {scope_kind, scope, wire, policy, figure, limit, …}',
   ],
   options: { json: { type: 'boolean' } },
   async run(ctx, v) {

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { agentActivity, type AgentActivityRow } from '../../admin/agent-activity.js';
 import type { Alerts } from '../../admin/alerts.js';
-import { operatorRevoke, revokeTarget } from '../../admin/key-ops.js';
+import { operatorRevoke, revokeTarget, type PauseView } from '../../admin/key-ops.js';
+import { resumeChoice } from '../../admin/resume-choice.js';
 import {
   cancelledText,
   decideApproval,
@@ -15,6 +16,7 @@ import { spendReport, type SpendRow } from '../../ledger/spend.js';
 import { databaseNow } from '../../db/clock.js';
 import { dayStart } from '../../ledger/windows.js';
 import { unknownOutcomes } from '../../audit/unknown.js';
+import { HttpError } from '../../http/kit.js';
 
 /**
  * What the server offers beyond the fixed panels; the console shows a panel only when its flag is true.
@@ -198,6 +200,32 @@ export async function revokeFromConsole(
 ): Promise<string[]> {
   const why = body.reason?.trim() || 'revoked by operator (console)';
   return operatorRevoke(db, revokeTarget(body), { reason: why, by, alerts });
+}
+
+export const resumeRequest = z
+  .strictObject({
+    key_id: z.string().min(1).max(100).optional(),
+    run_id: z.string().min(1).max(200).optional(),
+    agent: z.string().min(1).max(200).optional(),
+    policy: z.string().min(1).max(100).optional(),
+  })
+  .refine((b) => [b.key_id, b.run_id, b.agent, b.policy].filter(Boolean).length === 1, {
+    message: 'give exactly one of key_id, run_id, agent or policy',
+  });
+
+/**
+ * Resumes a paused key, run, agent or policy (as the admin API does) as `by`, and alerts; answers the pause it ended
+ * (null: it was not paused). A scope of the wrong shape is a 400 naming the field.
+ */
+export async function resumeFromConsole(
+  db: Db,
+  body: z.infer<typeof resumeRequest>,
+  alerts: Alerts | undefined,
+  by: Actor,
+): Promise<PauseView | null> {
+  const r = await resumeChoice(db, body, { by, alerts });
+  if ('error' in r) throw new HttpError(400, r.error);
+  return r.ended;
 }
 
 export const decisionRequest = z.strictObject({

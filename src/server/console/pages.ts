@@ -83,7 +83,7 @@ export function consolePage(urls: AssetUrls, csrf: string, who: SignedIn): strin
   <section id="agents" class="panel agents" aria-labelledby="agents-h" tabindex="-1">
     <h2 id="agents-h">Agents <small id="agents-count"></small></h2>
     <table id="agents-table" class="agents-table">
-      <caption class="sr-only">Active keys, busiest first: calls per minute over the last 15 minutes, today's spend against the cap nearest to stopping each, denials, last call, and revoke.</caption>
+      <caption class="sr-only">Active keys, busiest first: calls per minute over the last 15 minutes, today's spend against the cap nearest to stopping each, denials, last call, whether it is paused and why, and revoke or resume.</caption>
       <thead><tr><th scope="col">Agent · run · key</th><th scope="col">Calls / min <small>(15 min)</small></th><th scope="col">Spend today <small>(of cap)</small></th><th scope="col" class="num">Denied <small>(15 min)</small></th><th scope="col">Last call</th><th scope="col"><span class="sr-only">Revoke</span></th></tr></thead>
       <tbody></tbody>
     </table>
@@ -151,6 +151,17 @@ export function consolePage(urls: AssetUrls, csrf: string, who: SignedIn): strin
     <div class="actions">
       <button type="submit" value="cancel" class="quiet" autofocus>Cancel</button>
       <button type="submit" value="revoke" class="danger" id="confirm-revoke">Revoke</button>
+    </div>
+  </form>
+</dialog>
+<dialog id="resume-confirm" aria-labelledby="resume-h">
+  <form method="dialog" id="resume-form">
+    <h2 id="resume-h">Resume</h2>
+    <p id="resume-text"></p>
+    <p id="resume-error" class="error" role="alert" hidden></p>
+    <div class="actions">
+      <button type="submit" value="cancel" class="quiet" autofocus>Cancel</button>
+      <button type="submit" value="resume" id="resume-go">Resume</button>
     </div>
   </form>
 </dialog>

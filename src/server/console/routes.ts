@@ -13,6 +13,8 @@ import {
   decideFromConsole,
   decisionRequest,
   overview,
+  resumeFromConsole,
+  resumeRequest,
   revokeFromConsole,
   revokeRequest,
   type ConsoleFeatures,
@@ -74,9 +76,9 @@ const streamFilter = z.object({
 /**
  * The operator console at /console on `leash serve`: sign in with an operator token or the admin token (then an
  * HttpOnly, SameSite=Strict session cookie that knows who signed in), live audit rows over Server-Sent Events, spend
- * against caps, and revoke; approvals and revokes record the operator's name (`admin` for the admin token). Off (404)
- * unless LEASH_ADMIN_TOKEN is set or an operator is active. Every POST must come from this origin and, once signed
- * in, carry the session's CSRF token.
+ * against caps, revoke, and resume of paused keys; approvals, revokes and resumes record the operator's name
+ * (`admin` for the admin token). Off (404) unless LEASH_ADMIN_TOKEN is set or an operator is active. Every POST must
+ * come from this origin and, once signed in, carry the session's CSRF token.
  */
 export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void } {
   const sessions = o.sessions ?? createSessionStore();
@@ -252,6 +254,12 @@ export function consoleRoutes(o: ConsoleOptions): RouteHandler & { close(): void
       return sendJsonSafe(res, 200, {
         revoked: await revokeFromConsole(o.db, parsed.data, o.alerts, actor(session)),
       });
+    }
+    if (url.pathname === '/console/api/resume') {
+      const parsed = resumeRequest.safeParse(await body());
+      if (!parsed.success) return sendJsonSafe(res, 400, { error: z.prettifyError(parsed.error) });
+      const ended = await resumeFromConsole(o.db, parsed.data, o.alerts, actor(session));
+      return sendJsonSafe(res, 200, { resumed: ended !== null, pause: ended });
     }
     const decide = /^\/console\/api\/approvals\/([^/]+)\/(approve|deny)$/.exec(url.pathname);
     if (features.approvals && decide?.[1] && decide[2]) {
