@@ -394,9 +394,7 @@ const paused = command({
   name: 'paused',
   summary: 'List what is paused (keys, runs, agents, policies), the wire that tripped or who paused it.',
   usage: 'keys paused [--json]',
-  help: [
-    '--json  print one object per pause: {scope_kind, scope, wire, policy, figure, limit, …}',
-  ],
+  help: ['--json  print one object per pause: {scope_kind, scope, wire, policy, figure, limit, …}'],
   options: { json: { type: 'boolean' } },
   async run(ctx, v) {
     const rows = await withDb(ctx, (db) => operatorPauses(db));
