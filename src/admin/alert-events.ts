@@ -1,7 +1,7 @@
 // What leash alerts about: one event type per kind (sent as the webhook's `event`), and its one-line text (Slack's
 // `text`). Delivery, retries and when an alert is raised are alerts.ts.
 import type { ApprovalEvent } from '../approvals/loop.js';
-import type { ActionDoor, ActionKind } from '../audit/operator-actions.js';
+import { ACTION_VERBS, type ActionDoor, type ActionKind } from '../audit/operator-actions.js';
 import type { TripwireEvent } from '../audit/write.js';
 import { formatUsd } from '../policy/money.js';
 import type { AuthFailure } from '../server/auth-throttle.js';
@@ -89,20 +89,6 @@ export type AlertEvent =
       top: { address: string; attempts: number }[];
     };
 
-const ACTION_TEXT: Readonly<Record<ActionKind, string>> = {
-  'approval.approve': 'approved',
-  'approval.deny': 'denied',
-  'key.revoke': 'revoked',
-  'key.rotate': 'rotated',
-  'key.pause': 'paused',
-  'key.resume': 'resumed',
-  'policy.apply': 'applied',
-  'credential.set': 'set',
-  'credential.remove': 'removed',
-  'operator.add': 'added',
-  'operator.remove': 'removed',
-};
-
 const doorText = (via: ActionDoor) =>
   via === 'admin_api' ? 'the admin API' : via === 'cli' ? 'the CLI' : `the ${via}`;
 
@@ -116,7 +102,7 @@ export function alertText(e: AlertEvent): string {
     case 'key_revoked':
       return `:lock: leash: ${e.by} revoked ${e.key_ids.length} key(s) via ${doorText(e.via)}: ${e.key_ids.join(', ')} (${e.reason}).`;
     case 'operator_action':
-      return `:memo: leash: ${e.by} ${ACTION_TEXT[e.action]} ${e.target} via ${doorText(e.via)}.`;
+      return `:memo: leash: ${e.by} ${ACTION_VERBS[e.action]} ${e.target} via ${doorText(e.via)}.`;
     case 'approval_requested':
       return `:raised_hand: leash: ${e.tool} for ${formatUsd(e.usd_micros)} by agent ${e.agent ?? '?'}${e.run_id ? ` (run ${e.run_id})` : ''} is waiting for approval until ${e.expires_at}: ${e.url ?? `leash approvals show ${e.approval_id}`}`;
     case 'approval_expired':

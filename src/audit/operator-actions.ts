@@ -51,6 +51,22 @@ export const ACTION_KINDS: readonly ActionKind[] = [
   'operator.remove',
 ];
 
+/** Each action as a verb in past tense, for people: "alice revoked key …" (the CLI and alerts; the console keeps its
+ * own copy in console/views/actions.ts, a separate bundle). */
+export const ACTION_VERBS: Readonly<Record<ActionKind, string>> = {
+  'approval.approve': 'approved',
+  'approval.deny': 'denied',
+  'key.revoke': 'revoked',
+  'key.rotate': 'rotated',
+  'key.pause': 'paused',
+  'key.resume': 'resumed',
+  'policy.apply': 'applied',
+  'credential.set': 'set',
+  'credential.remove': 'removed',
+  'operator.add': 'added',
+  'operator.remove': 'removed',
+};
+
 /** A name as stored: at most MAX_ACTOR characters, never empty. */
 export function actorName(actor: Actor): string {
   return actor.name.slice(0, MAX_ACTOR) || 'system';

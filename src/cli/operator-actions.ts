@@ -2,6 +2,7 @@
 // revoke, rotate, policy apply, credential and operator changes), from the operator_actions table.
 import {
   ACTION_KINDS,
+  ACTION_VERBS,
   queryActions,
   type ActionFilter,
   type ActionKind,
@@ -142,20 +143,6 @@ export function refuseActionFlags(f: ActionFlags): void {
   if (given.length) throw new CliError(`--${given[0] ?? 'operator'} needs --operator-actions`, EXIT.usage);
 }
 
-const VERB: Readonly<Record<ActionKind, string>> = {
-  'approval.approve': 'approved',
-  'approval.deny': 'denied',
-  'key.revoke': 'revoked',
-  'key.rotate': 'rotated',
-  'key.pause': 'paused',
-  'key.resume': 'resumed',
-  'policy.apply': 'applied',
-  'credential.set': 'set',
-  'credential.remove': 'removed',
-  'operator.add': 'added',
-  'operator.remove': 'removed',
-};
-
 /** The detail that matters, in a few words: keys revoked and why, the version applied, the note. */
 export function actionDetail(a: OperatorAction): string {
   const d = a.detail;
@@ -175,7 +162,7 @@ export function actionDetail(a: OperatorAction): string {
  * detail is cut (with …) and then the door left out; the time, the name and the target always stay whole.
  */
 export function formatActionLine(a: OperatorAction, width = Infinity): string {
-  const verb = VERB[a.action as ActionKind] ?? a.action;
+  const verb = ACTION_VERBS[a.action as ActionKind] ?? a.action;
   // Only approvals are approved or denied: their id alone says which request.
   const target = a.action.startsWith('approval.') ? a.target.replace(/^approval:/, '') : a.target;
   // Names and reasons are operator-supplied: hidden characters print as ⟨U+…⟩ markers.
