@@ -291,10 +291,12 @@ describe('keys, policies and replay changes at 80 columns', () => {
     expect(lines(narrow.stdout)[0]).toMatch(/^NAME\s+LATEST_VERSION\s+TOOLS\s+ACTIVE_KEYS\s+UPDATED_AT$/);
     const [row = ''] = bodyOf(narrow.stdout, /^NAME\s/);
     expect(row).toMatch(/^eighty-columns\s+1\s+\S+…\s+\d+\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    expect(lines(narrow.stdout).at(-1)).toBe('1 column hidden (applied_by); --wide shows them');
+    expect(lines(narrow.stdout).at(-1)).toBe(
+      '2 columns hidden (shadow_version, applied_by); --wide shows them',
+    );
     const wide = await at(80, 'policies', 'list', '--wide');
     expect(wide.stdout).toContain('get_payment,issue_refund');
-    expect(lines(wide.stdout)[0]).toMatch(/APPLIED_BY$/);
+    expect(lines(wide.stdout)[0]).toMatch(/^NAME\s+LATEST_VERSION\s+SHADOW_VERSION\s.*APPLIED_BY$/);
   });
 
   it('prints the replay changes with audit ids whole and what each call is now, hiding ts, tool and usd', async () => {

@@ -68,6 +68,7 @@ describe('migrations', () => {
       '2026-12-06-0017-function-files',
       '2026-12-06-0018-operators',
       '2026-12-06-0019-tripwires',
+      '2026-12-07-0020-shadow-policies',
       ...FUNCTIONS_APPLIED,
     ]);
     const second = await migrateToLatest(handle!.db);
@@ -106,6 +107,7 @@ describe('migrations', () => {
         '2026-12-06-0017-function-files',
         '2026-12-06-0018-operators',
         '2026-12-06-0019-tripwires',
+        '2026-12-07-0020-shadow-policies',
         ...FUNCTIONS_APPLIED,
       ]);
       await expectFunctionsEqualFiles(upgraded);

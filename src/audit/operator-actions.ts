@@ -32,6 +32,9 @@ export type ActionKind =
   | 'key.pause'
   | 'key.resume'
   | 'policy.apply'
+  | 'policy.shadow'
+  | 'policy.promote'
+  | 'policy.unshadow'
   | 'credential.set'
   | 'credential.remove'
   | 'operator.add'
@@ -45,6 +48,9 @@ export const ACTION_KINDS: readonly ActionKind[] = [
   'key.pause',
   'key.resume',
   'policy.apply',
+  'policy.shadow',
+  'policy.promote',
+  'policy.unshadow',
   'credential.set',
   'credential.remove',
   'operator.add',
@@ -61,6 +67,9 @@ export const ACTION_VERBS: Readonly<Record<ActionKind, string>> = {
   'key.pause': 'paused',
   'key.resume': 'resumed',
   'policy.apply': 'applied',
+  'policy.shadow': 'shadowed',
+  'policy.promote': 'promoted',
+  'policy.unshadow': 'dropped the shadow of',
   'credential.set': 'set',
   'credential.remove': 'removed',
   'operator.add': 'added',

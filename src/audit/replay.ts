@@ -29,6 +29,36 @@ export interface ReplayRow {
   usd_micros: number;
   cost_micros: number;
   reserved_micros: number;
+  /** Who called (for the tripwire backtest's scopes); absent on rows of no valid key. */
+  key_id?: string | null;
+  agent?: string | null;
+  run_id?: string | null;
+}
+
+/**
+ * How a replayed row counts for the candidate's tripwires: allowed (calls, spend, recipients), denied (a refusal
+ * denials_per_minute counts) or none (held for a person; refused for the key's own state or leash's trouble).
+ */
+export type ReplaySide = 'allowed' | 'denied' | 'none';
+
+/** Refusals admission and the denial statement do not count as the agent's denials (leash_record_denial.sql). */
+const NOT_DENIALS = new Set([
+  'key_invalid',
+  'key_revoked',
+  'key_expired',
+  'key_paused',
+  'tripwire_tripped',
+  'facts_unavailable',
+  'credential_unavailable',
+  'internal_error',
+  'approval_required',
+]);
+
+/** How a row counted when it happened. */
+function originalSide(row: ReplayRow): ReplaySide {
+  if (row.decision === 'allowed') return 'allowed';
+  if (row.decision === 'held') return 'none';
+  return NOT_DENIALS.has(row.reason ?? '') ? 'none' : 'denied';
 }
 
 /** Codes the policy's rules give; a candidate policy can change these decisions. */
@@ -183,10 +213,14 @@ export function createReplay(o: {
   const sample = o.sample ?? 20;
   const shown = { allowed: 0, held: 0, denied: 0 };
 
-  function add(row: ReplayRow): void {
+  /** Adds a row; returns how it counts under the candidate (for its tripwires). */
+  function add(row: ReplayRow): ReplaySide {
     r.rows++;
     const was = wasOf(row);
-    if (!was) return void r.not_replayed++;
+    if (!was) {
+      r.not_replayed++;
+      return originalSide(row);
+    }
     const rule = o.policy.tools.get(row.tool);
     const tool = o.tools.get(row.tool);
     const { facts, complete } = rowFacts(row, tool);
@@ -194,7 +228,7 @@ export function createReplay(o: {
     if (gaps.length) {
       r.undecidable++;
       for (const g of gaps) bump(r.undecidable_by_rule, g);
-      return;
+      return originalSide(row);
     }
     r.replayed++;
     const d = decideFacts({
@@ -210,7 +244,12 @@ export function createReplay(o: {
     r.decisions[now]++;
     if (!d.allow) bump(r.decisions.denied_by_code, d.code);
     // Caps still apply to whatever the rules would let through; a call refused by them stays refused.
-    if (was.verdict === now || was.verdict === 'admission') return void r.unchanged++;
+    const side: ReplaySide =
+      now === 'held' ? 'none' : now === 'denied' || was.verdict === 'admission' ? 'denied' : 'allowed';
+    if (was.verdict === now || was.verdict === 'admission') {
+      r.unchanged++;
+      return side;
+    }
     const base = { id: row.id, ts: row.ts.toISOString(), tool: row.tool, was: was.label };
     const usd = Math.max(row.usd_micros, row.cost_micros + row.reserved_micros);
     if (!d.allow) {
@@ -228,6 +267,7 @@ export function createReplay(o: {
       bump(r.now_allowed_by_code, was.label);
       if (shown.allowed++ < sample) r.changes.push({ ...base, now, ...(usd ? { usd_micros: usd } : {}) });
     }
+    return side;
   }
 
   return {

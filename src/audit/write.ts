@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { BudgetWindow } from '../db/schema.js';
+import type { ShadowRecord } from '../policy/shadow.js';
 import type { TripwireCheck } from '../policy/tripwires.js';
 import type { AuditHasher } from './audit-hash.js';
 import {
@@ -47,6 +48,8 @@ export interface Admission {
   tripwires?: TripwireEvent[];
   /** Approval requests a wire's revoke closed (their waiters are told). */
   approvals_cancelled?: string[];
+  /** The policy's shadow version's decision as written to the row (its caps and wires measured here too). */
+  shadow?: ShadowRecord;
 }
 
 /** A wire that tripped or alerted, as admission (leash_tripwires) reports it. */
@@ -186,6 +189,11 @@ export interface AdmitRequest {
    * read why it is paused. Every other call of a paused key is refused key_paused.
    */
   pauseExempt?: boolean | undefined;
+  /**
+   * The policy's shadow version allows the call: its windows and cost, measured against the same figures as the
+   * enforced windows (nothing reserved for it). A cap it would pass makes the row's `metadata.shadow` a refusal.
+   */
+  shadow?: { windows: readonly BudgetWindow[]; cost: number } | undefined;
 }
 
 export type AdmitResult = Admission | { stale: true; policy_version: number };
@@ -205,6 +213,7 @@ export function admissionPayload(a: AdmitRequest, draft: AuditDraft, h: AuditHas
       : null,
     pending: a.pending ? { seconds: a.pending.seconds, same_key: a.pending.sameKey } : null,
     ...(a.pauseExempt ? { pause_exempt: true } : {}),
+    ...(a.shadow ? { shadow: { windows: a.shadow.windows, cost: a.shadow.cost } } : {}),
     // Sent only when the policy has wires: a call without them keeps the batch's set-based path.
     ...(a.tripwires?.length
       ? { tripwires: a.tripwires, recipients: a.tripwires.some(countsRecipients) ? (a.recipients ?? []) : [] }

@@ -1,9 +1,10 @@
-import { applyPolicy, listPolicies, policyDocument } from '../policies/store.js';
+import { applyPolicy, listPolicies, policyDocument, PolicyStateError } from '../policies/store.js';
 import { stringify as toYaml } from 'yaml';
 import { announce, BY_HELP, BY_OPTION, cliActor } from './acting.js';
 import { withDb } from './with-db.js';
 import { CliError, EXIT, command, intFlag, type CommandGroup, type Context } from './command.js';
 import { replayCommand, testCommand } from './policy-check.js';
+import { promoteCommand, shadowCommand } from './policy-shadow.js';
 import { diffPolicies, formatChange } from './policy-diff.js';
 import { loadPolicyFile, policyWarnings } from './policy-file.js';
 import type { Column } from './output.js';
@@ -33,31 +34,50 @@ const validate = command({
 const apply = command({
   name: 'apply',
   summary:
-    'Apply a policy file: a changed document becomes a new version; keys follow the latest unless pinned.',
-  usage: 'policies apply <file> [--by NAME] [--json]',
-  help: [BY_HELP, '--json       print {name, version, created, digest, warnings}'],
-  options: { ...BY_OPTION },
+    'Apply a policy file: a changed document becomes a new version; keys follow the latest unless pinned. With --shadow it is decided beside the enforced version on every call, deciding nothing, until promoted.',
+  usage: 'policies apply <file> [--shadow] [--by NAME] [--json]',
+  help: [
+    "--shadow     install it as the policy's shadow: every live call is decided by it too and the audit",
+    '             row says how; `policies shadow report` lists where it disagrees, `policies promote`',
+    '             enforces it, `policies shadow drop` removes it',
+    BY_HELP,
+    '--json       print {name, version, created, digest, shadow, warnings}',
+  ],
+  options: { ...BY_OPTION, shadow: { type: 'boolean' } },
   positionals: { min: 1, max: 1 },
   async run(ctx, v, [file = '']) {
     const by = cliActor(ctx, v.by);
     const doc = await loadPolicyFile(file);
     const warnings = policyWarnings(doc);
-    const r = await withDb(ctx, (db) => applyPolicy(db, doc, by));
+    const r = await withDb(ctx, (db) => applyPolicy(db, doc, by, { shadow: v.shadow === true })).catch(
+      (e) => {
+        throw e instanceof PolicyStateError
+          ? new CliError(e.message, v.shadow ? EXIT.notFound : EXIT.failure)
+          : e;
+      },
+    );
     if (r.created)
       await announce(ctx, {
         type: 'operator_action',
-        action: 'policy.apply',
+        action: r.shadow ? 'policy.shadow' : 'policy.apply',
         target: `policy:${r.name}`,
         by: by.name,
         via: by.via,
       });
     if (ctx.jsonMode) return void ctx.json({ ...r, warnings });
     warnAll(ctx, warnings);
-    ctx.print(
-      r.created
-        ? `policy '${r.name}' is now version ${r.version}`
-        : `policy '${r.name}' unchanged (version ${r.version})`,
-    );
+    if (r.shadow)
+      ctx.print(
+        r.created
+          ? `policy '${r.name}' version ${r.version} is now its shadow: decided beside the enforced version, deciding nothing`
+          : `policy '${r.name}' shadow unchanged (version ${r.version})`,
+      );
+    else
+      ctx.print(
+        r.created
+          ? `policy '${r.name}' is now version ${r.version}`
+          : `policy '${r.name}' unchanged (version ${r.version})`,
+      );
   },
 });
 
@@ -65,6 +85,7 @@ const apply = command({
 const POLICY_COLUMNS: readonly Column[] = [
   { name: 'name', priority: 0 },
   { name: 'latest_version', priority: 1 },
+  { name: 'shadow_version', priority: 6 },
   { name: 'tools', priority: 4, cut: true },
   { name: 'active_keys', priority: 2 },
   { name: 'updated_at', priority: 3 },
@@ -151,5 +172,5 @@ const diff = command({
 
 export const policiesCommands: CommandGroup = {
   name: 'policies',
-  commands: [apply, list, show, validate, diff, testCommand, replayCommand],
+  commands: [apply, list, show, validate, diff, testCommand, replayCommand, shadowCommand, promoteCommand],
 };

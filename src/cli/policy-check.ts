@@ -1,8 +1,11 @@
 // `leash policies test` (one call, no vendor, nothing written) and `leash policies replay` (the audit log). Both
 // decide with the pipeline's own decideCall/decideFacts, so a dry run prices and holds a call as a live one would.
+import { sql } from 'kysely';
 import { createReplay, type ReplayReport, type ReplayRow } from '../audit/replay.js';
 import { getKey } from '../keys/vault-keys.js';
 import { compilePolicy } from '../policy/compile.js';
+import { recipientsOf } from '../policy/tripwires.js';
+import { createWireBacktest, type WireBacktest } from '../policy/wire-backtest.js';
 import { decideCall, undecidedRules } from '../policy/decide-call.js';
 import { formatUsd } from '../policy/money.js';
 import { invalidInputMessage, parseInput, pricingFrom, withoutNulls } from '../pipeline/tool.js';
@@ -262,10 +265,13 @@ export const replayCommand = command({
     '--agent A      only this agent',
     "--policy NAME  the calls made under this policy (default: the file's own name)",
     '--json         the report as JSON, money in micro-USD',
-    'Replays policy rules only; caps, request limits and the loop guard are decided at admission.',
+    'Replays policy rules, and backtests its tripwires: when each would have tripped, for which',
+    'key, run or agent, and what it would have stopped. Caps, request limits and the loop guard',
+    'are decided at admission and are not replayed.',
     "A row lacking a fact a rule needs (e.g. a refund's customer) is counted as undecidable, never guessed.",
     'A call a person approved counts as held: a candidate without the approval rule now allows it.',
-    'Exit codes: 0 no decision would change, 1 some would, 3 no such file.',
+    'Exit codes: 0 no decision would change and no enforced wire would trip, 1 otherwise,',
+    '3 no such file.',
   ],
   options: {
     since: { type: 'string', default: '7d' },
@@ -283,25 +289,41 @@ export const replayCommand = command({
     // The vendors' REST endpoints are named in policies and the audit log like tools.
     const tools = new Map([...catalog.tools, ...(catalog.endpoints ?? [])]);
     const replay = createReplay({ policy, tools, fxRates: ctx.config().fxRates });
+    const wires = createWireBacktest({ name, tripwires: policy.tripwires });
     await withDb(ctx, async (db) => {
-      let after: string | undefined;
+      // In time order (ts, then id), as the wires measure calls: keyset pages, constant memory.
+      let after: { ts: Date; id: string } | undefined;
       for (;;) {
         let q = db
           .selectFrom('audit_log')
           .select(['id', 'ts', 'tool', 'decision', 'reason', 'request', 'amount', 'currency', 'metadata'])
-          .select(['usd_micros', 'cost_micros', 'reserved_micros'])
+          .select(['usd_micros', 'cost_micros', 'reserved_micros', 'key_id', 'agent', 'run_id'])
           .where('policy', '=', name)
           .where('ts', '>=', since);
         if (until) q = q.where('ts', '<', until);
         if (v.agent) q = q.where('agent', '=', v.agent);
-        if (after) q = q.where('id', '>', after);
-        const rows: ReplayRow[] = await q.orderBy('id').limit(BATCH).execute();
-        rows.forEach(replay.add);
-        if (rows.length < BATCH) break;
-        after = rows.at(-1)?.id;
+        if (after) q = q.where(sql<boolean>`(ts, id) > (${after.ts}, ${after.id}::uuid)`);
+        const rows: ReplayRow[] = await q.orderBy('ts').orderBy('id').limit(BATCH).execute();
+        for (const row of rows) {
+          const side = replay.add(row);
+          // The wires measure calls of a key; rows of no valid key are not any scope's.
+          if (row.key_id && row.agent)
+            wires.add({
+              id: row.id,
+              ts: row.ts,
+              key: { id: row.key_id, agent: row.agent, run_id: row.run_id ?? null },
+              side,
+              usd_micros: side === 'allowed' ? Number(row.usd_micros) : 0,
+              recipients: recipientsOf(factsOf(row.metadata)),
+            });
+        }
+        const last = rows.at(-1);
+        if (rows.length < BATCH || !last) break;
+        after = { ts: last.ts, id: last.id };
       }
     });
     const report = replay.result();
+    const tripwires = wires.result();
     if (ctx.jsonMode)
       ctx.json({
         policy: name,
@@ -309,9 +331,14 @@ export const replayCommand = command({
         since: since.toISOString(),
         until: until?.toISOString() ?? null,
         ...report,
+        tripwires,
       });
-    else printReport(ctx, name, file, since, report);
-    return report.now_denied || report.now_allowed || report.now_held ? EXIT.failure : EXIT.ok;
+    else {
+      printReport(ctx, name, file, since, report);
+      printWires(ctx, tripwires);
+    }
+    const tripped = tripwires.trips.some((t) => t.mode === 'enforce' && t.then !== 'alert');
+    return report.now_denied || report.now_allowed || report.now_held || tripped ? EXIT.failure : EXIT.ok;
   },
 });
 
@@ -375,4 +402,54 @@ function printReport(ctx: Context, name: string, file: string, since: Date, r: R
       CHANGE_COLUMNS,
     );
   }
+}
+
+/** The facts a row's call was decided on (`metadata.facts`), for the recipients a wire counts. */
+function factsOf(metadata: unknown): Record<string, unknown> | undefined {
+  const f = (metadata as { facts?: unknown } | null)?.facts;
+  return typeof f === 'object' && f !== null ? (f as Record<string, unknown>) : undefined;
+}
+
+// Each time a wire went over its line: the wire and the scope stay whole; when and what it stopped go first.
+const TRIP_COLUMNS: readonly Column[] = [
+  { name: 'at', priority: 3 },
+  { name: 'wire', priority: 0, cut: true, min: 12 },
+  { name: 'scope', priority: 0, cut: true, min: 16 },
+  { name: 'figure', priority: 1 },
+  { name: 'then', priority: 1 },
+  { name: 'stopped', priority: 2 },
+];
+
+function printWires(ctx: Context, w: WireBacktest) {
+  if (!w.wires.length) return;
+  say(ctx, 'tripwires:');
+  for (const wire of w.wires)
+    say(
+      ctx,
+      `  ${wire.wire} (${wire.then}${wire.mode === 'enforce' ? '' : `, ${wire.mode}`}, per ${wire.per}): ` +
+        (wire.over ? `over its line ${wire.over} time${wire.over === 1 ? '' : 's'}` : 'never over its line'),
+      '    ',
+    );
+  if (w.stopped_calls)
+    say(
+      ctx,
+      `  would have stopped ${w.stopped_calls} call${w.stopped_calls === 1 ? '' : 's'}` +
+        `${w.stopped_usd_micros ? ` (${formatUsd(w.stopped_usd_micros)} admitted)` : ''}`,
+      '    ',
+    );
+  if (w.trips.length)
+    ctx.table(
+      w.trips.map((t) => ({
+        at: t.at,
+        wire: t.wire,
+        scope: `${t.scope_kind} ${t.scope}`,
+        figure: `${t.metric === 'spend_usd_per_10m' ? formatUsd(t.figure) : t.figure}/${t.metric === 'spend_usd_per_10m' ? formatUsd(t.limit) : t.limit}`,
+        then: t.mode === 'enforce' ? t.then : `${t.then} (${t.mode})`,
+        stopped: t.stopped_calls
+          ? `${t.stopped_calls}${t.stopped_usd_micros ? ` ${formatUsd(t.stopped_usd_micros)}` : ''}`
+          : '-',
+      })),
+      TRIP_COLUMNS,
+    );
+  say(ctx, `note: ${w.note}`);
 }

@@ -25,6 +25,7 @@ import * as outcomePending from './migrations/2026-12-06-0016-outcome-pending.js
 import * as functionFiles from './migrations/2026-12-06-0017-function-files.js';
 import * as operators from './migrations/2026-12-06-0018-operators.js';
 import * as tripwires from './migrations/2026-12-06-0019-tripwires.js';
+import * as shadowPolicies from './migrations/2026-12-07-0020-shadow-policies.js';
 
 /**
  * Every migration, in order. Names are frozen: they are recorded in the database. Migrations change tables, indexes
@@ -50,6 +51,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-12-06-0017-function-files': functionFiles,
   '2026-12-06-0018-operators': operators,
   '2026-12-06-0019-tripwires': tripwires,
+  '2026-12-07-0020-shadow-policies': shadowPolicies,
 };
 /** The newest migration this version knows. */
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).at(-1) ?? '';

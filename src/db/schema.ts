@@ -20,6 +20,8 @@ export interface VendorCredentialsTable {
 export interface PoliciesTable {
   name: string;
   latest_version: number;
+  /** A version decided beside the enforced one on every call, deciding nothing (`policies apply --shadow`). */
+  shadow_version: Generated<number | null>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }

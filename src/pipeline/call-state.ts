@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { AuditDraft, Admission } from '../audit/write.js';
 import type { AuthenticatedKey } from '../keys/authenticate.js';
-import type { ToolRule } from '../policy/compile.js';
+import type { CompiledPolicy, ToolRule } from '../policy/compile.js';
+import type { ShadowRecord } from '../policy/shadow.js';
 import type { ApprovalNeed, PolicyFacts } from '../policy/evaluate.js';
 import type { VendorHandle } from './clients.js';
 import type { ToolFailure, VendorError } from './errors.js';
@@ -74,6 +75,10 @@ export interface CallState {
   effect?: Effect<unknown>;
   vendorError?: VendorError;
   internalError?: boolean;
+  /** The policy's shadow version, how it decided the call in process, and the cost it would reserve. */
+  shadow?: { policy: CompiledPolicy; record: ShadowRecord; cost: number };
+  /** The shadow's decision as admission wrote it (its caps and wires measured too). */
+  shadowFinal?: ShadowRecord;
 }
 
 /** A stage either continues (undefined) or stops the call with a refusal. */

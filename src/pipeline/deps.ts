@@ -1,5 +1,5 @@
 import type { Config } from '../config/config.js';
-import type { Logger } from '../config/logger.js';
+import { errorName, type Logger } from '../config/logger.js';
 import { DbClock } from '../db/clock.js';
 import type { Db } from '../db/database.js';
 import type { CredentialChanges } from '../credentials/credential-changes.js';
@@ -9,6 +9,8 @@ import type { TripwireEvent } from '../audit/write.js';
 import { ApprovalWaits } from '../approvals/wait.js';
 import { SETTLE_DELAY_MS, SettleQueue } from '../audit/settle-queue.js';
 import { KeyCache } from '../keys/key-cache.js';
+import { ShadowPolicies } from '../policies/shadows.js';
+import type { Disagreement } from '../policy/shadow.js';
 import { VendorClients } from './clients.js';
 import type { Catalog } from './tool.js';
 
@@ -31,6 +33,15 @@ export type PipelineEvent =
    * per window per wire and scope, whichever replica saw it). One alert each.
    */
   | (TripwireEvent & { type: 'tripwire'; key_id: string; agent: string; tool: string; audit_id: string })
+  /** The policy's shadow version would have decided the call otherwise (or could not decide it). */
+  | {
+      type: 'shadow';
+      policy: string;
+      version: number;
+      tool: string;
+      audit_id: string;
+      disagreement: Disagreement | 'undecidable';
+    }
   | {
       type: 'finished';
       tool: string;
@@ -62,6 +73,8 @@ export interface PipelineDeps {
   clock: DbClock;
   /** `get_approval` calls waiting for a decision; close it before the pool. */
   approvalWaits: ApprovalWaits;
+  /** The policies' shadow versions, held in memory (refreshed off the call path). */
+  shadows?: ShadowPolicies;
   onEvent?: (event: PipelineEvent) => void;
 }
 
@@ -69,7 +82,7 @@ export interface PipelineDeps {
 export function createPipeline(
   o: Omit<
     PipelineDeps,
-    'clients' | 'keys' | 'admissions' | 'settler' | 'auditHash' | 'clock' | 'approvalWaits'
+    'clients' | 'keys' | 'admissions' | 'settler' | 'auditHash' | 'clock' | 'approvalWaits' | 'shadows'
   > & {
     vendorTimeoutMs?: number;
     settleDelayMs?: number;
@@ -87,6 +100,11 @@ export function createPipeline(
     auditHash,
     clock: new DbClock(o.db),
     approvalWaits: new ApprovalWaits(o.db),
+    shadows: new ShadowPolicies(o.db, undefined, (error) =>
+      o.log.error('could not read shadow policies; comparing with what was read before', {
+        error: errorName(error),
+      }),
+    ),
   };
 }
 

@@ -10,6 +10,7 @@ import { admitStage, authenticate, evaluate, facts, validate } from './stages.js
 import { operationOf } from './tool.js';
 import { tripwiresFor } from '../policy/tripwires.js';
 import { raiseTripwires } from './tripwire-events.js';
+import { decideShadow, shadowDisagreement } from './shadow-stage.js';
 
 export { createPipeline, type PipelineDeps, type PipelineEvent } from './deps.js';
 export type { CallRequest, ToolCallResult } from './call-state.js';
@@ -53,13 +54,11 @@ export async function runCall(deps: PipelineDeps, req: CallRequest): Promise<Too
 
 /** Everything before the vendor: the first stage that refuses ends it. */
 async function decide(s: CallState, deps: PipelineDeps, fresh: boolean): Promise<StageResult> {
-  return (
-    (await authenticate(s, deps, fresh)) ??
-    validate(s, deps) ??
-    (await facts(s, deps)) ??
-    evaluate(s, deps) ??
-    (await admitStage(s, deps))
-  );
+  const stop =
+    (await authenticate(s, deps, fresh)) ?? validate(s, deps) ?? (await facts(s, deps)) ?? evaluate(s, deps);
+  // The policy's shadow version decides the call too, in process, deciding nothing.
+  decideShadow(s, deps, stop);
+  return stop ?? (await admitStage(s, deps));
 }
 
 /** Writes the denied row (re-checking the key in the same statement) and answers from the refusal table. */
@@ -113,17 +112,29 @@ async function refuse(s: CallState, deps: PipelineDeps, r: Refusal): Promise<Too
 
 function finish(s: CallState, deps: PipelineDeps, result: ToolCallResult): ToolCallResult {
   const ms = performance.now() - s.started;
+  const decision = s.admission
+    ? 'allowed'
+    : !result.ok && result.failure.code === 'approval_required'
+      ? 'held'
+      : 'denied';
+  const code = result.ok ? null : result.failure.code;
+  const disagreement = shadowDisagreement(s, decision, code, s.shadowFinal);
+  if (disagreement && s.shadow)
+    emit(deps, {
+      type: 'shadow',
+      policy: s.shadow.policy.name,
+      version: s.shadow.policy.version,
+      tool: s.name,
+      audit_id: s.id,
+      disagreement,
+    });
   emit(deps, {
     type: 'finished',
     tool: s.name,
     audit_id: result.ok ? result.audit_id : result.failure.audit_id,
     // A call waiting for a person is neither allowed nor refused: it is held, as its audit row says.
-    decision: s.admission
-      ? 'allowed'
-      : !result.ok && result.failure.code === 'approval_required'
-        ? 'held'
-        : 'denied',
-    code: result.ok ? null : result.failure.code,
+    decision,
+    code,
     door: s.req.door,
     ms,
     admit_ms: s.admitMs ?? null,

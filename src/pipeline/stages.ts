@@ -12,6 +12,7 @@ import { errorName } from '../config/logger.js';
 import { vendorInfo } from './failure.js';
 import { recipientsOf, tripwiresFor } from '../policy/tripwires.js';
 import { raiseTripwires } from './tripwire-events.js';
+import { shadowAdmission, shadowTripwires } from './shadow-stage.js';
 
 /** Nesting deeper than this is refused before anything walks it (hashing, validation, storage). */
 const MAX_DEPTH = 32;
@@ -211,7 +212,10 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
         // vendor that dedupes by key, sent on), decided in the admission statement.
         pending: readOnly ? null : { seconds: OUTCOME_PENDING_SECONDS, sameKey: tool.dedupesByKey === true },
         // Measured in the same statement; calls that do not use up the request cap (budget lookups) are not counted.
-        tripwires: tool.countsAsRequest === false ? [] : tripwiresFor(key.policy, key),
+        tripwires:
+          tool.countsAsRequest === false ? [] : [...tripwiresFor(key.policy, key), ...shadowTripwires(s)],
+        // The shadow's caps, measured from the same figures (nothing reserved for it).
+        shadow: shadowAdmission(s, deps),
         recipients: recipientsOf(s.facts),
         // leash's own lookups (get_budget, get_approval) are served on a paused key: get_budget tells the agent why it
         // is paused and that only an operator resumes it.
@@ -225,6 +229,7 @@ export async function admitStage(s: CallState, deps: PipelineDeps): Promise<Stag
   }
   s.admitMs = performance.now() - t0;
   if ('stale' in result) return 'restart';
+  if (result.shadow) s.shadowFinal = result.shadow;
   raiseTripwires(deps, s, result);
   // A held call (approval_required) is refused like any other: its row and approval request are written.
   if (!result.admitted) return { code: result.code ?? 'denied', details: result.details, row: 'written' };

@@ -50,6 +50,8 @@ export interface TripwireCheck {
   then: Tripwire['then'];
   mode: Tripwire['mode'];
   policy: string;
+  /** A wire of the policy's shadow version (measured as mode shadow): that version. */
+  shadow_version?: number;
 }
 
 /** The policy's wires for one call of `key`, each with the scope it measures. */

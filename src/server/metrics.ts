@@ -123,6 +123,14 @@ export function createMetrics(o: { db: Db; databaseTimeoutMs?: number }): Metric
     registers: [registry],
   });
   const wireLabel = boundedWires();
+  const shadowDisagreements = new Counter({
+    name: 'leash_shadow_disagreements_total',
+    help:
+      "Live calls a policy's shadow version (policies apply --shadow) would have decided otherwise, by policy and what " +
+      'the call would now be (now_denied, now_tripped, now_held, now_allowed, or undecidable)',
+    labelNames: ['policy', 'disagreement'] as const,
+    registers: [registry],
+  });
   registerDatabaseGauges(registry, o.db, o.databaseTimeoutMs);
 
   return {
@@ -144,6 +152,8 @@ export function createMetrics(o: { db: Db; databaseTimeoutMs?: number }): Metric
           mode: e.mode,
         });
       }
+      if (e.type === 'shadow')
+        shadowDisagreements.inc({ policy: policyLabel(e.policy), disagreement: e.disagreement });
       if (e.type !== 'finished') return;
       calls.inc({ tool: e.tool, door: e.door, decision: e.decision, code: e.code ?? 'none' });
       callSeconds.observe({ door: e.door }, e.ms / 1000);

@@ -9,7 +9,8 @@
 -- The usual case in a few set-based statements: the locks in the global order (keys shared, as revoke and rotate
 -- take them exclusively; then loop guards), every call's key, same-logical-call and loop-guard decision in one
 -- query, one conditional update per window row for all calls still in (in leash_window_order), every audit row in
--- one insert. A batch with a call held for a person, calls that would pass a cap together, or calls that could take a
+-- one insert. A batch with a call held for a person, a call a policy's shadow version allows (its caps are measured
+-- by leash_admit_call), calls that would pass a cap together, or calls that could take a
 -- tripwire over its line (or a wire on distinct recipients) is decided one call at a time by leash_admit_batch_each
 -- instead (the reservations taken here are given back first): a wire's figure then counts the calls before it in the
 -- batch exactly as it counts committed ones. A paused key, run, agent or policy refuses its calls here too
@@ -40,6 +41,7 @@ begin
   -- someone's open transaction, say) fails the batch, and its calls are retried one by one, each waiting alone.
   perform set_config('lock_timeout', '10s', true);
   if jsonb_path_exists(p, '$[*].approval ? (@.type() == "object")')
+     or jsonb_path_exists(p, '$[*].shadow ? (@.type() == "object")')
      or jsonb_path_exists(p, '$[*].tripwires[*] ? (@.metric == "distinct_recipients_per_hour")') then
     return leash_admit_batch_each(p);
   end if;

@@ -2,8 +2,8 @@
 -- logical call (outcome_pending), approvals, the loop guard, a reservation in every window (key scope first), the
 -- policy's tripwires and the audit row.
 -- p: {key_id, secret_hash (hex), policy_version, cost, windows, row, loop_limit, loop_seconds, approval, pending,
--- tripwires, recipients}. Returns {admitted, code, details, ts, remaining_micros[, held][, tripwires]
--- [, approvals_cancelled]}, or {stale: true, policy_version} (no row written) when the key's policy moved on since the
+-- tripwires, recipients, shadow}. Returns {admitted, code, details, ts, remaining_micros[, held][, tripwires]
+-- [, approvals_cancelled][, shadow]}, or {stale: true, policy_version} (no row written) when the key's policy moved on since the
 -- caller evaluated it. `tripwires`: the wires that tripped or alerted, for the caller to raise alerts about;
 -- `approvals_cancelled`: the approval requests a wire's revoke closed.
 -- A call a rule holds for a person is an audit row `held` plus an approval request bound to the key and the digest
@@ -15,6 +15,11 @@
 -- global order); a call admitted by every window is then measured, and one that would take a wire over its line is
 -- refused tripwire_tripped, its reservations given back, and its scope paused (or its keys revoked) in this
 -- transaction. A refusal that counts as a denial is measured against denials_per_minute the same way.
+-- Shadow policies: the row's metadata.shadow is the shadow version's decision on the policy's rules (made by the
+-- caller). When that allows the call, `shadow` ({windows, cost}) are the shadow's caps, measured here from the same
+-- window rows after the enforced reservations (before this call's own), and the shadow's wires come with
+-- `tripwires` as shadow-mode wires tagged shadow_version: a cap the call would pass, or a wire it would trip, makes
+-- the shadow's decision a refusal. Nothing is reserved, paused or alerted for a shadow.
 create or replace function leash_admit_call(p jsonb) returns jsonb language plpgsql as $$
 declare
   k record;
@@ -42,6 +47,9 @@ declare
   shadow jsonb := '[]';
   raised jsonb := '[]';
   cancelled jsonb := '[]';
+  sh jsonb := p_row->'metadata'->'shadow';
+  used bigint;
+  shadow_wire text;
 begin
   perform pg_advisory_xact_lock_shared(leash_key_lock_id(p_key_id));
   select kk.secret_hash, kk.revoked_at, kk.expires_at, coalesce(kk.policy_version, pp.latest_version) as version,
@@ -264,6 +272,37 @@ begin
     end if;
   end if;
 
+  -- The shadow version's caps and wires, for a call its rules allow that reached the windows: from the figures the
+  -- enforced admission just read (less this call's own reservation), then the wires measured above.
+  if jsonb_typeof(sh) = 'object' and sh->>'decision' = 'allowed'
+     and (code is null or code in ('budget_exceeded', 'request_limit_exceeded', 'tripwire_tripped')) then
+    for w in select value from jsonb_array_elements(coalesce(p->'shadow'->'windows', '[]')) loop
+      select case when w->>'kind' = 'usd_day' then s.spent_micros + s.reserved_micros else s.requests end
+        into used from spend_windows s
+        where s.scope = w->>'scope' and s.kind = w->>'kind' and s.window_start = (w->>'window_start')::timestamptz;
+      used := coalesce(used, 0);
+      if done @> jsonb_build_array(jsonb_build_object('scope', w->>'scope', 'kind', w->>'kind',
+                                                      'window_start', w->>'window_start')) then
+        used := used - case when w->>'kind' = 'usd_day' then p_cost else 1 end;
+      end if;
+      if w->>'kind' = 'usd_day' and used + coalesce((p->'shadow'->>'cost')::bigint, 0) > (w->>'cap')::bigint then
+        sh := sh || jsonb_build_object('decision', 'denied', 'code', 'budget_exceeded', 'scope', w->>'scope');
+        exit;
+      elsif w->>'kind' = 'requests_hour' and used + 1 > (w->>'cap')::bigint then
+        sh := sh || jsonb_build_object('decision', 'denied', 'code', 'request_limit_exceeded', 'scope', w->>'scope');
+        exit;
+      end if;
+    end loop;
+    if sh->>'decision' = 'allowed' then
+      select sw->>'wire' into shadow_wire from jsonb_array_elements(shadow) sw
+        where sw ? 'shadow_version' and sw->>'would' in ('pause', 'revoke') limit 1;
+      if shadow_wire is not null then
+        sh := sh || jsonb_build_object('decision', 'denied', 'code', 'tripwire_tripped', 'wire', shadow_wire);
+      end if;
+    end if;
+    p_row := p_row || jsonb_build_object('metadata', p_row->'metadata' || jsonb_build_object('shadow', sh));
+  end if;
+
   -- Reservations all held: the approval is spent by this call, in this statement.
   if code is null and consume is not null then
     update approvals set status = 'used', used_at = now_ts, used_by_audit_id = (p_row->>'id')::uuid
@@ -298,5 +337,6 @@ begin
                             'remaining_micros', min_left)
          || case when jsonb_array_length(raised) > 0 then jsonb_build_object('tripwires', raised) else '{}' end
          || case when jsonb_array_length(cancelled) > 0 then jsonb_build_object('approvals_cancelled', cancelled)
-                 else '{}' end;
+                 else '{}' end
+         || case when jsonb_typeof(sh) = 'object' then jsonb_build_object('shadow', sh) else '{}' end;
 end $$;

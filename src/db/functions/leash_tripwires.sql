@@ -13,7 +13,7 @@
 --   enforce + pause|revoke: trips. The scope gets an active pause, or its keys are revoked and their open approval
 --     requests cancelled (as an operator's revoke does), in the caller's transaction; later wires are not measured;
 --   enforce + alert, or warn: an alert, once per window per wire and scope (tripwire_alerts);
---   shadow: {wire, figure, limit, would} for the audit row, nothing else.
+--   shadow: {wire, figure, limit, would[, shadow_version]} for the audit row, nothing else.
 -- Unless an admission tripped (that call is refused, so it is not counted), the call is added to each scope's marks,
 -- and an admitted call's recipients to the scopes some wire counts recipients of. Marks and recipients older than the
 -- longest window (an hour) are pruned every 256 marks of a scope.
@@ -103,8 +103,12 @@ begin
                                  'window_seconds', secs, 'per', w->>'per', 'scope_kind', w->>'kind',
                                  'scope', w->>'id', 'policy', w->>'policy', 'mode', w->>'mode');
     if w->>'mode' = 'shadow' then
+      -- A wire of the policy's shadow version (shadow_version) is told apart from the enforced version's own.
       shadow := shadow || jsonb_build_array(jsonb_build_object('wire', w->>'wire', 'figure', figure, 'limit', lim,
-                                                               'would', w->>'then'));
+                                                               'would', w->>'then')
+                                            || case when w ? 'shadow_version'
+                                                    then jsonb_build_object('shadow_version', w->'shadow_version')
+                                                    else '{}' end);
     elsif w->>'mode' = 'warn' or w->>'then' = 'alert' then
       insert into tripwire_alerts as t (policy, wire, scope, alerted_at, figure)
         values (w->>'policy', w->>'wire', s, now_ts, figure)
