@@ -13,6 +13,7 @@ const SYSTEM_PG_FILES = [
   'test/function-files.test.ts',
   'test/outcome-pending.test.ts',
   'test/tripwires.test.ts',
+  'test/audit-partitions.test.ts',
 ];
 const systemPg = existsSync(`/usr/lib/postgresql/${SYSTEM_PG}/bin/initdb`);
 // Said once: vitest evaluates this file again for each project that extends it.

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAdmission } from './admission.js';
 import { runAuditVolume } from './audit-volume.js';
+import { runAuditScale } from './audit-scale.js';
 import { runCaps } from './caps.js';
 import { runColdStart } from './cold-start.js';
 import { runOverhead } from './overhead.js';
@@ -24,7 +25,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    'Usage: npm run bench [-- --full] [-- --only overhead,admission,proxy,cold-start,caps,revoke,audit,parse]\n\n' +
+    'Usage: npm run bench [-- --full] [-- --only overhead,admission,proxy,cold-start,caps,revoke,audit,audit-scale,parse]\n\n' +
       'Short run by default (under 3 minutes); --full uses the sizes BENCHMARKS.md reports (~10 minutes).\n',
   );
   process.exit(0);
@@ -61,6 +62,11 @@ await step('cold-start', () => runColdStart({ runs: full ? 9 : 5, log }));
 await step('caps', () => runCaps({ replicas: 4, calls: 500 }));
 await step('revoke', () => runRevoke({ via: ['cli', 'admin'] }));
 await step('audit', () => runAuditVolume({ rows: full ? 1_000_000 : 200_000, repeats: 5 }));
+// Not in the default run (minutes to hours of row generation): `--only audit-scale`.
+if (only?.has('audit-scale'))
+  await step('audit-scale', () =>
+    runAuditScale(full ? { rows: 10_000_000 } : { rows: 2_000_000, steps: [1_000_000, 2_000_000] }),
+  );
 await step('parse', () => runParse({ rounds: full ? 5 : 2, log }));
 
 const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, full };

@@ -2,7 +2,9 @@
 // spend_usd_per_10m per key, never reached), the same admissions against Postgres with no MCP, HTTP or vendor in the
 // way, alternating (off, on, on, off, …) so a busy machine's drift falls on both. Per case: Postgres CPU per admitted
 // call (the embedded server's processes), calls/s and p50 — a call alone (`call leash_admission`) and the server's
-// AdmissionQueue (batches: with wires, decided one call at a time in the batch's transaction).
+// AdmissionQueue (batches: with wires, decided one call at a time in the batch's transaction). `shadow`: the policy
+// without wires, with a shadow version (`policies apply --shadow`) whose caps are tighter, never reached: its caps
+// and the row's metadata.shadow measured in the same statement (batches then decided one call at a time too).
 //
 //   node dist/bench/tripwires.js [--calls 2000] [--concurrency 1,16] [--rounds 4] [--json]
 import { AdmissionQueue } from '../src/audit/admission-queue.js';
@@ -17,7 +19,8 @@ import { windowsFor } from '../src/ledger/windows.js';
 import { ruleSpecs } from '../src/pipeline/tool.js';
 import { validatePolicy } from '../src/policy/compile.js';
 import { recipientsOf, tripwiresFor } from '../src/policy/tripwires.js';
-import { applyPolicy } from '../src/policies/store.js';
+import { applyPolicy, loadShadows } from '../src/policies/store.js';
+import type { CompiledPolicy } from '../src/policy/compile.js';
 import { catalog, catalogVendors } from '../tools/index.js';
 import { BENCH_POLICY, BENCH_TRIPWIRES } from './serve-both.js';
 import {
@@ -33,11 +36,17 @@ import {
 
 type Key = Extract<Awaited<ReturnType<typeof authenticate>>, { ok: true }>['key'];
 type Mode = 'single' | 'queue';
+type Variant = 'off' | 'on' | 'shadow';
+const VARIANTS: readonly Variant[] = ['off', 'on', 'shadow'];
 
 const hasher = auditHasher(undefined);
 
-function call(key: Key, i: number): { request: AdmitRequest; draft: AuditDraft } {
+function call(key: Key, i: number, shadow?: CompiledPolicy): { request: AdmitRequest; draft: AuditDraft } {
   const to = `+1555100${String(i % 10_000).padStart(4, '0')}`;
+  const shadowed = shadow && {
+    request: { shadow: { windows: windowsFor(shadow, key.id, new Date(), true), cost: 8300 } },
+    metadata: { shadow: { version: shadow.version, decision: 'allowed', code: null } },
+  };
   return {
     request: {
       keyId: key.id,
@@ -48,6 +57,7 @@ function call(key: Key, i: number): { request: AdmitRequest; draft: AuditDraft }
       loop: null,
       tripwires: tripwiresFor(key.policy, key),
       recipients: recipientsOf({ recipients: [to] }),
+      ...shadowed?.request,
     },
     draft: {
       id: uuidv7(),
@@ -65,7 +75,7 @@ function call(key: Key, i: number): { request: AdmitRequest; draft: AuditDraft }
       sandbox: false,
       amount: null,
       currency: null,
-      metadata: { facts: { segments: 1 } },
+      metadata: { facts: { segments: 1 }, ...shadowed?.metadata },
     },
   };
 }
@@ -77,6 +87,7 @@ async function measure(
   mode: Mode,
   concurrency: number,
   calls: number,
+  shadow: CompiledPolicy | undefined,
 ): Promise<{ cpu: number | null; latencies: number[]; wallMs: number }> {
   const queue = new AdmissionQueue(handle.db, hasher);
   const latencies: number[] = [];
@@ -86,7 +97,7 @@ async function measure(
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < calls) {
-        const { request, draft } = call(key, next++);
+        const { request, draft } = call(key, next++, shadow);
         const s = performance.now();
         const r =
           mode === 'single'
@@ -115,35 +126,46 @@ export async function runTripwires(
       catalogVendors,
     );
     handle = await openDatabase(config, { poolMax: 24 });
-    const keys: Record<'off' | 'on', Key> = {} as Record<'off' | 'on', Key>; // both filled just below
-    for (const wires of ['off', 'on'] as const) {
-      const name = `bench-tripwires-${wires}`;
+    const keys = {} as Record<Variant, Key>; // every variant filled just below
+    let shadow: CompiledPolicy | undefined;
+    for (const variant of VARIANTS) {
+      const name = `bench-tripwires-${variant}`;
       const doc = validatePolicy(
-        { ...BENCH_POLICY, name, ...(wires === 'on' ? { tripwires: BENCH_TRIPWIRES } : {}) },
+        { ...BENCH_POLICY, name, ...(variant === 'on' ? { tripwires: BENCH_TRIPWIRES } : {}) },
         ruleSpecs(catalog),
       );
       await applyPolicy(handle.db, doc);
+      if (variant === 'shadow') {
+        const tighter = { ...BENCH_POLICY.limits, daily_usd: 500_000, per_key_daily_usd: 500_000 };
+        const shadowDoc = validatePolicy({ ...BENCH_POLICY, name, limits: tighter }, ruleSpecs(catalog));
+        await applyPolicy(handle.db, shadowDoc, undefined, { shadow: true });
+        shadow = (await loadShadows(handle.db)).get(name);
+      }
       const minted = await mintKey(handle.db, { agent: 'bench-agent', runId: name, policy: name });
       const auth = await authenticate(handle.db, minted.key);
       if (!auth.ok) throw new Error('the bench key did not authenticate');
-      keys[wires] = auth.key;
+      keys[variant] = auth.key;
     }
     const results: Result[] = [];
     for (const concurrency of o.concurrencies ?? [1, 16]) {
       for (const mode of ['single', 'queue'] as const) {
-        const runs = {
-          off: [] as Awaited<ReturnType<typeof measure>>[],
-          on: [] as Awaited<ReturnType<typeof measure>>[],
-        };
+        const runs = { off: [], on: [], shadow: [] } as Record<
+          Variant,
+          Awaited<ReturnType<typeof measure>>[]
+        >;
         for (let r = 0; r < rounds; r++) {
-          for (const wires of r % 2 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
+          // Rotated each round, so a busy machine's drift falls on every variant alike.
+          for (const variant of VARIANTS.map((_, i) => VARIANTS[(i + r) % VARIANTS.length]!)) {
             o.log?.(
-              `tripwires: ${mode} c=${concurrency} wires ${wires}, round ${r + 1}/${rounds}, ${calls} calls`,
+              `tripwires: ${mode} c=${concurrency} ${variant}, round ${r + 1}/${rounds}, ${calls} calls`,
             );
-            runs[wires].push(await measure(handle, keys[wires], db.postgresPid, mode, concurrency, calls));
+            const s = variant === 'shadow' ? shadow : undefined;
+            runs[variant].push(
+              await measure(handle, keys[variant], db.postgresPid, mode, concurrency, calls, s),
+            );
           }
         }
-        const figures = (w: 'off' | 'on') => {
+        const figures = (w: Variant) => {
           const cpus = runs[w].map((m) => m.cpu).filter((c): c is number => c !== null);
           return {
             [`${w}_db_cpu_ms_per_call`]: cpus.length ? Math.round(percentile(cpus, 50) * 1000) / 1000 : null,
@@ -165,9 +187,9 @@ export async function runTripwires(
         results.push({
           name: `tripwires.${mode}.c${concurrency}`,
           params: { mode, concurrency, calls, rounds },
-          figures: { ...figures('off'), ...figures('on') },
+          figures: { ...figures('off'), ...figures('on'), ...figures('shadow') },
           notes: [
-            'off: the overhead bench policy; on: the same with two tripwires per key (calls_per_minute, spend_usd_per_10m), never reached.',
+            'off: the overhead bench policy; on: the same with two tripwires per key (calls_per_minute, spend_usd_per_10m), never reached; shadow: off with a shadow version (tighter caps, never reached).',
             'Figures are medians over the rounds (p50 over every call); db_cpu: the embedded Postgres server and its backends.',
           ],
         });

@@ -644,7 +644,12 @@ describe('audit query plans', () => {
   ])('serves %s from an index', async (_name, filter, index) => {
     const plan = (await auditQuery(big.db, filter).explain()).map((r) => String(r['QUERY PLAN'])).join('\n');
     expect(plan).toMatch(index);
-    expect(plan).not.toContain('Seq Scan');
+    // audit_log is partitioned by month: the empty ones (months ahead, the default) are scanned for free, and no
+    // partition holding rows is read whole.
+    for (const [, table] of plan.matchAll(/Seq Scan on (\w+)/g)) {
+      const { rows } = await big.pool.query<{ n: number }>(`select count(*)::int as n from ${table}`);
+      expect(rows[0]?.n, `${table} is read whole`).toBe(0);
+    }
   });
 });
 

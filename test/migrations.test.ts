@@ -69,6 +69,8 @@ describe('migrations', () => {
       '2026-12-06-0018-operators',
       '2026-12-06-0019-tripwires',
       '2026-12-07-0020-shadow-policies',
+      '2026-12-07-0021-oauth-bindings',
+      '2026-12-07-0022-audit-partitions',
       ...FUNCTIONS_APPLIED,
     ]);
     const second = await migrateToLatest(handle!.db);
@@ -108,6 +110,8 @@ describe('migrations', () => {
         '2026-12-06-0018-operators',
         '2026-12-06-0019-tripwires',
         '2026-12-07-0020-shadow-policies',
+        '2026-12-07-0021-oauth-bindings',
+        '2026-12-07-0022-audit-partitions',
         ...FUNCTIONS_APPLIED,
       ]);
       await expectFunctionsEqualFiles(upgraded);

@@ -24,6 +24,8 @@ const VERB: Readonly<Record<string, string>> = {
   'credential.remove': 'removed',
   'operator.add': 'added',
   'operator.remove': 'removed',
+  'audit.export': 'exported',
+  'audit.prune': 'pruned',
 };
 
 const DOOR: Readonly<Record<string, string>> = {

@@ -38,7 +38,9 @@ export type ActionKind =
   | 'credential.set'
   | 'credential.remove'
   | 'operator.add'
-  | 'operator.remove';
+  | 'operator.remove'
+  | 'audit.export'
+  | 'audit.prune';
 
 export const ACTION_KINDS: readonly ActionKind[] = [
   'approval.approve',
@@ -55,6 +57,8 @@ export const ACTION_KINDS: readonly ActionKind[] = [
   'credential.remove',
   'operator.add',
   'operator.remove',
+  'audit.export',
+  'audit.prune',
 ];
 
 /** Each action as a verb in past tense, for people: "alice revoked key …" (the CLI and alerts; the console keeps its
@@ -74,6 +78,8 @@ export const ACTION_VERBS: Readonly<Record<ActionKind, string>> = {
   'credential.remove': 'removed',
   'operator.add': 'added',
   'operator.remove': 'removed',
+  'audit.export': 'exported',
+  'audit.prune': 'pruned',
 };
 
 /** A name as stored: at most MAX_ACTOR characters, never empty. */

@@ -32,6 +32,7 @@ import {
   actionsTail,
 } from './operator-actions.js';
 import { hiddenNote, outputWidth, paint, type ColumnSpec } from './output.js';
+import { retentionCommands } from './audit-retention.js';
 
 /** A `--since` / `--until` value as a Date; a bad one is a usage error naming the flag. */
 export function timeFlag(value: string | undefined, flag: string): Date | undefined {
@@ -322,5 +323,5 @@ const query = command({
 
 export const auditCommands: CommandGroup = {
   name: 'audit',
-  commands: [tail, query],
+  commands: [tail, query, ...retentionCommands],
 };

@@ -11,6 +11,7 @@ import {
   getKey,
   KeyError,
   listKeys,
+  mintBinding,
   mintKey,
   revokeKeys,
   rotateKey,
@@ -47,7 +48,10 @@ const view = (k: KeyRow | KeyWithPause) => ({
   policy: k.policy_version ? `${k.policy}@${k.policy_version}` : k.policy,
   status: k.status,
   expires_at: k.expires_at,
-  label: k.label,
+  // A binding without a label says whose tokens it takes (the JSON has oauth_subject and oauth_client).
+  label:
+    k.label ??
+    (k.oauth_subject ? `oauth ${k.oauth_subject}${k.oauth_client ? ` via ${k.oauth_client}` : ''}` : null),
 });
 
 /** Longest revoke reason kept (as the admin API and the console). */
@@ -58,9 +62,10 @@ const statusStyle = (column: string, text: string): Style | undefined =>
 
 const create = command({
   name: 'create',
-  summary: 'Mint a vault key for an agent (run); the key is printed once and stored only as a hash.',
+  summary:
+    'Mint a vault key for an agent (run), printed once and stored only as a hash; or, with --oauth-subject, bind an OAuth identity.',
   usage:
-    'keys create --agent A --policy P [--run R] [--expires-in 30m] [--policy-version V] [--label L] [--meta k=v]… [--json]',
+    'keys create --agent A --policy P [--oauth-subject SUB [--oauth-client C]] [--run R] [--expires-in 30m] [--policy-version V] [--label L] [--meta k=v]… [--json]',
   help: [
     '--agent A           agent name (required)',
     '--policy P          policy name (required); the key follows its latest version',
@@ -70,7 +75,12 @@ const create = command({
     '                    (without it the key never expires, and leash says so)',
     '--label L           free text shown in listings',
     '--meta k=v          metadata (repeatable)',
+    '--oauth-subject SUB a binding, not a key: access tokens from LEASH_OAUTH_ISSUER',
+    '                    whose sub is SUB act as this agent (no key is printed)',
+    '--oauth-client C    only tokens whose client_id is C (client-credentials agents)',
+    '--oauth-issuer URL  the issuer the tokens come from (default LEASH_OAUTH_ISSUER)',
     '--json              print {id, key, agent, run_id, policy, expires_at}',
+    '                    (a binding: {id, agent, …, oauth: {issuer, subject, client}})',
   ],
   options: {
     agent: { type: 'string' },
@@ -80,10 +90,18 @@ const create = command({
     'expires-in': { type: 'string' },
     label: { type: 'string' },
     meta: { type: 'string', multiple: true },
+    'oauth-subject': { type: 'string' },
+    'oauth-client': { type: 'string' },
+    'oauth-issuer': { type: 'string' },
     json: { type: 'boolean' },
   },
   async run(ctx, v) {
     if (!v.agent || !v.policy) throw new CliError('--agent and --policy are required', EXIT.usage);
+    if (
+      (v['oauth-client'] !== undefined || v['oauth-issuer'] !== undefined) &&
+      v['oauth-subject'] === undefined
+    )
+      throw new CliError('--oauth-client and --oauth-issuer go with --oauth-subject', EXIT.usage);
     const version = v['policy-version'] !== undefined ? Number(v['policy-version']) : undefined;
     if (version !== undefined && !Number.isInteger(version))
       throw new CliError('--policy-version must be a whole number', EXIT.usage);
@@ -93,6 +111,43 @@ const create = command({
         ? new Date(Date.now() + parseDuration(v['expires-in'], '--expires-in'))
         : undefined;
     const meta = parseMeta(v.meta);
+    if (v['oauth-subject'] !== undefined) {
+      const issuer = v['oauth-issuer'] ?? ctx.config().oauth?.issuer;
+      if (!issuer)
+        throw new CliError(
+          '--oauth-subject needs LEASH_OAUTH_ISSUER set (or --oauth-issuer URL)',
+          EXIT.usage,
+        );
+      const b = await withDb(ctx, (db) =>
+        mintBinding(db, {
+          agent: v.agent ?? '',
+          policy: v.policy ?? '',
+          runId: v.run,
+          policyVersion: version,
+          expiresAt,
+          label: v.label,
+          metadata: meta,
+          issuer,
+          subject: v['oauth-subject'] ?? '',
+          client: v['oauth-client'] ?? null,
+        }),
+      );
+      if (!v['expires-in'])
+        ctx.warn(
+          'this binding never expires; pass --expires-in 2h (or --expires-in never to say you mean it)',
+        );
+      if (v.json) {
+        const { issuer: iss, subject, client, ...rest } = b;
+        ctx.json({ ...rest, oauth: { issuer: iss, subject, client } });
+        return;
+      }
+      ctx.print(b.id);
+      ctx.io.stderr(
+        `binding ${b.id}: tokens from ${b.issuer} with sub ${b.subject}${b.client ? ` and client_id ${b.client}` : ''} act as agent ${b.agent}${b.run_id ? ` run ${b.run_id}` : ''}, policy ${b.policy}, ${b.expires_at ? `expires ${b.expires_at.toISOString()}` : 'no expiry'}\n` +
+          `Revoke it with: leash keys revoke ${b.id}\n`,
+      );
+      return;
+    }
     const k = await withDb(ctx, (db) =>
       mintKey(db, {
         agent: v.agent ?? '',

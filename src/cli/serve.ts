@@ -1,4 +1,5 @@
 // `leash serve`: MCP over Streamable HTTP and every HTTP route, with the loops behind them, until a signal.
+import { startPartitionLoop } from '../audit/partitions.js';
 import { startReconcileLoop } from '../pipeline/reconcile.js';
 import { createAuthThrottle } from '../server/auth-throttle.js';
 import { startHttpServer } from '../server/http.js';
@@ -88,6 +89,8 @@ export async function serveHttp(
     o.reconcileEverySeconds > 0
       ? startReconcileLoop(runtime.deps, { everyMs: o.reconcileEverySeconds * 1000 })
       : undefined;
+  // audit_log's monthly partitions, created ahead (now and every 6 h) so rows never pile up in the default one.
+  const partitions = startPartitionLoop(runtime.deps.db, runtime.deps.log);
   const web = consoleRoutes({ db: runtime.deps.db, config, alerts, throttle });
   let http;
   try {
@@ -105,6 +108,7 @@ export async function serveHttp(
       throttle,
     });
   } catch (error) {
+    await partitions.stop();
     await runtime.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE')
       throw new CliError(`port ${o.port} on ${o.host} is in use; pass --port`);
@@ -149,6 +153,7 @@ export async function serveHttp(
     await http.close();
     await metricsServer?.close();
     await reconciler?.stop();
+    await partitions.stop();
     await approvals.loop?.stop();
     await alerts.close();
     await runtime.close();

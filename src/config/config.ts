@@ -13,6 +13,19 @@ export class ConfigError extends Error {
 
 const url = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
 
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** An authorization server's issuer: https (http only on loopback, for a local identity provider), no query or fragment. */
+const issuerUrl = url.max(500).refine((u) => {
+  const parsed = new URL(u);
+  return (
+    (parsed.protocol === 'https:' || LOOPBACK_HOSTS.has(parsed.hostname)) && !parsed.search && !parsed.hash
+  );
+}, 'expected an https URL without query or fragment (http only for localhost)');
+
+/** An RFC 6749 scope token: printable ASCII without space, quote or backslash. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/;
+
 /** The optional config file (`$LEASH_HOME/config.json` or `LEASH_CONFIG`); vendors add their price keys. */
 const fileShape = {
   fx_rates: z
@@ -45,6 +58,27 @@ const envShape = {
     .min(24, 'LEASH_APPROVAL_LINK_SECRET must be at least 24 characters')
     .optional(),
   LEASH_PUBLIC_URL: url.optional(),
+  LEASH_OAUTH_ISSUER: issuerUrl.optional(),
+  LEASH_OAUTH_AUDIENCE: z
+    .string()
+    .max(500)
+    .refine(
+      (t) => URL.canParse(t),
+      'expected an absolute URI (the aud your identity provider puts in tokens for leash)',
+    )
+    .optional(),
+  LEASH_OAUTH_SCOPES: z
+    .string()
+    .max(2000)
+    .transform((t) => t.split(/[\s,]+/).filter(Boolean))
+    .refine((list) => list.length <= 20, 'at most 20 scopes')
+    .refine(
+      (list) => list.every((s) => SCOPE_TOKEN.test(s)),
+      'scopes are 1-128 printable characters without spaces, quotes or backslashes, separated by spaces',
+    )
+    .optional(),
+  LEASH_OAUTH_INTROSPECTION_CLIENT_ID: z.string().min(1).max(256).optional(),
+  LEASH_OAUTH_INTROSPECTION_CLIENT_SECRET: z.string().min(1).max(1024).optional(),
   LEASH_ALERT_WEBHOOK_URL: url.optional(),
   LEASH_VAULT_KEY: z.string().optional(),
   LEASH_LOG: z.enum(['silent', 'error', 'info', 'debug']).optional(),
@@ -81,6 +115,11 @@ export type Config = Readonly<{
   /** Where approvers reach `leash serve` (approval links); default the address it listens on. */
   publicUrl: string | undefined;
   alertWebhookUrl: string | undefined;
+  /**
+   * leash as an OAuth 2.1 resource server (LEASH_OAUTH_ISSUER set), else undefined and nothing about OAuth is
+   * advertised. `audience` (the aud tokens must carry) defaults to leash's public /mcp URL, known once it listens.
+   */
+  oauth: OAuthConfig | undefined;
   /** Vendor name → base URL from the vendor's env var (e.g. LEASH_<VENDOR>_BASE_URL). */
   baseUrls: Readonly<Record<string, string>>;
   vaultKey: string | undefined;
@@ -105,6 +144,37 @@ export type Config = Readonly<{
   /** The rest of the environment, for credentials stored as `--from-env VAR`; read only by src/credentials. */
   extraEnv: Readonly<Record<string, string | undefined>>;
 }>;
+
+export type OAuthConfig = Readonly<{
+  issuer: string;
+  audience: string | undefined;
+  /** Scopes every token must carry (LEASH_OAUTH_SCOPES, default leash:tools). */
+  scopes: readonly string[];
+  /** Client credentials for the issuer's introspection endpoint (RFC 7662), for opaque tokens; read only by src/server/oauth. */
+  introspection: Readonly<{ clientId: string; clientSecret: string }> | undefined;
+}>;
+
+function oauthOf(e: EnvValues): OAuthConfig | undefined {
+  const id = e.LEASH_OAUTH_INTROSPECTION_CLIENT_ID;
+  const secret = e.LEASH_OAUTH_INTROSPECTION_CLIENT_SECRET;
+  if ((id === undefined) !== (secret === undefined))
+    throw new ConfigError(
+      'invalid configuration: set both LEASH_OAUTH_INTROSPECTION_CLIENT_ID and LEASH_OAUTH_INTROSPECTION_CLIENT_SECRET, or neither',
+    );
+  if (!e.LEASH_OAUTH_ISSUER) {
+    const stray = (
+      ['LEASH_OAUTH_AUDIENCE', 'LEASH_OAUTH_SCOPES', 'LEASH_OAUTH_INTROSPECTION_CLIENT_ID'] as const
+    ).find((name) => e[name] !== undefined);
+    if (stray) throw new ConfigError(`invalid configuration: ${stray} is set but LEASH_OAUTH_ISSUER is not`);
+    return undefined;
+  }
+  return Object.freeze({
+    issuer: e.LEASH_OAUTH_ISSUER,
+    audience: e.LEASH_OAUTH_AUDIENCE,
+    scopes: Object.freeze(e.LEASH_OAUTH_SCOPES?.length ? e.LEASH_OAUTH_SCOPES : ['leash:tools']),
+    introspection: id && secret ? Object.freeze({ clientId: id, clientSecret: secret }) : undefined,
+  });
+}
 
 function describe(error: z.ZodError, where: string): string {
   return `invalid configuration in ${where}:\n${z.prettifyError(error)}`;
@@ -225,6 +295,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, vendors: readonly VendorDecla
     approvalLinkSecret: e.LEASH_APPROVAL_LINK_SECRET ?? fromFile.approval_link_secret,
     publicUrl: e.LEASH_PUBLIC_URL ?? fromFile.public_url,
     alertWebhookUrl: e.LEASH_ALERT_WEBHOOK_URL ?? fromFile.alert_webhook_url,
+    oauth: oauthOf(e),
     baseUrls: Object.freeze(baseUrls),
     vaultKey: e.LEASH_VAULT_KEY,
     logLevel: e.LEASH_LOG ?? 'info',

@@ -26,6 +26,8 @@ import * as functionFiles from './migrations/2026-12-06-0017-function-files.js';
 import * as operators from './migrations/2026-12-06-0018-operators.js';
 import * as tripwires from './migrations/2026-12-06-0019-tripwires.js';
 import * as shadowPolicies from './migrations/2026-12-07-0020-shadow-policies.js';
+import * as oauthBindings from './migrations/2026-12-07-0021-oauth-bindings.js';
+import * as auditPartitions from './migrations/2026-12-07-0022-audit-partitions.js';
 
 /**
  * Every migration, in order. Names are frozen: they are recorded in the database. Migrations change tables, indexes
@@ -52,6 +54,8 @@ const MIGRATIONS: Record<string, Migration> = {
   '2026-12-06-0018-operators': operators,
   '2026-12-06-0019-tripwires': tripwires,
   '2026-12-07-0020-shadow-policies': shadowPolicies,
+  '2026-12-07-0021-oauth-bindings': oauthBindings,
+  '2026-12-07-0022-audit-partitions': auditPartitions,
 };
 /** The newest migration this version knows. */
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).at(-1) ?? '';

@@ -53,6 +53,10 @@ export interface VaultKeysTable {
   rotated_at: Timestamp | null;
   revoked_by: string | null;
   rotated_by: string | null;
+  /** An OAuth binding's identity (null on a vault key): the token's issuer, `sub` and, optionally, `client_id`. */
+  oauth_issuer: Generated<string | null>;
+  oauth_subject: Generated<string | null>;
+  oauth_client: Generated<string | null>;
 }
 
 export interface SpendWindowsTable {

@@ -60,8 +60,8 @@ export interface MintedKey {
 const newId = () => base32(randomBytes(12), 12);
 const newSecret = () => base32(randomBytes(52), 52);
 
-/** Mints a vault key; only the hash of its secret is stored. */
-export async function mintKey(db: Db, o: MintOptions): Promise<MintedKey> {
+/** Checks what a key or binding names (agent, run, policy and version) before a row is written. */
+async function checkMint(db: Db, o: MintOptions): Promise<void> {
   if (!/^[\w.@:-]{1,128}$/.test(o.agent))
     throw new KeyError('agent must be 1-128 characters of letters, digits, _ . @ : -');
   if (o.runId !== undefined && !/^[\w.@:-]{1,128}$/.test(o.runId)) {
@@ -79,6 +79,11 @@ export async function mintKey(db: Db, o: MintOptions): Promise<MintedKey> {
       `policy '${o.policy}' has no version ${o.policyVersion} (latest is ${policy.latest_version})`,
     );
   }
+}
+
+/** Mints a vault key; only the hash of its secret is stored. */
+export async function mintKey(db: Db, o: MintOptions): Promise<MintedKey> {
+  await checkMint(db, o);
   const id = newId();
   const secret = newSecret();
   await db
@@ -103,6 +108,80 @@ export async function mintKey(db: Db, o: MintOptions): Promise<MintedKey> {
     policy: o.policy,
     policy_version: o.policyVersion ?? null,
     expires_at: o.expiresAt ?? null,
+  };
+}
+
+/** Whose access tokens a binding accepts: the issuer, the token's `sub`, and (optionally) its `client_id`. */
+export interface OAuthIdentity {
+  issuer: string;
+  subject: string;
+  /** null: a token from any client of this subject. */
+  client: string | null;
+}
+
+/** 1-256 characters without control characters: a `sub` or `client_id` as an issuer writes it. */
+const SUBJECT = /^[^\p{Cc}]{1,256}$/u;
+
+export type BindingOptions = MintOptions & OAuthIdentity;
+
+/** A binding as created: a vault key row with no usable secret, so no `key` to show. */
+export type MintedBinding = Omit<MintedKey, 'key'> & OAuthIdentity;
+
+/**
+ * Binds an OAuth identity to an agent and a policy: a vault key row whose secret was never shown to anyone (its
+ * hash is of random bytes thrown away), so only a verified access token of that identity reaches it. At most one
+ * active binding per identity (the unique index decides, so two concurrent creates cannot both win).
+ */
+export async function mintBinding(db: Db, o: BindingOptions): Promise<MintedBinding> {
+  if (!/^https?:\/\/\S{1,500}$/.test(o.issuer)) throw new KeyError('the OAuth issuer must be an http(s) URL');
+  if (!SUBJECT.test(o.subject))
+    throw new KeyError('--oauth-subject must be 1-256 printable characters (the token’s sub claim)');
+  if (o.client !== null && !SUBJECT.test(o.client))
+    throw new KeyError('--oauth-client must be 1-256 printable characters (the token’s client_id claim)');
+  await checkMint(db, o);
+  const id = newId();
+  try {
+    await db
+      .insertInto('vault_keys')
+      .values({
+        id,
+        secret_hash: hashSecret(randomBytes(32).toString('hex')),
+        agent: o.agent,
+        run_id: o.runId ?? null,
+        policy: o.policy,
+        policy_version: o.policyVersion ?? null,
+        label: o.label ?? null,
+        metadata: JSON.stringify(o.metadata ?? {}),
+        expires_at: o.expiresAt ?? null,
+        oauth_issuer: o.issuer,
+        oauth_subject: o.subject,
+        oauth_client: o.client,
+      })
+      .execute();
+  } catch (error) {
+    if ((error as { constraint?: unknown }).constraint !== 'vault_keys_oauth_active') throw error;
+    const existing = await db
+      .selectFrom('vault_keys')
+      .select('id')
+      .where('oauth_issuer', '=', o.issuer)
+      .where('oauth_subject', '=', o.subject)
+      .where(sql<string>`coalesce(oauth_client, '')`, '=', o.client ?? '')
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    throw new KeyError(
+      `key ${existing?.id ?? '?'} already binds this subject${o.client ? ' and client' : ''}; revoke it first (leash keys revoke ${existing?.id ?? 'ID'})`,
+    );
+  }
+  return {
+    id,
+    agent: o.agent,
+    run_id: o.runId ?? null,
+    policy: o.policy,
+    policy_version: o.policyVersion ?? null,
+    expires_at: o.expiresAt ?? null,
+    issuer: o.issuer,
+    subject: o.subject,
+    client: o.client,
   };
 }
 
@@ -180,12 +259,14 @@ export async function rotateKey(db: Db, id: string, by: Actor = SYSTEM_ACTOR): P
       .set({ secret_hash: hashSecret(secret), rotated_at: sql<Date>`now()`, rotated_by: actorName(by) })
       .where('id', '=', id)
       .where('revoked_at', 'is', null)
+      // A binding has no secret to give: rotating it would turn it into a vault key.
+      .where('oauth_subject', 'is', null)
       .returning('id')
       .executeTakeFirst();
     if (rotated) await recordAction(trx, by, 'key.rotate', `key:${id}`);
     return rotated;
   });
-  if (!row) throw new KeyError(`no active key '${id}'`);
+  if (!row) throw new KeyError(`no active vault key '${id}' (an OAuth binding has no secret to rotate)`);
   return `lsk_${id}_${secret}`;
 }
 
@@ -204,6 +285,10 @@ export interface KeyRow {
   revoked_by: string | null;
   rotated_at: Date | null;
   rotated_by: string | null;
+  /** An OAuth binding's identity; null on a vault key. */
+  oauth_issuer: string | null;
+  oauth_subject: string | null;
+  oauth_client: string | null;
   status: 'active' | 'revoked' | 'expired';
 }
 
@@ -222,6 +307,9 @@ const keyColumns = [
   'revoked_by',
   'rotated_at',
   'rotated_by',
+  'oauth_issuer',
+  'oauth_subject',
+  'oauth_client',
 ] as const;
 
 function withStatus(r: Omit<KeyRow, 'status'>): KeyRow {

@@ -1,4 +1,5 @@
 import type { AuthResult } from '../keys/authenticate.js';
+import type { OAuthCaller } from '../keys/key-cache.js';
 import { parseVaultKey } from '../keys/vault-keys.js';
 import type { PipelineDeps } from './deps.js';
 import { errorName } from '../config/logger.js';
@@ -81,4 +82,57 @@ export async function checkVaultKey(
     }
   }
   return auth.ok ? { verdict: 'valid' } : refuse('wrong');
+}
+
+export type { OAuthCaller } from '../keys/key-cache.js';
+
+/** What a door does with a verified OAuth caller: serve it under a handle, or refuse it (401). */
+export type OAuthCallerCheck =
+  | {
+      verdict: 'valid';
+      /** Present this as the request's key; release it when the request ends. */
+      handle: string;
+      release(): void;
+    }
+  | { verdict: 'refused'; code: 'key_invalid' | 'key_revoked' | 'key_expired'; keyId: string | null }
+  /** Too many OAuth requests in flight on this process. */
+  | { verdict: 'busy' };
+
+/**
+ * Finds the binding of a verified access token's identity (cached; admission re-checks the binding's row by id in
+ * SQL, so a revoke wins over the cache) and registers the caller for one request. No binding, or a revoked or expired
+ * one, is refused here with the reason logged. With the database unreachable the caller is served and the pipeline
+ * answers (audit_unavailable), as for a vault key.
+ */
+export async function checkOAuthCaller(deps: PipelineDeps, caller: OAuthCaller): Promise<OAuthCallerCheck> {
+  const who = { sub: caller.identity.subject, client_id: caller.claims.client_id };
+  try {
+    const auth = await deps.keys.identifyBinding(caller.identity);
+    const expired = auth.ok && auth.key.expires_at !== null && auth.key.expires_at.getTime() <= Date.now();
+    const code = !auth.ok
+      ? 'key_invalid'
+      : auth.key.revoked_at
+        ? 'key_revoked'
+        : expired
+          ? 'key_expired'
+          : undefined;
+    if (code) {
+      const keyId = auth.ok ? auth.key.id : null;
+      deps.log.info('oauth token refused', {
+        code,
+        reason:
+          code === 'key_invalid'
+            ? 'no binding for this issuer, subject and client'
+            : `binding ${code.slice(4)}`,
+        key_id: keyId,
+        ...who,
+      });
+      return { verdict: 'refused', code, keyId };
+    }
+  } catch (error) {
+    deps.log.error('authentication query failed', { error: errorName(error) });
+  }
+  const handle = deps.keys.register(caller);
+  if (!handle) return { verdict: 'busy' };
+  return { verdict: 'valid', handle, release: () => deps.keys.release(handle) };
 }

@@ -168,7 +168,11 @@ function newState(deps: PipelineDeps, req: CallRequest): CallState {
     amount: null,
     currency: null,
     // The caller's own idempotency key; authenticate adds the namespaced one the vendor sees (reconcile replays it).
-    metadata: req.idempotencyKey ? { agent_idempotency_key: req.idempotencyKey } : {},
+    // An OAuth caller's token `sub`, `client_id` and `jti` (never the token) go in too.
+    metadata: {
+      ...deps.keys.callerMetadata(req.key),
+      ...(req.idempotencyKey ? { agent_idempotency_key: req.idempotencyKey } : {}),
+    },
   };
   const s: CallState = { req, id, started: performance.now(), name, draft, cost: 0 };
   if (tool) s.tool = tool;

@@ -3,13 +3,14 @@ import { isIPv6 } from 'node:net';
 import type { WrongKeyLimit } from '../pipeline/presented-key.js';
 
 /**
- * One wrong secret presented over HTTP. `reason`: `malformed` (not shaped like a vault key), `wrong` (checked and
+ * One wrong secret presented over HTTP (an OAuth access token the door refused is `oauth_token`, `wrong`). `reason`:
+ * `malformed` (not shaped like a vault key), `wrong` (checked and
  * matched nothing), `unchecked` (refused without a check: its address is blocked and had no lookup left).
  * `throttled` when it was answered 429 because its address is blocked.
  */
 export interface AuthFailure {
   address: string;
-  kind: 'vault_key' | 'admin_token';
+  kind: 'vault_key' | 'admin_token' | 'oauth_token';
   reason: 'malformed' | 'wrong' | 'unchecked';
   throttled: boolean;
 }
