@@ -5,7 +5,12 @@
 // Each admitted call is settled through the real SettleQueue, as the pipeline does. The policy is the overhead bench's (USD and request caps per key and per
 // policy, never reached; no loop guard).
 //
+// Hot rows (`--policies 1,16`): the same admissions from several replicas' queues at once (`--queues`, default 4,
+// one AdmissionQueue each, as `leash serve` replicas have), over 256 keys on one policy against the same 256 keys
+// spread over 16 policies, each alone and batched: whether one policy's window rows serialize admission.
+//
 //   node dist/bench/admission.js [--calls 3000] [--concurrency 1,16]
+//   node dist/bench/admission.js --policies 1,16 --concurrency 64,256 [--queues 4]
 import { sql } from 'kysely';
 import { AdmissionQueue } from '../src/audit/admission-queue.js';
 import { SettleQueue } from '../src/audit/settle-queue.js';
@@ -39,6 +44,10 @@ type Key = Extract<Awaited<ReturnType<typeof authenticate>>, { ok: true }>['key'
 interface Case {
   label: string;
   concurrency: number;
+  /** Policies the calls spread over (1: every call on one policy's window rows). Default 1. */
+  policies?: number;
+  /** AdmissionQueues (replicas) the calls round-robin over. Default 1. */
+  queues?: number;
   /**
    * 'single': each call alone; 'queue': the server's AdmissionQueue; a number: that queue, batches of at most that;
    * 'floor': only the audit row, one durable insert per call.
@@ -49,8 +58,15 @@ interface Case {
 export interface AdmissionOptions {
   calls?: number;
   concurrencies?: number[];
+  /** Hot rows: run each concurrency with the calls on this many policies (e.g. [1, 16]) instead of the cases above. */
+  policies?: number[];
+  /** Hot rows: queues (replicas) admitting at once. Default 4. */
+  queues?: number;
   log?: (line: string) => void;
 }
+
+/** Keys the hot-row cases spread calls over (as many in every case, so only the policy rows differ). */
+const HOT_ROW_KEYS = 256;
 
 function payloadFor(key: Key, hasher: ReturnType<typeof auditHasher>, i: number) {
   const draft: AuditDraft = {
@@ -108,7 +124,7 @@ async function insertAuditRow(handle: DbHandle, p: ReturnType<typeof payloadFor>
 
 async function runCase(
   handle: DbHandle,
-  key: Key,
+  keys: readonly Key[],
   postgresPid: number | undefined,
   c: Case,
   calls: number,
@@ -120,13 +136,17 @@ async function runCase(
     hasher,
   );
   // 'queue': the server's AdmissionQueue (batches of up to 64); a number: the same queue, batches of at most that.
-  const queue = new AdmissionQueue(handle.db, hasher, typeof c.mode === 'number' ? c.mode : 64);
-  const admitOne = (p: ReturnType<typeof payloadFor>): Promise<AdmitResult> =>
+  // Several queues stand for several replicas, each admitting one batch at a time.
+  const queues = Array.from(
+    { length: c.queues ?? 1 },
+    () => new AdmissionQueue(handle.db, hasher, typeof c.mode === 'number' ? c.mode : 64),
+  );
+  const admitOne = (p: ReturnType<typeof payloadFor>, i: number): Promise<AdmitResult> =>
     c.mode === 'floor'
       ? insertAuditRow(handle, p)
       : c.mode === 'single'
         ? admitBatch(handle.db, [p]).then(([r]) => r!)
-        : queue.admit(
+        : queues[i % queues.length]!.admit(
             {
               keyId: p.key_id,
               secretHash: p.secret_hash,
@@ -146,9 +166,9 @@ async function runCase(
     Array.from({ length: c.concurrency }, async () => {
       while (next < calls) {
         const i = next++;
-        const p = payloadFor(key, hasher, i);
+        const p = payloadFor(keys[i % keys.length]!, hasher, i);
         const s = performance.now();
-        const r = await admitOne(p);
+        const r = await admitOne(p, i);
         latencies.push(performance.now() - s);
         if ('stale' in r || !r.admitted) throw new Error(`call ${i} was not admitted: ${JSON.stringify(r)}`);
         settler.enqueue({
@@ -167,7 +187,14 @@ async function runCase(
   const dbCpu = cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) / calls : null;
   return {
     name: `admission.${c.label}.c${c.concurrency}`,
-    params: { mode: String(c.mode), concurrency: c.concurrency, calls },
+    params: {
+      mode: String(c.mode),
+      concurrency: c.concurrency,
+      calls,
+      policies: c.policies ?? 1,
+      queues: c.queues ?? 1,
+      keys: keys.length,
+    },
     figures: {
       calls_per_s: Math.round((calls * 1000) / wallMs),
       p50_ms: Math.round(percentile(latencies, 50) * 100) / 100,
@@ -193,26 +220,64 @@ export async function runAdmission(o: AdmissionOptions = {}): Promise<Result[]> 
       },
       catalogVendors,
     );
-    handle = await openDatabase(config, { poolMax: 24 });
-    const doc = validatePolicy(BENCH_POLICY, ruleSpecs(catalog));
-    await applyPolicy(handle.db, doc);
-    const minted = await mintKey(handle.db, { agent: 'bench-agent', runId: 'admission', policy: doc.name });
-    const auth = await authenticate(handle.db, minted.key);
-    if (!auth.ok) throw new Error('the bench key did not authenticate');
-    const cases: Case[] = [];
-    for (const concurrency of concurrencies) {
-      cases.push({ label: 'floor', concurrency, mode: 'floor' });
-      cases.push({ label: 'single', concurrency, mode: 'single' });
-      cases.push({ label: 'queue', concurrency, mode: 'queue' });
-      if (concurrency > 1) {
-        cases.push({ label: 'queue_max3', concurrency, mode: 3 });
-        cases.push({ label: 'queue_max16', concurrency, mode: 16 });
+    // Hot rows: 64 connections, what four `leash serve` replicas' pools (16 each) hold.
+    const hot = o.policies?.length ? o.policies : undefined;
+    handle = await openDatabase(config, { poolMax: hot ? 64 : 24 });
+    const db0 = handle.db;
+    const keysOn = async (policies: number, perPolicy: number): Promise<Key[]> => {
+      const keys: Key[] = [];
+      for (let p = 0; p < policies; p++) {
+        const doc = validatePolicy(
+          {
+            ...BENCH_POLICY,
+            name: policies === 1 && perPolicy === 1 ? BENCH_POLICY.name : `hot-${policies}-${p}`,
+          },
+          ruleSpecs(catalog),
+        );
+        await applyPolicy(db0, doc);
+        for (let k = 0; k < perPolicy; k++) {
+          const minted = await mintKey(db0, {
+            agent: `bench-agent-${k}`,
+            runId: 'admission',
+            policy: doc.name,
+          });
+          const auth = await authenticate(db0, minted.key);
+          if (!auth.ok) throw new Error('a bench key did not authenticate');
+          keys.push(auth.key);
+        }
+      }
+      return keys;
+    };
+    const cases: { c: Case; keys: Key[] }[] = [];
+    if (hot) {
+      const queues = o.queues ?? 4;
+      for (const policies of hot) {
+        const keys = await keysOn(policies, Math.ceil(HOT_ROW_KEYS / policies));
+        for (const concurrency of concurrencies) {
+          const tag = `p${policies}`;
+          cases.push({ c: { label: `hot_${tag}_single`, concurrency, mode: 'single', policies }, keys });
+          cases.push({
+            c: { label: `hot_${tag}_queue${queues}`, concurrency, mode: 'queue', policies, queues },
+            keys,
+          });
+        }
+      }
+    } else {
+      const keys = await keysOn(1, 1);
+      for (const concurrency of concurrencies) {
+        cases.push({ c: { label: 'floor', concurrency, mode: 'floor' }, keys });
+        cases.push({ c: { label: 'single', concurrency, mode: 'single' }, keys });
+        cases.push({ c: { label: 'queue', concurrency, mode: 'queue' }, keys });
+        if (concurrency > 1) {
+          cases.push({ c: { label: 'queue_max3', concurrency, mode: 3 }, keys });
+          cases.push({ c: { label: 'queue_max16', concurrency, mode: 16 }, keys });
+        }
       }
     }
     const results: Result[] = [];
-    for (const c of cases) {
+    for (const { c, keys } of cases) {
       o.log?.(`admission: ${c.label} at concurrency ${c.concurrency}, ${calls} calls`);
-      results.push(await runCase(handle, auth.key, db.postgresPid, c, calls));
+      results.push(await runCase(handle, keys, db.postgresPid, c, calls));
     }
     return results;
   } finally {
@@ -226,6 +291,8 @@ async function main(): Promise<void> {
   const results = await runAdmission({
     ...(a.calls !== undefined && { calls: a.calls }),
     ...(a.concurrencies !== undefined && { concurrencies: a.concurrencies }),
+    ...(a.policies !== undefined && { policies: a.policies }),
+    ...(a.queues !== undefined && { queues: a.queues }),
     log: (l) => process.stderr.write(`${l}\n`),
   });
   if (a.json) {

@@ -297,6 +297,8 @@ export function benchArgs(argv = process.argv.slice(2)) {
       json: { type: 'boolean' },
       profile: { type: 'string' },
       'no-caps': { type: 'boolean' },
+      policies: { type: 'string' },
+      queues: { type: 'string' },
     },
     strict: true,
   });
@@ -324,6 +326,13 @@ export function benchArgs(argv = process.argv.slice(2)) {
     profile: values.profile,
     /** Run leash without budget caps (overhead diagnostic). */
     noCaps: Boolean(values['no-caps']),
+    /** Admission hot rows: the policy counts to spread calls over (`--policies 1,16`). */
+    policies: values.policies
+      ?.split(',')
+      .filter(Boolean)
+      .map((c) => int(c.trim(), 'policies') ?? 1),
+    /** Admission hot rows: AdmissionQueues (replicas) admitting at once. */
+    queues: int(values.queues, 'queues'),
   };
 }
 

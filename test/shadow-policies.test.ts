@@ -113,6 +113,9 @@ describe('a shadow version decides every live call beside the enforced one, deci
         version: 2,
         decision: 'allowed',
         code: null,
+        // Neither version has caps or wires: nothing was measured apart at admission.
+        caps_same: true,
+        wires_same: true,
       });
     for (const to of outside)
       expect((await shadowOfRow(results.get(to)!)).shadow).toEqual({
@@ -215,6 +218,30 @@ describe('a shadow version decides every live call beside the enforced one, deci
     expect(shadows.filter((x) => x?.code === 'budget_exceeded')).toHaveLength(20);
   });
 
+  it('caps equal to the enforced ones are not measured apart: a call both refuse budget_exceeded is no disagreement', async () => {
+    const limits = { per_key_daily_usd: (2 * SMS_MICROS) / 1e6 };
+    const name = await shadowed(
+      { limits, tools: { send_sms: SMS } },
+      { limits, tools: { send_sms: { ...SMS, max_segments: 2 } } },
+    );
+    const key = await keyFor(tdb.db, { policy: name, agent: `bot-${name}` });
+    const results: ToolCallResult[] = [];
+    for (let i = 0; i < 3; i++)
+      results.push(await settledRun(i % 2 ? b : a, key.key, 'send_sms', sms(number('+1555700'))));
+    expect(results.map(code)).toEqual(['ok', 'ok', 'budget_exceeded']);
+    expect((await shadowOfRow(results[2]!)).shadow).toMatchObject({ decision: 'allowed', caps_same: true });
+    const report = JSON.parse((await leash('policies', 'shadow', 'report', name, '--json')).stdout) as {
+      compared: number;
+      agreed: number;
+      disagreements: Record<string, number>;
+    };
+    expect(report).toMatchObject({
+      compared: 3,
+      agreed: 3,
+      disagreements: { now_denied: 0, now_allowed: 0, now_held: 0, now_tripped: 0 },
+    });
+  });
+
   it("a shadow's wire is measured on live calls and never pauses anything: the 4th call in a minute would trip calls_per_minute 3", async () => {
     const name = await shadowed(
       { tools: { send_sms: SMS } },
@@ -253,6 +280,7 @@ describe('a shadow version decides every live call beside the enforced one, deci
     const r = await settledRun(a, key.key, 'send_sms', sms(number('+1555500')));
     expect(code(r)).toBe('tool_not_allowed');
     expect((await shadowOfRow(r)).shadow).toEqual({ version: 2, decision: 'allowed', code: null });
+    // The enforced version refused the tool before admission: the shadow's caps and wires were not compared.
     const report = JSON.parse((await leash('policies', 'shadow', 'report', name, '--json')).stdout) as {
       disagreements: Record<string, number>;
       changes: { id: string }[];

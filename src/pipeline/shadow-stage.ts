@@ -77,27 +77,43 @@ function shadowDecision(
   return { record: { ...base, decision: 'allowed', code: null }, cost: costMicros };
 }
 
-/** The shadow's caps for admission to measure: only when its rules allow the call (a refusal needs no figure). */
+/**
+ * The shadow's caps for admission to measure: only when its rules allow the call (a refusal needs no figure), and only
+ * when they differ from the enforced version's. Equal caps decide as the enforced ones do, so nothing is sent (the
+ * batch keeps its set-based path) and the record says so (`caps_same`).
+ */
 export function shadowAdmission(s: CallState, deps: PipelineDeps): ShadowAdmission | undefined {
   if (!s.shadow || s.shadow.record.decision !== 'allowed') return undefined;
-  return {
-    windows: windowsFor(s.shadow.policy, s.key!.id, deps.clock.now(), s.tool!.countsAsRequest !== false),
-    cost: s.shadow.cost,
-  };
+  const now = deps.clock.now();
+  const requests = s.tool!.countsAsRequest !== false;
+  const windows = windowsFor(s.shadow.policy, s.key!.id, now, requests);
+  const enforced = windowsFor(s.key!.policy, s.key!.id, now, requests);
+  if (s.shadow.cost === s.cost && sameWindows(windows, enforced)) {
+    s.shadow.record.caps_same = true;
+    return undefined;
+  }
+  return { windows, cost: s.shadow.cost };
 }
+
+const sameWindows = (a: readonly BudgetWindow[], b: readonly BudgetWindow[]) =>
+  a.length === b.length &&
+  a.every((w, i) => w.scope === b[i]?.scope && w.kind === b[i]?.kind && w.cap === b[i]?.cap);
 
 /**
  * The shadow's wires, measured as `shadow` wires (recorded, nothing done) beside the enforced ones, each tagged with
- * the shadow's version: admission turns one that would pause or revoke into the shadow's `tripwire_tripped`.
+ * the shadow's version: admission turns one that would pause or revoke into the shadow's `tripwire_tripped`. Wires
+ * equal to the enforced version's trip as they do: none are sent, and the record says so (`wires_same`).
  */
 export function shadowTripwires(s: CallState): TripwireCheck[] {
   if (!s.shadow || s.shadow.record.decision !== 'allowed' || s.tool?.countsAsRequest === false) return [];
+  const mine = tripwiresFor(s.shadow.policy, s.key!);
+  const enforced = tripwiresFor(s.key!.policy, s.key!);
+  if (JSON.stringify(mine) === JSON.stringify(enforced)) {
+    s.shadow.record.wires_same = true;
+    return [];
+  }
   const version = s.shadow.policy.version;
-  return tripwiresFor(s.shadow.policy, s.key!).map((w) => ({
-    ...w,
-    mode: 'shadow',
-    shadow_version: version,
-  }));
+  return mine.map((w) => ({ ...w, mode: 'shadow', shadow_version: version }));
 }
 
 /** What the shadow would have changed about the call as it ended (for /metrics), or null. */

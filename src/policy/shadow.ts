@@ -14,6 +14,9 @@ export interface ShadowRecord {
   wire?: string;
   /** Why the shadow could not decide. */
   reason?: string;
+  /** Its caps (or wires) are the enforced version's: they refuse exactly what the enforced ones refuse. */
+  caps_same?: true;
+  wires_same?: true;
 }
 
 /** How the shadow differs from what happened: what the call would now be. */
@@ -56,7 +59,7 @@ export const isPolicyCode = (code: string): boolean => POLICY_CODES.has(code);
 export function compareShadow(
   decision: string,
   code: string | null,
-  shadow: Pick<ShadowRecord, 'decision' | 'code'>,
+  shadow: Pick<ShadowRecord, 'decision' | 'code' | 'caps_same' | 'wires_same'>,
 ): Disagreement | 'undecidable' | null {
   const enforced =
     decision === 'allowed'
@@ -66,6 +69,11 @@ export function compareShadow(
         : 'denied';
   if (enforced === 'denied' && !POLICY_CODES.has(code ?? '')) return null;
   if (shadow.decision === 'unknown') return 'undecidable';
+  // Caps or wires equal to the enforced version's were not measured apart: they refused this call too.
+  if (enforced === 'denied' && shadow.decision === 'allowed') {
+    if ((code === 'budget_exceeded' || code === 'request_limit_exceeded') && shadow.caps_same) return null;
+    if (code === 'tripwire_tripped' && shadow.wires_same) return null;
+  }
   if (shadow.decision === enforced) return null;
   if (shadow.decision === 'denied') return shadow.code === 'tripwire_tripped' ? 'now_tripped' : 'now_denied';
   return shadow.decision === 'held' ? 'now_held' : 'now_allowed';
@@ -82,5 +90,7 @@ export function shadowOf(metadata: unknown): ShadowRecord | undefined {
     decision: r.decision,
     code: r.code ?? null,
     ...(r.wire ? { wire: r.wire } : {}),
+    ...(r.caps_same === true ? { caps_same: true as const } : {}),
+    ...(r.wires_same === true ? { wires_same: true as const } : {}),
   };
 }
