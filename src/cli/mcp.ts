@@ -1,3 +1,4 @@
+import { startPartitionLoop } from '../audit/partitions.js';
 import { runStdio } from '../server/stdio.js';
 import { CliError, EXIT, command, type CommandGroup } from './command.js';
 import { callLog } from './events.js';
@@ -18,9 +19,13 @@ const mcp = command({
     const runtime = await openRuntime(config, { sandbox: Boolean(v.sandbox), poolMax: 4 });
     // One JSON line per call on stderr at LEASH_LOG=info (stdout is the protocol).
     runtime.deps.onEvent = callLog(runtime.deps.log);
+    // A host may keep a stdio server running for months with no `leash serve` anywhere: it keeps audit_log's
+    // monthly partitions created ahead too (one replica at a time does it; the others skip).
+    const partitions = startPartitionLoop(runtime.deps.db, runtime.deps.log);
     try {
       await runStdio(runtime.deps, config.vaultKey);
     } finally {
+      await partitions.stop();
       await runtime.close();
     }
   },

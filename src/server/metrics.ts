@@ -98,7 +98,7 @@ export function createMetrics(o: { db: Db; databaseTimeoutMs?: number }): Metric
   });
   const authFailures = new Counter({
     name: 'leash_auth_failures_total',
-    help: 'Failed HTTP authentications: kind (vault_key, admin_token) and reason (malformed, wrong, throttled)',
+    help: 'Failed HTTP authentications: kind (vault_key, oauth_token, admin_token) and reason (malformed, wrong, throttled)',
     labelNames: ['kind', 'reason'] as const,
     registers: [registry],
   });
