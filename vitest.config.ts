@@ -16,7 +16,7 @@ const SYSTEM_PG_FILES = [
   'test/audit-partitions.test.ts',
 ];
 const systemPg = existsSync(`/usr/lib/postgresql/${SYSTEM_PG}/bin/initdb`);
-// Said once: vitest evaluates this file again for each project that extends it.
+// Said once, should vitest evaluate this file again.
 if (!systemPg && !process.env.LEASH_SYSTEM_PG_SKIP_SAID) {
   process.env.LEASH_SYSTEM_PG_SKIP_SAID = '1';
   console.log(
@@ -24,26 +24,42 @@ if (!systemPg && !process.env.LEASH_SYSTEM_PG_SKIP_SAID) {
   );
 }
 
+// What every project runs with (each project spells it out: one that extends the root would run the root's global
+// set-up again).
+const shared = { testTimeout: 120_000, hookTimeout: 180_000, pool: 'forks' } as const;
+const CONSOLE_FILES = 'test/console/**/*.test.ts';
+
 export default defineConfig({
   test: {
-    testTimeout: 120_000,
-    hookTimeout: 180_000,
-    pool: 'forks',
     maxWorkers: 2,
+    // Once per run, for every project: one PostgreSQL and template database, the console tests' browser binary.
+    // A project's own set-up (postgres-15's) provides its own values over these.
+    globalSetup: ['test/support/global-setup.ts'],
     projects: [
       {
-        extends: true,
         test: {
+          ...shared,
           name: 'leash',
           include: ['src/**/*.test.ts', 'tools/**/*.test.ts', 'test/**/*.test.ts'],
-          globalSetup: ['test/support/global-setup.ts'],
+          exclude: [CONSOLE_FILES, '**/node_modules/**'],
+        },
+      },
+      {
+        test: {
+          ...shared,
+          name: 'console',
+          include: [CONSOLE_FILES],
+          // A worker runs its console files one after the other in one process: the modules they import are loaded
+          // once, and they share one browser (test/console/browser.ts). Each file still has its own database and
+          // server (test/console/fixture.ts).
+          isolate: false,
         },
       },
       ...(systemPg
         ? [
             {
-              extends: true as const,
               test: {
+                ...shared,
                 name: `postgres-${SYSTEM_PG}`,
                 include: SYSTEM_PG_FILES,
                 globalSetup: ['test/support/system-postgres-setup.ts'],

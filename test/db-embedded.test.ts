@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { destroyEmbedded } from '../src/db/embedded.js';
+import { destroyEmbedded, embeddedStatus } from '../src/db/embedded.js';
 import { childEnv, runLeash } from './support/cli.js';
 
 let home: string;
@@ -35,8 +35,10 @@ describe('leash db (embedded)', () => {
   });
 
   it('leaves exactly one running server when two `db start` run at the same moment', async () => {
-    // A home of its own: the two race from nothing (initdb, then start), whichever test ran first.
-    const own = await mkdtemp(join(tmpdir(), 'leash-embedded-race-'));
+    // The two race from nothing (initdb, then start): in the file's home, whose server the tests after this one use,
+    // unless something started it already (then in a home of its own).
+    const fresh = !(await embeddedStatus(home)).initialised;
+    const own = fresh ? home : await mkdtemp(join(tmpdir(), 'leash-embedded-race-'));
     const ownEnv = childEnv({ LEASH_HOME: own });
     try {
       const [a, b] = await Promise.all([
@@ -56,7 +58,7 @@ describe('leash db (embedded)', () => {
       expect(status.code).toBe(0);
       expect(parse(status.stdout)).toMatchObject({ running: true, port: sa.port, pid: sa.pid });
     } finally {
-      await destroyEmbedded(own).finally(() => rm(own, { recursive: true, force: true }));
+      if (!fresh) await destroyEmbedded(own).finally(() => rm(own, { recursive: true, force: true }));
     }
     // initdb and a server start in new processes: slow on a busy machine.
   }, 300_000);

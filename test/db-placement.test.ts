@@ -4,8 +4,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { basename, dirname, join, sep } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { destroyEmbedded, ensureEmbedded, stopEmbedded } from '../src/db/embedded.js';
 import { MARKER, sharedDirOf } from '../src/db/embedded-place.js';
@@ -36,6 +37,19 @@ async function reachableHome(): Promise<string> {
 async function unreachableHome(): Promise<string> {
   const home = join(await tempDir('leash-locked-', 0o700), 'home');
   homes.push(home);
+  return home;
+}
+
+/**
+ * Homes whose cluster a test made and left running as it was (in the home, or marked under /var/lib/leash), for a
+ * later test that needs such a cluster and destroys it: each initdb and start is seconds on a busy machine.
+ */
+const spare: Record<'reachable' | 'unreachable', string[]> = { reachable: [], unreachable: [] };
+
+/** A home of this kind whose cluster runs: a spare one when a test left one, else a new one. */
+async function runningCluster(kind: 'reachable' | 'unreachable'): Promise<string> {
+  const home = spare[kind].pop() ?? (kind === 'reachable' ? await reachableHome() : await unreachableHome());
+  await ensureEmbedded(home);
   return home;
 }
 
@@ -94,6 +108,7 @@ describe('where the embedded cluster lives', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toContain(`data         ${join(home, 'pg', 'data')}\n`);
     expect(await statusOf(home)).toMatchObject({ running: true, initialised: true, in_home: true });
+    spare.reachable.push(home);
   }, 300_000);
 
   it.runIf(asRoot)(
@@ -113,6 +128,7 @@ describe('where the embedded cluster lives', () => {
       const text = await leash(['init'], home);
       expect(text.stdout).toContain(`data         ${join(shared, 'data')} (outside LEASH_HOME)`);
       expect(text.stderr).toMatch(/^warning: the database's data is in .*, outside LEASH_HOME/);
+      spare.unreachable.push(home);
     },
     120_000,
   );
@@ -120,9 +136,8 @@ describe('where the embedded cluster lives', () => {
   it.runIf(asRoot)(
     'keeps using a cluster an earlier leash put under /var/lib/leash once the home is reachable, marks it, and destroy removes it whole',
     async () => {
-      const home = await unreachableHome();
+      const home = await runningCluster('unreachable');
       const shared = sharedDirOf(home);
-      await ensureEmbedded(home);
       expect(await stopEmbedded(home)).toBe(true);
       // What an earlier version left: no marker, and nothing stops the home from being reachable now.
       await rm(join(shared, MARKER));
@@ -145,8 +160,7 @@ describe('where the embedded cluster lives', () => {
 
 describe('leash db destroy', () => {
   it('refuses without --yes off a terminal, asks at one, and then deletes the cluster and stops its server', async () => {
-    const home = await reachableHome();
-    await ensureEmbedded(home);
+    const home = await runningCluster('reachable');
     const { pid, data_dir: dataDir } = await statusOf(home);
     expect(pid).toBeGreaterThan(0);
 
@@ -188,8 +202,10 @@ describe('clusters whose home is gone', () => {
   it('are listed by `db status` and deleted (their servers stopped) by `db destroy --orphans`', async () => {
     const looker = join(await tempDir('leash-looker-'), 'never-initialised');
     // One cluster under /var/lib/leash whose home was deleted, one deleted with its home while its server runs.
-    const made = [await reachableHome(), ...(asRoot ? [await unreachableHome()] : [])];
-    await Promise.all(made.map((home) => ensureEmbedded(home)));
+    const made = await Promise.all([
+      runningCluster('reachable'),
+      ...(asRoot ? [runningCluster('unreachable')] : []),
+    ]);
     const gone: { dir: string; kind: string; pid: number }[] = [];
     for (const [i, home] of made.entries()) {
       const { pid } = await statusOf(home);
@@ -228,6 +244,24 @@ describe("the suite's sweep", () => {
   it('puts every temporary home of the run in one directory', () => {
     expect(basename(tmpdir())).toMatch(/^leash-run-/);
   });
+
+  it.skipIf(process.env.DATABASE_URL)(
+    "keeps the run's own cluster in that directory too, so a run killed before its teardown leaves it to the next run",
+    async () => {
+      const admin = new pg.Client({ connectionString: inject('adminUrl') });
+      await admin.connect();
+      const dataDir = await admin
+        .query<{ data_directory: string }>('show data_directory')
+        .then((r) => r.rows[0]?.data_directory ?? '')
+        .finally(() => admin.end());
+      // In its home, or under /var/lib/leash beside a marker naming the home.
+      const marker = join(dirname(dataDir), MARKER);
+      const home = existsSync(marker)
+        ? (JSON.parse(await readFile(marker, 'utf8')) as { home: string }).home
+        : dataDir;
+      expect(home.startsWith(tmpdir() + sep), `${dataDir} (home ${home})`).toBe(true);
+    },
+  );
 
   it('removes the clusters a test left behind (running, or under /var/lib/leash) and those of a run killed before its teardown', async () => {
     const parent = await tempDir('leash-sweep-', 0o711);

@@ -2,31 +2,19 @@
 // signs in, the looping agent is the agents view's top row, revoked from that row, its next call refused
 // key_revoked), revoking a run from a call's details, money read as money, live activity without clipped columns at
 // 1280 px and as cards at 390 px, and axe's colour-contrast rule on hovered and flashed rows, light and dark.
-import { createRequire } from 'node:module';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uuidv7 } from '../../src/audit/uuid.js';
-import { createLogger } from '../../src/config/logger.js';
 import { databaseNow } from '../../src/db/clock.js';
 import { dayStart } from '../../src/ledger/windows.js';
 import type { Db } from '../../src/db/database.js';
-import {
-  createPipeline,
-  runTool,
-  type PipelineDeps,
-  type ToolCallResult,
-} from '../../src/pipeline/run-tool.js';
-import { consoleRoutes } from '../../src/server/console/routes.js';
-import { startHttpServer, type RunningHttp } from '../../src/server/http.js';
-import { catalog } from '../../tools/index.js';
-import { freshDatabase, type TestDatabase } from '../support/database.js';
-import { applyTestPolicy, keyFor, testConfig } from '../support/governance.js';
-import { startVendors, type Vendors } from '../support/vendors.js';
-import { ARTIFACTS, launchChromium, screenshot } from './browser.js';
+import { runTool, type ToolCallResult } from '../../src/pipeline/run-tool.js';
+import { keyFor } from '../support/governance.js';
+import { ARTIFACTS, screenshot } from './browser.js';
+import { useConsoleServer } from './fixture.js';
 
-const TOKEN = 'agents-admin-token-0123456789abcdef';
 /** How long the page may take to show what a test waits for: generous, for a busy machine. */
 const WAIT_MS = 15_000;
 /** The looping agent's pace (its own, as a runaway loop's would be): four texts a second. */
@@ -34,64 +22,25 @@ const LOOP_GAP_MS = 250;
 /** A loop that is never refused stops here, so a failing test ends. */
 const MAX_LOOP_CALLS = 2_000;
 const REST_TOOL = 'twilio:POST /2010-04-01/Accounts/{AccountSid}/Messages.json';
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
-let tdb: TestDatabase;
-let vendors: Vendors;
-let deps: PipelineDeps;
-let http: RunningHttp;
-let web: ReturnType<typeof consoleRoutes>;
-let browser: Browser;
-let origin: string;
-
-beforeAll(async () => {
-  tdb = await freshDatabase(12);
-  vendors = await startVendors();
-  const config = testConfig({ ...vendors.env, LEASH_ADMIN_TOKEN: TOKEN });
-  deps = createPipeline({
-    db: tdb.db,
-    config,
-    catalog,
-    sandbox: false,
-    log: createLogger({ logLevel: 'silent' }),
-  });
-  await applyTestPolicy(tdb.db, catalog, {
-    name: 'texts',
-    limits: { daily_usd: 300, per_key_daily_usd: 150 },
-    tools: { send_sms: { from: '+15550001111', to_prefixes: ['+1'] } },
-  });
-  await applyTestPolicy(tdb.db, catalog, {
-    name: 'refunds',
-    tools: { issue_refund: { approval: { always: true, expires: '30m' } } },
-  });
-  web = consoleRoutes({ db: tdb.db, config });
-  http = await startHttpServer(deps, { host: '127.0.0.1', port: 0, routes: [web] });
-  origin = http.url;
-  browser = await launchChromium();
+const leash = useConsoleServer({
+  adminToken: 'agents-admin-token-0123456789abcdef',
+  poolMax: 12,
+  policies: [
+    {
+      name: 'texts',
+      limits: { daily_usd: 300, per_key_daily_usd: 150 },
+      tools: { send_sms: { from: '+15550001111', to_prefixes: ['+1'] } },
+    },
+    { name: 'refunds', tools: { issue_refund: { approval: { always: true, expires: '30m' } } } },
+  ],
 });
 
-afterAll(async () => {
-  await browser?.close();
-  web?.close();
-  await http?.close();
-  await vendors?.close();
-  await tdb?.close();
-});
-
-async function signedIn(width = 1280): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width, height: width > 600 ? 800 : 844 } });
-  // axe-core for the contrast checks: an init script, which the page's CSP does not apply to.
-  await context.addInitScript({ path: AXE });
-  const page = await context.newPage();
-  await page.goto(`${origin}/console`);
-  await page.fill('#token', TOKEN);
-  await page.click('#signin button[type=submit]');
-  await page.locator('#status[data-state="live"]').waitFor({ timeout: WAIT_MS });
-  return { context, page };
-}
+/** A page signed in with the admin token, with axe-core in it for the contrast checks. */
+const signedIn = (width = 1280) => leash.signedIn({ width, axe: true });
 
 const sms = (key: string, n: number, to = '+15551234567') =>
-  runTool(deps, key, 'send_sms', { to, body: `Your code is ${n}` });
+  runTool(leash.deps, key, 'send_sms', { to, body: `Your code is ${n}` });
 
 /** A key's agent sending texts at its own pace until a call is refused: every answer, and the refusal. */
 function loop(key: string) {
@@ -170,14 +119,14 @@ const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000);
 describe('the 2 a.m. story', () => {
   it('shows a looping key as the top row after sign-in, revokes it from that row, and its next call is refused key_revoked', async () => {
     // The night so far: a big spender earlier (the dollars-only bar's top), a helper texting now and then.
-    vendors.reset();
-    const big = await keyFor(tdb.db, { policy: 'texts', agent: 'refund-batch', runId: 'nightly' });
+    leash.vendors.reset();
+    const big = await keyFor(leash.tdb.db, { policy: 'texts', agent: 'refund-batch', runId: 'nightly' });
     for (const m of [12, 11, 10])
-      await auditRow(tdb.db, { key: big, ts: minutesAgo(m), cost_micros: 40_000_000 });
+      await auditRow(leash.tdb.db, { key: big, ts: minutesAgo(m), cost_micros: 40_000_000 });
     // ...counted in today's budget windows, as admission would have.
-    const today = dayStart(await databaseNow(tdb.db));
+    const today = dayStart(await databaseNow(leash.tdb.db));
     for (const scope of [`key:${big.id}`, 'policy:texts'])
-      await tdb.db
+      await leash.tdb.db
         .insertInto('spend_windows')
         .values({ scope, kind: 'usd_day', window_start: today, spent_micros: 120_000_000 })
         .onConflict((c) =>
@@ -186,11 +135,11 @@ describe('the 2 a.m. story', () => {
             .doUpdateSet((eb) => ({ spent_micros: eb('spend_windows.spent_micros', '+', 120_000_000) })),
         )
         .execute();
-    const helper = await keyFor(tdb.db, { policy: 'texts', agent: 'reminders', runId: 'r-77' });
+    const helper = await keyFor(leash.tdb.db, { policy: 'texts', agent: 'reminders', runId: 'r-77' });
     for (let i = 0; i < 2; i++) expect((await sms(helper.key, i)).ok).toBe(true);
 
     // A key starts looping: four texts a second.
-    const looper = await keyFor(tdb.db, { policy: 'texts', agent: 'sms-looper', runId: 'night-run' });
+    const looper = await keyFor(leash.tdb.db, { policy: 'texts', agent: 'sms-looper', runId: 'night-run' });
     const agent = loop(looper.key);
     try {
       await expect.poll(() => agent.answers.length, { timeout: WAIT_MS }).toBeGreaterThanOrEqual(8);
@@ -232,12 +181,12 @@ describe('the 2 a.m. story', () => {
         const refused = await agent.refused;
         expect(refused).toMatchObject({ ok: false, failure: { code: 'key_revoked' } });
         // Every call before it reached Twilio; the refused one did not.
-        expect(vendors.twilio.received.length).toBe(agent.answers.filter((r) => r.ok).length + 2);
+        expect(leash.vendors.twilio.received.length).toBe(agent.answers.filter((r) => r.ok).length + 2);
         await expect
           .poll(() => page.locator('#toast').textContent(), { timeout: WAIT_MS })
           .toMatch(/Revoked 1 key/);
         await page.locator(`#agents-table tr[data-key-id="${looper.id}"]`).waitFor({ state: 'detached' });
-        const row = await tdb.db
+        const row = await leash.tdb.db
           .selectFrom('vault_keys')
           .select('revoked_reason')
           .where('id', '=', looper.id)
@@ -265,7 +214,7 @@ describe('acting where you look', () => {
   });
 
   it('revokes a call’s run from its details in two clicks, and the run’s next call is refused key_revoked', async () => {
-    const key = await keyFor(tdb.db, { policy: 'texts', agent: 'detail-bot', runId: 'ticket-d' });
+    const key = await keyFor(leash.tdb.db, { policy: 'texts', agent: 'detail-bot', runId: 'ticket-d' });
     const denied = await sms(key.key, 1, '+442071838750');
     expect(denied).toMatchObject({ ok: false, failure: { code: 'recipient_not_allowed' } });
     const id = denied.ok ? '' : String(denied.failure.audit_id);
@@ -280,16 +229,16 @@ describe('acting where you look', () => {
       .poll(() => page.locator('#toast').textContent(), { timeout: WAIT_MS })
       .toMatch(/Revoked 1 key/);
 
-    vendors.reset();
+    leash.vendors.reset();
     const after = await sms(key.key, 2);
     expect(after).toMatchObject({ ok: false, failure: { code: 'key_revoked' } });
-    expect(vendors.requests()).toBe(0);
+    expect(leash.vendors.requests()).toBe(0);
   });
 
   it('reads amounts as money: $40.00 on the approval, minor units only in the details', async () => {
-    const key = await keyFor(tdb.db, { policy: 'refunds', agent: 'refund-helper', runId: 'ticket-m' });
-    const payment = vendors.stripe.addPayment({ customer: 'cus_A', amount: 50_000 });
-    const held = await runTool(deps, key.key, 'issue_refund', {
+    const key = await keyFor(leash.tdb.db, { policy: 'refunds', agent: 'refund-helper', runId: 'ticket-m' });
+    const payment = leash.vendors.stripe.addPayment({ customer: 'cus_A', amount: 50_000 });
+    const held = await runTool(leash.deps, key.key, 'issue_refund', {
       payment_intent: payment.payment_intent,
       amount: 4000,
     });
@@ -316,18 +265,18 @@ describe('live activity layout', () => {
   let estimate = '';
 
   beforeAll(async () => {
-    const key = await keyFor(tdb.db, {
+    const key = await keyFor(leash.tdb.db, {
       policy: 'texts',
       agent: 'sdk-agent-with-a-rather-long-name',
       runId: 'batch-2026-12-06-night',
     });
-    rest = await auditRow(tdb.db, {
+    rest = await auditRow(leash.tdb.db, {
       key,
       tool: REST_TOOL,
       decision: 'denied',
       reason: 'recipient_not_allowed',
     });
-    estimate = await auditRow(tdb.db, {
+    estimate = await auditRow(leash.tdb.db, {
       key,
       tool: REST_TOOL,
       reserved_micros: 8300,
@@ -416,11 +365,16 @@ describe('colour contrast (axe)', () => {
     ) as string[];
 
   it.each(['light', 'dark'] as const)('passes on a hovered and a flashed live row (%s)', async (scheme) => {
-    const key = await keyFor(tdb.db, { policy: 'texts', agent: `contrast-${scheme}`, runId: 'c-1' });
+    const key = await keyFor(leash.tdb.db, { policy: 'texts', agent: `contrast-${scheme}`, runId: 'c-1' });
     const ids = [
-      await auditRow(tdb.db, { key, cost_micros: 8300 }),
-      await auditRow(tdb.db, { key, reserved_micros: 8300, cost_status: 'estimated', outcome: 'pending' }),
-      await auditRow(tdb.db, { key, decision: 'denied', reason: 'loop_detected' }),
+      await auditRow(leash.tdb.db, { key, cost_micros: 8300 }),
+      await auditRow(leash.tdb.db, {
+        key,
+        reserved_micros: 8300,
+        cost_status: 'estimated',
+        outcome: 'pending',
+      }),
+      await auditRow(leash.tdb.db, { key, decision: 'denied', reason: 'loop_detected' }),
     ];
     const { context, page } = await signedIn(1280);
     try {

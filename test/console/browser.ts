@@ -1,6 +1,7 @@
-// Launches Chromium through playwright-core for the console tests, and keeps screenshots. The browser is
-// CHROMIUM_PATH, else the system's /usr/bin/chromium, else the one the @sparticuz/chromium package ships inside it
-// (a devDependency, so `npm ci` is the whole set-up), unpacked once per run by the global set-up.
+// Launches Chromium through playwright-core for the console tests (one per test worker, shared by the files it runs),
+// and keeps screenshots. The browser is CHROMIUM_PATH, else the system's /usr/bin/chromium, else the one the
+// @sparticuz/chromium package ships inside it (a devDependency, so `npm ci` is the whole set-up), unpacked once per
+// run by the global set-up.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -44,6 +45,20 @@ export async function launchChromium(): Promise<Browser> {
     args: [...new Set([...found.args, ...ARGS])],
     timeout: 20_000,
   });
+}
+
+let shared: Promise<Browser> | undefined;
+
+/**
+ * This worker's browser, launched by the first file that asks and shared by the files the worker runs after it (the
+ * console project does not isolate its files): each file works in browser contexts of its own and closes them.
+ * playwright-core ends the browser when the worker exits; a browser that crashed is launched again.
+ */
+export async function sharedBrowser(): Promise<Browser> {
+  const current = shared && (await shared.catch(() => undefined));
+  if (current?.isConnected()) return current;
+  shared = launchChromium();
+  return shared;
 }
 
 /** Saves a screenshot of the viewport under test-artifacts/console/ (not committed). */

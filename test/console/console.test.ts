@@ -4,102 +4,58 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRoutes } from '../../src/admin/routes.js';
 import { getApproval } from '../../src/approvals/store.js';
-import { createLogger } from '../../src/config/logger.js';
-import { createPipeline, type PipelineDeps } from '../../src/pipeline/run-tool.js';
 import { createAuthThrottle } from '../../src/server/auth-throttle.js';
-import { consoleRoutes } from '../../src/server/console/routes.js';
-import { startHttpServer, type RunningHttp } from '../../src/server/http.js';
-import { catalog } from '../../tools/index.js';
-import { freshDatabase, type TestDatabase } from '../support/database.js';
-import { applyTestPolicy, keyFor, testConfig } from '../support/governance.js';
-import { holdAnswers, startVendors, type Vendors } from '../support/vendors.js';
-import { launchChromium, screenshot } from './browser.js';
+import { keyFor } from '../support/governance.js';
+import { holdAnswers } from '../support/vendors.js';
+import { screenshot } from './browser.js';
+import { useConsoleServer } from './fixture.js';
 
 const TOKEN = 'console-admin-token-0123456789abcdef';
 /** How long the page may take to show what a test waits for: generous, for a busy machine. */
 const WAIT_MS = 15_000;
-let tdb: TestDatabase;
-let vendors: Vendors;
-let deps: PipelineDeps;
-let http: RunningHttp;
-let web: ReturnType<typeof consoleRoutes>;
-let browser: Browser;
-let origin: string;
+const throttle = createAuthThrottle({ maxFailures: 50, windowMs: 60_000 });
+const leash = useConsoleServer({
+  adminToken: TOKEN,
+  poolMax: 12,
+  policies: [
+    {
+      name: 'support',
+      limits: { daily_usd: 5, per_key_daily_usd: 1 },
+      tools: {
+        send_email: { from: 'Support <support@acme.com>', to_domains: ['acme.com'], max_recipients: 2 },
+        get_budget: {},
+      },
+    },
+    {
+      name: 'gated',
+      tools: {
+        send_email: {
+          from: 'Support <support@acme.com>',
+          to_domains: ['acme.com'],
+          approval: { always: true, expires: '30m' },
+        },
+      },
+    },
+  ],
+  throttle,
+  routes: (web, { deps, config }) => [adminRoutes(deps, config, undefined, throttle), web],
+});
 /** Every URL any console page asked for, across all tests. */
 const requested: string[] = [];
 
-beforeAll(async () => {
-  tdb = await freshDatabase(12);
-  vendors = await startVendors();
-  const config = testConfig({ ...vendors.env, LEASH_ADMIN_TOKEN: TOKEN });
-  deps = createPipeline({
-    db: tdb.db,
-    config,
-    catalog,
-    sandbox: false,
-    log: createLogger({ logLevel: 'silent' }),
-  });
-  await applyTestPolicy(tdb.db, catalog, {
-    name: 'support',
-    limits: { daily_usd: 5, per_key_daily_usd: 1 },
-    tools: {
-      send_email: { from: 'Support <support@acme.com>', to_domains: ['acme.com'], max_recipients: 2 },
-      get_budget: {},
-    },
-  });
-  await applyTestPolicy(tdb.db, catalog, {
-    name: 'gated',
-    tools: {
-      send_email: {
-        from: 'Support <support@acme.com>',
-        to_domains: ['acme.com'],
-        approval: { always: true, expires: '30m' },
-      },
-    },
-  });
-  const throttle = createAuthThrottle({ maxFailures: 50, windowMs: 60_000 });
-  web = consoleRoutes({ db: tdb.db, config, throttle });
-  http = await startHttpServer(deps, {
-    host: '127.0.0.1',
-    port: 0,
-    routes: [adminRoutes(deps, config, undefined, throttle), web],
-    throttle,
-  });
-  origin = http.url;
-  browser = await launchChromium();
-});
-
-afterAll(async () => {
-  await browser?.close();
-  web?.close();
-  await http?.close();
-  await vendors?.close();
-  await tdb?.close();
-});
-
-async function newPage(
-  viewport = { width: 1280, height: 800 },
-): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport });
-  context.on('request', (r) => requested.push(r.url()));
-  const page = await context.newPage();
-  return { context, page };
-}
-
-async function signIn(page: Page, token = TOKEN) {
-  await page.goto(`${origin}/console`);
-  await page.fill('#token', token);
-  await page.click('#signin button[type=submit]');
-}
+/** A page (1280 px unless given) whose every request is recorded in `requested`. */
+const newPage = (width?: number) =>
+  leash.newPage({ ...(width ? { width } : {}), onRequest: (r) => requested.push(r.url()) });
+const signIn = (page: Page, token = TOKEN) => leash.signIn(page, token);
 
 async function mcpClient(key: string) {
   const client = new Client({ name: 'console-test-agent', version: '1.0.0' });
   await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), {
+    new StreamableHTTPClientTransport(new URL(`${leash.origin}/mcp`), {
       requestInit: { headers: { Authorization: `Bearer ${key}` } },
     }),
   );
@@ -118,7 +74,7 @@ const structured = (r: CallToolResult) => r.structuredContent as Record<string, 
  * whatever ran before it (the suite passes in any order).
  */
 async function emailAs(agent: string, policy = 'support'): Promise<CallToolResult> {
-  const key = await keyFor(tdb.db, { policy, agent, runId: `run-${agent}` });
+  const key = await keyFor(leash.tdb.db, { policy, agent, runId: `run-${agent}` });
   const client = await mcpClient(key.key);
   try {
     return await email(client, `From ${agent}`);
@@ -139,14 +95,14 @@ describe('signing in', () => {
     await signIn(page, 'not-the-admin-token-but-long-enough');
     await expect(page.locator('#signin-error').textContent()).resolves.toContain('not the admin token');
     expect((await context.cookies()).filter((c) => c.name === 'leash_console')).toEqual([]);
-    expect((await page.request.get(`${origin}/console/api/overview`)).status()).toBe(401);
+    expect((await page.request.get(`${leash.origin}/console/api/overview`)).status()).toBe(401);
     await screenshot(page, 'signin-refused');
     await context.close();
   });
 
   it('signs in with the admin token into an HttpOnly, SameSite=Strict session, never putting the token in a URL', async () => {
     const { context, page } = await newPage();
-    const response = await page.goto(`${origin}/console`);
+    const response = await page.goto(`${leash.origin}/console`);
     expect(response?.headers()['content-security-policy']).toContain("default-src 'none'");
     expect(response?.headers()['content-security-policy']).toContain("script-src 'self'");
     await page.fill('#token', TOKEN);
@@ -156,11 +112,11 @@ describe('signing in', () => {
     expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/console' });
     expect(await page.evaluate('document.cookie')).toBe('');
     expect(requested.some((u) => u.includes(TOKEN))).toBe(false);
-    expect(page.url()).toBe(`${origin}/console`);
+    expect(page.url()).toBe(`${leash.origin}/console`);
 
     await page.click('.signout button');
     await page.locator('#token').waitFor();
-    expect((await page.request.get(`${origin}/console/api/overview`)).status()).toBe(401);
+    expect((await page.request.get(`${leash.origin}/console/api/overview`)).status()).toBe(401);
     await context.close();
   });
 });
@@ -179,7 +135,7 @@ describe('the signed-in console', () => {
   });
 
   it('shows a call made by an MCP client as it happens, settled, without a reload', async () => {
-    const key = await keyFor(tdb.db, { policy: 'support', agent: 'mailer', runId: 'ticket-1' });
+    const key = await keyFor(leash.tdb.db, { policy: 'support', agent: 'mailer', runId: 'ticket-1' });
     const client = await mcpClient(key.key);
     const result = await email(client, 'Refund 1');
     expect(result.isError, JSON.stringify(result)).toBeFalsy();
@@ -196,10 +152,10 @@ describe('the signed-in console', () => {
   });
 
   it('shows a call as pending while the vendor works, then updates the same row when it settles', async () => {
-    const key = await keyFor(tdb.db, { policy: 'support', agent: 'slow-mailer', runId: 'ticket-2' });
+    const key = await keyFor(leash.tdb.db, { policy: 'support', agent: 'slow-mailer', runId: 'ticket-2' });
     const client = await mcpClient(key.key);
     // Resend sends the email and holds its answer until released: the row is seen while the vendor works.
-    const release = holdAnswers(vendors.resend);
+    const release = holdAnswers(leash.vendors.resend);
     const call = email(client, 'Refund 2');
     try {
       const pending = page.locator('tr[data-outcome="pending"]', { hasText: 'slow-mailer' });
@@ -267,7 +223,7 @@ describe('the signed-in console', () => {
   });
 
   it('revokes a key from its agents view row with one confirmation, and the agent’s next call is refused key_revoked', async () => {
-    const key = await keyFor(tdb.db, { policy: 'support', agent: 'refund-bot', runId: 'ticket-3' });
+    const key = await keyFor(leash.tdb.db, { policy: 'support', agent: 'refund-bot', runId: 'ticket-3' });
     const client = await mcpClient(key.key);
     expect((await email(client, 'before')).isError).toBeFalsy();
     const item = page.locator(`#agents-table tr[data-key-id="${key.id}"]`);
@@ -283,17 +239,17 @@ describe('the signed-in console', () => {
       .toMatch(/Revoked 1 key/);
     await item.waitFor({ state: 'detached' });
 
-    vendors.reset();
+    leash.vendors.reset();
     const after = await email(client, 'after');
     expect(after.isError).toBe(true);
     expect(structured(after).code).toBe('key_revoked');
-    expect(vendors.requests()).toBe(0);
+    expect(leash.vendors.requests()).toBe(0);
     await page.locator('tr', { hasText: 'key_revoked' }).first().waitFor({ timeout: WAIT_MS });
     await client.close();
   });
 
   it('cancelling the confirmation revokes nothing', async () => {
-    const key = await keyFor(tdb.db, { policy: 'support', agent: 'careful-bot', runId: 'ticket-4' });
+    const key = await keyFor(leash.tdb.db, { policy: 'support', agent: 'careful-bot', runId: 'ticket-4' });
     await page.evaluate("document.dispatchEvent(new Event('visibilitychange'))");
     const row = page.locator('#agents-table tr[data-agent="careful-bot"]');
     await row.waitFor({ timeout: WAIT_MS });
@@ -307,9 +263,9 @@ describe('the signed-in console', () => {
   });
 
   it('approves a held call with a note, and the agent’s identical call then goes through', async () => {
-    const key = await keyFor(tdb.db, { policy: 'gated', agent: 'gated-bot', runId: 'ticket-6' });
+    const key = await keyFor(leash.tdb.db, { policy: 'gated', agent: 'gated-bot', runId: 'ticket-6' });
     const client = await mcpClient(key.key);
-    vendors.reset();
+    leash.vendors.reset();
     const held = await email(client, 'Big refund');
     expect(structured(held)).toMatchObject({ code: 'approval_required' });
     const id = approvalId(held);
@@ -321,31 +277,31 @@ describe('the signed-in console', () => {
     await card.locator('button[data-decide="approve"]').click();
     await card.waitFor({ state: 'detached' });
     await expect.poll(() => page.locator('#toast').textContent(), { timeout: WAIT_MS }).toMatch(/Approved/);
-    expect(await getApproval(tdb.db, id)).toMatchObject({
+    expect(await getApproval(leash.tdb.db, id)).toMatchObject({
       status: 'approved',
       // Signed in with the admin token: recorded as `admin` (an operator's token records their name).
       decided_by: 'admin',
       note: 'customer called',
     });
-    expect(vendors.requests()).toBe(0);
+    expect(leash.vendors.requests()).toBe(0);
     const again = await email(client, 'Big refund');
     expect(again.isError, JSON.stringify(again)).toBeFalsy();
-    expect(vendors.resend.received.length).toBe(1);
+    expect(leash.vendors.resend.received.length).toBe(1);
     await client.close();
   });
 
   it('denies a held call from the console, and nothing reaches the vendor', async () => {
-    const key = await keyFor(tdb.db, { policy: 'gated', agent: 'gated-bot', runId: 'ticket-7' });
+    const key = await keyFor(leash.tdb.db, { policy: 'gated', agent: 'gated-bot', runId: 'ticket-7' });
     const client = await mcpClient(key.key);
-    vendors.reset();
+    leash.vendors.reset();
     const id = approvalId(await email(client, 'Suspicious refund'));
     const card = page.locator(`article[data-approval-id="${id}"]`);
     await card.waitFor({ timeout: WAIT_MS });
     await card.locator('button[data-decide="deny"]').click();
     await card.waitFor({ state: 'detached' });
-    expect(await getApproval(tdb.db, id)).toMatchObject({ status: 'denied', decided_by: 'admin' });
+    expect(await getApproval(leash.tdb.db, id)).toMatchObject({ status: 'denied', decided_by: 'admin' });
     expect((await email(client, 'Suspicious refund')).isError).toBe(true);
-    expect(vendors.requests()).toBe(0);
+    expect(leash.vendors.requests()).toBe(0);
     await client.close();
   });
 
@@ -369,7 +325,7 @@ describe('the signed-in console', () => {
     const phone = await context.newPage();
     await phone.setViewportSize({ width: 390, height: 844 });
     expect((await emailAs('phone-reader')).isError).toBeFalsy();
-    await phone.goto(`${origin}/console`);
+    await phone.goto(`${leash.origin}/console`);
     await phone.locator('#status[data-state="live"]').waitFor();
     await phone.locator('#audit tbody tr').first().waitFor();
     const overflow = await phone.evaluate('document.documentElement.scrollWidth - window.innerWidth');
@@ -380,13 +336,13 @@ describe('the signed-in console', () => {
 
   it('made no request outside the leash origin', () => {
     expect(requested.length).toBeGreaterThan(10);
-    expect(requested.filter((u) => !u.startsWith(`${origin}/`))).toEqual([]);
+    expect(requested.filter((u) => !u.startsWith(`${leash.origin}/`))).toEqual([]);
   });
 });
 
 describe('cross-site protection', () => {
   const post = (path: string, headers: Record<string, string>, body: string) =>
-    fetch(`${origin}${path}`, { method: 'POST', headers, body, redirect: 'manual' });
+    fetch(`${leash.origin}${path}`, { method: 'POST', headers, body, redirect: 'manual' });
 
   it('refuses a sign-in posted from another origin, even with the right token', async () => {
     const r = await post(
@@ -401,15 +357,15 @@ describe('cross-site protection', () => {
   it('refuses a revoke without the session’s CSRF token, and revokes nothing', async () => {
     const login = await post(
       '/console/login',
-      { origin, 'content-type': 'application/x-www-form-urlencoded' },
+      { origin: leash.origin, 'content-type': 'application/x-www-form-urlencoded' },
       `token=${TOKEN}`,
     );
     expect(login.status).toBe(303);
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-    const key = await keyFor(tdb.db, { policy: 'support', agent: 'csrf-target', runId: 'ticket-5' });
+    const key = await keyFor(leash.tdb.db, { policy: 'support', agent: 'csrf-target', runId: 'ticket-5' });
     const body = JSON.stringify({ key_id: key.id });
     const json = { cookie, 'content-type': 'application/json' };
-    expect((await post('/console/api/revoke', { ...json, origin }, body)).status).toBe(403);
+    expect((await post('/console/api/revoke', { ...json, origin: leash.origin }, body)).status).toBe(403);
     expect(
       (
         await post(

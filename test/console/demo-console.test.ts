@@ -4,12 +4,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import type { Browser } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { childEnv, LEASH_BIN } from '../support/cli.js';
 import { freshDatabase, type TestDatabase } from '../support/database.js';
-import { launchChromium, screenshot } from './browser.js';
+import { screenshot, sharedBrowser } from './browser.js';
 
 interface DemoInfo {
   url: string;
@@ -21,14 +21,16 @@ interface DemoInfo {
 let tdb: TestDatabase;
 let browser: Browser;
 let child: ChildProcess | undefined;
+let context: BrowserContext | undefined;
 
 beforeAll(async () => {
   tdb = await freshDatabase(2);
-  browser = await launchChromium();
+  browser = await sharedBrowser();
 });
 
 afterAll(async () => {
-  await browser?.close();
+  // The browser is the worker's (browser.ts): only this file's context is closed.
+  await context?.close();
   if (child && child.exitCode === null) {
     child.kill('SIGTERM');
     await new Promise((r) => child?.once('exit', r));
@@ -66,7 +68,7 @@ describe('the console from leash demo', () => {
     expect(info.console_url).toBe(info.url.replace(/\/mcp$/, '/console'));
     expect(info.admin_token).toMatch(/^[\w-]{32}$/);
 
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();
     await page.goto(info.console_url);
     await page.fill('#token', info.admin_token ?? '');

@@ -1,7 +1,7 @@
 // Covers what operators read of agent-supplied text, in a real browser and in the CLI: bidi overrides and other
 // hidden characters shown as ⟨U+…⟩ markers on the console and the approval link page, and a 3,000-character
 // unbroken value neither widening the page (at 1280 px and 390 px) nor being lost (the detail view shows it all).
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { linkKey, linkUrl, mintLinkToken } from '../../src/approvals/link.js';
@@ -9,16 +9,11 @@ import { approvalLinkRoutes } from '../../src/approvals/link-routes.js';
 import { claimUnannounced, decideApproval } from '../../src/approvals/store.js';
 import { visibleMarker } from '../../src/audit/display-text.js';
 import { uuidv7 } from '../../src/audit/uuid.js';
-import { createLogger } from '../../src/config/logger.js';
-import { createPipeline, runTool, type PipelineDeps } from '../../src/pipeline/run-tool.js';
-import { consoleRoutes } from '../../src/server/console/routes.js';
-import { startHttpServer, type RunningHttp } from '../../src/server/http.js';
-import { catalog } from '../../tools/index.js';
-import { freshDatabase, type TestDatabase } from '../support/database.js';
-import { applyTestPolicy, keyFor, testConfig } from '../support/governance.js';
+import { runTool } from '../../src/pipeline/run-tool.js';
+import { keyFor } from '../support/governance.js';
 import { cli } from '../support/run-cli.js';
-import { startVendors, type Vendors } from '../support/vendors.js';
-import { launchChromium, screenshot } from './browser.js';
+import { screenshot } from './browser.js';
+import { useConsoleServer } from './fixture.js';
 
 const TOKEN = 'display-admin-token-0123456789abcdef';
 /**
@@ -37,15 +32,25 @@ const LABEL = 'W'.repeat(3000);
 const LONG_RUN = '\u2066' + 'R'.repeat(3000);
 const LONG_RUN_SHOWN = '⟨U+2066⟩' + 'R'.repeat(3000);
 
-let tdb: TestDatabase;
-let vendors: Vendors;
-let deps: PipelineDeps;
-let http: RunningHttp;
-let web: ReturnType<typeof consoleRoutes>;
-let browser: Browser;
-let origin: string;
-let env: Record<string, string>;
 const signing = linkKey({ adminToken: TOKEN });
+const leash = useConsoleServer({
+  adminToken: TOKEN,
+  poolMax: 8,
+  policies: [
+    {
+      name: 'gated',
+      tools: {
+        send_email: {
+          from: 'Support <support@acme.com>',
+          to_domains: ['acme.com'],
+          approval: { always: true, expires: '30m' },
+        },
+      },
+    },
+  ],
+  routes: (web, { db }) => [web, approvalLinkRoutes(db, signing)],
+});
+let env: Record<string, string>;
 let keyId = '';
 let approvalId = '';
 let heldAuditId = '';
@@ -53,36 +58,8 @@ let rawAuditId = '';
 let approvalLink = '';
 
 beforeAll(async () => {
-  tdb = await freshDatabase(8);
-  vendors = await startVendors();
-  const config = testConfig({ ...vendors.env, LEASH_ADMIN_TOKEN: TOKEN });
+  const { tdb, deps } = leash;
   env = { DATABASE_URL: tdb.url, LEASH_HOME: '/nonexistent/leash-display', LEASH_LOG: 'silent' };
-  deps = createPipeline({
-    db: tdb.db,
-    config,
-    catalog,
-    sandbox: false,
-    log: createLogger({ logLevel: 'silent' }),
-  });
-  await applyTestPolicy(tdb.db, catalog, {
-    name: 'gated',
-    tools: {
-      send_email: {
-        from: 'Support <support@acme.com>',
-        to_domains: ['acme.com'],
-        approval: { always: true, expires: '30m' },
-      },
-    },
-  });
-  web = consoleRoutes({ db: tdb.db, config });
-  http = await startHttpServer(deps, {
-    host: '127.0.0.1',
-    port: 0,
-    routes: [web, approvalLinkRoutes(tdb.db, signing)],
-  });
-  origin = http.url;
-  browser = await launchChromium();
-
   // A key whose label is 3,000 characters with no break, and a call of it whose subject carries bidi controls.
   const key = await keyFor(tdb.db, {
     policy: 'gated',
@@ -153,15 +130,7 @@ beforeAll(async () => {
     tokens.set(row.id, t.token);
     return t.hash;
   });
-  approvalLink = linkUrl(origin, approvalId, tokens.get(approvalId) ?? '');
-});
-
-afterAll(async () => {
-  await browser?.close();
-  web?.close();
-  await http?.close();
-  await vendors?.close();
-  await tdb?.close();
+  approvalLink = linkUrl(leash.origin, approvalId, tokens.get(approvalId) ?? '');
 });
 
 // Page expressions are strings (this project's types have no DOM), as in console.test.ts.
@@ -186,15 +155,7 @@ const hiddenBeyond = async (page: Page, selector: string) =>
     ),
   );
 
-async function signedIn(width: number): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width, height: width > 600 ? 800 : 844 } });
-  const page = await context.newPage();
-  await page.goto(`${origin}/console`);
-  await page.fill('#token', TOKEN);
-  await page.click('#signin button[type=submit]');
-  await page.locator('#status[data-state="live"]').waitFor();
-  return { context, page };
-}
+const signedIn = (width: number) => leash.signedIn({ width });
 
 describe.each([1280, 390])('the console at %i px', (width) => {
   let context: BrowserContext;
@@ -270,7 +231,7 @@ describe.each([1280, 390])('the approval link page at %i px', (width) => {
   let page: Page;
 
   beforeAll(async () => {
-    context = await browser.newContext({ viewport: { width, height: 800 } });
+    context = await leash.newContext({ viewport: { width, height: 800 } });
     page = await context.newPage();
     const response = await page.goto(approvalLink);
     expect(response?.status()).toBe(200);

@@ -4,97 +4,57 @@
 // end to end), an action made elsewhere (the CLI) without a reload, at 1280 px without clipping, as cards at 390 px,
 // and with no axe violations.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getApproval } from '../../src/approvals/store.js';
 import { queryAudit } from '../../src/audit/query.js';
-import { createLogger } from '../../src/config/logger.js';
-import { createPipeline, runTool, type PipelineDeps } from '../../src/pipeline/run-tool.js';
-import { consoleRoutes } from '../../src/server/console/routes.js';
-import { startHttpServer, type RunningHttp } from '../../src/server/http.js';
-import { catalog } from '../../tools/index.js';
-import { freshDatabase, type TestDatabase } from '../support/database.js';
-import { applyTestPolicy, keyFor, testConfig } from '../support/governance.js';
+import { runTool } from '../../src/pipeline/run-tool.js';
+import { keyFor } from '../support/governance.js';
 import { cli } from '../support/run-cli.js';
-import { startVendors, type Vendors } from '../support/vendors.js';
-import { ARTIFACTS, launchChromium, screenshot } from './browser.js';
+import { ARTIFACTS, screenshot } from './browser.js';
+import { useConsoleServer } from './fixture.js';
 
-const ADMIN_TOKEN = 'operator-actions-admin-token-0123456789';
 /** How long the page may take to show what a test waits for: generous, for a busy machine. */
 const WAIT_MS = 15_000;
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
-let tdb: TestDatabase;
-let vendors: Vendors;
-let deps: PipelineDeps;
-let http: RunningHttp;
-let web: ReturnType<typeof consoleRoutes>;
-let browser: Browser;
-let origin: string;
 let home: string;
 let env: Record<string, string>;
 /** The operator `rosa`'s token, as `leash operators add` printed it. */
 let rosa = '';
 
-beforeAll(async () => {
-  tdb = await freshDatabase(8);
-  vendors = await startVendors();
-  home = await mkdtemp(join(tmpdir(), 'leash-console-actions-'));
-  env = { DATABASE_URL: tdb.url, LEASH_HOME: home, LEASH_LOG: 'silent' };
-  const config = testConfig({ ...vendors.env, LEASH_ADMIN_TOKEN: ADMIN_TOKEN });
-  deps = createPipeline({
-    db: tdb.db,
-    config,
-    catalog,
-    sandbox: false,
-    log: createLogger({ logLevel: 'silent' }),
-  });
-  await applyTestPolicy(tdb.db, catalog, {
-    name: 'mail',
-    tools: { send_email: { from: 'Support <support@acme.com>', to_domains: ['acme.com'] } },
-  });
-  await applyTestPolicy(tdb.db, catalog, {
-    name: 'gated-mail',
-    tools: {
-      send_email: {
-        from: 'Support <support@acme.com>',
-        to_domains: ['acme.com'],
-        approval: { always: true, expires: '30m' },
+const leash = useConsoleServer({
+  adminToken: 'operator-actions-admin-token-0123456789',
+  poolMax: 8,
+  policies: [
+    { name: 'mail', tools: { send_email: { from: 'Support <support@acme.com>', to_domains: ['acme.com'] } } },
+    {
+      name: 'gated-mail',
+      tools: {
+        send_email: {
+          from: 'Support <support@acme.com>',
+          to_domains: ['acme.com'],
+          approval: { always: true, expires: '30m' },
+        },
       },
     },
-  });
-  const added = await cli(['operators', 'add', 'rosa'], env);
-  expect(added.code, added.stderr).toBe(0);
-  rosa = added.stdout.trim();
-  web = consoleRoutes({ db: tdb.db, config });
-  http = await startHttpServer(deps, { host: '127.0.0.1', port: 0, routes: [web] });
-  origin = http.url;
-  browser = await launchChromium();
+  ],
+  prepare: async ({ tdb }) => {
+    home = await mkdtemp(join(tmpdir(), 'leash-console-actions-'));
+    env = { DATABASE_URL: tdb.url, LEASH_HOME: home, LEASH_LOG: 'silent' };
+    const added = await cli(['operators', 'add', 'rosa'], env);
+    expect(added.code, added.stderr).toBe(0);
+    rosa = added.stdout.trim();
+  },
 });
 
 afterAll(async () => {
-  await browser?.close();
-  web?.close();
-  await http?.close();
-  await vendors?.close();
-  await tdb?.close();
   if (home) await rm(home, { recursive: true, force: true });
 });
 
-async function signedIn(token: string, width = 1280): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width, height: width > 600 ? 800 : 844 } });
-  // axe-core: an init script, which the page's CSP does not apply to.
-  await context.addInitScript({ path: AXE });
-  const page = await context.newPage();
-  await page.goto(`${origin}/console`);
-  await page.fill('#token', token);
-  await page.click('#signin button[type=submit]');
-  await page.locator('#status[data-state="live"]').waitFor({ timeout: WAIT_MS });
-  return { context, page };
-}
+/** A page signed in with `token`, with axe-core in it. */
+const signedIn = (token: string, width = 1280) => leash.signedIn({ token, width, axe: true });
 
 /** The newest row of the actions panel that holds `text`, its cells read as one line. */
 const rowText = async (page: Page, text: string) =>
@@ -126,10 +86,10 @@ const overflow = (page: Page) => page.evaluate('document.documentElement.scrollW
 
 describe('signing in', () => {
   it('asks for an operator token or the admin token', async () => {
-    const context = await browser.newContext();
+    const context = await leash.newContext();
     try {
       const page = await context.newPage();
-      await page.goto(`${origin}/console`);
+      await page.goto(`${leash.origin}/console`);
       await expect(page.locator('label[for="token"]').textContent()).resolves.toBe(
         'Operator token or admin token',
       );
@@ -140,7 +100,7 @@ describe('signing in', () => {
   });
 
   it('names the break-glass admin token in the header', async () => {
-    const { context, page } = await signedIn(ADMIN_TOKEN);
+    const { context, page } = await signedIn(leash.setup.adminToken);
     try {
       await expect(page.locator('#who').textContent()).resolves.toBe(
         'Signed in as admin (break-glass token)',
@@ -168,7 +128,7 @@ describe('an operator signed in', () => {
   });
 
   it('revokes a key and the panel says rosa revoked it, through the console', async () => {
-    const key = await keyFor(tdb.db, { policy: 'mail', agent: 'mailer', runId: 'night-1' });
+    const key = await keyFor(leash.tdb.db, { policy: 'mail', agent: 'mailer', runId: 'night-1' });
     const row = page.locator(`#agents-table tr[data-key-id="${key.id}"]`);
     await row.waitFor({ timeout: WAIT_MS });
     await row.locator('button[data-revoke="key"]').click();
@@ -179,7 +139,7 @@ describe('an operator signed in', () => {
     await expect
       .poll(() => rowText(page, key.id), { timeout: WAIT_MS })
       .toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d rosa revoked key ${key.id} mail loop console$`));
-    const { rows } = await tdb.pool.query<{ revoked_by: string }>(
+    const { rows } = await leash.tdb.pool.query<{ revoked_by: string }>(
       'select revoked_by from vault_keys where id = $1',
       [key.id],
     );
@@ -187,8 +147,8 @@ describe('an operator signed in', () => {
   });
 
   it('approves a held call: decided_by is rosa in the approval, the audit row and the panel', async () => {
-    const key = await keyFor(tdb.db, { policy: 'gated-mail', agent: 'gated-mailer', runId: 'night-2' });
-    const held = await runTool(deps, key.key, 'send_email', {
+    const key = await keyFor(leash.tdb.db, { policy: 'gated-mail', agent: 'gated-mailer', runId: 'night-2' });
+    const held = await runTool(leash.deps, key.key, 'send_email', {
       to: ['pat@acme.com'],
       subject: 'Refund 77',
       text: 'on its way',
@@ -204,8 +164,8 @@ describe('an operator signed in', () => {
     await expect
       .poll(() => rowText(page, id), { timeout: WAIT_MS })
       .toMatch(new RegExp(`rosa approved approval ${id} customer called console$`));
-    expect(await getApproval(tdb.db, id)).toMatchObject({ status: 'approved', decided_by: 'rosa' });
-    const audit = await queryAudit(tdb.db, { keyId: key.id });
+    expect(await getApproval(leash.tdb.db, id)).toMatchObject({ status: 'approved', decided_by: 'rosa' });
+    const audit = await queryAudit(leash.tdb.db, { keyId: key.id });
     expect(audit.find((r) => r.decision === 'held')?.approval).toMatchObject({
       id,
       status: 'approved',
@@ -215,7 +175,7 @@ describe('an operator signed in', () => {
   });
 
   it('shows an action made elsewhere (the CLI) without a reload', async () => {
-    const key = await keyFor(tdb.db, { policy: 'mail', agent: 'cli-target', runId: 'night-3' });
+    const key = await keyFor(leash.tdb.db, { policy: 'mail', agent: 'cli-target', runId: 'night-3' });
     const r = await cli(['keys', 'revoke', key.id, '--by', 'sam-on-call'], env);
     expect(r.code, r.stderr).toBe(0);
     await expect

@@ -4,42 +4,40 @@
 // the Recent operator actions panel), and the key's next call is admitted; a key stopped by its run's pause says who
 // paused the run and why, and Resume names the run; the resume route refuses a request without the session's CSRF
 // token and a scope of the wrong shape; and axe passes on the row with the badge, light and dark.
-import { createRequire } from 'node:module';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/config/logger.js';
+import type { Page } from 'playwright-core';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { activePause, pause } from '../../src/keys/pauses.js';
-import {
-  createPipeline,
-  runTool,
-  type PipelineDeps,
-  type ToolCallResult,
-} from '../../src/pipeline/run-tool.js';
-import { consoleRoutes } from '../../src/server/console/routes.js';
-import { startHttpServer, type RunningHttp } from '../../src/server/http.js';
-import { catalog } from '../../tools/index.js';
-import { freshDatabase, type TestDatabase } from '../support/database.js';
-import { applyTestPolicy, keyFor, testConfig } from '../support/governance.js';
+import { runTool, type ToolCallResult } from '../../src/pipeline/run-tool.js';
+import { keyFor } from '../support/governance.js';
 import { cli } from '../support/run-cli.js';
-import { startVendors, type Vendors } from '../support/vendors.js';
-import { launchChromium, screenshot } from './browser.js';
+import { screenshot } from './browser.js';
+import { useConsoleServer } from './fixture.js';
 
-const ADMIN_TOKEN = 'paused-console-admin-token-0123456789';
 /** How long the page may take to show what a test waits for: generous, for a busy machine. */
 const WAIT_MS = 15_000;
-const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 const EMAIL = { from: 'Support <support@acme.com>', to_domains: ['acme.com'] };
 
-let tdb: TestDatabase;
-let vendors: Vendors;
-let deps: PipelineDeps;
-let http: RunningHttp;
-let web: ReturnType<typeof consoleRoutes>;
-let browser: Browser;
-let context: BrowserContext;
-let page: Page;
 /** The operator `rosa`'s token, as `leash operators add` printed it. */
 let rosa = '';
+const leash = useConsoleServer({
+  adminToken: 'paused-console-admin-token-0123456789',
+  poolMax: 8,
+  policies: [
+    {
+      name: 'wired',
+      tools: { send_email: EMAIL },
+      tripwires: [{ name: 'burst', when: { calls_per_minute: 2 }, then: 'pause' }],
+    },
+    { name: 'calm', tools: { send_email: EMAIL } },
+  ],
+  prepare: async ({ tdb }) => {
+    const env = { DATABASE_URL: tdb.url, LEASH_HOME: '/nonexistent/leash-test-home', LEASH_LOG: 'silent' };
+    const added = await cli(['operators', 'add', 'rosa'], env);
+    expect(added.code, added.stderr).toBe(0);
+    rosa = added.stdout.trim();
+  },
+});
+let page: Page;
 
 const code = (r: ToolCallResult) => (r.ok ? 'ok' : r.failure.code);
 let mailSerial = 0;
@@ -78,56 +76,17 @@ const postResume = (body: unknown, csrf = true) =>
   );
 
 beforeAll(async () => {
-  tdb = await freshDatabase(8);
-  vendors = await startVendors();
-  const env = { DATABASE_URL: tdb.url, LEASH_HOME: '/nonexistent/leash-test-home', LEASH_LOG: 'silent' };
-  const config = testConfig({ ...vendors.env, LEASH_ADMIN_TOKEN: ADMIN_TOKEN });
-  deps = createPipeline({
-    db: tdb.db,
-    config,
-    catalog,
-    sandbox: false,
-    log: createLogger({ logLevel: 'silent' }),
-  });
-  await applyTestPolicy(tdb.db, catalog, {
-    name: 'wired',
-    tools: { send_email: EMAIL },
-    tripwires: [{ name: 'burst', when: { calls_per_minute: 2 }, then: 'pause' }],
-  });
-  await applyTestPolicy(tdb.db, catalog, { name: 'calm', tools: { send_email: EMAIL } });
-  const added = await cli(['operators', 'add', 'rosa'], env);
-  expect(added.code, added.stderr).toBe(0);
-  rosa = added.stdout.trim();
-  web = consoleRoutes({ db: tdb.db, config });
-  http = await startHttpServer(deps, { host: '127.0.0.1', port: 0, routes: [web] });
-  browser = await launchChromium();
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  // axe-core: an init script, which the page's CSP does not apply to.
-  await context.addInitScript({ path: AXE });
-  page = await context.newPage();
-  await page.goto(`${http.url}/console`);
-  await page.fill('#token', rosa);
-  await page.click('#signin button[type=submit]');
-  await page.locator('#status[data-state="live"]').waitFor({ timeout: WAIT_MS });
-});
-
-afterAll(async () => {
-  await context?.close();
-  await browser?.close();
-  web?.close();
-  await deps?.settler.flush();
-  await http?.close();
-  await vendors?.close();
-  await tdb?.close();
+  // One page for the whole file, signed in as rosa (the fixture closes it).
+  ({ page } = await leash.signedIn({ token: rosa, axe: true }));
 });
 
 describe('a key its tripwire paused', () => {
   it('shows Paused with the wire, resumes from the row as rosa, and the next call is admitted', async () => {
-    const key = await keyFor(tdb.db, { policy: 'wired', agent: 'looper', runId: 'loop-1' });
+    const key = await keyFor(leash.tdb.db, { policy: 'wired', agent: 'looper', runId: 'loop-1' });
     const codes: string[] = [];
     // Calls until the wire trips and the pause refuses the next (a safety bound ends a test that never trips).
     for (let i = 0; i < 10 && codes.at(-1) !== 'key_paused'; i++)
-      codes.push(code(await runTool(deps, key.key, 'send_email', email())));
+      codes.push(code(await runTool(leash.deps, key.key, 'send_email', email())));
     expect(codes).toEqual(['ok', 'ok', 'tripwire_tripped', 'key_paused']);
 
     const row = page.locator(`#agents-table tr[data-key-id="${key.id}"]`);
@@ -153,7 +112,7 @@ describe('a key its tripwire paused', () => {
     await expect(page.locator('#resume-text').textContent()).resolves.toContain(`Resume key ${key.id}?`);
     await dialog.locator('button[value="cancel"]').click();
     await dialog.waitFor({ state: 'hidden' });
-    expect(await activePause(tdb.db, { kind: 'key', id: key.id })).toBeDefined();
+    expect(await activePause(leash.tdb.db, { kind: 'key', id: key.id })).toBeDefined();
 
     await row.locator('button[data-resume="key"]').click();
     await dialog.waitFor({ state: 'visible' });
@@ -163,12 +122,12 @@ describe('a key its tripwire paused', () => {
     expect(await row.getAttribute('data-paused')).toBeNull();
     expect(await row.locator('button[data-resume]').count()).toBe(0);
 
-    const { rows } = await tdb.pool.query<{ resumed_by: string | null }>(
+    const { rows } = await leash.tdb.pool.query<{ resumed_by: string | null }>(
       `select resumed_by from pauses where scope_kind = 'key' and scope = $1`,
       [key.id],
     );
     expect(rows).toEqual([{ resumed_by: 'rosa' }]);
-    expect(code(await runTool(deps, key.key, 'send_email', email()))).toBe('ok');
+    expect(code(await runTool(leash.deps, key.key, 'send_email', email()))).toBe('ok');
 
     await expect
       .poll(() => actionText(`key ${key.id}`), { timeout: WAIT_MS })
@@ -178,9 +137,9 @@ describe('a key its tripwire paused', () => {
 
 describe('a key its run’s pause stops', () => {
   it('says who paused the run and why, and Resume names the run', async () => {
-    const key = await keyFor(tdb.db, { policy: 'calm', agent: 'helper', runId: 'night-9' });
-    await pause(tdb.db, { kind: 'run', id: 'night-9' }, { name: 'alice', via: 'cli' }, 'incident 7');
-    expect(code(await runTool(deps, key.key, 'send_email', email()))).toBe('key_paused');
+    const key = await keyFor(leash.tdb.db, { policy: 'calm', agent: 'helper', runId: 'night-9' });
+    await pause(leash.tdb.db, { kind: 'run', id: 'night-9' }, { name: 'alice', via: 'cli' }, 'incident 7');
+    expect(code(await runTool(leash.deps, key.key, 'send_email', email()))).toBe('key_paused');
 
     const row = page.locator(`#agents-table tr[data-key-id="${key.id}"]`);
     await row.locator('.badge.paused').waitFor({ timeout: WAIT_MS });
@@ -192,18 +151,18 @@ describe('a key its run’s pause stops', () => {
     await expect(page.locator('#resume-text').textContent()).resolves.toContain('Resume run "night-9"?');
     await page.click('#resume-go');
     await row.locator('.badge.paused').waitFor({ state: 'detached', timeout: WAIT_MS });
-    expect(await activePause(tdb.db, { kind: 'run', id: 'night-9' })).toBeUndefined();
-    expect(code(await runTool(deps, key.key, 'send_email', email()))).toBe('ok');
+    expect(await activePause(leash.tdb.db, { kind: 'run', id: 'night-9' })).toBeUndefined();
+    expect(code(await runTool(leash.deps, key.key, 'send_email', email()))).toBe('ok');
   });
 });
 
 describe('the resume route', () => {
   it('refuses a request without the CSRF token, and leaves the pause in place', async () => {
-    const key = await keyFor(tdb.db, { policy: 'calm', agent: 'guarded' });
-    await pause(tdb.db, { kind: 'key', id: key.id }, 'test');
+    const key = await keyFor(leash.tdb.db, { policy: 'calm', agent: 'guarded' });
+    await pause(leash.tdb.db, { kind: 'key', id: key.id }, 'test');
     const r = await postResume({ key_id: key.id }, false);
     expect(r).toEqual({ status: 403, body: { error: 'cross-site request refused' } });
-    expect(await activePause(tdb.db, { kind: 'key', id: key.id })).toBeDefined();
+    expect(await activePause(leash.tdb.db, { kind: 'key', id: key.id })).toBeDefined();
     expect(await postResume({ key_id: key.id })).toMatchObject({ status: 200, body: { resumed: true } });
     expect(await postResume({ key_id: key.id })).toMatchObject({ status: 200, body: { resumed: false } });
   });
