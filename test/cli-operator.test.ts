@@ -62,7 +62,7 @@ describe('leash policies', () => {
       created: true,
     });
     const list = await cli(['policies', 'list'], env);
-    expect(list.stdout).toMatch(/ops\s+2\s+issue_refund/);
+    expect(list.stdout).toMatch(/ops\s+2\s+-\s+issue_refund/);
     expect((await cli(['policies', 'show', 'ops', '--version', '1'], env)).stdout).toContain('daily_usd: 20');
     const diff = await cli(['policies', 'diff', 'ops'], env);
     expect(diff.stdout).toContain('limits.daily_usd: 20 → 25');

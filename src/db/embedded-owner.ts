@@ -26,9 +26,11 @@ begin
       from pg_class c
      where c.relnamespace = 'public'::regnamespace and c.relowner = current_user::regrole
        and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
-       -- sequences behind serial/identity columns follow their table
-       and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
-                         and d.deptype in ('a', 'i'))
+       -- sequences behind serial/identity columns follow their table (partitions, which depend on theirs the same
+       -- way, do not: each is handed over itself)
+       and not (c.relkind = 'S' and exists (select 1 from pg_depend d
+                                              where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                                                and d.deptype in ('a', 'i')))
   loop
     execute format('alter %s %s owner to ${OWNER_ROLE}', r.kind, r.name);
   end loop;
