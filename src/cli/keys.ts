@@ -111,6 +111,16 @@ const create = command({
         ? new Date(Date.now() + parseDuration(v['expires-in'], '--expires-in'))
         : undefined;
     const meta = parseMeta(v.meta);
+    // What a vault key and an OAuth binding are both minted with.
+    const mint = {
+      agent: v.agent ?? '',
+      policy: v.policy ?? '',
+      runId: v.run,
+      policyVersion: version,
+      expiresAt,
+      label: v.label,
+      metadata: meta,
+    };
     if (v['oauth-subject'] !== undefined) {
       const issuer = v['oauth-issuer'] ?? ctx.config().oauth?.issuer;
       if (!issuer)
@@ -120,13 +130,7 @@ const create = command({
         );
       const b = await withDb(ctx, (db) =>
         mintBinding(db, {
-          agent: v.agent ?? '',
-          policy: v.policy ?? '',
-          runId: v.run,
-          policyVersion: version,
-          expiresAt,
-          label: v.label,
-          metadata: meta,
+          ...mint,
           issuer,
           subject: v['oauth-subject'] ?? '',
           client: v['oauth-client'] ?? null,
@@ -148,17 +152,7 @@ const create = command({
       );
       return;
     }
-    const k = await withDb(ctx, (db) =>
-      mintKey(db, {
-        agent: v.agent ?? '',
-        policy: v.policy ?? '',
-        runId: v.run,
-        policyVersion: version,
-        expiresAt,
-        label: v.label,
-        metadata: meta,
-      }),
-    );
+    const k = await withDb(ctx, (db) => mintKey(db, mint));
     if (!v['expires-in'])
       ctx.warn('this key never expires; pass --expires-in 2h (or --expires-in never to say you mean it)');
     if (v.json) {

@@ -22,6 +22,7 @@ export const FUNCTION_FILES: readonly string[] = [
   'leash_active_pause',
   'leash_lock_tripwires',
   'leash_tripwires',
+  'leash_give_back',
   'leash_admit_call',
   'leash_admission',
   'leash_admit_batch_each',

@@ -84,20 +84,13 @@ function shadowDecision(
  */
 export function shadowAdmission(s: CallState, deps: PipelineDeps): ShadowAdmission | undefined {
   if (!s.shadow || s.shadow.record.decision !== 'allowed') return undefined;
-  const now = deps.clock.now();
-  const requests = s.tool!.countsAsRequest !== false;
-  const windows = windowsFor(s.shadow.policy, s.key!.id, now, requests);
-  const enforced = windowsFor(s.key!.policy, s.key!.id, now, requests);
-  if (s.shadow.cost === s.cost && sameWindows(windows, enforced)) {
+  if (s.shadow.cost === s.cost && sameAsEnforced(s.shadow.policy, s.key!.policy).caps) {
     s.shadow.record.caps_same = true;
     return undefined;
   }
-  return { windows, cost: s.shadow.cost };
+  const requests = s.tool!.countsAsRequest !== false;
+  return { windows: windowsFor(s.shadow.policy, s.key!.id, deps.clock.now(), requests), cost: s.shadow.cost };
 }
-
-const sameWindows = (a: readonly BudgetWindow[], b: readonly BudgetWindow[]) =>
-  a.length === b.length &&
-  a.every((w, i) => w.scope === b[i]?.scope && w.kind === b[i]?.kind && w.cap === b[i]?.cap);
 
 /**
  * The shadow's wires, measured as `shadow` wires (recorded, nothing done) beside the enforced ones, each tagged with
@@ -106,14 +99,40 @@ const sameWindows = (a: readonly BudgetWindow[], b: readonly BudgetWindow[]) =>
  */
 export function shadowTripwires(s: CallState): TripwireCheck[] {
   if (!s.shadow || s.shadow.record.decision !== 'allowed' || s.tool?.countsAsRequest === false) return [];
-  const mine = tripwiresFor(s.shadow.policy, s.key!);
-  const enforced = tripwiresFor(s.key!.policy, s.key!);
-  if (JSON.stringify(mine) === JSON.stringify(enforced)) {
+  if (sameAsEnforced(s.shadow.policy, s.key!.policy).wires) {
     s.shadow.record.wires_same = true;
     return [];
   }
   const version = s.shadow.policy.version;
-  return mine.map((w) => ({ ...w, mode: 'shadow', shadow_version: version }));
+  return tripwiresFor(s.shadow.policy, s.key!).map((w) => ({
+    ...w,
+    mode: 'shadow',
+    shadow_version: version,
+  }));
+}
+
+/** Versions are immutable, so whether two versions' caps and wires agree is worked out once per pair. */
+const sameness = new Map<string, { caps: boolean; wires: boolean }>();
+const MAX_PAIRS = 1_000;
+
+/** Whether a shadow's caps (what windowsFor reads) and wires (tripwiresFor) are those of the enforced version. */
+function sameAsEnforced(shadow: CompiledPolicy, enforced: CompiledPolicy): { caps: boolean; wires: boolean } {
+  const id = `${enforced.name}@${enforced.version}/${shadow.version}`;
+  let same = sameness.get(id);
+  if (!same) {
+    const [a, b] = [shadow.limits, enforced.limits];
+    same = {
+      caps:
+        a.perKeyDailyMicros === b.perKeyDailyMicros &&
+        a.perKeyHourlyRequests === b.perKeyHourlyRequests &&
+        a.dailyMicros === b.dailyMicros &&
+        a.hourlyRequests === b.hourlyRequests,
+      wires: JSON.stringify(shadow.tripwires) === JSON.stringify(enforced.tripwires),
+    };
+    if (sameness.size >= MAX_PAIRS) sameness.clear();
+    sameness.set(id, same);
+  }
+  return same;
 }
 
 /** What the shadow would have changed about the call as it ended (for /metrics), or null. */

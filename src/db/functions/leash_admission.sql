@@ -15,7 +15,6 @@
 create or replace procedure leash_admission(p jsonb, inout r jsonb default null) language plpgsql as $$
 declare
   k record;
-  w jsonb;
   a record;
   pz jsonb;
 begin
@@ -58,15 +57,7 @@ begin
        or k.revoked_at is not null or (k.expires_at is not null and k.expires_at <= clock_timestamp())
        or pz is not null then
       select id, budget, reserved_micros into a from audit_log where id = (p->'row'->>'id')::uuid for update;
-      for w in select value from jsonb_array_elements(a.budget) loop
-        if w->>'kind' = 'usd_day' then
-          update spend_windows set reserved_micros = reserved_micros - a.reserved_micros
-            where scope = w->>'scope' and kind = 'usd_day' and window_start = (w->>'window_start')::timestamptz;
-        else
-          update spend_windows set requests = requests - 1
-            where scope = w->>'scope' and kind = 'requests_hour' and window_start = (w->>'window_start')::timestamptz;
-        end if;
-      end loop;
+      perform leash_give_back(a.budget, a.reserved_micros);
       r := jsonb_build_object('admitted', false, 'ts', r->'ts', 'remaining_micros', null,
              'durable_lsn', r->'durable_lsn',
              'code', case when k.secret_hash is distinct from decode(p->>'secret_hash', 'hex') then 'key_invalid'
