@@ -25,9 +25,12 @@ if (!systemPg && !process.env.LEASH_SYSTEM_PG_SKIP_SAID) {
 }
 
 // What every project runs with (each project spells it out: one that extends the root would run the root's global
-// set-up again).
-const shared = { testTimeout: 120_000, hookTimeout: 180_000, pool: 'forks' } as const;
-const CONSOLE_FILES = 'test/console/**/*.test.ts';
+// set-up again). Files are not isolated: a worker runs its files one after the other in one process, so the server,
+// the vendor SDKs and the rest are loaded once per worker instead of once per file (about 1.3 s each), and the console
+// files share one browser (test/console/browser.ts). Each file still makes its own database, fake vendors and
+// servers (test/support/database.ts, test/console/fixture.ts); state a module keeps must therefore hold across
+// databases (compiled policies are keyed by their document, not only by name and version).
+const shared = { testTimeout: 120_000, hookTimeout: 180_000, pool: 'forks', isolate: false } as const;
 
 export default defineConfig({
   test: {
@@ -41,18 +44,6 @@ export default defineConfig({
           ...shared,
           name: 'leash',
           include: ['src/**/*.test.ts', 'tools/**/*.test.ts', 'test/**/*.test.ts'],
-          exclude: [CONSOLE_FILES, '**/node_modules/**'],
-        },
-      },
-      {
-        test: {
-          ...shared,
-          name: 'console',
-          include: [CONSOLE_FILES],
-          // A worker runs its console files one after the other in one process: the modules they import are loaded
-          // once, and they share one browser (test/console/browser.ts). Each file still has its own database and
-          // server (test/console/fixture.ts).
-          isolate: false,
         },
       },
       ...(systemPg

@@ -111,14 +111,14 @@ export function shadowTripwires(s: CallState): TripwireCheck[] {
   }));
 }
 
-/** Versions are immutable, so whether two versions' caps and wires agree is worked out once per pair. */
-const sameness = new Map<string, { caps: boolean; wires: boolean }>();
-const MAX_PAIRS = 1_000;
+/** Whether a shadow's caps and wires agree with its enforced version's, worked out once per pair of versions. */
+const sameness = new WeakMap<CompiledPolicy, WeakMap<CompiledPolicy, { caps: boolean; wires: boolean }>>();
 
 /** Whether a shadow's caps (what windowsFor reads) and wires (tripwiresFor) are those of the enforced version. */
 function sameAsEnforced(shadow: CompiledPolicy, enforced: CompiledPolicy): { caps: boolean; wires: boolean } {
-  const id = `${enforced.name}@${enforced.version}/${shadow.version}`;
-  let same = sameness.get(id);
+  let byShadow = sameness.get(enforced);
+  if (!byShadow) sameness.set(enforced, (byShadow = new WeakMap()));
+  let same = byShadow.get(shadow);
   if (!same) {
     const [a, b] = [shadow.limits, enforced.limits];
     same = {
@@ -129,8 +129,7 @@ function sameAsEnforced(shadow: CompiledPolicy, enforced: CompiledPolicy): { cap
         a.hourlyRequests === b.hourlyRequests,
       wires: JSON.stringify(shadow.tripwires) === JSON.stringify(enforced.tripwires),
     };
-    if (sameness.size >= MAX_PAIRS) sameness.clear();
-    sameness.set(id, same);
+    byShadow.set(shadow, same);
   }
   return same;
 }

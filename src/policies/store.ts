@@ -167,18 +167,22 @@ export async function loadShadows(db: Db): Promise<Map<string, CompiledPolicy>> 
   return new Map(rows.map((r) => [r.policy, compiledFromStored(r.policy, r.version, r.document)]));
 }
 
-const cache = new Map<string, CompiledPolicy>();
+/** Compiled versions by `name@version`, with the stored document they were compiled from. */
+const cache = new Map<string, { document: string; compiled: CompiledPolicy }>();
 
-/** Compiles a stored version once per process; versions are immutable, so the cache never goes stale. */
+/**
+ * Compiles a stored version once per process. Versions are immutable within a database, but one process may see
+ * more than one database (the test suite, a restored copy), so a hit must also be the same document.
+ */
 export function compiledFromStored(name: string, version: number, document: unknown): CompiledPolicy {
   const key = `${name}@${version}`;
-  let compiled = cache.get(key);
-  if (!compiled) {
-    const parsed = policyFileSchema.safeParse(document);
-    if (!parsed.success) throw new PolicyFileError(`stored policy ${key} no longer validates`);
-    compiled = compilePolicy(parsed.data, version);
-    cache.set(key, compiled);
-  }
+  const text = JSON.stringify(document);
+  const hit = cache.get(key);
+  if (hit?.document === text) return hit.compiled;
+  const parsed = policyFileSchema.safeParse(document);
+  if (!parsed.success) throw new PolicyFileError(`stored policy ${key} no longer validates`);
+  const compiled = compilePolicy(parsed.data, version);
+  cache.set(key, { document: text, compiled });
   return compiled;
 }
 

@@ -51,7 +51,7 @@ let shared: Promise<Browser> | undefined;
 
 /**
  * This worker's browser, launched by the first file that asks and shared by the files the worker runs after it (the
- * console project does not isolate its files): each file works in browser contexts of its own and closes them.
+ * suite does not isolate its files): each file works in browser contexts of its own and closes them.
  * playwright-core ends the browser when the worker exits; a browser that crashed is launched again.
  */
 export async function sharedBrowser(): Promise<Browser> {
