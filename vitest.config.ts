@@ -32,6 +32,10 @@ if (!systemPg && !process.env.LEASH_SYSTEM_PG_SKIP_SAID) {
 // databases (compiled policies are keyed by their document, not only by name and version).
 const shared = { testTimeout: 120_000, hookTimeout: 180_000, pool: 'forks', isolate: false } as const;
 
+// Files that change what the process keeps for the files after them, each run in a process of its own: moving the
+// clock into next month makes every later audit id of the process next month's (UUIDv7 ids never go back in time).
+const OWN_PROCESS_FILES = ['test/audit-partitions-live.test.ts'];
+
 export default defineConfig({
   test: {
     maxWorkers: 2,
@@ -44,8 +48,10 @@ export default defineConfig({
           ...shared,
           name: 'leash',
           include: ['src/**/*.test.ts', 'tools/**/*.test.ts', 'test/**/*.test.ts'],
+          exclude: [...OWN_PROCESS_FILES, '**/node_modules/**'],
         },
       },
+      { test: { ...shared, name: 'own-process', include: OWN_PROCESS_FILES, isolate: true } },
       ...(systemPg
         ? [
             {

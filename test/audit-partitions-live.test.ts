@@ -80,7 +80,8 @@ describe('reconcile across a partition boundary', () => {
     const cells = [];
     for (const at of [undefined, new Date(monthStart(new Date(), 1).getTime() + 60_000)]) {
       // The second call is made by a clock already in next month (audit ids carry the admitting replica's clock);
-      // last in this file: ids stay monotonic, so every later id of this process is next month's too.
+      // last in this file: ids stay monotonic, so every later id of this process is next month's too (the file runs
+      // in a process of its own, vitest.config.ts).
       if (at) {
         vi.useFakeTimers({ toFake: ['Date'] });
         vi.setSystemTime(at);

@@ -1,19 +1,33 @@
-import { describe, expect, it } from 'vitest';
-import { uuidv7 } from './uuid.js';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 
 const FORMAT = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
+// The generator keeps the last millisecond it used (ids never go back in time), and the test files of a worker
+// share its modules: each test loads a fresh copy, so no id another file made moves its timestamps.
+let uuidv7: typeof import('./uuid.js').uuidv7;
+beforeEach(async () => {
+  vi.resetModules();
+  ({ uuidv7 } = await import('./uuid.js'));
+});
+
 describe('uuidv7', () => {
   it('is a version 7, variant 10 UUID carrying its millisecond timestamp', () => {
-    // Later than any id made so far in this process (test files share it): an earlier time would take the last one's.
-    const at = Date.now() + 1_000_000;
+    const at = Date.UTC(2026, 10, 23, 12, 0, 0, 123);
     const id = uuidv7(at);
     expect(id).toMatch(FORMAT);
     expect(parseInt(id.replace(/-/g, '').slice(0, 12), 16)).toBe(at);
   });
 
+  it('never goes back in time: an earlier clock reading gets the last millisecond used', () => {
+    const at = Date.UTC(2026, 10, 23, 12, 0, 0, 123);
+    const first = uuidv7(at);
+    const second = uuidv7(at - 5_000);
+    expect(second > first).toBe(true);
+    expect(parseInt(second.replace(/-/g, '').slice(0, 12), 16)).toBe(at);
+  });
+
   it('stays unique and sorted across many ids in one millisecond, past several refills of its random pool', () => {
-    const at = Date.now() + 2_000_000;
+    const at = Date.now();
     // 3,000 ids take ~48 KB of random bytes: the 4 KB pool refills about a dozen times.
     const ids = Array.from({ length: 3000 }, () => uuidv7(at));
     expect(new Set(ids).size).toBe(ids.length);
