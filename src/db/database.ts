@@ -82,29 +82,31 @@ export async function openDatabase(
       this.on('error', () => undefined);
     }
   };
-  const pool = new pg.Pool({
-    max: options.poolMax ?? config.poolMax,
-    connectionTimeoutMillis: config.poolWaitMs,
-    idleTimeoutMillis: 30_000,
-    Client: TargetClient,
-  });
-  // An idle client losing its server must not crash the process; the next query reports it.
-  pool.on('error', () => undefined);
-  // Whatever the server, database or role default to, queued before the client's first query:
+  // Whatever the server, database or role default to, before a new client's first query (the pool hands it out only
+  // after this; a connection this fails on is dropped, and the caller hears the error):
   // - read committed: admission re-reads a key after waiting for its lock and must see what committed meanwhile (a
   //   revoke). Where this cannot hold (a pooler that shares server sessions), admission refuses to run instead.
   // - ISO dates: the driver parses timestamps as ISO text (another DateStyle would misread expiry and revoke times).
   // Each is set only where the default differs: behind a transaction pooler a session-level SET stays on a shared
   // server session and reaches other clients, so with the usual defaults leash leaves no session state at all.
-  pool.on('connect', (client) => {
-    client
-      .query(
-        `select set_config('default_transaction_isolation', 'read committed', false)
-           where current_setting('default_transaction_isolation') <> 'read committed';
-         select set_config('datestyle', 'ISO, MDY', false) where current_setting('datestyle') not like 'ISO%'`,
-      )
-      .catch(() => undefined);
+  const onConnect = async (client: pg.ClientBase): Promise<void> => {
+    await client.query(
+      `select set_config('default_transaction_isolation', 'read committed', false)
+         where current_setting('default_transaction_isolation') <> 'read committed';
+       select set_config('datestyle', 'ISO, MDY', false) where current_setting('datestyle') not like 'ISO%'`,
+    );
+  };
+  const pool = new pg.Pool({
+    max: options.poolMax ?? config.poolMax,
+    connectionTimeoutMillis: config.poolWaitMs,
+    idleTimeoutMillis: 30_000,
+    Client: TargetClient,
+    // pg-pool awaits it (a rejection ends the client); @types/pg declares it as returning void.
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    onConnect,
   });
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on('error', () => undefined);
   const connect = () =>
     pool.connect().catch(async (error: unknown) => {
       await target.refresh();
