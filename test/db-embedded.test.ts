@@ -64,7 +64,8 @@ describe('leash db (embedded)', () => {
   }, 300_000);
 
   it('never prints the database password in status output', async () => {
-    expect((await runLeash(['db', 'start'], env)).code).toBe(0); // running, whichever test ran first
+    const started = await runLeash(['db', 'start'], env); // running, whichever test ran first
+    expect(started.code, started.stderr).toBe(0);
     const url = await runLeash(['db', 'url', '--json'], env);
     const password = new URL((JSON.parse(url.stdout) as { url: string }).url).password;
     expect(password.length).toBeGreaterThan(10);
@@ -75,7 +76,8 @@ describe('leash db (embedded)', () => {
   }, 300_000);
 
   it('stops the server with `db stop` and starts it again with `db start` on the same port', async () => {
-    expect((await runLeash(['db', 'start'], env)).code).toBe(0); // running, whichever test ran first
+    const started = await runLeash(['db', 'start'], env); // running, whichever test ran first
+    expect(started.code, started.stderr).toBe(0);
     const before = parse((await runLeash(['db', 'status', '--json'], env)).stdout).port;
     expect(before).toBeGreaterThan(0);
     const stop = await runLeash(['db', 'stop'], env);

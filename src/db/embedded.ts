@@ -83,8 +83,13 @@ async function choosePort(preferred: number | undefined): Promise<number> {
   return port;
 }
 
+/**
+ * The server's version when it answers, else undefined. A server that is down refuses at once; the bound is for one
+ * that is up but slow to answer (a loaded machine), which must not be taken for down: `db start` would then try to
+ * start a second server, and `db status` would report it stopped.
+ */
 async function canConnect(url: string): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 15_000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
