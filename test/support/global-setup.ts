@@ -99,6 +99,8 @@ async function destroyRunCluster(home: string): Promise<void> {
 
 export default async function setup(project: TestProject) {
   const homes = await runHomes();
+  // Found (or unpacked, a few seconds) while the database starts.
+  const chromium = findChromium();
   let home: string | undefined;
   let admin: pg.Client | undefined;
   let adminUrl = process.env.DATABASE_URL;
@@ -120,7 +122,7 @@ export default async function setup(project: TestProject) {
     await handle.close();
     project.provide('adminUrl', adminUrl);
     project.provide('templateDb', templateDb);
-    project.provide('chromium', await findChromium());
+    project.provide('chromium', await chromium);
   } catch (error) {
     // No teardown follows a failed set-up: what it made goes now.
     await admin?.end().catch(() => undefined);
