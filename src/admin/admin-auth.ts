@@ -77,8 +77,8 @@ export function actorOf(caller: Caller, via: Actor['via']): Actor {
 
 /**
  * The /admin check: the admin token or an operator token. A wrong token counts against the address and gets 401,
- * or 429 once the address is blocked (as adminAuthorized); a blocked address's operator tokens are looked up at the
- * rate its allowance had. The caller when it may go on; otherwise the answer has been written.
+ * or 429 once the address is blocked; a blocked address's operator tokens are looked up at the rate its allowance
+ * had. The caller when it may go on; otherwise the answer has been written.
  */
 export async function operatorAuthorized(
   req: IncomingMessage,
@@ -106,27 +106,4 @@ export async function operatorAuthorized(
     { 'www-authenticate': 'Bearer realm="leash-admin"' },
   );
   return undefined;
-}
-
-/**
- * The admin token check every operator route shares (/admin, /metrics): the right token is served from any
- * address; a wrong one counts against the address and gets 401, or 429 once the address is blocked. True when
- * the caller may go on; otherwise the answer has been written.
- */
-export function adminAuthorized(
-  req: IncomingMessage,
-  res: ServerResponse,
-  token: string,
-  throttle: AuthThrottle | undefined,
-): boolean {
-  const presented = bearerToken(req);
-  if (tokenMatches(presented, token)) return true;
-  // No token at all is no guess, and is not counted.
-  const wait = presented === undefined ? 0 : (throttle?.reject(req, 'admin_token', 'wrong') ?? 0);
-  if (wait) {
-    tooManyFailures(res, wait, false);
-    return false;
-  }
-  sendJson(res, 401, { error: 'admin token required' }, { 'www-authenticate': 'Bearer realm="leash-admin"' });
-  return false;
 }
