@@ -24,7 +24,7 @@ import { ruleSpecs } from '../src/pipeline/tool.js';
 import { validatePolicy } from '../src/policy/compile.js';
 import { applyPolicy } from '../src/policies/store.js';
 import { catalog, catalogVendors } from '../tools/index.js';
-import { startPgBouncer, pgbouncerMissing, type PgBouncer } from '../test/support/pgbouncer.js';
+import { startPgBouncer, pgbouncerMissing, type PgBouncer } from './pgbouncer.js';
 import { ADMIN_TOKEN, callTool, mcpClient, startCluster, type CallOutcome } from './cluster.js';
 import {
   random,

@@ -10,7 +10,7 @@ import { revokeKeys } from '../src/keys/vault-keys.js';
 import { runTool, type PipelineDeps } from '../src/pipeline/run-tool.js';
 import { freshDatabase, type TestDatabase } from './support/database.js';
 import { applyTestPolicy, keyFor, pipelineFor, settledRun, testConfig } from './support/governance.js';
-import { pgbouncerMissing, startPgBouncer, type PgBouncer } from './support/pgbouncer.js';
+import { pgbouncerMissing, startPgBouncer, type PgBouncer } from '../bench/pgbouncer.js';
 import { cli } from './support/run-cli.js';
 import { startFakeVendor, testCatalog, type FakeVendor } from './fakes/test-tool.js';
 

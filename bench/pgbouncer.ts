@@ -1,12 +1,13 @@
 // Starts a real PgBouncer (the system's, e.g. Debian's pgbouncer package) in transaction pooling mode in front of
-// one test database, configured in a temporary directory that is removed when it stops.
+// one database (test/pgbouncer.test.ts, the scale bench's --pgbouncer), configured in a temporary directory that is
+// removed when it stops.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { chown, mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { osIds } from '../../src/db/embedded-programs.js';
+import { osIds } from '../src/db/embedded-programs.js';
 
 /** The PgBouncer binary: PGBOUNCER, else Debian's /usr/sbin/pgbouncer. */
 export function pgbouncerPath(): string {
