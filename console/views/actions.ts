@@ -2,39 +2,13 @@
 // vendor credentials, operators), newest first, one row each — when, who, what, on what, through which door — so
 // "who revoked that key?" is answered where the operator looks. Re-rendered on every overview read; a table at
 // desktop width, one card per action at phone width (console.css). Nothing is cut: long values wrap.
+import { actionVerb, doorName } from '../../src/audit/action-words.js';
 import { byId, h } from '../dom.js';
 import { clock, fullTime, plural } from '../format.js';
 import type { OperatorAction } from '../types.js';
 
 /** What the server sends unless told otherwise (RECENT_ACTIONS in src/server/console/routes.ts). */
 const SHOWN = 20;
-
-const VERB: Readonly<Record<string, string>> = {
-  'approval.approve': 'approved',
-  'approval.deny': 'denied',
-  'key.revoke': 'revoked',
-  'key.rotate': 'rotated',
-  'key.pause': 'paused',
-  'key.resume': 'resumed',
-  'policy.apply': 'applied',
-  'policy.shadow': 'shadowed',
-  'policy.promote': 'promoted',
-  'policy.unshadow': 'dropped the shadow of',
-  'credential.set': 'set',
-  'credential.remove': 'removed',
-  'operator.add': 'added',
-  'operator.remove': 'removed',
-  'audit.export': 'exported',
-  'audit.prune': 'pruned',
-};
-
-const DOOR: Readonly<Record<string, string>> = {
-  admin_api: 'admin API',
-  console: 'console',
-  cli: 'CLI',
-  link: 'signed link',
-  system: 'system',
-};
 
 /** `key:abc` → `key abc`, `credential:stripe/default` → `credential stripe/default`. */
 const targetText = (target: string) => target.replace(/^([a-z_]+):/, '$1 ');
@@ -66,14 +40,14 @@ function row(a: OperatorAction): HTMLTableRowElement {
     { 'data-action-id': a.id, 'data-action': a.action },
     h('td', { class: 'c-when' }, h('time', { datetime: a.ts, title: fullTime(a.ts), text: when(a.ts) })),
     h('td', { class: 'c-by', text: a.actor }),
-    h('td', { class: 'c-what', text: VERB[a.action] ?? a.action }),
+    h('td', { class: 'c-what', text: actionVerb(a.action) }),
     h(
       'td',
       { class: 'c-target' },
       h('span', { class: 'target', text: targetText(a.target) }),
       detail ? h('span', { class: 'sub', text: detail }) : null,
     ),
-    h('td', { class: 'c-via', 'data-label': 'via', text: DOOR[a.via] ?? a.via }),
+    h('td', { class: 'c-via', 'data-label': 'via', text: doorName(a.via) }),
   );
 }
 

@@ -1,10 +1,6 @@
 // GET /admin/actions: who changed what (operator_actions), filtered as `leash audit query --operator-actions` is.
-import {
-  ACTION_KINDS,
-  MAX_ACTIONS_LIMIT,
-  queryActions,
-  type ActionFilter,
-} from '../audit/operator-actions.js';
+import { ACTION_KINDS } from '../audit/action-words.js';
+import { MAX_ACTIONS_LIMIT, queryActions, type ActionFilter } from '../audit/operator-actions.js';
 import { parseTime, TimeInputError } from '../audit/query.js';
 import type { Db } from '../db/database.js';
 

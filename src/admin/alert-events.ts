@@ -1,7 +1,7 @@
 // What leash alerts about: one event type per kind (sent as the webhook's `event`), and its one-line text (Slack's
 // `text`). Delivery, retries and when an alert is raised are alerts.ts.
 import type { ApprovalEvent } from '../approvals/loop.js';
-import { ACTION_VERBS, type ActionDoor, type ActionKind } from '../audit/operator-actions.js';
+import { ACTION_VERBS, DOOR_NAMES, type ActionDoor, type ActionKind } from '../audit/action-words.js';
 import type { TripwireEvent } from '../audit/write.js';
 import { formatUsd } from '../policy/money.js';
 import type { AuthFailure } from '../server/auth-throttle.js';
@@ -89,8 +89,7 @@ export type AlertEvent =
       top: { address: string; attempts: number }[];
     };
 
-const doorText = (via: ActionDoor) =>
-  via === 'admin_api' ? 'the admin API' : via === 'cli' ? 'the CLI' : `the ${via}`;
+const doorText = (via: ActionDoor) => `the ${DOOR_NAMES[via]}`;
 
 /** An alert as one line of text for Slack's incoming webhooks (and anything reading `text`). */
 export function alertText(e: AlertEvent): string {

@@ -2,9 +2,7 @@
 // transaction (no row, no change), and read back by `leash audit query|tail --operator-actions` and /admin/actions.
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
-
-/** The door an action came through. `system`: a caller that named no one (the demo, tests, scripts). */
-export type ActionDoor = 'admin_api' | 'console' | 'cli' | 'link' | 'system';
+import type { ActionDoor, ActionKind } from './action-words.js';
 
 /**
  * Who acted. `name` is an operator's name when a token proved it (admin API, console), `admin` for the break-glass
@@ -22,65 +20,6 @@ export const SYSTEM_ACTOR: Actor = Object.freeze({ name: 'system', via: 'system'
 /** Longest actor name and target kept (the table checks both). */
 export const MAX_ACTOR = 200;
 const MAX_TARGET = 300;
-
-/** What operators do, as recorded in `action`. */
-export type ActionKind =
-  | 'approval.approve'
-  | 'approval.deny'
-  | 'key.revoke'
-  | 'key.rotate'
-  | 'key.pause'
-  | 'key.resume'
-  | 'policy.apply'
-  | 'policy.shadow'
-  | 'policy.promote'
-  | 'policy.unshadow'
-  | 'credential.set'
-  | 'credential.remove'
-  | 'operator.add'
-  | 'operator.remove'
-  | 'audit.export'
-  | 'audit.prune';
-
-export const ACTION_KINDS: readonly ActionKind[] = [
-  'approval.approve',
-  'approval.deny',
-  'key.revoke',
-  'key.rotate',
-  'key.pause',
-  'key.resume',
-  'policy.apply',
-  'policy.shadow',
-  'policy.promote',
-  'policy.unshadow',
-  'credential.set',
-  'credential.remove',
-  'operator.add',
-  'operator.remove',
-  'audit.export',
-  'audit.prune',
-];
-
-/** Each action as a verb in past tense, for people: "alice revoked key …" (the CLI and alerts; the console keeps its
- * own copy in console/views/actions.ts, a separate bundle). */
-export const ACTION_VERBS: Readonly<Record<ActionKind, string>> = {
-  'approval.approve': 'approved',
-  'approval.deny': 'denied',
-  'key.revoke': 'revoked',
-  'key.rotate': 'rotated',
-  'key.pause': 'paused',
-  'key.resume': 'resumed',
-  'policy.apply': 'applied',
-  'policy.shadow': 'shadowed',
-  'policy.promote': 'promoted',
-  'policy.unshadow': 'dropped the shadow of',
-  'credential.set': 'set',
-  'credential.remove': 'removed',
-  'operator.add': 'added',
-  'operator.remove': 'removed',
-  'audit.export': 'exported',
-  'audit.prune': 'pruned',
-};
 
 /** A name as stored: at most MAX_ACTOR characters, never empty. */
 export function actorName(actor: Actor): string {

@@ -1,11 +1,9 @@
 // `leash audit query --operator-actions` and `leash audit tail --operator-actions`: who changed what (approve, deny,
 // revoke, rotate, policy apply, credential and operator changes), from the operator_actions table.
+import { ACTION_KINDS, actionVerb } from '../audit/action-words.js';
 import {
-  ACTION_KINDS,
-  ACTION_VERBS,
   queryActions,
   type ActionFilter,
-  type ActionKind,
   type OperatorAction,
   watchActions,
 } from '../audit/operator-actions.js';
@@ -162,7 +160,7 @@ export function actionDetail(a: OperatorAction): string {
  * detail is cut (with …) and then the door left out; the time, the name and the target always stay whole.
  */
 export function formatActionLine(a: OperatorAction, width = Infinity): string {
-  const verb = ACTION_VERBS[a.action as ActionKind] ?? a.action;
+  const verb = actionVerb(a.action);
   // Only approvals are approved or denied: their id alone says which request.
   const target = a.action.startsWith('approval.') ? a.target.replace(/^approval:/, '') : a.target;
   // Names and reasons are operator-supplied: hidden characters print as ⟨U+…⟩ markers.
