@@ -30,9 +30,9 @@ import { catalog, catalogVendors } from '../tools/index.js';
 import { BENCH_POLICY } from './serve-both.js';
 import {
   benchArgs,
-  formatTable,
   isMain,
   percentile,
+  printResults,
   processTreeCpuMs,
   runMain,
   startDatabase,
@@ -295,20 +295,7 @@ async function main(): Promise<void> {
     ...(a.queues !== undefined && { queues: a.queues }),
     log: (l) => process.stderr.write(`${l}\n`),
   });
-  if (a.json) {
-    process.stdout.write(JSON.stringify(results, null, 2) + '\n');
-    return;
-  }
-  process.stdout.write(
-    formatTable(
-      results.map((r) => ({
-        case: r.name,
-        ...Object.fromEntries(
-          Object.entries(r.figures).map(([k, v]) => [k, typeof v === 'boolean' ? String(v) : v]),
-        ),
-      })),
-    ),
-  );
+  printResults(results, a.json);
 }
 
 if (isMain(import.meta.url)) runMain(main);

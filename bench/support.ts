@@ -269,6 +269,12 @@ export function printTable(rows: readonly Record<string, Cell>[]): void {
   process.stdout.write(formatTable(rows));
 }
 
+/** Prints results as JSON (`--json`), else as a table with one row a result: its name, then its figures. */
+export function printResults(results: readonly Result[], json: boolean | undefined): void {
+  if (json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  else printTable(results.map((r) => ({ case: r.name, ...r.figures })));
+}
+
 /** Prints each result's notes under a heading. */
 export function printNotes(results: readonly Result[]): void {
   const notes = [...new Set(results.flatMap((r) => r.notes))];

@@ -25,9 +25,9 @@ import { catalog, catalogVendors } from '../tools/index.js';
 import { BENCH_POLICY, BENCH_TRIPWIRES } from './serve-both.js';
 import {
   benchArgs,
-  formatTable,
   isMain,
   percentile,
+  printResults,
   processTreeCpuMs,
   runMain,
   startDatabase,
@@ -210,13 +210,7 @@ async function main(): Promise<void> {
     ...(a.rounds !== undefined && { rounds: a.rounds }),
     log: (l) => process.stderr.write(`${l}\n`),
   });
-  if (a.json) {
-    process.stdout.write(JSON.stringify(results, null, 2) + '\n');
-    return;
-  }
-  process.stdout.write(
-    formatTable(results.map((r) => ({ case: r.name, ...(r.figures as Record<string, number | null>) }))),
-  );
+  printResults(results, a.json);
 }
 
 if (isMain(import.meta.url)) runMain(main);
