@@ -1,13 +1,13 @@
-import { beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { uuidv7Generator } from './uuid.js';
 
 const FORMAT = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-// The generator keeps the last millisecond it used (ids never go back in time), and the test files of a worker
-// share its modules: each test loads a fresh copy, so no id another file made moves its timestamps.
-let uuidv7: typeof import('./uuid.js').uuidv7;
-beforeEach(async () => {
-  vi.resetModules();
-  ({ uuidv7 } = await import('./uuid.js'));
+// A generator keeps the last millisecond it used (ids never go back in time), and the test files of a worker share
+// the process's: each test makes its own, so no id another file made moves its timestamps.
+let uuidv7: (now?: number) => string;
+beforeEach(() => {
+  uuidv7 = uuidv7Generator();
 });
 
 describe('uuidv7', () => {
