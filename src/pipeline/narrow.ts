@@ -7,13 +7,13 @@ export interface NarrowedTool {
   description: string;
 }
 
-const cache = new WeakMap<CompiledPolicy, Map<string, NarrowedTool>>();
+const cache = new WeakMap<CompiledPolicy, WeakMap<ToolDefinition, NarrowedTool>>();
 
-/** The tool as this policy version shows it: schema narrowed, limits stated. Built once per version. */
+/** The tool as this policy version shows it: schema narrowed, limits stated. Built once per tool and version. */
 export function narrowedTool(tool: ToolDefinition, policy: CompiledPolicy): NarrowedTool {
   let perPolicy = cache.get(policy);
-  if (!perPolicy) cache.set(policy, (perPolicy = new Map<string, NarrowedTool>()));
-  let narrowed = perPolicy.get(tool.name);
+  if (!perPolicy) cache.set(policy, (perPolicy = new WeakMap<ToolDefinition, NarrowedTool>()));
+  let narrowed = perPolicy.get(tool);
   if (!narrowed) {
     const rule = policy.tools.get(tool.name);
     const n = rule && tool.narrow ? tool.narrow(rule) : { input: tool.input, limits: [] };
@@ -23,7 +23,7 @@ export function narrowedTool(tool: ToolDefinition, policy: CompiledPolicy): Narr
         ? `${tool.description}\n\nLimits under policy '${policy.name}': ${n.limits.join(' ')}`
         : tool.description,
     };
-    perPolicy.set(tool.name, narrowed);
+    perPolicy.set(tool, narrowed);
   }
   return narrowed;
 }

@@ -34,11 +34,13 @@ const RESULT_HELP =
 
 const failureJson = z.toJSONSchema(failureSchema, { io: 'output' });
 
-const cache = new WeakMap<CompiledPolicy, Tool[]>();
+const cache = new WeakMap<Catalog, WeakMap<CompiledPolicy, Tool[]>>();
 
-/** The tools this policy version allows, schemas narrowed and limits stated. Built once per version. */
+/** The tools this policy version allows, schemas narrowed and limits stated. Built once per catalog and version. */
 export function toolsForPolicy(catalog: Catalog, policy: CompiledPolicy): Tool[] {
-  const hit = cache.get(policy);
+  let byPolicy = cache.get(catalog);
+  if (!byPolicy) cache.set(catalog, (byPolicy = new WeakMap()));
+  const hit = byPolicy.get(policy);
   if (hit) return hit;
   const tools: Tool[] = [];
   for (const [name, tool] of catalog.tools) {
@@ -55,6 +57,6 @@ export function toolsForPolicy(catalog: Catalog, policy: CompiledPolicy): Tool[]
       annotations: tool.annotations,
     });
   }
-  cache.set(policy, tools);
+  byPolicy.set(policy, tools);
   return tools;
 }
