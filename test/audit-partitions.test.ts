@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { exportAudit } from '../src/audit/export.js';
 import {
   ensureAuditPartitions,
@@ -187,15 +187,16 @@ describe('the upgrade of a populated audit_log', () => {
 });
 
 describe('partitions on a new database', () => {
+  // Each test has a database of its own (partitions made or dropped, exports and prunes recorded stay with it).
   let tdb: TestDatabase;
   let env: Record<string, string>;
   let dir: string;
-  beforeAll(async () => {
+  beforeEach(async () => {
     tdb = await freshDatabase(4);
     dir = await mkdtemp(join(tmpdir(), 'leash-partitions-'));
     env = { DATABASE_URL: tdb.url, LEASH_HOME: dir, LEASH_LOG: 'silent' };
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await tdb?.close();
   });
 
@@ -235,15 +236,18 @@ describe('partitions on a new database', () => {
   });
 
   describe('export and prune', () => {
-    // Three past months with partitions of their own: 2024-01, 2024-02, 2024-03.
+    // Three past months with partitions of their own: 2024-01, 2024-02, 2024-03, five rows each, and in January a
+    // call that was held for an approval since denied (settled: an export is the last word on it). Made afresh in
+    // each test's own database.
     const jan = new Date(Date.UTC(2024, 0, 1));
-    const rows: Record<string, string[]> = { jan: [], feb: [], mar: [] };
-    beforeAll(async () => {
+    let rows: { jan: string[]; feb: string[]; mar: string[] };
+    beforeEach(async () => {
+      rows = { jan: [], feb: [], mar: [] };
       await ensureAuditPartitions(tdb.db, { now: jan, ahead: 2 });
       for (const [i, m] of (['jan', 'feb', 'mar'] as const).entries())
         for (let d = 1; d <= 5; d++) {
           const id = idAt(new Date(Date.UTC(2024, i, d * 5, 12)));
-          rows[m]?.push(id);
+          rows[m].push(id);
           await insertRow(tdb.db, id, {
             ts: new Date(Date.UTC(2024, i, d * 5, 12)),
             agent: d === 3 ? 'carol, "the closer"\nline two' : `agent-${d}`,
@@ -251,12 +255,34 @@ describe('partitions on a new database', () => {
             request: { to: `+1555000${d}` },
           });
         }
-      rows.jan?.sort();
-      rows.feb?.sort();
+      const denied = idAt(new Date(Date.UTC(2024, 0, 20)));
+      await insertRow(tdb.db, denied, {
+        decision: 'held',
+        outcome: 'none',
+        cost_status: 'none',
+        metadata: '{"approval": {"status": "denied"}}',
+      });
+      await sql`insert into approvals (id, key_id, tool, args_hash, expires_at, held_audit_id, status)
+                values (${idAt(new Date())}::uuid, 'k1', 'issue_refund', 'h', now() + interval '1 hour',
+                        ${denied}::uuid, 'denied')`.execute(tdb.db);
+      rows.jan.push(denied);
+      rows.jan.sort();
+      rows.feb.sort();
+      rows.mar.sort();
     });
 
+    /** Exports (and so records an export of) January and February, settled, as `audit export --before` does. */
+    const exportJanFeb = async () => {
+      const r = await cli(
+        ['audit', 'export', '--before', '2024-03-01', '--out', join(dir, 'jan-feb.jsonl')],
+        env,
+      );
+      expect(r.stderr).toContain('exported 11 rows');
+      expect(r.code).toBe(0);
+    };
+
     it('refuses while a partition holds an unknown outcome or an open approval, naming them', async () => {
-      const unknown = rows.feb?.[1] ?? '';
+      const unknown = rows.feb[1] ?? '';
       await sql`update audit_log set outcome = 'unknown' where id = ${unknown}::uuid`.execute(tdb.db);
       await sql`insert into audit_unsettled (id, ts) values (${unknown}::uuid, now())`.execute(tdb.db);
       const held = idAt(new Date(Date.UTC(2024, 0, 20)));
@@ -285,7 +311,6 @@ describe('partitions on a new database', () => {
       const stale = await cli(['audit', 'prune', '--before', '2024-03-01', '--yes'], env);
       expect(stale.code).toBe(1);
       expect(stale.stderr).toContain('no recorded export covers audit_log_y2024m01, audit_log_y2024m02');
-      rows.jan = [...(rows.jan ?? []), held].sort();
     });
 
     it('streams every column of exactly the rows before the date, as JSON Lines and as CSV', async () => {
@@ -300,7 +325,7 @@ describe('partitions on a new database', () => {
       );
       expect(want.rows).toHaveLength(11);
       const got = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-      expect(got.map((g) => g.id)).toEqual([...(rows.jan ?? []), ...(rows.feb ?? [])]);
+      expect(got.map((g) => g.id)).toEqual([...rows.jan, ...rows.feb]);
       // Every column, equal to the row (times compared as instants: the file's are UTC).
       for (const [i, g] of got.entries()) {
         const w = want.rows[i]?.j ?? {};
@@ -353,10 +378,11 @@ describe('partitions on a new database', () => {
       );
       expect(s.rows).toBe(16);
       expect(chunks.map((c) => c.split('\n').length - 1)).toEqual([4, 4, 4, 4]);
-      expect(chunks.join('').split('\n')[15]).toContain(rows.mar?.slice().sort().at(-1));
+      expect(chunks.join('').split('\n')[15]).toContain(rows.mar.at(-1));
     });
 
     it('refuses to prune without an export of what it would drop, and drops nothing', async () => {
+      await exportJanFeb();
       const r = await cli(['audit', 'prune', '--before', '2024-04-01', '--yes'], env);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('no recorded export covers audit_log_y2024m03');
@@ -365,6 +391,7 @@ describe('partitions on a new database', () => {
     });
 
     it('drops only whole partitions before the date once exported, and records who did it', async () => {
+      await exportJanFeb();
       const r = await cli(
         ['audit', 'prune', '--before', '2024-03-15', '--yes', '--by', 'bob', '--json'],
         env,
@@ -397,6 +424,11 @@ describe('partitions on a new database', () => {
     });
 
     it('drops an unexported partition with --force, recorded as forced', async () => {
+      // January and February exported and pruned; March never exported.
+      await exportJanFeb();
+      const pruned = await cli(['audit', 'prune', '--before', '2024-03-15', '--yes'], env);
+      expect(pruned.code).toBe(0);
+      expect(pruned.stdout).toContain('dropped audit_log_y2024m01, audit_log_y2024m02');
       const r = await cli(['audit', 'prune', '--before', '2024-04-01', '--force', '--yes'], env);
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('dropped audit_log_y2024m03');

@@ -4,7 +4,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type DbHandle } from '../src/db/database.js';
 import { destroyEmbedded, ensureEmbedded, stopEmbedded } from '../src/db/embedded.js';
 import { runTool } from '../src/pipeline/run-tool.js';
@@ -32,6 +32,12 @@ afterAll(async () => {
 });
 
 describe('fail closed', () => {
+  // Each test stops the database; each starts from a running one (ensureEmbedded reuses it when it is up).
+  beforeEach(async () => {
+    await ensureEmbedded(home);
+    fake.received.length = 0;
+  });
+
   it('returns audit_unavailable and never calls the vendor when the database goes away', async () => {
     const deps = pipelineFor(handle.db, testCatalog(fake));
     await applyTestPolicy(handle.db, deps.catalog, {
@@ -57,7 +63,6 @@ describe('fail closed', () => {
   });
 
   it('answers an MCP-over-HTTP call from a key the server has not cached with the audit_unavailable result and its id', async () => {
-    await ensureEmbedded(home); // the test above stopped it
     const deps = pipelineFor(handle.db, testCatalog(fake));
     await applyTestPolicy(handle.db, deps.catalog, { name: 'p2', tools: { charge_test: null } });
     const key = await keyFor(handle.db, { policy: 'p2' });

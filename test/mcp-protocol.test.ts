@@ -62,14 +62,16 @@ async function rejection(p: Promise<unknown>): Promise<McpError> {
 
 describe('an unknown tool', () => {
   it('is a JSON-RPC Invalid params error naming the tool, and still writes the denied row with tool other', async () => {
-    const client = await httpClient(key.key);
+    // A key of its own: the other tests' unknown tools are audited too, under the shared key.
+    const own = await keyFor(tdb.db, { policy: 'proto' });
+    const client = await httpClient(own.key);
     const error = await rejection(client.callTool({ name: 'drop_tables', arguments: { x: 1 } }));
     await client.close();
     expect(error.code).toBe(ErrorCode.InvalidParams);
     expect(error.message).toBe('MCP error -32602: Unknown tool: drop_tables');
     const rows = await tdb.pool.query<Record<string, unknown>>(
       `select tool, decision, reason, request from audit_log where key_id = $1 and reason = 'unknown_tool'`,
-      [key.id],
+      [own.id],
     );
     expect(rows.rows).toEqual([
       {

@@ -38,6 +38,8 @@ let deps: PipelineDeps;
 let http: RunningHttp;
 let env: Record<string, string>;
 let resource: string;
+/** The robot client's binding (beforeAll). */
+let robotKeyId: string;
 const logs: string[] = [];
 /** Every token this file was given or made: none may appear in a log line or an audit row. */
 const tokens: string[] = [];
@@ -73,6 +75,18 @@ beforeAll(async () => {
   // A JWKS fetched again at once for an unknown kid (production waits 30 s between such fetches).
   http = await startHttpServer(deps, { host: '127.0.0.1', port: 0, oauth: { jwksCooldownMs: 0 } });
   resource = `${http.url}/mcp`;
+  // The robot's binding, made with --oauth-client as a headless agent's is: every test that needs a token leash
+  // accepts (client credentials, opaque tokens, key rotation, the REST door, the canary) uses the robot's.
+  // oidc-provider gives a client-credentials token the client's id as client_id and no sub of a user: the IdP's
+  // subject for the client is its id, as the binding names it.
+  robotKeyId = await bind([
+    '--agent',
+    'robot-agent',
+    '--oauth-subject',
+    await robotSubject(),
+    '--oauth-client',
+    ROBOT.id,
+  ]);
 });
 
 afterAll(async () => {
@@ -88,6 +102,16 @@ async function bind(args: string[]): Promise<string> {
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   return (JSON.parse(r.stdout) as { id: string }).id;
+}
+
+/** The subject the issuer gives the robot's client-credentials tokens (its binding names it). */
+async function robotSubject(): Promise<string> {
+  const token = await issuer.clientCredentials(resource);
+  tokens.push(token);
+  const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as {
+    sub?: string;
+  };
+  return claims.sub ?? ROBOT.id;
 }
 
 /** A POST to /mcp with this bearer token (tools/list), answered raw. */
@@ -247,22 +271,13 @@ describe('an MCP host through the authorization code flow', () => {
 
 describe('a headless agent with client credentials', () => {
   it('is accepted for a binding made with --oauth-client, and its agent loop calls tools', async () => {
-    // oidc-provider gives a client-credentials token the client's id as client_id and no sub of a user: the IdP's
-    // subject for the client is its id, as the binding names it.
-    const token = await issuer.clientCredentials(resource);
-    tokens.push(token);
-    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as {
-      sub?: string;
-    };
-    const subject = claims.sub ?? ROBOT.id;
-    const keyId = await bind([
-      '--agent',
-      'robot-agent',
-      '--oauth-subject',
-      subject,
-      '--oauth-client',
-      ROBOT.id,
-    ]);
+    // The binding is the robot's (beforeAll); other tests call with the robot's tokens too, so only the rows of this
+    // test's calls are counted.
+    const before = await tdb.db
+      .selectFrom('audit_log')
+      .select('id')
+      .where('key_id', '=', robotKeyId)
+      .execute();
     const client = await connect(
       new ClientCredentialsProvider({
         clientId: ROBOT.id,
@@ -278,7 +293,18 @@ describe('a headless agent with client credentials', () => {
     }
     expect(vendors.twilio.received).toHaveLength(2);
     await client.close();
-    const rows = await tdb.db.selectFrom('audit_log').select('agent').where('key_id', '=', keyId).execute();
+    const rows = await tdb.db
+      .selectFrom('audit_log')
+      .select('agent')
+      .where('key_id', '=', robotKeyId)
+      .$if(before.length > 0, (q) =>
+        q.where(
+          'id',
+          'not in',
+          before.map((r) => r.id),
+        ),
+      )
+      .execute();
     expect(rows.map((r) => r.agent)).toEqual(['robot-agent', 'robot-agent']);
   });
 
@@ -407,7 +433,7 @@ describe('refusals', () => {
     const token = await issuer.clientCredentials(resource, SCOPE, 'opaque');
     tokens.push(token);
     expect(token.split('.')).toHaveLength(1);
-    expect((await post(token)).status).toBe(200); // the robot binding from the client-credentials test
+    expect((await post(token)).status).toBe(200); // the robot's binding (beforeAll)
     const other = await issuer.clientCredentials('https://other.example/mcp', SCOPE, 'opaque');
     tokens.push(other);
     const res = await post(other);
@@ -451,6 +477,57 @@ describe('the REST door and vault keys', () => {
 
 describe('canary', () => {
   it('never writes a token to the logs or the audit log', async () => {
+    // Makes and uses a token of every kind itself, so the scan holds wherever this test runs (it scans the tokens of
+    // the tests that ran before it too).
+    // An MCP host's access and refresh tokens (authorization code + PKCE), bound to the client it registers.
+    const host = new HeadlessHost();
+    await expect(connect(host)).rejects.toBeInstanceOf(UnauthorizedError);
+    const hostClient = host.info?.client_id;
+    expect(hostClient).toBeTruthy();
+    await bind([
+      '--agent',
+      'canary-host',
+      '--oauth-subject',
+      issuer.user,
+      '--oauth-client',
+      String(hostClient),
+    ]);
+    const transport = new StreamableHTTPClientTransport(new URL(resource), { authProvider: host });
+    await transport.finishAuth(await host.code!);
+    const hosted = new Client({ name: 'oauth-test', version: '1.0.0' });
+    await hosted.connect(transport);
+    expect((await sms(hosted)).isError).toBeFalsy();
+    await hosted.close();
+    // The robot's client-credentials tokens, JWT and opaque, and a token signed for a bound subject of its own.
+    await bind(['--agent', 'canary-agent', '--oauth-subject', 'canary']);
+    const accepted = [
+      await issuer.clientCredentials(resource),
+      await issuer.clientCredentials(resource, SCOPE, 'opaque'),
+    ];
+    tokens.push(...accepted);
+    accepted.push(await mint({ sub: 'canary' }));
+    for (const token of accepted) {
+      const client = new Client({ name: 'oauth-test', version: '1.0.0' });
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(resource), {
+          requestInit: { headers: { authorization: `Bearer ${token}` } },
+        }),
+      );
+      expect((await sms(client)).isError).toBeFalsy();
+      await client.close();
+    }
+    // Refused tokens, whose refusals are logged.
+    const refused = [
+      await mint({ sub: 'canary', exp: Math.floor(Date.now() / 1000) - 120 }),
+      await mint({ sub: 'canary', aud: 'https://other.example/mcp' }),
+      await mint({ sub: 'canary', iss: 'https://evil.example' }),
+      await mint({ sub: 'canary' }, { kid: null }),
+      await mint({ sub: 'canary' }, { key: await signingKey() }),
+      await mint({ sub: 'canary-nobody-bound' }),
+    ];
+    for (const token of refused) expect((await post(token)).status).toBe(401);
+    expect((await post(await mint({ sub: 'canary', scope: 'other:scope' }))).status).toBe(403);
+
     await deps.settler.flush();
     expect(tokens.length).toBeGreaterThan(10);
     const rows = JSON.stringify(await tdb.db.selectFrom('audit_log').selectAll().execute());

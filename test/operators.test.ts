@@ -212,7 +212,8 @@ describe('leash operators', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]?.token_hash.equals(createHash('sha256').update(token).digest())).toBe(true);
     expect(rows[0]?.created_by).toBe('root-admin');
-    expect(await actionsOf('root-admin')).toEqual([
+    // root-admin also removes other operators in this file: only what it did to alice is this test's.
+    expect((await actionsOf('root-admin')).filter((x) => x.target === 'operator:alice')).toEqual([
       expect.objectContaining({ action: 'operator.add', target: 'operator:alice', via: 'cli' }),
     ]);
 
@@ -221,26 +222,33 @@ describe('leash operators', () => {
     expect(list.stdout).toContain('alice');
     expect(list.stdout).toContain('root-admin');
     const json = await leash(['operators', 'list', '--json']);
-    expect(JSON.parse(json.stdout)).toEqual([
+    // Other tests add operators of their own: alice is listed once, as added.
+    expect((JSON.parse(json.stdout) as { name: string }[]).filter((o) => o.name === 'alice')).toEqual([
       expect.objectContaining({ name: 'alice', status: 'active', created_by: 'root-admin' }),
     ]);
     for (const out of [list.stdout, list.stderr, json.stdout]) expect(out).not.toContain(token.slice(4));
   });
 
   it('refuses a taken, reserved or malformed name, naming the problem, and stores nothing', async () => {
-    const taken = await leash(['operators', 'add', 'alice']);
-    expect([taken.code, taken.stderr]).toEqual([1, expect.stringContaining("'alice' already exists")]);
+    await addOperator('abe');
+    const taken = await leash(['operators', 'add', 'abe']);
+    expect([taken.code, taken.stderr]).toEqual([1, expect.stringContaining("'abe' already exists")]);
     expect(taken.stdout).toBe('');
     const reserved = await leash(['operators', 'add', 'admin']);
     expect([reserved.code, reserved.stderr]).toEqual([2, expect.stringContaining("'admin' is reserved")]);
-    for (const bad of ['Alice', 'a b', 'x'.repeat(65), '.dot', 'eve;drop']) {
+    const bads = ['Alice', 'a b', 'x'.repeat(65), '.dot', 'eve;drop'];
+    for (const bad of bads) {
       const r = await leash(['operators', 'add', bad]);
       expect([r.code, r.stderr]).toEqual([2, expect.stringContaining('NAME: an operator name is 1-64')]);
     }
     const unknown = await leash(['operators', 'remove', 'nobody']);
     expect([unknown.code, unknown.stderr]).toEqual([3, expect.stringContaining("no operator 'nobody'")]);
-    const { rows } = await tdb.pool.query<{ n: number }>('select count(*)::int as n from operators');
-    expect(rows[0]?.n).toBe(1);
+    // Other tests add operators of their own: of the names tried here, only abe's first add is stored.
+    const { rows } = await tdb.pool.query<{ name: string }>(
+      'select name from operators where name = any($1::text[])',
+      [['abe', 'admin', 'nobody', ...bads]],
+    );
+    expect(rows.map((r) => r.name)).toEqual(['abe']);
   });
 });
 
@@ -350,7 +358,11 @@ describe('the admin API with an operator token', () => {
       [k.id],
     );
     expect(rows[0]?.revoked_by).toBe('admin');
-    expect((await actionsOf('admin')).map((x) => x.action)).toEqual(['key.revoke', 'approval.approve']);
+    // Other tests act with the admin token too: only this test's targets are looked at.
+    const mine = new Set(['agent:glass', `approval:${a}`, `approval:${b}`]);
+    expect(
+      (await actionsOf('admin')).filter((x) => mine.has(x.target)).map((x) => `${x.action} ${x.target}`),
+    ).toEqual(['key.revoke agent:glass', `approval.approve approval:${a}`]);
   });
 });
 
@@ -496,18 +508,87 @@ describe('the CLI records who acted', () => {
 });
 
 describe('audit query and tail --operator-actions', () => {
+  /**
+   * What these tests read, made here under names no other test uses: ada through the admin API, rhea in the console,
+   * the admin token, and una and the OS user through the CLI (more than 10 actions, at every door).
+   */
+  const made = {
+    adaKey: '',
+    rheaApproved: '',
+    adminApproved: '',
+    cliApproved: '',
+    revokeTargets: [] as string[],
+  };
+  beforeAll(async () => {
+    const ada = await addOperator('ada');
+    const rhea = await addOperator('rhea');
+
+    const adaApprove = await heldCall('audit-ada-approve');
+    const adaDeny = await heldCall('audit-ada-deny');
+    const post = { method: 'POST', body: '{}' };
+    expect((await admin(`/admin/approvals/${adaApprove}/approve`, ada, post)).status).toBe(200);
+    expect((await admin(`/admin/approvals/${adaDeny}/deny`, ada, post)).status).toBe(200);
+    const adaKey = await keyFor(tdb.db, { policy: 'ops', agent: 'audit-ada', runId: 'r-audit-ada' });
+    const byAda = await admin(`/admin/keys/${adaKey.id}/revoke`, ada, {
+      method: 'POST',
+      body: JSON.stringify({ reason: 'incident 7' }),
+    });
+    expect(await byAda.json()).toEqual({ revoked: [adaKey.id] });
+
+    const s = await consoleSignIn(rhea);
+    const a = await heldCall('audit-rhea-approve');
+    const d = await heldCall('audit-rhea-deny');
+    expect((await consolePost(s, `/console/api/approvals/${a}/approve`, {})).status).toBe(200);
+    expect((await consolePost(s, `/console/api/approvals/${d}/deny`, {})).status).toBe(200);
+    const rheaKey = await keyFor(tdb.db, { policy: 'ops', agent: 'audit-rhea', runId: 'r-audit' });
+    const byRhea = await consolePost(s, '/console/api/revoke', { run_id: 'r-audit' });
+    expect(await byRhea.json()).toEqual({ revoked: [rheaKey.id] });
+
+    const g = await heldCall('audit-admin');
+    expect((await admin(`/admin/approvals/${g}/approve`, ADMIN_TOKEN, post)).status).toBe(200);
+    const glassKey = await keyFor(tdb.db, { policy: 'ops', agent: 'audit-glass', runId: 'r-audit-glass' });
+    const byAdmin = await admin('/admin/revoke', ADMIN_TOKEN, {
+      method: 'POST',
+      body: JSON.stringify({ agent: 'audit-glass' }),
+    });
+    expect(await byAdmin.json()).toEqual({ revoked: [glassKey.id] });
+
+    const c = await heldCall('audit-cli');
+    const approved = await leash(['approvals', 'approve', c]);
+    expect(approved.code, approved.stderr).toBe(0);
+    const unaKey = await keyFor(tdb.db, { policy: 'ops', agent: 'audit-una', runId: 'r-audit-una' });
+    for (const verb of ['rotate', 'revoke']) {
+      const r = await leash(['keys', verb, unaKey.id], { LEASH_OPERATOR: 'una' });
+      expect(r.code, r.stderr).toBe(0);
+    }
+
+    Object.assign(made, {
+      adaKey: adaKey.id,
+      rheaApproved: a,
+      adminApproved: g,
+      cliApproved: c,
+      revokeTargets: [`key:${adaKey.id}`, 'run:r-audit', 'agent:audit-glass', `key:${unaKey.id}`],
+    });
+  });
+
   it('lists who did what, newest first, filtered by operator and action', async () => {
-    const r = await leash(['audit', 'query', '--operator-actions', '--operator', 'cleo', '--json']);
+    const r = await leash(['audit', 'query', '--operator-actions', '--operator', 'rhea', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const rows = JSON.parse(r.stdout) as OperatorAction[];
     expect(rows.map((x) => x.action)).toEqual(['key.revoke', 'approval.deny', 'approval.approve']);
-    expect(rows.every((x) => x.actor === 'cleo' && x.via === 'console')).toBe(true);
+    expect(rows.every((x) => x.actor === 'rhea' && x.via === 'console')).toBe(true);
     const revokes = await leash(['audit', 'query', '--operator-actions', '--action', 'key.revoke', '--json']);
-    expect((JSON.parse(revokes.stdout) as OperatorAction[]).map((x) => x.actor).sort()).toEqual(
-      ['admin', 'bea', 'cleo', 'erin'].sort(),
-    );
-    const table = await leash(['audit', 'query', '--operator-actions', '--operator', 'bea', '--wide']);
-    expect(table.stdout).toMatch(/bea\s+admin_api\s+key\.revoke\s+key:[a-z2-7]{12}\s+.*incident 7/);
+    const revoked = JSON.parse(revokes.stdout) as OperatorAction[];
+    expect(revoked.every((x) => x.action === 'key.revoke')).toBe(true);
+    // Other tests revoke too: of this describe's actions (approvals, rotations and all), only the revokes are listed.
+    expect(
+      revoked
+        .filter((x) => made.revokeTargets.includes(x.target))
+        .map((x) => x.actor)
+        .sort(),
+    ).toEqual(['admin', 'ada', 'rhea', 'una'].sort());
+    const table = await leash(['audit', 'query', '--operator-actions', '--operator', 'ada', '--wide']);
+    expect(table.stdout).toMatch(/ada\s+admin_api\s+key\.revoke\s+key:[a-z2-7]{12}\s+.*incident 7/);
   });
 
   it('refuses call filters and bad values with --operator-actions, naming the flag', async () => {
@@ -525,9 +606,9 @@ describe('audit query and tail --operator-actions', () => {
   it('tails operator actions as lines that say who did what', async () => {
     const r = await leash(['audit', 'tail', '--operator-actions', '-n', '50']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/ cleo revoked run:r-console \(console\)/);
-    expect(r.stdout).toMatch(/ admin approved [0-9a-f-]{36} \(admin_api\)/);
-    expect(r.stdout).toMatch(new RegExp(` ${ME} approved [0-9a-f-]{36} \\(cli\\)`));
+    expect(r.stdout).toMatch(/ rhea revoked run:r-audit \(console\)/);
+    expect(r.stdout).toContain(` admin approved ${made.adminApproved} (admin_api)`);
+    expect(r.stdout).toContain(` ${ME} approved ${made.cliApproved} (cli)`);
   });
 
   it('fits 80 columns with times, names and targets whole', async () => {
@@ -544,9 +625,9 @@ describe('audit query and tail --operator-actions', () => {
     expect(lines.length).toBeGreaterThan(10);
     for (const l of lines) if (l.length > 80) expect(l).toMatch(/ [0-9a-f-]{36}$|:[a-z2-7]{12}$/);
     expect(lines.filter((l) => l.length <= 80).length).toBeGreaterThan(lines.length / 2);
-    expect(tail.stdout).toMatch(/ bea revoked key:[a-z2-7]{12} \(admin_api\): incident 7/);
+    expect(tail.stdout).toMatch(new RegExp(` ada revoked key:${made.adaKey} \\(admin_api\\): incident 7`));
     // 86 characters with its door: the door is left out.
-    expect(tail.stdout).toMatch(/ cleo approved [0-9a-f-]{36}$/m);
+    expect(tail.stdout).toMatch(new RegExp(` rhea approved ${made.rheaApproved}$`, 'm'));
   });
 
   it('reports an action committed after the watch started, once', async () => {
@@ -762,6 +843,28 @@ describe('leash serve without LEASH_ADMIN_TOKEN', () => {
 
 describe('canary', () => {
   it('no operator token is anywhere in the database, the server log or the alerts', async () => {
+    // Tokens of its own, used at every door, so the scan has something to find wherever this test runs; it scans
+    // for every token the other tests printed too.
+    const own: string[] = [];
+    for (const n of ['canary-1', 'canary-2', 'canary-3', 'canary-4', 'canary-5'])
+      own.push(await addOperator(n));
+    const [api = '', web = '', wrong = '', gone = '', scraped = ''] = own;
+    for (const t of own) expect((await admin('/admin/whoami', t)).status).toBe(200);
+    const k = await keyFor(tdb.db, { policy: 'ops', agent: 'canary-revoke', runId: 'r-canary' });
+    const revoked = await admin(`/admin/keys/${k.id}/revoke`, api, {
+      method: 'POST',
+      body: JSON.stringify({ reason: 'canary' }),
+    });
+    expect(await revoked.json()).toEqual({ revoked: [k.id] });
+    const s = await consoleSignIn(web);
+    const held = await heldCall('canary-approve');
+    expect((await consolePost(s, `/console/api/approvals/${held}/approve`, {})).status).toBe(200);
+    for (const bad of [wrong.slice(0, -1), `${wrong}x`])
+      expect((await admin('/admin/keys', bad)).status).toBe(401);
+    expect((await leash(['operators', 'remove', 'canary-4'])).code).toBe(0);
+    expect((await admin('/admin/whoami', gone)).status).toBe(401);
+    expect((await admin('/admin/audit?agent=canary-approve', scraped)).status).toBe(200);
+
     expect(tokens.length).toBeGreaterThan(4);
     const { rows: tables } = await tdb.pool.query<{ table_name: string }>(
       `select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`,
