@@ -99,10 +99,14 @@ export function approvalsView(decided: () => void): ApprovalsView {
           el.remove();
           cards.delete(id);
         }
+      // Oldest first. A card is moved only when it is out of place: moving an element takes the focus from the note
+      // an operator may be typing in it (the panel is re-rendered every few seconds and on every streamed row).
+      let next = box.firstElementChild;
       for (const a of list) {
         let el = cards.get(a.id);
         if (!el) cards.set(a.id, (el = card(a)));
-        box.append(el); // oldest first: appending in order moves each to its place
+        if (el === next) next = el.nextElementSibling;
+        else box.insertBefore(el, next);
         const expiry = el.querySelector('.expiry');
         if (expiry) setText(expiry, untilText(a.expires_at));
       }

@@ -307,6 +307,36 @@ describe('the signed-in console', () => {
     await client.close();
   });
 
+  it('keeps the focus and the typing in a note while the approvals panel re-renders for a new held call', async () => {
+    const key = await keyFor(leash.tdb.db, { policy: 'gated', agent: 'note-typist', runId: 'ticket-8' });
+    const client = await mcpClient(key.key);
+    const firstId = approvalId(await email(client, 'First refund'));
+    const first = page.locator(`article[data-approval-id="${firstId}"]`);
+    let second = page.locator('article[data-approval-id="none"]');
+    try {
+      await first.waitFor({ timeout: WAIT_MS });
+      const note = first.locator('input');
+      await note.focus();
+      await page.keyboard.type('customer ');
+      // Another held call: the panel re-renders to show its card, and must leave the one being typed in alone.
+      second = page.locator(
+        `article[data-approval-id="${approvalId(await email(client, 'Second refund'))}"]`,
+      );
+      await second.waitFor({ timeout: WAIT_MS });
+      await page.keyboard.type('called twice');
+      const focused = `document.activeElement === document.querySelector('[data-approval-id="${firstId}"] input')`;
+      expect(await page.evaluate(focused)).toBe(true);
+      expect(await note.inputValue()).toBe('customer called twice');
+    } finally {
+      for (const card of [first, second])
+        if (await card.count()) {
+          await card.locator('button[data-decide="deny"]').click();
+          await card.waitFor({ state: 'detached', timeout: WAIT_MS });
+        }
+      await client.close();
+    }
+  });
+
   it('filters the live view to held calls', async () => {
     expect(structured(await emailAs('gated-bot', 'gated'))).toMatchObject({ code: 'approval_required' });
     expect((await emailAs('mailer')).isError).toBeFalsy();
