@@ -28,8 +28,11 @@ beforeEach(() => {
   for (const fake of [bench.stripe, bench.twilio, bench.resend]) fake.received.length = 0;
 });
 
-const refundPosts = () =>
-  bench.stripe.received.filter((r) => r.method === 'POST' && r.path === '/v1/refunds');
+/** The refunds Stripe was asked for on this payment (reconcile also replays other tests' unknown calls). */
+const refundPosts = (paymentIntent: string) =>
+  bench.stripe.received.filter(
+    (r) => r.method === 'POST' && r.path === '/v1/refunds' && r.form.get('payment_intent') === paymentIntent,
+  );
 const money = (r: {
   decision: string;
   reason: string | null;
@@ -94,7 +97,7 @@ describe('the REST door, stripe-node, a refund Stripe made and then answered 500
     expect(await raw.json()).toMatchObject({
       error: { type: 'invalid_request_error', code: 'outcome_pending' },
     });
-    expect(refundPosts()).toHaveLength(1);
+    expect(refundPosts(p.payment_intent)).toHaveLength(1);
     expect(p.amount_refunded).toBe(1000);
 
     const out = await leashReconcile();
@@ -102,8 +105,10 @@ describe('the REST door, stripe-node, a refund Stripe made and then answered 500
     const summary = JSON.parse(out.stdout) as { rows: { id: string; after: string }[] };
     expect(summary.rows.find((r) => r.id === row!.id)?.after).toBe('succeeded');
     // Reconcile replayed the first call with its own idempotency key: Stripe answered with the first refund.
-    expect(refundPosts()).toHaveLength(2);
-    expect(refundPosts()[1]!.headers['idempotency-key']).toBe(refundPosts()[0]!.headers['idempotency-key']);
+    expect(refundPosts(p.payment_intent)).toHaveLength(2);
+    expect(refundPosts(p.payment_intent)[1]!.headers['idempotency-key']).toBe(
+      refundPosts(p.payment_intent)[0]!.headers['idempotency-key'],
+    );
     expect(p.amount_refunded).toBe(1000);
     const rows = await auditRows(bench.tdb.pool, key.id);
     expect(money(rows[0]!)).toEqual(['succeeded', 10_000_000, 0]);
@@ -126,7 +131,7 @@ describe('a retry with the first call’s own idempotency key', () => {
       .refunds.create({ payment_intent: p.payment_intent, amount: 700 });
     await acted;
     expect(refund.lastResponse.headers['idempotent-replayed']).toBe('true');
-    expect(refundPosts()).toHaveLength(2);
+    expect(refundPosts(p.payment_intent)).toHaveLength(2);
     expect(p.amount_refunded).toBe(700);
     await bench.deps.settler.flush();
     let rows = await auditRows(bench.tdb.pool, key.id);
@@ -218,7 +223,7 @@ describe('the MCP door', () => {
     expect(burst.map((r) => (r.structuredContent as { code: string }).code)).toEqual(
       Array(4).fill('outcome_pending'),
     );
-    expect(refundPosts()).toHaveLength(1);
+    expect(refundPosts(p.payment_intent)).toHaveLength(1);
     expect(p.amount_refunded).toBe(1000);
 
     // Another amount is another call.
