@@ -4,10 +4,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { chown, mkdtemp, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { osIds } from '../src/db/embedded-programs.js';
+import { freePort } from './support.js';
 
 /** The PgBouncer binary: PGBOUNCER, else Debian's /usr/sbin/pgbouncer. */
 export function pgbouncerPath(): string {
@@ -34,18 +34,6 @@ export interface PgBouncer {
   urlFor(database: string): string;
   /** Stops PgBouncer and removes its directory; safe to call twice. */
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error('no free port on 127.0.0.1'))));
-    });
-  });
 }
 
 /** Whether `version` (1.18.0, say) is at least major.minor. */

@@ -1,6 +1,7 @@
 // Shared benchmark helpers: latency percentiles, a concurrent call loop, a database to run against,
 // CPU accounting from /proc, readable tables, and the Result shape every bench returns.
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -347,5 +348,18 @@ export function runMain(main: () => Promise<void>): void {
   main().catch((error: unknown) => {
     process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exitCode = 1;
+  });
+}
+
+/** A port nothing listens on now (another process may take it before the server does: the caller retries). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => (port ? resolve(port) : reject(new Error('no free port on 127.0.0.1'))));
+    });
   });
 }

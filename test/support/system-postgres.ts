@@ -4,11 +4,11 @@ import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { osIds } from '../../src/db/embedded-programs.js';
+import { freePort } from '../../bench/support.js';
 
 const run = promisify(execFile);
 
@@ -32,19 +32,6 @@ export interface SystemPostgres {
   adminUrl: string;
   /** Stops the server and removes its directory; safe to call twice. */
   stop(): Promise<void>;
-}
-
-/** A port nothing listens on now (another process may take it before the server does: the caller retries). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error('no free port on 127.0.0.1'))));
-    });
-  });
 }
 
 /**

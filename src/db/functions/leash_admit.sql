@@ -75,15 +75,7 @@ begin
 
     if code is not null then
       -- Give back what this call took in the windows before the one that refused it.
-      for w in select value from jsonb_array_elements(done) loop
-        if w->>'kind' = 'usd_day' then
-          update spend_windows set reserved_micros = reserved_micros - p_cost
-            where scope = w->>'scope' and kind = 'usd_day' and window_start = (w->>'window_start')::timestamptz;
-        else
-          update spend_windows set requests = requests - 1
-            where scope = w->>'scope' and kind = 'requests_hour' and window_start = (w->>'window_start')::timestamptz;
-        end if;
-      end loop;
+      perform leash_give_back(done, p_cost);
       done := '[]';
     end if;
   end if;
